@@ -1,0 +1,49 @@
+"""salesauthz: embeddable policy-as-code authorization for sales CRMs.
+
+```python
+from salesauthz import Authorizer, Record
+authz = Authorizer.from_directory("policies")
+authz.check("rep_e1a", "update", Record("customer", owner="rep_e1b"), domain="acme")
+```
+"""
+
+from ._version import __version__
+from .audit import AuditRecord, AuditTrail
+from .authorizer import Authorizer, CacheInfo, Decision, Record, ScopeFilter
+from .errors import (
+    AuthorizationError,
+    EscalationError,
+    ForbiddenError,
+    NotAuthenticatedError,
+    NotFoundError,
+    PolicyError,
+    PolicyIssue,
+    SalesAuthzError,
+    StorageError,
+    UnknownNameError,
+)
+from .scopes import Coverage, Scope, ScopeKind
+
+__all__ = [
+    "AuditRecord",
+    "AuditTrail",
+    "AuthorizationError",
+    "Authorizer",
+    "CacheInfo",
+    "Coverage",
+    "Decision",
+    "EscalationError",
+    "ForbiddenError",
+    "NotAuthenticatedError",
+    "NotFoundError",
+    "PolicyError",
+    "PolicyIssue",
+    "Record",
+    "SalesAuthzError",
+    "Scope",
+    "ScopeFilter",
+    "ScopeKind",
+    "StorageError",
+    "UnknownNameError",
+    "__version__",
+]

@@ -1,0 +1,140 @@
+"""The Casbin rule vocabulary salesauthz stores its whole state in.
+
+Every fact is one Casbin policy line, so any Casbin adapter can hold it (six values at most, the
+width of the common ``casbin_rule`` table). A rule is a plain tuple ``(ptype, v0, v1, ...)``.
+
+=====  ============================================  ===========================================
+ptype  values                                        meaning
+=====  ============================================  ===========================================
+p      subject, domain, type, action, scope, expires  a permission of a role, or a direct grant to
+                                                      an account; ``expires`` is ISO-8601 UTC or ""
+p2     domain, type, action                          the action vocabulary: ``action`` exists on
+                                                      ``type`` in ``domain``
+p3     account, domain, status                       an account exists, with its status
+p4     role, domain                                  a role exists
+g      subject, role, domain                         account → role assignment; role → role
+                                                      inheritance
+g2     department, parent, domain                    the department tree (parent "" for a root)
+g3     account, department, domain                   the department an account belongs to
+g4     sub-account, parent account, domain           the sub-account hierarchy
+=====  ============================================  ===========================================
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Final
+
+Rule = tuple[str, ...]
+"""``(ptype, v0, v1, ...)`` — one Casbin policy line."""
+
+PERMISSION: Final = "p"
+VOCABULARY: Final = "p2"
+ACCOUNT: Final = "p3"
+ROLE: Final = "p4"
+ROLE_LINK: Final = "g"
+DEPARTMENT: Final = "g2"
+MEMBERSHIP: Final = "g3"
+PARENT: Final = "g4"
+
+ARITY: Final[dict[str, int]] = {
+    PERMISSION: 6,
+    VOCABULARY: 3,
+    ACCOUNT: 3,
+    ROLE: 2,
+    ROLE_LINK: 3,
+    DEPARTMENT: 3,
+    MEMBERSHIP: 3,
+    PARENT: 3,
+}
+"""How many values each rule type carries (after the ptype)."""
+
+DOMAIN_FIELD: Final[dict[str, int]] = {
+    PERMISSION: 1,
+    VOCABULARY: 0,
+    ACCOUNT: 1,
+    ROLE: 1,
+    ROLE_LINK: 2,
+    DEPARTMENT: 2,
+    MEMBERSHIP: 2,
+    PARENT: 2,
+}
+"""Index (among the values) of the domain of each rule type."""
+
+STATUSES: Final = ("active", "frozen", "deactivated")
+
+# Built into every domain: accounts are records too (``account:manage``), and the escalate right
+# is the only way around the delegation rule (``role:escalate``).
+BUILTIN_VOCABULARY: Final[dict[str, tuple[str, ...]]] = {
+    "account": ("manage",),
+    "role": ("escalate",),
+}
+
+WILDCARD: Final = "*"
+
+
+def domain_of(rule: Rule) -> str:
+    """The domain a rule belongs to."""
+    return rule[1 + DOMAIN_FIELD[rule[0]]]
+
+
+def check_rule(rule: Rule) -> str | None:
+    """Why ``rule`` is malformed, or ``None`` if its shape is right.
+
+    Only shape is checked here (ptype, arity, non-empty identifiers, scope and time syntax);
+    whether names refer to anything is the validator's business.
+    """
+    if not isinstance(rule, tuple) or not rule:
+        return "a rule must be a non-empty tuple"
+    ptype = rule[0]
+    if ptype not in ARITY:
+        return f"unknown rule type {ptype!r} (expected one of {', '.join(ARITY)})"
+    values = rule[1:]
+    if len(values) != ARITY[ptype]:
+        return f"rule type {ptype!r} takes {ARITY[ptype]} values, got {len(values)}"
+    for value in values:
+        if not isinstance(value, str):
+            return f"rule values must be strings, got {type(value).__name__}"
+        if "\x00" in value:
+            return "rule values must not contain NUL characters"
+    optional = {(PERMISSION, 5), (DEPARTMENT, 1)}  # expires; a root department's parent
+    for position, value in enumerate(values):
+        if value == "" and (ptype, position) not in optional:
+            return f"value {position} of a {ptype!r} rule must not be empty"
+    if ptype == PERMISSION:
+        from .scopes import parse_scope  # local: scopes imports this module
+
+        try:
+            parse_scope(values[4])
+        except ValueError as exc:
+            return str(exc)
+        if values[5]:
+            try:
+                parse_expiry(values[5])
+            except ValueError as exc:
+                return str(exc)
+    if ptype == ACCOUNT and values[2] not in STATUSES:
+        return f"unknown account status {values[2]!r} (expected one of {', '.join(STATUSES)})"
+    return None
+
+
+def parse_expiry(text: str) -> float:
+    """Seconds since the epoch for an ISO-8601 expiry; naive times are taken as UTC."""
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(
+            f"invalid expiry {text!r}: use ISO-8601, e.g. 2026-12-31T18:00:00Z"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+def format_expiry(moment: datetime | None) -> str:
+    """The stored form of an expiry: ISO-8601 in UTC with a ``Z``, or "" for never."""
+    if moment is None:
+        return ""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -1,0 +1,1 @@
+"""The ``salesauthz`` command for policy authors."""

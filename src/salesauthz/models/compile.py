@@ -1,0 +1,158 @@
+"""Policy documents → Casbin rules, and back."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from salesauthz import _rules as R
+from salesauthz._rules import Rule
+from salesauthz.scopes import Scope, ScopeKind, parse_scope
+
+from .documents import (
+    AccountDocument,
+    CustomScope,
+    DepartmentDocument,
+    DomainDocument,
+    PermissionSet,
+    RoleDocument,
+    ScopeSpec,
+)
+
+__all__ = ["compile_document", "decompile_rules", "scope_of"]
+
+
+def scope_of(spec: ScopeSpec) -> Scope:
+    if isinstance(spec, CustomScope):
+        return Scope.of(ScopeKind.CUSTOM, spec.custom)
+    return Scope.of(spec)
+
+
+def _permission_rules(subject: str, domain: str, sets: Iterable[PermissionSet]) -> list[Rule]:
+    rules: list[Rule] = []
+    for permission_set in sets:
+        expires = R.format_expiry(permission_set.expires)
+        for scope_text in scope_of(permission_set.scope).encode():
+            for typ, actions in permission_set.actions.items():
+                for action in actions:
+                    rules.append((R.PERMISSION, subject, domain, typ, action, scope_text, expires))
+    return rules
+
+
+def compile_document(document: DomainDocument) -> list[Rule]:
+    """The Casbin rules of one domain document (no validation: see ``validate``)."""
+    d = document.domain
+    rules: list[Rule] = []
+    vocabulary = {**{t: list(a) for t, a in R.BUILTIN_VOCABULARY.items()}, **document.resources}
+    for typ, actions in vocabulary.items():
+        for action in actions:
+            rules.append((R.VOCABULARY, d, typ, action))
+    for name, department in document.departments.items():
+        parent = department.parent if department is not None else None
+        rules.append((R.DEPARTMENT, name, parent or "", d))
+    for name, role in document.roles.items():
+        rules.append((R.ROLE, name, d))
+        if role is None:
+            continue
+        for inherited in role.inherits:
+            rules.append((R.ROLE_LINK, name, inherited, d))
+        rules.extend(_permission_rules(name, d, role.permissions))
+    for name, account in document.accounts.items():
+        account = account or AccountDocument()
+        rules.append((R.ACCOUNT, name, d, account.status))
+        if account.department is not None:
+            rules.append((R.MEMBERSHIP, name, account.department, d))
+        if account.parent is not None:
+            rules.append((R.PARENT, name, account.parent, d))
+        for role_name in account.roles:
+            rules.append((R.ROLE_LINK, name, role_name, d))
+        rules.extend(_permission_rules(name, d, account.grants))
+    return list(dict.fromkeys(rules))
+
+
+def _permission_sets(rules: list[Rule]) -> list[PermissionSet]:
+    """Group ``p`` rules of one subject back into permission sets (one per scope+expiry)."""
+    # Merge custom departments of the same (type, action, expires) into one custom scope.
+    custom: dict[tuple[str, str, str], set[str]] = {}
+    plain: list[tuple[str, str, str, str]] = []
+    for _, _sub, _dom, typ, action, scope_text, expires in rules:
+        scope = parse_scope(scope_text)
+        if scope.kind is ScopeKind.CUSTOM:
+            custom.setdefault((typ, action, expires), set()).update(scope.departments)
+        else:
+            plain.append((scope_text, expires, typ, action))
+    groups: dict[tuple[object, str], dict[str, list[str]]] = {}
+    for scope_text, expires, typ, action in plain:
+        groups.setdefault((scope_text, expires), {}).setdefault(typ, []).append(action)
+    for (typ, action, expires), depts in custom.items():
+        key = (tuple(sorted(depts)), expires)
+        groups.setdefault(key, {}).setdefault(typ, []).append(action)
+    sets = []
+    for (scope_key, expires), types in sorted(groups.items(), key=lambda kv: repr(kv[0])):
+        spec: object = {"custom": list(scope_key)} if isinstance(scope_key, tuple) else scope_key
+        body: dict[str, object] = {"scope": spec}
+        if expires:
+            body["expires"] = expires
+        for typ in sorted(types):
+            body[typ] = sorted(types[typ])
+        sets.append(PermissionSet.model_validate(body))
+    return sets
+
+
+def decompile_rules(rules: Iterable[Rule]) -> list[DomainDocument]:
+    """Rebuild one document per domain from Casbin rules (the inverse of
+    :func:`compile_document` up to ordering: ``compile(decompile(rules)) == rules`` as sets)."""
+    by_domain: dict[str, list[Rule]] = {}
+    for rule in rules:
+        by_domain.setdefault(R.domain_of(rule), []).append(rule)
+    documents = []
+    for domain in sorted(by_domain):
+        domain_rules = sorted(by_domain[domain])
+        roles = {r[1] for r in domain_rules if r[0] == R.ROLE}
+        resources: dict[str, list[str]] = {}
+        departments: dict[str, DepartmentDocument | None] = {}
+        links: dict[str, list[str]] = {}
+        permissions: dict[str, list[Rule]] = {}
+        accounts: dict[str, dict[str, object]] = {}
+        for rule in domain_rules:
+            ptype = rule[0]
+            if ptype == R.VOCABULARY:
+                resources.setdefault(rule[2], []).append(rule[3])
+            elif ptype == R.DEPARTMENT:
+                departments[rule[1]] = DepartmentDocument(parent=rule[2]) if rule[2] else None
+            elif ptype == R.ROLE_LINK:
+                links.setdefault(rule[1], []).append(rule[2])
+            elif ptype == R.PERMISSION:
+                permissions.setdefault(rule[1], []).append(rule)
+            elif ptype == R.ACCOUNT:
+                accounts.setdefault(rule[1], {})["status"] = rule[3]
+            elif ptype == R.MEMBERSHIP:
+                accounts.setdefault(rule[1], {})["department"] = rule[2]
+            elif ptype == R.PARENT:
+                accounts.setdefault(rule[1], {})["parent"] = rule[2]
+        for subject in set(links) | set(permissions):
+            if subject not in roles:
+                accounts.setdefault(subject, {})
+        for typ, actions in R.BUILTIN_VOCABULARY.items():
+            if sorted(resources.get(typ, [])) == sorted(actions):
+                resources.pop(typ, None)
+        role_documents: dict[str, RoleDocument | None] = {
+            name: RoleDocument(
+                inherits=sorted(links.get(name, [])),
+                permissions=_permission_sets(permissions.get(name, [])),
+            )
+            for name in sorted(roles)
+        }
+        account_documents: dict[str, AccountDocument | None] = {}
+        for name in sorted(accounts):
+            fields = dict(accounts[name])
+            fields["roles"] = sorted(links.get(name, []))
+            fields["grants"] = _permission_sets(permissions.get(name, []))
+            account_documents[name] = AccountDocument.model_validate(fields)
+        documents.append(DomainDocument(
+            domain=domain,
+            resources={t: sorted(a) for t, a in sorted(resources.items())},
+            departments=dict(sorted(departments.items())),
+            roles=role_documents,
+            accounts=account_documents,
+        ))
+    return documents

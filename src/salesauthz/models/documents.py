@@ -1,0 +1,144 @@
+"""Pydantic models of the policy documents policy authors write (one YAML file per domain).
+
+```yaml
+domain: acme
+resources:                      # the vocabulary: type -> actions
+  customer: [read, create, update, delete, export, assign]
+departments:                    # the tree, flat: each department names its parent
+  sales: {}
+  east: {parent: sales}
+roles:
+  senior_rep:
+    inherits: [junior_rep]
+    permissions:
+      - scope: team             # own | team | department_tree | all | {custom: [dept, ...]}
+        customer: [read, update]
+accounts:
+  lead_e1: {department: east-1, roles: [senior_rep]}
+```
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+__all__ = [
+    "AccountDocument",
+    "CustomScope",
+    "DepartmentDocument",
+    "DomainDocument",
+    "PermissionSet",
+    "RoleDocument",
+    "ScopeSpec",
+]
+
+Name = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=1000, pattern=r"^[^\x00]*$"),
+]
+"""An identifier: any non-empty text without NUL (commas, quotes, 华东一组 … are fine)."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
+
+
+class CustomScope(_Strict):
+    """A ``custom`` scope: records in the listed departments (and below them)."""
+
+    custom: list[Name] = Field(min_length=1, description="Departments whose subtrees are covered.")
+
+
+_SCOPE_WORDS = ("own", "team", "department_tree", "all")
+
+ScopeSpec = Literal["own", "team", "department_tree", "all"] | CustomScope
+"""``own``, ``team``, ``department_tree``, ``all`` or ``{custom: [department, ...]}``."""
+
+
+class PermissionSet(BaseModel):
+    """Actions on resource types at one scope: ``{scope: team, customer: [read, update]}``.
+
+    Every key other than ``scope`` and ``expires`` is a resource type (or ``"*"`` for every
+    type) mapped to its actions (``"*"`` for every action of the type).
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    __pydantic_extra__: dict[Name, list[Name]] = Field(init=False)  # type -> actions
+
+    scope: ScopeSpec = Field(description="Which records these actions reach.")
+    expires: datetime | None = Field(
+        default=None,
+        description="Direct grants only: when the grant stops allowing (ISO-8601; UTC if naive).",
+    )
+
+    @field_validator("scope", mode="before")
+    @classmethod
+    def _scope_words(cls, value: object) -> object:
+        if isinstance(value, str) and value not in _SCOPE_WORDS:
+            hint = " (write {custom: [dept, ...]})" if value.startswith("custom") else ""
+            raise ValueError(
+                f"unknown scope {value!r}: use own, team, department_tree, all or "
+                f"{{custom: [department, ...]}}{hint}"
+            )
+        if not isinstance(value, str | dict | CustomScope):
+            raise ValueError("a scope is a word (own, team, department_tree, all) or {custom: [...]}")
+        return value
+
+    @property
+    def actions(self) -> dict[str, list[str]]:
+        """``type → actions`` of this set."""
+        return dict(self.__pydantic_extra__ or {})
+
+
+class RoleDocument(_Strict):
+    """A role: a named permission template, optionally inheriting other roles."""
+
+    description: str = ""
+    inherits: list[Name] = Field(
+        default_factory=list, description="Roles whose permissions this role also has."
+    )
+    permissions: list[PermissionSet] = Field(default_factory=list)
+
+
+class AccountDocument(_Strict):
+    """A user of the CRM."""
+
+    department: Name | None = Field(default=None, description="The department it belongs to.")
+    roles: list[Name] = Field(default_factory=list)
+    parent: Name | None = Field(
+        default=None, description="Makes this a sub-account: its rights never exceed the parent's."
+    )
+    status: Literal["active", "frozen", "deactivated"] = "active"
+    grants: list[PermissionSet] = Field(
+        default_factory=list, description="Direct grants, outside any role."
+    )
+
+
+class DepartmentDocument(_Strict):
+    """A node of the org tree; ``parent`` is omitted for a top-level department."""
+
+    parent: Name | None = None
+    description: str = ""
+
+
+class DomainDocument(_Strict):
+    """One tenant: its vocabulary, department tree, roles and accounts."""
+
+    domain: Name = Field(description="The tenant's identifier.")
+    description: str = ""
+    resources: dict[Name, list[Name]] = Field(
+        default_factory=dict,
+        description="Resource types and their actions. `account: [manage]` and "
+        "`role: [escalate]` are built in.",
+    )
+    departments: dict[Name, DepartmentDocument | None] = Field(default_factory=dict)
+    roles: dict[Name, RoleDocument | None] = Field(default_factory=dict)
+    accounts: dict[Name, AccountDocument | None] = Field(default_factory=dict)
+
+    @field_validator("departments", "roles", "accounts", mode="before")
+    @classmethod
+    def _none_is_empty(cls, value: object) -> object:
+        return {} if value is None else value

@@ -1,0 +1,97 @@
+"""Casbin's own enforcer, loaded with salesauthz's model and rules: the reference the compiled
+decision path is tested against (and a fallback for tools that want pure Casbin).
+
+The matcher's helper functions read only the Casbin enforcer's own policy state: department
+subtrees come from Casbin's role manager for ``g2``, statuses from ``p3`` and so on. A
+sub-account's ceiling is the enforcer asking itself about the parent (``capped``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import casbin
+
+from . import _rules as R
+from ._rules import Rule
+
+__all__ = ["reference_enforcer"]
+
+
+def reference_enforcer(rules: Iterable[Rule], *, clock: Callable[[], float] = time.time) -> Any:
+    """A ``casbin.Enforcer`` deciding ``enforce(sub, dom, typ, act, owner, dept)`` by the design's
+    rules. ``owner``/``dept`` are "" when the record has none (``dept`` "" = owner's department)."""
+    from .models.loader import bundled_model_text
+
+    model = casbin.Enforcer.new_model(text=bundled_model_text())
+    enforcer = casbin.Enforcer(model)
+    grouped: dict[str, list[list[str]]] = {}
+    for rule in rules:
+        grouped.setdefault(rule[0], []).append(list(rule[1:]))
+    for ptype, values in grouped.items():
+        section = "g" if ptype.startswith("g") else "p"
+        enforcer.get_model().add_policies(section, ptype, values)
+    enforcer.build_role_links()
+    # Casbin's role manager stops at 10 levels by default; policies may be deeper.
+    for ptype in ("g", "g2"):
+        manager = enforcer.get_named_role_manager(ptype)
+        manager.max_hierarchy_level = 10_000
+    enforcer.build_role_links()
+
+    def policy(ptype: str) -> list[list[str]]:
+        return list(enforcer.get_model().get_policy("g" if ptype.startswith("g") else "p", ptype))
+
+    def lookup(ptype: str, name: str, dom: str) -> str | None:
+        for values in policy(ptype):
+            if values[0] == name and values[-1 if ptype.startswith("g") else 1] == dom:
+                return values[1] if ptype.startswith("g") else values[2]
+        return None
+
+    def known(dom: str, typ: str, act: str) -> bool:
+        return [dom, typ, act] in policy(R.VOCABULARY)
+
+    def active(sub: str, dom: str) -> bool:
+        return lookup(R.ACCOUNT, sub, dom) == "active"
+
+    def unexpired(expires: str) -> bool:
+        return not expires or clock() < R.parse_expiry(expires)
+
+    def department_exists(dept: str, dom: str) -> bool:
+        return any(v[0] == dept and v[2] == dom for v in policy(R.DEPARTMENT))
+
+    def at_or_below(dept: str, top: str, dom: str) -> bool:
+        if not (department_exists(dept, dom) and department_exists(top, dom)):
+            return False
+        return bool(enforcer.get_named_role_manager(R.DEPARTMENT).has_link(dept, top, dom))
+
+    def covers(sub: str, dom: str, scope: str, owner: str, dept: str) -> bool:
+        if scope == "all":
+            return True
+        if owner and owner == sub:
+            return True
+        record_dept = dept or (lookup(R.MEMBERSHIP, owner, dom) if owner else None) or ""
+        if not record_dept:
+            return False
+        if scope.startswith("custom:"):
+            return at_or_below(record_dept, scope[len("custom:"):], dom)
+        home = lookup(R.MEMBERSHIP, sub, dom)
+        if home is None or not department_exists(home, dom):
+            return False
+        if scope == "team":
+            return record_dept == home
+        if scope == "department_tree":
+            return at_or_below(record_dept, home, dom)
+        return False  # own (already handled) or unknown
+
+    def capped(sub: str, dom: str, typ: str, act: str, owner: str, dept: str) -> bool:
+        parent = lookup(R.PARENT, sub, dom)
+        if parent is None:
+            return True
+        return bool(enforcer.enforce(parent, dom, typ, act, owner, dept))
+
+    for name, function in {"known": known, "active": active, "unexpired": unexpired,
+                           "covers": covers, "capped": capped}.items():
+        enforcer.add_function(name, function)
+    return enforcer

@@ -1,0 +1,122 @@
+"""Hypothesis strategies: random sales organisations (as policy documents) and requests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from hypothesis import strategies as st
+
+from salesauthz import Record
+from salesauthz._rules import Rule
+from salesauthz.models import DomainDocument, compile_document
+
+FIXED_NOW = 1_900_000_000.0  # 2030-03-17: grants expire either side of it
+
+# Names include the hostile and the non-Latin on purpose.
+NAME_POOL = [
+    "east", "west", "east-1", "华东一组", "o'brien", 'a"b', "x,y", "semi;colon", "dash--dash",
+    "back\\slash", "tab\there", "new\nline", "pct%s", ":colon", "custom:trick", "UPPER", "z" * 60,
+]
+RESOURCES = {"customer": ["read", "update", "export"], "order": ["read", "approve"]}
+SCOPES = ["own", "team", "department_tree", "all"]
+
+
+@dataclass
+class Organisation:
+    documents: list[dict[str, Any]]
+    rules: list[Rule]
+
+    @property
+    def domains(self) -> list[str]:
+        return [d["domain"] for d in self.documents]
+
+    def accounts(self, domain: str) -> list[str]:
+        return next(list(d["accounts"]) for d in self.documents if d["domain"] == domain)
+
+    def departments(self, domain: str) -> list[str]:
+        return next(list(d["departments"]) for d in self.documents if d["domain"] == domain)
+
+
+def _unique(draw: st.DrawFn, prefix: str, n: int) -> list[str]:
+    chosen: list[str] = []
+    for i in range(n):
+        if draw(st.booleans()):
+            candidate = draw(st.sampled_from(NAME_POOL))
+            if candidate not in chosen:
+                chosen.append(prefix + candidate)
+                continue
+        chosen.append(f"{prefix}{i}")
+    return list(dict.fromkeys(chosen))
+
+
+@st.composite
+def permission_sets(draw: st.DrawFn, departments: list[str], *, grant: bool) -> dict[str, Any]:
+    scope: Any = draw(st.sampled_from([*SCOPES, "custom"] if departments else SCOPES))
+    if scope == "custom":
+        scope = {"custom": draw(st.lists(st.sampled_from(departments), min_size=1, max_size=2,
+                                         unique=True))}
+    body: dict[str, Any] = {"scope": scope}
+    types = draw(st.lists(st.sampled_from([*RESOURCES, "*"]), min_size=1, max_size=2, unique=True))
+    for typ in types:
+        pool = ["*"] + (sorted({a for acts in RESOURCES.values() for a in acts})
+                        if typ == "*" else RESOURCES[typ])
+        body[typ] = draw(st.lists(st.sampled_from(pool), min_size=1, max_size=2, unique=True))
+    if grant and draw(st.booleans()):
+        delta = draw(st.sampled_from([-3600.0, 3600.0]))
+        body["expires"] = FIXED_NOW + delta
+    return body
+
+
+@st.composite
+def domain_documents(draw: st.DrawFn, name: str) -> dict[str, Any]:
+    departments = _unique(draw, "d:", draw(st.integers(0, 6)))
+    tree: dict[str, Any] = {}
+    for i, dept in enumerate(departments):
+        parent = draw(st.sampled_from([None, *departments[:i]])) if i else None
+        tree[dept] = {"parent": parent} if parent else {}
+    roles = _unique(draw, "r:", draw(st.integers(1, 5)))
+    role_docs: dict[str, Any] = {}
+    for i, role in enumerate(roles):
+        role_docs[role] = {
+            "inherits": draw(st.lists(st.sampled_from(roles[:i]), unique=True, max_size=2)) if i else [],
+            "permissions": draw(st.lists(permission_sets(departments, grant=False), max_size=3)),
+        }
+    accounts = _unique(draw, "u:", draw(st.integers(1, 7)))
+    account_docs: dict[str, Any] = {}
+    for i, account in enumerate(accounts):
+        doc: dict[str, Any] = {
+            "roles": draw(st.lists(st.sampled_from(roles), unique=True, max_size=2)),
+            "status": draw(st.sampled_from(["active"] * 5 + ["frozen", "deactivated"])),
+            "grants": draw(st.lists(permission_sets(departments, grant=True), max_size=2)),
+        }
+        if departments and draw(st.integers(0, 5)) != 0:
+            doc["department"] = draw(st.sampled_from(departments))
+        if i and draw(st.booleans()):
+            doc["parent"] = draw(st.sampled_from(accounts[:i]))
+        account_docs[account] = doc
+    return {"domain": name, "resources": RESOURCES, "departments": tree, "roles": role_docs,
+            "accounts": account_docs}
+
+
+@st.composite
+def organisations(draw: st.DrawFn) -> Organisation:
+    names = draw(st.sampled_from([["acme"], ["acme", "华东 Corp"]]))
+    documents = [draw(domain_documents(name)) for name in names]
+    rules: list[Rule] = []
+    for document in documents:
+        rules.extend(compile_document(DomainDocument.model_validate(document)))
+    return Organisation(documents, rules)
+
+
+@st.composite
+def requests(draw: st.DrawFn, org: Organisation) -> tuple[str, str, Record, str]:
+    domain = draw(st.sampled_from([*org.domains, "nowhere"]))
+    known = org.accounts(domain) if domain in org.domains else ["ghost"]
+    depts = org.departments(domain) if domain in org.domains else []
+    account = draw(st.sampled_from([*known, "ghost"]))
+    action = draw(st.sampled_from(["read", "update", "export", "approve", "manage", "frob"]))
+    typ = draw(st.sampled_from(["customer", "order", "account", "widget"]))
+    owner = draw(st.sampled_from([*known, None, "ghost"]))
+    department = draw(st.sampled_from([None, None, *depts, "d:nowhere"]))
+    return account, action, Record(typ, owner=owner, department=department), domain
