@@ -16,5 +16,9 @@ echo "== ruff"
 .venv/bin/ruff check src tests benchmarks examples 2>/dev/null || .venv/bin/ruff check src tests
 echo "== mypy --strict"
 .venv/bin/mypy
+if [ -f mkdocs.yml ]; then
+    echo "== mkdocs build --strict"
+    .venv/bin/mkdocs build --strict --quiet
+fi
 echo "== pytest"
 .venv/bin/python -m pytest --cov --cov-report=term "$@"

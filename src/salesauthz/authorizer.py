@@ -184,6 +184,7 @@ class Authorizer:
         self._last_failure_at = 0.0
         self._states: dict[str, DomainState] = {}
         self._indexes: dict[str, DomainIndex] = {}
+        self._closers: list[Callable[[], None]] = []
         self.audit = AuditTrail(self._store)
         self.reload()
 
@@ -227,6 +228,29 @@ class Authorizer:
     @property
     def store(self) -> Adapter:
         return self._store
+
+    def suspend(self, domains: Collection[str]) -> None:
+        """Fail closed for ``domains``: every check there denies until :meth:`reload` brings
+        them back (used by watchers when rules may be stale beyond the allowed bound)."""
+        with self._write_lock:
+            for name in domains:
+                self._indexes.pop(name, None)
+
+    def add_closer(self, close: Callable[[], None]) -> None:
+        """Register something (e.g. a watcher's stop function) for :meth:`close` to call."""
+        self._closers.append(close)
+
+    def close(self) -> None:
+        """Stop watchers and release the store's connections."""
+        while self._closers:
+            self._closers.pop()()
+        self._store.close()
+
+    def __enter__(self) -> Authorizer:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def reload(self, domains: Collection[str] | None = None) -> None:
         """Reload rules from the store (all loaded domains, or only ``domains``)."""

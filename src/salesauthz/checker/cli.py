@@ -51,6 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check", help="validate a policy directory")
     check.add_argument("path", metavar="PATH", help="the policy directory (e.g. policies/)")
     check.set_defaults(handler=_cmd_check)
+    # Commands that live in their own modules register themselves here.
+    from . import init_command, storage_commands
+
+    storage_commands.register(commands)
+    init_command.register(commands)
     return parser
 
 

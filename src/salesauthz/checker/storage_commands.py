@@ -1,0 +1,10 @@
+"""``salesauthz import`` and ``salesauthz export``: moving policies between files and stores."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def register(commands: argparse._SubParsersAction[Any]) -> None:
+    """Add this module's subcommands to the ``salesauthz`` parser."""
