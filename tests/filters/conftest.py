@@ -1,0 +1,77 @@
+"""Fixtures for the list-view filters: one table per backend and test session.
+
+Each backend gets a table with a unique name, created once and emptied per example, so the
+property tests stay fast and parallel runs never collide. Django is configured here (SQLite in
+memory) unless the test run configured it already.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import django
+import pytest
+from django.conf import settings
+from sqlalchemy import Column, Engine, Integer, MetaData, String, Table, create_engine
+from sqlalchemy.pool import StaticPool
+
+from tests.conftest import require_service
+
+if not settings.configured:
+    settings.configure(
+        DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}},
+        INSTALLED_APPS=[],
+        DEFAULT_AUTO_FIELD="django.db.models.BigAutoField",
+        USE_TZ=True,
+    )
+django.setup()
+
+PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+# Column names that need quoting, on purpose: the renderers must keep them intact.
+OWNER_COLUMN = 'owner "x" %s'
+DEPARTMENT_COLUMN = "dept;--"
+
+
+def record_table(metadata: MetaData) -> Table:
+    name = "sz_filter_" + uuid.uuid4().hex[:12]
+    return Table(
+        name, metadata,
+        Column("id", Integer, primary_key=True, autoincrement=False),
+        Column("tenant", String, nullable=False),
+        Column(OWNER_COLUMN, String, nullable=True, key="owner"),
+        Column(DEPARTMENT_COLUMN, String, nullable=True, key="department"),
+    )
+
+
+@pytest.fixture(scope="session")
+def sqlite_engine() -> Iterator[Engine]:
+    engine = create_engine("sqlite+pysqlite:///:memory:", poolclass=StaticPool)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def sqlite_table(sqlite_engine: Engine) -> Table:
+    metadata = MetaData()
+    table = record_table(metadata)
+    metadata.create_all(sqlite_engine)
+    return table
+
+
+@pytest.fixture(scope="session")
+def pg_engine() -> Iterator[Engine]:
+    require_service("PostgreSQL", "127.0.0.1", 5432)
+    engine = create_engine(PG_URL, pool_size=1, max_overflow=0)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def pg_table(pg_engine: Engine) -> Iterator[Table]:
+    metadata = MetaData()
+    table = record_table(metadata)
+    metadata.create_all(pg_engine)
+    yield table
+    metadata.drop_all(pg_engine)
