@@ -1,0 +1,260 @@
+"""A small CRM API (customers, orders, notes) protected by salesauthz.
+
+Every route is protected: route-level rules by the ASGI middleware, records by FastAPI
+dependencies, lists by the account's scope filter rendered as a SQL ``WHERE`` clause.
+Identities come from HS256 bearer tokens the server verifies (``python -m examples.crm_api token
+ACCOUNT --domain acme`` mints one); the tenant is the token's ``tenant`` claim.
+"""
+
+# No ``from __future__ import annotations``: FastAPI reads these annotations at run time.
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Request
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from salesauthz import Authorizer, Coverage, Record, ScopeFilter
+from salesauthz.filters.sqlalchemy import scope_clause
+from salesauthz.middleware import DecisionLog, Guard, HS256Tokens, RequestAuthz
+from salesauthz.middleware.asgi import AuthzMiddleware, context_for
+from salesauthz.middleware.fastapi import FastAPIAuthz
+
+from .db import Customer, Note, Order, open_database, seed
+
+__all__ = ["POLICIES", "create_app"]
+
+POLICIES = Path(__file__).resolve().parents[2] / "policies"
+
+# Route-level rules, by route template. Record-level checks happen in the handlers' dependencies.
+ROUTE_RULES: dict[str, tuple[str, str] | None] = {
+    "GET /health": None,
+    "GET /customers": ("customer", "read"),
+    "POST /customers": ("customer", "create"),
+    "GET /customers/{customer_id}": ("customer", "read"),
+    "PUT /customers/{customer_id}": ("customer", "update"),
+    "DELETE /customers/{customer_id}": ("customer", "delete"),
+    "GET /customers/{customer_id}/notes": ("customer", "read"),
+    "POST /customers/{customer_id}/notes": ("note", "create"),
+    "GET /orders": ("order", "read"),
+    "POST /orders": ("order", "create"),
+    "GET /orders/{order_id}": ("order", "read"),
+    "POST /orders/{order_id}/approve": ("order", "approve"),
+}
+
+
+class CustomerOut(BaseModel):
+    id: int
+    name: str
+    owner: str
+    department: str
+
+
+class CustomerIn(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+
+
+class OrderOut(BaseModel):
+    id: int
+    customer_id: int
+    amount: int
+    status: str
+    owner: str
+
+
+class OrderIn(BaseModel):
+    customer_id: int
+    amount: int = Field(gt=0)
+
+
+class NoteOut(BaseModel):
+    id: int
+    author: str
+    text: str
+
+
+class NoteIn(BaseModel):
+    text: str = Field(min_length=1, max_length=2000)
+
+
+def customer_record(row: Customer) -> Record:
+    return Record("customer", owner=row.owner, department=row.department, id=str(row.id))
+
+
+def order_record(row: Order) -> Record:
+    return Record("order", owner=row.owner, department=row.department, id=str(row.id))
+
+
+class _OpenAccess:
+    """The same dependencies with authorization switched off: tokens are still verified, but every
+    check passes and lists are unfiltered. Only for the overhead benchmark's baseline."""
+
+    def __init__(self, guard: Guard) -> None:
+        async def current(request: Request) -> RequestAuthz:
+            return await context_for(guard, request.scope)
+
+        self.context = current
+
+    def require(self, type: str, action: str) -> Any:
+        return self.context
+
+    def scope_filter(self, type: str, action: str = "read") -> Any:
+        current = self.context
+
+        async def everything(context: Annotated[RequestAuthz, Depends(current)]) -> ScopeFilter:
+            return ScopeFilter(context.account, action, type, context.domain, Coverage(everything=True))
+
+        return everything
+
+    def record(self, action: str, load: Any, to_record: Any, *, hide: bool | None = None) -> Any:
+        current = self.context
+
+        async def loaded(context: Annotated[RequestAuthz, Depends(current)],
+                         found: Annotated[Any, Depends(load)]) -> Any:
+            if found is None:
+                from salesauthz.errors import NotFoundError
+
+                raise NotFoundError("no such record")
+            return found
+
+        return loaded
+
+
+def create_app(*, secret: str | None = None, database_url: str = "sqlite://", enforce: bool = True,
+               hide_denied: bool = True, debug: bool = False, policies: Path = POLICIES,
+               decision_log: DecisionLog | None = None) -> FastAPI:
+    """Build the API. ``secret`` signs the bearer tokens (default: ``CRM_TOKEN_SECRET`` or a random
+    one); ``enforce=False`` builds the benchmark baseline without authorization."""
+    authz = Authorizer.from_directory(policies)
+    engine: Engine = open_database(database_url)
+    seed(engine, authz)
+    tokens = HS256Tokens(secret or os.environ.get("CRM_TOKEN_SECRET") or secrets.token_urlsafe(48))
+    guard = Guard(authz, identity=tokens, hide_denied=hide_denied, debug=debug, decision_log=decision_log)
+    web: Any = FastAPIAuthz(guard) if enforce else _OpenAccess(guard)
+
+    app = FastAPI(title="salesauthz example CRM", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.authz = authz
+    app.state.tokens = tokens
+    app.state.engine = engine
+    if enforce:
+        web.install(app)
+        app.add_middleware(AuthzMiddleware, guard=guard, rules=ROUTE_RULES)
+    else:
+        FastAPIAuthz(guard).install(app)  # still answer 401 for bad tokens
+
+    def session() -> Iterator[Session]:
+        with Session(engine) as db:
+            yield db
+
+    DB = Annotated[Session, Depends(session)]
+    Context = Annotated[RequestAuthz, Depends(web.context)]
+
+    def load_customer(customer_id: int, db: DB, context: Context) -> Customer | None:
+        row = db.get(Customer, customer_id)
+        return row if row is not None and row.domain == context.domain else None
+
+    def load_order(order_id: int, db: DB, context: Context) -> Order | None:
+        row = db.get(Order, order_id)
+        return row if row is not None and row.domain == context.domain else None
+
+    def customer_dep(action: str) -> Any:
+        return Depends(web.record(action, load_customer, customer_record))
+
+    def order_dep(action: str) -> Any:
+        return Depends(web.record(action, load_order, order_record))
+
+    @app.get("/health")
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/customers")
+    def list_customers(db: DB, flt: Annotated[ScopeFilter, Depends(web.scope_filter("customer"))]
+                       ) -> list[CustomerOut]:
+        columns = Customer.__table__.c
+        where = scope_clause(flt, owner=columns.owner, department=columns.department, domain=columns.domain)
+        rows = db.scalars(select(Customer).where(where).order_by(Customer.id))
+        return [CustomerOut.model_validate(r, from_attributes=True) for r in rows]
+
+    @app.post("/customers", status_code=201)
+    def create_customer(body: CustomerIn, db: DB, context: Context) -> CustomerOut:
+        index = authz.index(context.domain)
+        department = (index.department_of(context.account) if index is not None else None) or ""
+        context.authorize("create", Record("customer", owner=context.account, department=department))
+        row = Customer(domain=context.domain, name=body.name, owner=context.account, department=department)
+        db.add(row)
+        db.commit()
+        return CustomerOut.model_validate(row, from_attributes=True)
+
+    @app.get("/customers/{customer_id}")
+    def get_customer(row: Annotated[Customer, customer_dep("read")]) -> CustomerOut:
+        return CustomerOut.model_validate(row, from_attributes=True)
+
+    @app.put("/customers/{customer_id}")
+    def update_customer(body: CustomerIn, db: DB, row: Annotated[Customer, customer_dep("update")]
+                        ) -> CustomerOut:
+        row.name = body.name
+        db.commit()
+        return CustomerOut.model_validate(row, from_attributes=True)
+
+    @app.delete("/customers/{customer_id}", status_code=204)
+    def delete_customer(db: DB, row: Annotated[Customer, customer_dep("delete")]) -> None:
+        db.delete(row)
+        db.commit()
+
+    @app.get("/customers/{customer_id}/notes")
+    def list_notes(db: DB, row: Annotated[Customer, customer_dep("read")]) -> list[NoteOut]:
+        # Notes are as visible as the customer they are about.
+        notes = db.scalars(select(Note).where(Note.customer_id == row.id).order_by(Note.id))
+        return [NoteOut.model_validate(n, from_attributes=True) for n in notes]
+
+    @app.post("/customers/{customer_id}/notes", status_code=201)
+    def add_note(body: NoteIn, db: DB, context: Context, customer_id: int) -> NoteOut:
+        row = load_customer(customer_id, db, context)
+        # A note belongs where its customer is: authorize note:create against the customer's owner.
+        context.authorize("create", Record("note", owner=row.owner, department=row.department,
+                                           id=str(row.id)) if row is not None else None)
+        assert row is not None
+        note = Note(domain=context.domain, customer_id=row.id, author=context.account, text=body.text)
+        db.add(note)
+        db.commit()
+        return NoteOut.model_validate(note, from_attributes=True)
+
+    @app.get("/orders")
+    def list_orders(db: DB, flt: Annotated[ScopeFilter, Depends(web.scope_filter("order"))]
+                    ) -> list[OrderOut]:
+        columns = Order.__table__.c
+        where = scope_clause(flt, owner=columns.owner, department=columns.department, domain=columns.domain)
+        rows = db.scalars(select(Order).where(where).order_by(Order.id))
+        return [OrderOut.model_validate(r, from_attributes=True) for r in rows]
+
+    @app.post("/orders", status_code=201)
+    def create_order(body: OrderIn, db: DB, context: Context) -> OrderOut:
+        customer = load_customer(body.customer_id, db, context)
+        # An order is placed on a customer the account can read, and owned by the account.
+        context.authorize("read", customer_record(customer) if customer is not None else None)
+        assert customer is not None
+        index = authz.index(context.domain)
+        department = (index.department_of(context.account) if index is not None else None) or ""
+        context.authorize("create", Record("order", owner=context.account, department=department))
+        row = Order(domain=context.domain, customer_id=customer.id, amount=body.amount,
+                    owner=context.account, department=department)
+        db.add(row)
+        db.commit()
+        return OrderOut.model_validate(row, from_attributes=True)
+
+    @app.get("/orders/{order_id}")
+    def get_order(row: Annotated[Order, order_dep("read")]) -> OrderOut:
+        return OrderOut.model_validate(row, from_attributes=True)
+
+    @app.post("/orders/{order_id}/approve")
+    def approve_order(db: DB, row: Annotated[Order, order_dep("approve")]) -> OrderOut:
+        row.status = "approved"
+        db.commit()
+        return OrderOut.model_validate(row, from_attributes=True)
+
+    return app

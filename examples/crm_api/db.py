@@ -1,0 +1,89 @@
+"""The example CRM's tables (SQLAlchemy 2.x ORM) and its seed data."""
+
+from __future__ import annotations
+
+from sqlalchemy import ForeignKey, String, create_engine
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from sqlalchemy.pool import StaticPool
+
+from salesauthz import Authorizer
+
+__all__ = ["Base", "Customer", "Note", "Order", "open_database", "seed"]
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Customer(Base):
+    __tablename__ = "customers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    domain: Mapped[str] = mapped_column(String(64), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    owner: Mapped[str] = mapped_column(String(64), index=True)
+    department: Mapped[str] = mapped_column(String(64), index=True)
+
+
+class Order(Base):
+    __tablename__ = "orders"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    domain: Mapped[str] = mapped_column(String(64), index=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
+    amount: Mapped[int]
+    status: Mapped[str] = mapped_column(String(20), default="open")
+    owner: Mapped[str] = mapped_column(String(64), index=True)
+    department: Mapped[str] = mapped_column(String(64), index=True)
+
+
+class Note(Base):
+    __tablename__ = "notes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    domain: Mapped[str] = mapped_column(String(64), index=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
+    author: Mapped[str] = mapped_column(String(64))
+    text: Mapped[str] = mapped_column(String(2000))
+
+
+def open_database(url: str = "sqlite://") -> Engine:
+    """An engine with the tables created (an in-memory SQLite shared by every thread by default)."""
+    if url == "sqlite://":
+        engine = create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
+    else:
+        engine = create_engine(url)
+    Base.metadata.create_all(engine)
+    return engine
+
+
+# (domain, customer name, owner): departments follow the owners' departments in policies/.
+SEED_CUSTOMERS = [
+    ("acme", "Northwind", "rep_e1a"),
+    ("acme", "Contoso", "rep_e1a"),
+    ("acme", "Fabrikam", "rep_e1b"),
+    ("acme", "Tailspin", "rep_e2"),
+    ("acme", "Wingtip", "rep_w1"),
+    ("acme", "Litware", "lead_e1"),
+    ("acme", "Adventure Works", "mgr_east"),
+    ("acme", "Proseware", "alice"),
+    ("globex", "Initech", "g_rep"),
+    ("globex", "Hooli", "g_admin"),
+]
+
+
+def seed(engine: Engine, authz: Authorizer) -> None:
+    """Sample customers, one order per customer and one note each (idempotent: only when empty)."""
+    with Session(engine) as session:
+        if session.query(Customer).first() is not None:
+            return
+        for number, (domain, name, owner) in enumerate(SEED_CUSTOMERS, start=1):
+            index = authz.index(domain)
+            department = (index.department_of(owner) if index is not None else None) or ""
+            session.add(Customer(id=number, domain=domain, name=name, owner=owner, department=department))
+            session.add(Order(id=number, domain=domain, customer_id=number, amount=100 * number,
+                              owner=owner, department=department))
+            session.add(Note(id=number, domain=domain, customer_id=number, author=owner,
+                             text=f"first call with {name}"))
+        session.commit()

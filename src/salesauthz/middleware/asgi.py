@@ -1,0 +1,200 @@
+"""ASGI middleware (Starlette, FastAPI, any ASGI app).
+
+``AuthzMiddleware`` establishes the identity and domain of every HTTP request, answers 401 when
+there is none, enforces route-level requirements declared per route *template*, and leaves the
+per-request :class:`~salesauthz.middleware.RequestAuthz` in ``request.state.salesauthz`` for
+record-level checks in handlers. Non-HTTP scopes (lifespan, websocket) pass straight through.
+
+```python
+app.add_middleware(AuthzMiddleware, guard=guard, rules={
+    "GET /customers": ("customer", "read"),
+    "GET /customers/{customer_id}": ("customer", "read"),
+    "/health": None,                      # public
+})
+```
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from starlette.requests import HTTPConnection
+
+from salesauthz.errors import AuthorizationError, ForbiddenError
+
+from ._core import Guard, Problem, RequestAuthz
+from ._routes import Requirement, RouteTable
+from .identity import Identity, RequestInfo
+
+__all__ = ["AuthzMiddleware", "context_for", "send_problem", "starlette_user"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+ErrorHook = Callable[[Scope, AuthorizationError], Problem]
+
+STATE_KEY = "salesauthz"
+MARKER = "__salesauthz__"
+
+
+def starlette_user(info: RequestInfo) -> Identity | None:
+    """The identity of Starlette's ``request.user`` (set by its ``AuthenticationMiddleware``):
+    ``user.identity`` (or ``display_name``), and ``user.domain`` when the user object has one."""
+    scope = info.native.scope if isinstance(info.native, HTTPConnection) else {}
+    user = scope.get("user")
+    if user is None or not getattr(user, "is_authenticated", False):
+        return None
+    try:
+        account = user.identity
+    except NotImplementedError:
+        account = user.display_name
+    if not account:
+        return None
+    return Identity(str(account), getattr(user, "domain", None))
+
+
+def request_info(scope: Scope, *, route: str | None = None,
+                 path_params: Mapping[str, Any] | None = None) -> RequestInfo:
+    connection = HTTPConnection(scope)
+    headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", ())}
+    return RequestInfo(method=scope.get("method", "GET"), path=scope.get("path", "/"),
+                       host=headers.get("host", ""), headers=headers,
+                       path_params=path_params if path_params is not None else scope.get("path_params", {}),
+                       route=route, native=connection)
+
+
+async def context_for(guard: Guard, scope: Scope, *, route: str | None = None,
+                      path_params: Mapping[str, Any] | None = None) -> RequestAuthz:
+    """The request's :class:`RequestAuthz`: the one the middleware bound, or a new one (the
+    identity resolver may be a coroutine function). Raises 401/403 errors."""
+    state = scope.setdefault("state", {})
+    found = state.get(STATE_KEY)
+    if isinstance(found, RequestAuthz):
+        return found
+    info = request_info(scope, route=route, path_params=path_params)
+    resolved = guard.identity(info)
+    identity = await resolved if inspect.isawaitable(resolved) else resolved
+    context = guard.bind(info, identity)
+    state[STATE_KEY] = context
+    return context
+
+
+async def send_problem(send: Send, problem: Problem) -> None:
+    body = json.dumps(problem.body).encode()
+    headers = [(b"content-type", problem.content_type.encode()), (b"content-length", str(len(body)).encode())]
+    headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in problem.headers]
+    await send({"type": "http.response.start", "status": problem.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _is_preflight(scope: Scope) -> bool:
+    if scope["method"] != "OPTIONS":
+        return False
+    names = {k.lower() for k, _ in scope.get("headers", ())}
+    return b"origin" in names and b"access-control-request-method" in names
+
+
+def _marked(route: Any) -> bool:
+    """Whether a FastAPI route declares a salesauthz dependency (then the handler enforces)."""
+    if getattr(getattr(route, "endpoint", None), MARKER, False):
+        return True
+    pending = [getattr(route, "dependant", None)]
+    while pending:
+        dependant = pending.pop()
+        if dependant is None:
+            continue
+        if getattr(dependant.call, MARKER, False):
+            return True
+        pending.extend(dependant.dependencies)
+    return False
+
+
+@dataclass(frozen=True, slots=True)
+class _Resolved:
+    template: str
+    params: Mapping[str, Any]
+    declared: bool  # the rules table names this route
+    requirement: Requirement
+    protected: bool  # a salesauthz FastAPI dependency enforces inside the route
+
+
+class AuthzMiddleware:
+    """Authenticate, bind the domain and enforce route-level rules for every HTTP request.
+
+    Args:
+        app: the ASGI application.
+        guard: the :class:`Guard` (authorizer, identity and domain resolvers, options).
+        rules: ``"METHOD /template"`` (or ``"/template"`` for every method) -> ``(type, action)``,
+            or ``None`` for a public route.
+        unmatched: a route the app has but ``rules`` does not mention and no salesauthz FastAPI
+            dependency protects: ``"deny"`` (403, the default: fail closed) or ``"pass"``.
+            Paths no route matches go to the app (its 404); for an app without a Starlette
+            router the table alone decides and ``unmatched`` applies to them too.
+        public: extra public route templates (shorthand for ``rules[template] = None``).
+        on_error: ``(scope, error) -> Problem`` for 401/403/404 answers (default: the guard's
+            RFC 9457 problem body).
+    """
+
+    def __init__(self, app: ASGIApp, guard: Guard, *, rules: Mapping[str, Requirement] | None = None,
+                 unmatched: Literal["deny", "pass"] = "deny", public: Iterable[str] = (),
+                 on_error: ErrorHook | None = None) -> None:
+        if unmatched not in ("deny", "pass"):
+            raise ValueError(f"unmatched must be 'deny' or 'pass', not {unmatched!r}")
+        self.app = app
+        self.guard = guard
+        self.table = RouteTable({**(rules or {}), **dict.fromkeys(public)})
+        self.unmatched = unmatched
+        self.on_error: ErrorHook = on_error if on_error is not None else self._problem
+
+    def _problem(self, scope: Scope, error: AuthorizationError) -> Problem:
+        return self.guard.problem(error, instance=scope.get("path"))
+
+    def _route(self, scope: Scope) -> _Resolved | None:
+        """The route the request is for (``None``: no route matches)."""
+        method = scope["method"]
+        routes = getattr(scope.get("app") or self.app, "routes", None)
+        if routes is None:
+            found = self.table.match(method, scope["path"])
+            if found is None:
+                return None
+            return _Resolved(found.template, found.params, True, found.requirement, False)
+        from starlette.routing import Match
+
+        for route in routes:
+            match, child = route.matches(dict(scope))
+            if match is Match.FULL:
+                template = str(getattr(route, "path", scope["path"]))
+                declared = self.table.for_template(method, template)
+                return _Resolved(template, child.get("path_params", {}), declared is not None,
+                                 declared.requirement if declared is not None else None, _marked(route))
+        return None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or _is_preflight(scope):
+            await self.app(scope, receive, send)
+            return
+        route = self._route(scope)
+        if route is not None and route.declared and route.requirement is None:  # a public route
+            await self.app(scope, receive, send)
+            return
+        if route is None and getattr(scope.get("app") or self.app, "routes", None) is not None:
+            await self.app(scope, receive, send)  # the app answers 404 / 405 itself
+            return
+        try:
+            context = await context_for(self.guard, scope, route=route.template if route else None,
+                                        path_params=route.params if route else None)
+            if route is not None and route.requirement is not None:
+                context.require(*route.requirement)
+            elif (route is None or not route.protected) and self.unmatched == "deny":
+                raise ForbiddenError("this route has no authorization rule", account=context.account,
+                                     domain=context.domain)
+        except AuthorizationError as error:
+            await send_problem(send, self.on_error(scope, error))
+            return
+        await self.app(scope, receive, send)
