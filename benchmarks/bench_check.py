@@ -1,0 +1,513 @@
+"""salesauthz ``check`` against pycasbin, side by side, on synthetic CRM organisations.
+
+    python benchmarks/bench_check.py [--quick] --out results.json [--plot results.png]
+
+Sizes: 1k, 10k, 100k and 1M policy rules (``--quick``: 1k, 10k, 100k). For each size, one
+organisation (``orggen.generate``) is built and every engine is asked the same requests:
+
+- salesauthz ``Authorizer.check(account, action, Record(type, owner=account), domain=...)``:
+  *warm* (the account's effective map is cached) and *cold* (first check of each account after a
+  change to its domain), allowed and denied; ``check_many`` on a 500-record page.
+- ``casbin.Enforcer.enforce(account, domain, type, action)`` and ``casbin.FastEnforcer`` (keyed on
+  domain, object, action) with Casbin's documented RBAC-with-domains model over the *same* role
+  and permission rules (``p``: sub, dom, obj, act; ``g``: sub, role, dom); ``Enforcer`` is skipped
+  above 100k rules (one request takes seconds there).
+- ``functools.lru_cache`` around ``FastEnforcer.enforce``: the naive cache (it never forgets, so it
+  answers from stale rules after a change; shown for the cost of a cache hit only).
+
+The requests are about the requesting account's own records, by active top-level accounts, so
+scopes, statuses and sub-account ceilings cannot make salesauthz's richer answer differ from the
+plain RBAC answer: every engine must return the same decision for every request, or the benchmark
+aborts. Load time (rule tuples -> ready engine) and resident memory are measured in a fresh
+subprocess per engine and size.
+
+Latencies are medians and 99th percentiles of per-call means over batches
+(``time.perf_counter_ns`` around a batch of calls; cold checks and the slow Casbin enforcers are
+timed one call per sample). The Python loop driving the calls (~30-50 ns) is included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import gc
+import importlib.util
+import json
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent / "src"))
+
+import orggen  # noqa: E402
+
+from salesauthz import Authorizer, Record  # noqa: E402
+from salesauthz.adapters.memory import MemoryAdapter  # noqa: E402
+
+Row = dict[str, Any]
+Request = tuple[str, str, str, str, bool]  # account, domain, type, action, expected
+
+SIZES_FULL = [1_000, 10_000, 100_000, 1_000_000]
+SIZES_QUICK = [1_000, 10_000, 100_000]
+ENFORCER_LIMIT = 100_000
+
+
+class BenchmarkMismatch(SystemExit):
+    """Two engines disagreed: the comparison would be meaningless."""
+
+
+# -- timing ---------------------------------------------------------------------------------
+
+
+def percentile(sorted_values: Sequence[float], fraction: float) -> float:
+    index = min(len(sorted_values) - 1, max(0, round(fraction * (len(sorted_values) - 1))))
+    return sorted_values[index]
+
+
+def summarise(engine: str, variant: str, rules: int, op: str, per_call_ns: list[float],
+              calls: int, **extra: Any) -> Row:
+    values = sorted(per_call_ns)
+    row: Row = {"engine": engine, "variant": variant, "rules": rules, "op": op,
+                "median_ns": round(statistics.median(values), 1),
+                "p99_ns": round(percentile(values, 0.99), 1), "n": calls}
+    row.update(extra)
+    return row
+
+
+def time_batches(run_batch: Callable[[], None], batch_size: int, batches: int) -> list[float]:
+    """Per-call mean (ns) of each of ``batches`` runs of ``run_batch``."""
+    clock = time.perf_counter_ns
+    samples = []
+    for _ in range(batches):
+        start = clock()
+        run_batch()
+        samples.append((clock() - start) / batch_size)
+    return samples
+
+
+def time_each(calls: Sequence[Callable[[], object]]) -> list[float]:
+    clock = time.perf_counter_ns
+    samples = []
+    for call in calls:
+        start = clock()
+        call()
+        samples.append(float(clock() - start))
+    return samples
+
+
+# -- engines --------------------------------------------------------------------------------
+
+
+class ListAdapter:
+    """A Casbin adapter serving rule lists from memory (the cheapest possible Casbin load path:
+    no parsing, no I/O), so that ``load_policy`` measures Casbin itself."""
+
+    def __init__(self, lines: list[tuple[str, list[str]]]) -> None:
+        self.lines = lines
+
+    def load_policy(self, model: Any) -> None:
+        sections = model.model
+        for ptype, values in self.lines:
+            sections[ptype[0]][ptype].policy.append(values)
+
+    def save_policy(self, model: Any) -> bool:
+        return False
+
+
+def casbin_adapter(lines: list[tuple[str, list[str]]]) -> Any:
+    from casbin.persist.adapter import Adapter
+
+    class _Adapter(ListAdapter, Adapter):  # Casbin insists on its own base class
+        pass
+
+    return _Adapter(lines)
+
+
+def baseline_lines(rules: list[tuple[str, ...]]) -> list[tuple[str, list[str]]]:
+    p_lines, g_lines = orggen.baseline_rules(rules)
+    unique_p = list(dict.fromkeys(tuple(v) for v in p_lines))
+    return [("p", list(v)) for v in unique_p] + [("g", v) for v in g_lines]
+
+
+def model_file(text: str) -> str:
+    with tempfile.NamedTemporaryFile("w", suffix=".conf", delete=False) as handle:
+        handle.write(text)
+    return handle.name
+
+
+def casbin_enforcer(lines: list[tuple[str, list[str]]], *, fast: bool) -> Any:
+    import casbin
+
+    path = model_file(orggen.RBAC_WITH_DOMAINS_MODEL)
+    try:
+        if fast:
+            return casbin.FastEnforcer(path, casbin_adapter(lines), cache_key_order=[1, 2, 3])
+        return casbin.Enforcer(path, casbin_adapter(lines))
+    finally:
+        os.unlink(path)
+
+
+# -- requests -------------------------------------------------------------------------------
+
+
+def sample_requests(org: orggen.Organisation, authz: Authorizer, per_domain: int,
+                    rng: random.Random) -> tuple[list[Request], list[Request]]:
+    """Allowed and denied requests about own records of active top-level accounts."""
+    allowed: list[Request] = []
+    denied: list[Request] = []
+    pairs = [(t, a) for t, actions in orggen.VOCABULARY.items() for a in actions]
+    for domain in org.domains[:4]:
+        candidates = org.top_level_active[domain]
+        for account in rng.sample(candidates, min(per_domain, len(candidates))):
+            held = set(authz.effective_permissions(account, domain=domain))
+            yes = sorted(held)
+            no = [p for p in pairs if p not in held]
+            if yes:
+                typ, act = rng.choice(yes)
+                allowed.append((account, domain, typ, act, True))
+            if no:
+                typ, act = rng.choice(no)
+                denied.append((account, domain, typ, act, False))
+    return allowed, denied
+
+
+def compare(engine: str, decide: Callable[[Request], bool], requests: Sequence[Request]) -> None:
+    for request in requests:
+        got = decide(request)
+        if got != request[4]:
+            raise BenchmarkMismatch(f"decision mismatch: {engine} says {got} for {request[:4]}, "
+                                    f"expected {request[4]}; aborting the benchmark")
+
+
+# -- one size -------------------------------------------------------------------------------
+
+
+def bench_size(target: int, quick: bool, log: Callable[[str], None]) -> list[Row]:
+    rows: list[Row] = []
+    rng = random.Random(target)
+    org = orggen.generate(target)
+    rules = len(org.rules)
+    log(f"{target:>9,} rules ({rules:,} generated, {len(org.domains)} domains, "
+        f"{sum(map(len, org.accounts.values())):,} accounts)")
+    authz = Authorizer(MemoryAdapter(org.rules))
+    allowed, denied = sample_requests(org, authz, 50, rng)
+    authz.cache_clear()
+    lines = baseline_lines(org.rules)
+    fast = casbin_enforcer(lines, fast=True)
+    use_enforcer = target <= ENFORCER_LIMIT
+    enforcer = casbin_enforcer(lines, fast=False) if use_enforcer else None
+    naive = functools.lru_cache(maxsize=None)(fast.enforce)
+
+    # Every engine must agree on every request before anything is timed.
+    everything = allowed + denied
+    compare("salesauthz.check", lambda q: authz.check(q[0], q[3], Record(q[2], owner=q[0]),
+                                                      domain=q[1]), everything)
+    compare("salesauthz.check_many", lambda q: authz.check_many(
+        [(q[0], q[3], Record(q[2], owner=q[0]))], domain=q[1])[0], everything)
+    compare("casbin.FastEnforcer", lambda q: bool(fast.enforce(q[0], q[1], q[2], q[3])), everything)
+    compare("lru_cache(FastEnforcer.enforce)", lambda q: bool(naive(q[0], q[1], q[2], q[3])),
+            everything)
+    enforcer_sample = (allowed[:6] + denied[:6]) if target >= 100_000 else (allowed[:25] + denied[:25])
+    if enforcer is not None:
+        compare("casbin.Enforcer", lambda q: bool(enforcer.enforce(q[0], q[1], q[2], q[3])),
+                enforcer_sample)
+
+    batches = 150 if quick else 400
+    for op, requests in (("check_allowed", allowed), ("check_denied", denied)):
+        prepared = [(q[0], q[3], Record(q[2], owner=q[0]), q[1]) for q in requests]
+        check = authz.check
+
+        def warm_batch(prepared: list[tuple[str, str, Record, str]] = prepared,
+                       check: Callable[..., bool] = check) -> None:
+            for account, action, record, domain in prepared:
+                check(account, action, record, domain=domain)
+
+        warm_batch()
+        samples = time_batches(warm_batch, len(prepared), batches)
+        rows.append(summarise("salesauthz", "warm", target, op, samples, len(prepared) * batches,
+                              rule_count=rules))
+
+        # Cold: a change to each domain (a new action in its vocabulary) makes every cached map
+        # of the domain stale; then time the first check of each account.
+        cold: list[float] = []
+        for round_number in range(2 if quick else 4):
+            for domain in {q[3] for q in prepared}:
+                marker = ("p2", domain, "product", f"bench-{round_number}")
+                authz.apply_changes(added=[marker])
+                calls = [functools.partial(check, a, act, rec, domain=d)
+                         for a, act, rec, d in prepared if d == domain]
+                cold.extend(time_each(calls))
+                authz.apply_changes(removed=[marker])
+                for call in calls:  # re-warm before the next domain's round
+                    call()
+        rows.append(summarise("salesauthz", "cold", target, op, cold, len(cold), rule_count=rules))
+
+        naive_batch_requests = [(q[0], q[1], q[2], q[3]) for q in requests]
+
+        def naive_batch(reqs: list[tuple[str, str, str, str]] = naive_batch_requests) -> None:
+            for sub, dom, obj, act in reqs:
+                naive(sub, dom, obj, act)
+
+        naive_batch()
+        samples = time_batches(naive_batch, len(naive_batch_requests), batches)
+        rows.append(summarise("lru_cache(FastEnforcer.enforce)", "warm", target, op, samples,
+                              len(naive_batch_requests) * batches, rule_count=rules))
+
+        fast_calls = [functools.partial(fast.enforce, q[0], q[1], q[2], q[3]) for q in requests]
+        fast_samples = time_each(fast_calls * (2 if quick else 5))
+        rows.append(summarise("casbin.FastEnforcer", "uncached", target, op, fast_samples,
+                              len(fast_samples), rule_count=rules))
+
+        if enforcer is not None:
+            subset = [q for q in enforcer_sample if q[4] == (op == "check_allowed")]
+            if target <= 1_000:
+                subset = subset * 4
+            calls = [functools.partial(enforcer.enforce, q[0], q[1], q[2], q[3]) for q in subset]
+            samples = time_each(calls)
+            rows.append(summarise("casbin.Enforcer", "uncached", target, op, samples, len(samples),
+                                  rule_count=rules))
+    if enforcer is None:
+        rows.append({"engine": "casbin.Enforcer", "variant": "skipped", "rules": target,
+                     "op": "check_allowed", "median_ns": None, "p99_ns": None, "n": 0,
+                     "note": f"skipped above {ENFORCER_LIMIT:,} rules (seconds per request)"})
+
+    rows.append(bench_check_many(org, authz, target, rules, batches, rng))
+    for row in rows:
+        if row["engine"] == "salesauthz" and row["op"] != "check_many":
+            log(f"    {row['engine']:<32} {row['variant']:<9} {row['op']:<14} "
+                f"median {row['median_ns']:>10,.0f} ns  p99 {row['p99_ns']:>10,.0f} ns")
+        elif row["median_ns"] is not None:
+            log(f"    {row['engine']:<32} {row['variant']:<9} {row['op']:<14} "
+                f"median {row['median_ns']:>10,.0f} ns")
+    return rows
+
+
+def bench_check_many(org: orggen.Organisation, authz: Authorizer, target: int, rules: int,
+                     batches: int, rng: random.Random) -> Row:
+    """One list-view page: a manager filtering 500 records of its domain's accounts."""
+    domain = org.domains[0]
+    managers = [a for a in org.top_level_active[domain]
+                if "sales_manager" in org.roles_of[(domain, a)]] or org.top_level_active[domain]
+    viewer = managers[0]
+    owners = org.accounts[domain]
+    departments = org.departments[domain]
+    page = []
+    for i in range(500):
+        owner = rng.choice(owners)
+        department = None if i % 2 else rng.choice(departments)
+        page.append((viewer, rng.choice(["read", "update", "export"]),
+                     Record(rng.choice(["customer", "order", "lead"]), owner=owner,
+                            department=department)))
+    expected = [authz.check(a, act, rec, domain=domain) for a, act, rec in page]
+    got = authz.check_many(page, domain=domain)
+    if got != expected:
+        raise BenchmarkMismatch("check_many disagrees with check; aborting the benchmark")
+    check_many = authz.check_many
+    samples = time_batches(lambda: check_many(page, domain=domain), len(page), batches)
+    row = summarise("salesauthz", "warm", target, "check_many", samples, len(page) * batches,
+                    rule_count=rules, page=len(page), allowed=sum(expected))
+    row["checks_per_s"] = round(1e9 / row["median_ns"])
+    return row
+
+
+# -- load and memory (subprocesses) ---------------------------------------------------------
+
+
+def rss_bytes() -> int:
+    import psutil
+
+    return int(psutil.Process().memory_info().rss)
+
+
+def load_worker(engine: str, target: int) -> Row:
+    """Runs in a fresh interpreter: time to a ready engine, and the memory it holds."""
+    org = orggen.generate(target)
+    rules = org.rules
+    extra: dict[str, Any] = {}
+    prepared: Any = None
+    if engine == "casbin.Enforcer(salesauthz model)":
+        from salesauthz.models.loader import bundled_model_text
+
+        prepared = ([(r[0], list(r[1:])) for r in rules], bundled_model_text())
+    elif engine.startswith("casbin"):
+        prepared = (baseline_lines(rules), orggen.RBAC_WITH_DOMAINS_MODEL)
+        extra["baseline_rules"] = len(prepared[0])
+    elif engine == "salesauthz(sqlite)":
+        prepared = sqlite_store(rules)
+    gc.collect()
+    before = rss_bytes()
+    start = time.perf_counter()
+    ready: Any
+    if engine == "salesauthz":
+        ready = Authorizer(MemoryAdapter(rules))
+    elif engine == "salesauthz(sqlite)":
+        ready = Authorizer.from_url(prepared)
+    else:
+        import casbin
+
+        lines, model_text = prepared
+        path = model_file(model_text)
+        kind = casbin.FastEnforcer if engine.startswith("casbin.FastEnforcer") else casbin.Enforcer
+        options = {"cache_key_order": [1, 2, 3]} if kind is casbin.FastEnforcer else {}
+        ready = kind(path, **options)
+        ready.set_adapter(casbin_adapter(lines))
+        start = time.perf_counter()  # load_policy only, as the issue asks
+        ready.load_policy()
+        os.unlink(path)
+    seconds = time.perf_counter() - start
+    gc.collect()
+    after = rss_bytes()
+    del ready
+    return {"engine": engine, "variant": "load", "rules": target, "op": "load",
+            "median_ns": None, "p99_ns": None, "n": 1, "seconds": round(seconds, 4),
+            "rule_count": len(rules), "rss_delta_bytes": after - before, "rss_bytes": after,
+            **extra}
+
+
+def sqlite_store(rules: list[tuple[str, ...]]) -> str:
+    """A SQLite store holding ``rules`` (through salesauthz's own SQL adapter)."""
+    directory = tempfile.mkdtemp(prefix="salesauthz-bench-")
+    url = f"sqlite:///{directory}/rules.db"
+    seeded = Authorizer.from_url(url)
+    seeded.apply_changes(added=rules)
+    seeded.close()
+    return url
+
+
+def sql_adapter_available() -> bool:
+    try:
+        return importlib.util.find_spec("salesauthz.adapters.sql") is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def bench_load(sizes: list[int], log: Callable[[str], None]) -> list[Row]:
+    engines = ["salesauthz", "casbin.Enforcer(salesauthz model)", "casbin.Enforcer(RBAC model)",
+               "casbin.FastEnforcer(RBAC model)"]
+    if sql_adapter_available():
+        engines.insert(1, "salesauthz(sqlite)")
+    rows = []
+    for target in sizes:
+        for engine in engines:
+            command = [sys.executable, str(Path(__file__).resolve()), "--load-worker", engine,
+                       str(target)]
+            done = subprocess.run(command, capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                rows.append({"engine": engine, "variant": "load", "rules": target, "op": "load",
+                             "median_ns": None, "p99_ns": None, "n": 0,
+                             "error": done.stderr.strip().splitlines()[-1:]})
+                log(f"    load {engine} @ {target:,}: FAILED {done.stderr.strip()[-300:]}")
+                continue
+            row = json.loads(done.stdout.strip().splitlines()[-1])
+            rows.append(row)
+            log(f"    load {engine:<36} {target:>9,} rules: {row['seconds']:8.3f} s, "
+                f"+{row['rss_delta_bytes'] / 2**20:8.1f} MiB")
+    return rows
+
+
+# -- output ---------------------------------------------------------------------------------
+
+
+def environment() -> Row:
+    from importlib.metadata import version
+
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (0.0, 0.0, 0.0)
+    return {"engine": "environment", "variant": "", "rules": 0, "op": "environment",
+            "median_ns": None, "p99_ns": None, "n": 0,
+            "python": platform.python_version(), "implementation": platform.python_implementation(),
+            "machine": platform.machine(), "system": platform.platform(),
+            "processor": platform.processor() or cpu_model(), "cpus": os.cpu_count(),
+            "casbin": version("casbin"), "loadavg_start": [round(x, 2) for x in load],
+            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"
+
+
+def plot(rows: list[Row], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series: dict[str, list[tuple[int, float]]] = {}
+    for row in rows:
+        if row.get("median_ns") is None or row["op"] not in ("check_allowed", "check_many"):
+            continue
+        label = f"{row['engine']} {row['variant']}"
+        if row["op"] == "check_many":
+            label += " check_many (per check)"
+        series.setdefault(label, []).append((row["rules"], row["median_ns"]))
+    figure, axes = plt.subplots(figsize=(9, 6))
+    for label, points in sorted(series.items()):
+        points.sort()
+        axes.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=label)
+    axes.set_xscale("log")
+    axes.set_yscale("log")
+    axes.set_xlabel("policy rules")
+    axes.set_ylabel("median latency per allowed check (ns)")
+    axes.set_title("salesauthz check vs pycasbin (lower is better)")
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="1k, 10k and 100k rules only")
+    parser.add_argument("--out", type=Path, help="JSON file for the result rows")
+    parser.add_argument("--plot", type=Path, help="PNG plot (default: --out with .png)")
+    parser.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")],
+                        help="comma-separated rule counts (overrides --quick)")
+    parser.add_argument("--no-load", action="store_true", help="skip the load/memory subprocesses")
+    parser.add_argument("--load-worker", nargs=2, metavar=("ENGINE", "RULES"),
+                        help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.load_worker:
+        print(json.dumps(load_worker(args.load_worker[0], int(args.load_worker[1]))))
+        return 0
+    if args.out is None:
+        parser.error("--out is required")
+
+    def log(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    sizes = args.sizes or (SIZES_QUICK if args.quick else SIZES_FULL)
+    started = time.perf_counter()
+    rows: list[Row] = [environment()]
+    for target in sizes:
+        rows.extend(bench_size(target, args.quick, log))
+        gc.collect()
+    if not args.no_load:
+        rows.extend(bench_load(sizes, log))
+    rows[0]["seconds_total"] = round(time.perf_counter() - started, 1)
+    rows[0]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(rows, indent=1) + "\n")
+    plot_path = args.plot or args.out.with_suffix(".png")
+    plot(rows, plot_path)
+    log(f"wrote {args.out} and {plot_path} in {rows[0]['seconds_total']} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
