@@ -26,9 +26,12 @@ def test_init_writes_a_directory_that_checks_clean(
     assert f"created {target / 'model.conf'}" in out
     assert f"next: salesauthz check {target}" in out
     names = sorted(p.name for p in target.iterdir())
-    assert {"README.md", "model.conf", "organisation.yaml"} <= set(names)
+    assert names == ["README.md", "model.conf", "organisation.test.yaml", "organisation.yaml"]
     assert (target / "model.conf").read_text(encoding="utf-8") == bundled_model_text()
     assert main(["check", str(target)]) == 0
+    assert "no findings" in capsys.readouterr().out  # not even a warning
+    assert main(["test", str(target)]) == 0
+    assert "0 failed" in capsys.readouterr().out
     assert load_directory(target).domains == ["example"]
 
 
