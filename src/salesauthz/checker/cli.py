@@ -1,5 +1,8 @@
 """``salesauthz`` — the command line for policy authors.
 
+Commands: ``check``, ``test``, ``explain``, ``who-can``, ``what-can``, ``diff``, ``review`` (and
+the ones other modules register: ``init``, ``import``, ``export``).
+
 Exit codes: 0 clean, 1 findings or failures, 2 usage error or unreadable input.
 """
 
@@ -8,49 +11,259 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from salesauthz import __version__
-from salesauthz.errors import PolicyError
+
+from .output import Output
 
 EXIT_OK = 0
 EXIT_FINDINGS = 1
 EXIT_USAGE = 2
 
 
+class UsageError(Exception):
+    """Bad arguments or unreadable input: the command prints the message and exits 2."""
+
+
+def _output(args: argparse.Namespace) -> Output:
+    return Output(no_color=bool(getattr(args, "no_color", False)))
+
+
+# -- check ----------------------------------------------------------------------------------
+
+
 def _cmd_check(args: argparse.Namespace) -> int:
-    from salesauthz.models.loader import load_directory
+    from .lint import check_directory
 
+    out = _output(args)
+    with out.progress("checking", 1) as advance:
+        result = check_directory(args.path, strict=args.strict, progress=advance)
+    if args.format == "json":
+        out.data({
+            "path": result.path,
+            "ok": not result.findings,
+            "errors": len(result.errors),
+            "warnings": len(result.warnings),
+            "suppressed": result.suppressed,
+            "findings": [f.to_json() for f in result.findings],
+        })
+    elif args.format == "sarif":
+        from .output import sarif_report
+
+        out.data(sarif_report(result.findings, Path.cwd()))
+    else:
+        for finding in result.findings:
+            out.finding(finding)
+        if result.loaded is not None:
+            for sourced in result.loaded.documents:
+                doc = sourced.document
+                out.text(f"{doc.domain}: {len(doc.departments)} departments, {len(doc.roles)} roles, "
+                         f"{len(doc.accounts)} accounts ({sourced.file})", style="dim")
+        summary = f"{len(result.errors)} error(s), {len(result.warnings)} warning(s) in {result.path}"
+        if result.suppressed:
+            summary += f" ({result.suppressed} suppressed)"
+        if not result.findings and result.loaded is not None:
+            out.text(f"ok: {len(result.loaded.documents)} domain(s), {len(result.loaded.rules)} rules, "
+                     "no findings", style="green")
+        else:
+            out.text(summary, style="bold red" if result.errors else "yellow")
+    if result.unreadable:
+        return EXIT_USAGE
+    # Warnings are reported but only fail the run under --strict (which makes them errors).
+    return EXIT_FINDINGS if result.errors else EXIT_OK
+
+
+# -- test -----------------------------------------------------------------------------------
+
+
+def _cmd_test(args: argparse.Namespace) -> int:
+    from .testing import TestFileError, render_report, run_tests
+
+    out = _output(args)
     try:
-        policy = load_directory(args.path)
-    except PolicyError as exc:
-        for issue in exc.issues:
-            print(f"{issue.location()}: error {issue.code}: {issue.message}"
-                  + (f"\n    hint: {issue.hint}" if issue.hint else ""), file=sys.stdout)
-        print(f"\n{len(exc.issues)} error(s) in {args.path}", file=sys.stdout)
-        return EXIT_FINDINGS
-    from salesauthz._rules import ACCOUNT, ROLE
+        report = run_tests(args.path, out=out)
+    except TestFileError as exc:
+        if args.format == "json":
+            out.data({"ok": False, "errors": [f.to_json() for f in exc.findings]})
+        else:
+            for finding in exc.findings:
+                out.finding(finding)
+        return EXIT_FINDINGS if exc.policy_findings else EXIT_USAGE
+    render_report(report, out, fmt=args.format, coverage=args.coverage, verbose=args.verbose)
+    return EXIT_OK if report.ok else EXIT_FINDINGS
 
-    for sourced in policy.documents:
-        domain = sourced.document.domain
-        rules = [r for r in policy.rules if r[0] in (ACCOUNT, ROLE)]
-        accounts = sum(1 for r in rules if r[0] == ACCOUNT and r[2] == domain)
-        roles = sum(1 for r in rules if r[0] == ROLE and r[2] == domain)
-        print(f"{domain}: {len(sourced.document.departments)} departments, {roles} roles, "
-              f"{accounts} accounts ({sourced.file})")
-    print(f"ok: {len(policy.documents)} domain(s), {len(policy.rules)} rules, no errors")
+
+# -- explain / who-can / what-can -----------------------------------------------------------
+
+
+def _source_options(parser: argparse.ArgumentParser, *, domain: bool = True) -> None:
+    parser.add_argument("--domain", required=domain, help="the domain (tenant) to ask about")
+    parser.add_argument("--url", default=None, help="read the rules from a store instead, "
+                        "e.g. sqlite:///salesauthz.db or postgresql://…")
+
+
+def _cmd_explain(args: argparse.Namespace) -> int:
+    from .listings import explain
+
+    return _run_listing(args, lambda source, out: explain(
+        source, args.account, args.action, args.type, owner=args.owner, department=args.department,
+        domain=args.domain, out=out, fmt=args.format))
+
+
+def _cmd_who_can(args: argparse.Namespace) -> int:
+    from .listings import who_can
+
+    return _run_listing(args, lambda source, out: who_can(
+        source, args.action, args.type, owner=args.owner, department=args.department,
+        domain=args.domain, out=out, fmt=args.format))
+
+
+def _cmd_what_can(args: argparse.Namespace) -> int:
+    from .listings import what_can
+
+    return _run_listing(args, lambda source, out: what_can(
+        source, args.account, domain=args.domain, out=out, fmt=args.format))
+
+
+def _run_listing(args: argparse.Namespace, body: object) -> int:
+    from collections.abc import Callable
+
+    from .listings import Source, open_source
+
+    out = _output(args)
+    try:
+        source = open_source(args.path, args.url)
+        run: Callable[[Source, Output], int] = body  # type: ignore[assignment]
+        return run(source, out)
+    except UsageError as exc:
+        print(f"salesauthz: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+# -- diff -----------------------------------------------------------------------------------
+
+
+def _cmd_diff(args: argparse.Namespace) -> int:
+    from .diff import diff_sources, render_diff
+
+    out = _output(args)
+    try:
+        result = diff_sources(args.old, args.new)
+    except UsageError as exc:
+        print(f"salesauthz: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    render_diff(result, out, fmt=args.format)
+    if args.fail_on_gain and result.gains:
+        return EXIT_FINDINGS
+    if args.fail_on_change and result.changes:
+        return EXIT_FINDINGS
     return EXIT_OK
+
+
+# -- review ---------------------------------------------------------------------------------
+
+
+def _cmd_review(args: argparse.Namespace) -> int:
+    from .listings import open_source
+    from .review import build_review, render_review
+
+    out = _output(args)
+    try:
+        source = open_source(args.path, args.url)
+        with out.progress("reviewing", 1) as advance:
+            review = build_review(source, args.domain, progress=advance)
+    except UsageError as exc:
+        print(f"salesauthz: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    text = render_review(review, args.format)
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+        print(f"wrote {args.output} ({len(review.rows)} accounts)", file=sys.stderr)
+    else:
+        out.raw(text)
+    return EXIT_OK
+
+
+# -- the parser -----------------------------------------------------------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="salesauthz",
         description="Check, test and explain salesauthz policies.",
+        epilog="Exit codes: 0 clean, 1 findings or failures, 2 usage error or unreadable input.",
     )
     parser.add_argument("--version", action="version", version=f"salesauthz {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--no-color", action="store_true", help="plain output, no colours")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    check = commands.add_parser("check", help="validate a policy directory")
+
+    check = commands.add_parser("check", parents=[common], help="validate and lint a policy directory")
     check.add_argument("path", metavar="PATH", help="the policy directory (e.g. policies/)")
+    check.add_argument("--strict", action="store_true", help="treat warnings as errors")
+    check.add_argument("--format", choices=("text", "json", "sarif"), default="text")
     check.set_defaults(handler=_cmd_check)
+
+    test = commands.add_parser("test", parents=[common], help="run the policy tests (*.test.yaml)")
+    test.add_argument("path", metavar="PATH", nargs="?", default="policies",
+                      help="the policy directory holding *.test.yaml files (default: policies)")
+    test.add_argument("--coverage", action="store_true",
+                      help="list the rules no test exercised, with a percentage")
+    test.add_argument("--verbose", "-v", action="store_true", help="list passing cases too")
+    test.add_argument("--format", choices=("text", "json"), default="text")
+    test.set_defaults(handler=_cmd_test)
+
+    explain = commands.add_parser("explain", parents=[common],
+                                  help="explain one decision, step by step")
+    explain.add_argument("account")
+    explain.add_argument("action")
+    explain.add_argument("type", metavar="TYPE")
+    explain.add_argument("path", metavar="PATH", nargs="?", default=None,
+                         help="policy directory (default: policies)")
+    explain.add_argument("--owner", help="the record's owner account")
+    explain.add_argument("--department", help="the record's department (default: the owner's)")
+    _source_options(explain)
+    explain.add_argument("--format", choices=("text", "json"), default="text")
+    explain.set_defaults(handler=_cmd_explain)
+
+    who = commands.add_parser("who-can", parents=[common],
+                              help="every account that may do an action on a type (or a record)")
+    who.add_argument("action")
+    who.add_argument("type", metavar="TYPE")
+    who.add_argument("path", metavar="PATH", nargs="?", default=None)
+    record = who.add_mutually_exclusive_group()
+    record.add_argument("--owner", help="only for a record owned by this account")
+    record.add_argument("--department", help="only for a record in this department")
+    _source_options(who)
+    who.add_argument("--format", choices=("text", "json"), default="text")
+    who.set_defaults(handler=_cmd_who_can)
+
+    what = commands.add_parser("what-can", parents=[common],
+                               help="everything an account may do, with scopes")
+    what.add_argument("account")
+    what.add_argument("path", metavar="PATH", nargs="?", default=None)
+    _source_options(what)
+    what.add_argument("--format", choices=("text", "json"), default="text")
+    what.set_defaults(handler=_cmd_what_can)
+
+    diff = commands.add_parser("diff", parents=[common],
+                               help="who gains or loses which effective access between two policy versions")
+    diff.add_argument("old", metavar="OLD", help="a directory, or git:REV[:PATH]")
+    diff.add_argument("new", metavar="NEW", help="a directory, or git:REV[:PATH]")
+    diff.add_argument("--fail-on-gain", action="store_true", help="exit 1 if any account gains access")
+    diff.add_argument("--fail-on-change", action="store_true", help="exit 1 on any gain or loss")
+    diff.add_argument("--format", choices=("text", "json"), default="text")
+    diff.set_defaults(handler=_cmd_diff)
+
+    review = commands.add_parser("review", parents=[common],
+                                 help="the periodic access-review report of one domain")
+    review.add_argument("path", metavar="PATH", nargs="?", default=None)
+    _source_options(review)
+    review.add_argument("--format", choices=("md", "csv", "html", "json"), default="md")
+    review.add_argument("--output", "-o", metavar="FILE", help="write the report to FILE")
+    review.set_defaults(handler=_cmd_review)
+
     # Commands that live in their own modules register themselves here.
     from . import init_command, storage_commands
 
@@ -65,7 +278,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help/--version
         return int(exc.code or 0)
-    return int(args.handler(args))
+    try:
+        return int(args.handler(args))
+    except BrokenPipeError:  # pragma: no cover - e.g. `salesauthz review | head`
+        return EXIT_OK
 
 
 if __name__ == "__main__":  # pragma: no cover

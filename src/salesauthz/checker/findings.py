@@ -1,0 +1,100 @@
+"""Findings of ``salesauthz check``: loader errors and lints, with a severity and a stable code."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+from salesauthz.errors import PolicyIssue
+
+__all__ = ["CODES", "LOADER_CODES", "Finding", "Severity", "title_of"]
+
+Severity = Literal["error", "warning"]
+
+# Every lint code with its default severity and a short title (docs/checker.md has examples).
+# Loader codes (SA1xx) are always errors and are documented there too.
+CODES: dict[str, tuple[Severity, str]] = {
+    "SA201": ("warning", "sub-account holds a permission or scope its parent chain does not"),
+    "SA202": ("warning", "grant or role assignment no manager of the account could have made"),
+    "SA203": ("warning", "permission duplicated in a role or an account's grants"),
+    "SA204": ("warning", "permission subsumed by a wider one (after inheritance)"),
+    "SA205": ("warning", "role never assigned"),
+    "SA206": ("warning", "account with no department"),
+    "SA207": ("warning", "frozen or deactivated account still holding roles or grants"),
+    "SA208": ("warning", "frozen or deactivated account with sub-accounts"),
+    "SA209": ("warning", "direct grant already expired"),
+}
+
+# The loader's codes (models/loader.py, models/validate.py, models/_yaml.py): always errors.
+LOADER_CODES: dict[str, str] = {
+    "SA100": "malformed rule (from a store)",
+    "SA101": "unreadable file or invalid YAML syntax",
+    "SA102": "schema error: wrong shape, unknown key, bad value",
+    "SA103": "duplicate key, role or action",
+    "SA104": "empty policy file",
+    "SA105": "invalid Casbin model (model.conf)",
+    "SA106": "model.conf differs from salesauthz's model",
+    "SA107": "not a policy directory, or no policy documents in it",
+    "SA110": "invalid document",
+    "SA111": "domain defined twice",
+    "SA112": "reserved or built-in name redeclared",
+    "SA113": "name is both a role and an account",
+    "SA114": "rule names neither an account nor a role",
+    "SA120": "unknown department (parent, membership or custom scope; also one from another domain)",
+    "SA121": "cycle in the department tree",
+    "SA130": "unknown role (assigned or inherited; also one from another domain)",
+    "SA131": "cycle in role inheritance",
+    "SA140": "unknown parent account",
+    "SA141": "sub-account chain has a cycle, or an account is its own parent",
+    "SA150": "permission set names no resource type",
+    "SA151": "role permission with an expiry (only grants expire)",
+    "SA152": "unknown resource type",
+    "SA153": "unknown action for a resource type",
+}
+
+
+def title_of(code: str) -> str:
+    if code in CODES:
+        return CODES[code][1]
+    return LOADER_CODES.get(code, "policy problem")
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One problem: where it is, how bad, what it is and what to do about it."""
+
+    code: str
+    severity: Severity
+    message: str
+    file: str | None = None
+    line: int | None = None
+    column: int | None = None
+    hint: str | None = None
+
+    @classmethod
+    def from_issue(cls, issue: PolicyIssue, severity: Severity | None = None) -> Finding:
+        if severity is None:
+            severity = CODES[issue.code][0] if issue.code in CODES else "error"
+        return cls(issue.code, severity, issue.message, issue.file, issue.line, issue.column,
+                   issue.hint)
+
+    def location(self) -> str:
+        return PolicyIssue(self.message, self.file, self.line, self.column).location()
+
+    def escalated(self) -> Finding:
+        """The same finding as an error (``--strict``)."""
+        return replace(self, severity="error")
+
+    def sort_key(self) -> tuple[str, int, int, str]:
+        return (self.file or "", self.line or 0, self.column or 0, self.code)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "severity": self.severity,
+            "message": self.message,
+            "file": self.file,
+            "line": self.line,
+            "column": self.column,
+            "hint": self.hint,
+        }

@@ -1,0 +1,392 @@
+"""``salesauthz check``: the loader's errors plus lints that know about scopes, sub-accounts,
+departments and delegation (codes SA2xx, see :data:`~salesauthz.checker.findings.CODES`).
+
+A finding can be silenced where it is reported with a YAML comment on its line or the line
+above: ``# salesauthz: ignore[SA207]`` (or ``ignore`` alone for every code on that line).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from salesauthz import _rules as R
+from salesauthz._index import DomainIndex, EffectiveMap, Permission
+from salesauthz.errors import PolicyError
+from salesauthz.models.compile import scope_of
+from salesauthz.models.documents import AccountDocument, PermissionSet, RoleDocument
+from salesauthz.models.loader import LoadedPolicy, load_directory
+from salesauthz.models.validate import SourcedDocument
+from salesauthz.scopes import Scope
+
+from .analysis import (
+    Key,
+    build_indexes,
+    excess,
+    key_text,
+    managers_of,
+    permission_text,
+    raw_map,
+    scope_label,
+    scope_within,
+    static_ceiling,
+)
+from .findings import CODES, Finding
+
+__all__ = ["CheckResult", "check_directory", "lint_policy"]
+
+PathKey = tuple[str | int, ...]
+Progress = Callable[[int, int], None]
+
+
+@dataclass(slots=True)
+class CheckResult:
+    """What ``check`` found; ``loaded`` is ``None`` when the policy did not load."""
+
+    path: str
+    findings: list[Finding]
+    loaded: LoadedPolicy | None = None
+    unreadable: bool = False  # the path itself could not be read (exit code 2)
+    suppressed: int = 0
+
+    @property
+    def errors(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == "warning"]
+
+
+def check_directory(path: str | os.PathLike[str], *, strict: bool = False, now: float | None = None,
+                    progress: Progress | None = None) -> CheckResult:
+    """Load ``path`` (every loader error is a finding) and, if it loads, lint it."""
+    root = Path(path)
+    if not root.is_dir():
+        finding = Finding("SA107", "error", f"{root} is not a directory", str(root),
+                          hint="pass the directory that holds your policy YAML files")
+        return CheckResult(str(root), [finding], unreadable=True)
+    try:
+        loaded = load_directory(root)
+    except PolicyError as exc:
+        findings = sorted((Finding.from_issue(i, "error") for i in exc.issues), key=Finding.sort_key)
+        return CheckResult(str(root), findings)
+    findings = lint_policy(loaded, now=now, progress=progress)
+    kept = _without_suppressed(findings)
+    if strict:
+        kept = [f.escalated() for f in kept]
+    return CheckResult(str(root), kept, loaded, suppressed=len(findings) - len(kept))
+
+
+_IGNORE = re.compile(r"#\s*salesauthz:\s*ignore(?:\[([A-Za-z0-9_,\s]+)\])?")
+
+
+def _without_suppressed(findings: list[Finding]) -> list[Finding]:
+    lines_of: dict[str, list[str]] = {}
+    kept = []
+    for finding in findings:
+        if finding.file is None or finding.line is None:
+            kept.append(finding)
+            continue
+        if finding.file not in lines_of:
+            try:
+                lines_of[finding.file] = Path(finding.file).read_text(encoding="utf-8").splitlines()
+            except OSError:  # pragma: no cover - the loader has just read it
+                lines_of[finding.file] = []
+        lines = lines_of[finding.file]
+        candidates = [lines[n] for n in (finding.line - 1, finding.line - 2) if 0 <= n < len(lines)]
+        if any(_ignores(text, finding.code) for text in candidates):
+            continue
+        kept.append(finding)
+    return kept
+
+
+def _ignores(text: str, code: str) -> bool:
+    match = _IGNORE.search(text)
+    if match is None:
+        return False
+    codes = match.group(1)
+    return codes is None or code in {c.strip() for c in codes.split(",")}
+
+
+# -- the lints --------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Entry:
+    """One (type, action, scope) a role or account lists, with where."""
+
+    type: str
+    action: str
+    scope: Scope
+    path: PathKey
+    owner: str  # the role (or account) that declares it
+    expires: str = ""
+
+
+def _entries(owner: str, sets: list[PermissionSet], section: str, field_name: str) -> list[_Entry]:
+    found = []
+    for i, pset in enumerate(sets):
+        scope = scope_of(pset.scope)
+        expires = R.format_expiry(pset.expires)
+        for typ, actions in pset.actions.items():
+            for j, action in enumerate(actions):
+                found.append(_Entry(typ, action, scope, (section, owner, field_name, i, typ, j), owner,
+                                    expires))
+    return found
+
+
+def _covers_key(entry: _Entry, typ: str, action: str) -> bool:
+    return entry.type in (typ, R.WILDCARD) and entry.action in (action, R.WILDCARD)
+
+
+@dataclass(slots=True)
+class _Domain:
+    sourced: SourcedDocument
+    index: DomainIndex
+    now: float
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def doc(self) -> object:
+        return self.sourced.document
+
+    def add(self, code: str, path: PathKey, message: str, hint: str | None = None) -> None:
+        issue = self.sourced.issue(path, message, hint, code)
+        self.findings.append(Finding.from_issue(issue, CODES[code][0]))
+
+
+def lint_policy(policy: LoadedPolicy, *, now: float | None = None,
+                progress: Progress | None = None) -> list[Finding]:
+    """Every lint finding of a policy that loaded cleanly."""
+    moment = time.time() if now is None else now
+    indexes = build_indexes(policy.rules)
+    findings: list[Finding] = []
+    total = sum(len(s.document.accounts) for s in policy.documents) or 1
+    done = 0
+    for sourced in policy.documents:
+        index = indexes.get(sourced.document.domain)
+        if index is None:  # pragma: no cover - every loaded document compiles to rules
+            continue
+        domain = _Domain(sourced, index, moment)
+        _lint_roles(domain)
+        for _ in _lint_accounts(domain):
+            done += 1
+            if progress is not None and done % 200 == 0:
+                progress(done, total)
+        findings.extend(domain.findings)
+    if progress is not None:
+        progress(total, total)
+    return sorted(findings, key=Finding.sort_key)
+
+
+def _lint_roles(domain: _Domain) -> None:
+    doc = domain.sourced.document
+    index = domain.index
+    own: dict[str, list[_Entry]] = {
+        name: _entries(name, (role or RoleDocument()).permissions, "roles", "permissions")
+        for name, role in doc.roles.items()
+    }
+    for name, entries in own.items():
+        inherited = [e for other in sorted(index.role_closure.get(name, frozenset()) - {name})
+                     for e in own.get(other, [])]
+        _redundant(domain, entries, inherited, f"role {name!r}")
+
+    # Roles never assigned (directly, or inherited by an assigned role).
+    used: set[str] = set()
+    for account in doc.accounts.values():
+        for role_name in (account or AccountDocument()).roles:
+            used |= index.role_closure.get(role_name, frozenset({role_name}))
+    for name in doc.roles:
+        if name not in used:
+            domain.add("SA205", ("roles", name), f"role {name!r} is never assigned to any account",
+                       "assign it, have an assigned role inherit it, or delete it")
+
+
+def _redundant(domain: _Domain, entries: list[_Entry], inherited: list[_Entry], owner: str) -> None:
+    """Report each entry duplicated by, or subsumed by, another entry or an inherited one."""
+    index = domain.index
+    for position, entry in enumerate(entries):
+        label = permission_text((entry.type, entry.action), str(entry.scope))
+        earlier = entries[:position]
+        others = [e for e in entries if e is not entry] + inherited
+        twin = next((e for e in [*earlier, *inherited]
+                     if (e.type, e.action, e.scope, e.expires) == (entry.type, entry.action, entry.scope,
+                                                                    entry.expires)), None)
+        if twin is not None:
+            where = "earlier in the same list" if twin.owner == entry.owner else f"by role {twin.owner!r}"
+            domain.add("SA203", entry.path, f"{owner} lists {label} twice (already given {where})",
+                       "delete the repeated entry")
+            continue
+        wider = next((e for e in others
+                      if _covers_key(e, entry.type, entry.action)
+                      and scope_within(entry.scope, e.scope, index)
+                      and (e.type, e.action, e.scope) != (entry.type, entry.action, entry.scope)
+                      and not e.expires), None)
+        if wider is not None:
+            wide = permission_text((wider.type, wider.action), str(wider.scope))
+            where = "in the same role" if wider.owner == entry.owner else f"through role {wider.owner!r}"
+            if entry.path[0] == "accounts" and wider.owner == entry.owner:
+                where = "among the same account's grants"
+            domain.add("SA204", entry.path, f"{owner}: {label} is subsumed by {wide} {where}",
+                       "delete the narrower entry; the wider one already allows it")
+
+
+def _lint_accounts(domain: _Domain) -> Iterator[str]:
+    doc = domain.sourced.document
+    index = domain.index
+    now = domain.now
+    effective = {name: index.effective(name, now)[0] for name, info in index.accounts.items()
+                 if info.status == "active"}
+    managers = {name: eff for name, eff in effective.items() if ("account", "manage") in eff}
+    children: dict[str, list[str]] = {}
+    for name, account in doc.accounts.items():
+        if account is not None and account.parent is not None:
+            children.setdefault(account.parent, []).append(name)
+    role_entries = {name: _entries(name, (role or RoleDocument()).permissions, "roles", "permissions")
+                    for name, role in doc.roles.items()}
+
+    for name, maybe_account in doc.accounts.items():
+        account = maybe_account or AccountDocument()
+        yield name
+        if account.department is None:
+            domain.add("SA206", ("accounts", name), f"account {name!r} belongs to no department",
+                       "set `department:`; team and department_tree scopes reach only its own records")
+        if account.status != "active":
+            if account.roles or account.grants:
+                held = ", ".join([*account.roles, *(["direct grants"] if account.grants else [])])
+                domain.add("SA207", ("accounts", name, "status"),
+                           f"{account.status} account {name!r} still holds {held}",
+                           "remove its roles and grants (it is denied everything anyway), "
+                           "or reactivate it")
+            if name in children:
+                domain.add("SA208", ("accounts", name, "status"),
+                           f"{account.status} account {name!r} still has sub-accounts: "
+                           + ", ".join(sorted(children[name])),
+                           "move the sub-accounts to an active parent or deactivate them; "
+                           "they are denied everything while their parent is not active")
+            continue
+        grants = _entries(name, account.grants, "accounts", "grants")
+        for entry in grants:
+            if entry.expires and R.parse_expiry(entry.expires) <= now:
+                domain.add("SA209", (*entry.path[:4], "expires"),
+                           f"grant of {permission_text((entry.type, entry.action), str(entry.scope))} "
+                           f"to {name!r} expired at {entry.expires}", "delete the expired grant")
+        inherited = [e for role_name in sorted(index.roles_of(name)) for e in role_entries.get(role_name, [])]
+        _redundant(domain, grants, inherited, f"account {name!r}")
+        if account.parent is not None:
+            _lint_sub_account(domain, name, account)
+        _lint_delegation(domain, name, account, effective, managers)
+
+
+def _source_path(index: DomainIndex, account: str, doc_account: AccountDocument, role: str | None,
+                 permission: Permission) -> PathKey:
+    """Where the account's document gives it ``permission``: the grant entry, or the role
+    assignment that (through inheritance) leads to ``role``."""
+    if role is None:
+        for i, pset in enumerate(doc_account.grants):
+            for typ, actions in pset.actions.items():
+                if typ == permission.type and permission.action in actions \
+                        and permission.rule[5] in scope_of(pset.scope).encode():
+                    return ("accounts", account, "grants", i, typ, actions.index(permission.action))
+        return ("accounts", account, "grants")  # pragma: no cover - every grant has an entry
+    for k, assigned in enumerate(doc_account.roles):
+        if role in index.role_closure.get(assigned, frozenset()):
+            return ("accounts", account, "roles", k)
+    return ("accounts", account, "roles")  # pragma: no cover - roles_of came from these
+
+
+def _chain(index: DomainIndex, account: str) -> str:
+    names = []
+    parent = index.account(account).parent
+    while parent is not None and parent not in names and parent != account:
+        names.append(parent)
+        parent = index.account(parent).parent
+    return " → ".join(names)
+
+
+def _lint_sub_account(domain: _Domain, name: str, account: AccountDocument) -> None:
+    index, now = domain.index, domain.now
+    ceiling = static_ceiling(index, name, now) or {}
+    chain = _chain(index, name)
+    parent = account.parent or ""
+    problems: dict[PathKey, list[str]] = {}
+    for key, coverage in sorted(raw_map(index, name, now).items()):
+        limit = ceiling.get(key)
+        if not excess(coverage, limit, index):
+            continue
+        for role, permission in index.permissions_of(name):
+            if permission.expires is not None and permission.expires <= now:
+                continue
+            if key not in set(index.expand(permission.type, permission.action)):
+                continue
+            beyond = excess(index.scope_coverage(name, permission.scope), limit, index)
+            if not beyond:
+                continue
+            held = permission_text(key, str(permission.scope))
+            via = "a direct grant" if role is None else f"role {role!r}"
+            if limit is None:
+                text = f"{held} (through {via}), which its parent chain ({chain}) does not hold at all"
+            else:
+                text = (f"{held} (through {via}), but its parent chain ({chain}) holds {key_text(key)} "
+                        f"only at {scope_label(index, parent, key, now)}: {beyond.describe()} are beyond it")
+            path = _source_path(index, name, account, role, permission)
+            problems.setdefault(path, [])
+            if text not in problems[path]:
+                problems[path].append(text)
+    for path, texts in problems.items():
+        domain.add("SA201", path, f"sub-account {name!r} holds " + "; and ".join(texts)
+                   + " — the ceiling denies it at run time, so this is dead",
+                   "remove it from the sub-account, or grant it to the parent first")
+
+
+def _lint_delegation(domain: _Domain, name: str, account: AccountDocument,
+                     effective: dict[str, EffectiveMap], managers: dict[str, EffectiveMap]) -> None:
+    """SA202: every grant and role assignment should be one some manager of the account could
+    have made (DESIGN rule 5): it manages the account and holds what is granted, at least as
+    widely, for that account — or holds ``role:escalate``. Self-grants need ``role:escalate``."""
+    index = domain.index
+    who = managers_of(index, name, managers)
+    able = [m for m in who if m != name or ("role", "escalate") in effective.get(m, {})]
+
+    def could_grant(items: list[tuple[Key, Scope]]) -> bool:
+        for manager in able:
+            held = managers[manager]
+            if ("role", "escalate") in held:
+                return True
+            if all(not excess(index.scope_coverage(name, scope), held.get(key), index)
+                   for key, scope in items):
+                return True
+        return False
+
+    def missing_text(items: list[tuple[Key, Scope]]) -> str:
+        wanted = sorted({permission_text(k, str(s)) for k, s in items})
+        shown = ", ".join(wanted[:4]) + (f" and {len(wanted) - 4} more" if len(wanted) > 4 else "")
+        if not who:
+            return (f"no account manages {name!r} (holds account:manage over it), "
+                    f"so no one could grant {shown}")
+        return (f"none of the accounts that manage {name!r} ({', '.join(who)}) holds {shown} "
+                "for it, nor role:escalate")
+
+    for i, pset in enumerate(account.grants):
+        scope = scope_of(pset.scope)
+        items = [(key, scope) for typ, actions in pset.actions.items() for action in actions
+                 for key in index.expand(typ, action)]
+        if items and not could_grant(items):
+            domain.add("SA202", ("accounts", name, "grants", i),
+                       f"direct grant to {name!r}: {missing_text(items)}",
+                       "have a manager who holds this permission make the grant, "
+                       "or give the granting administrator role:escalate")
+    for k, role_name in enumerate(account.roles):
+        items = [(key, p.scope) for role in sorted(index.role_closure.get(role_name, frozenset()))
+                 for p in index.role_permissions.get(role, ())
+                 for key in index.expand(p.type, p.action)]
+        if items and not could_grant(items):
+            domain.add("SA202", ("accounts", name, "roles", k),
+                       f"role {role_name!r} assigned to {name!r}: {missing_text(items)}",
+                       "have a manager who holds everything in the role assign it, "
+                       "or give the assigning administrator role:escalate")

@@ -1,0 +1,195 @@
+"""``salesauthz review``: the periodic access-review report of one domain.
+
+Every account with its effective permissions and scopes and the flags a reviewer looks for,
+riskiest first. Formats: Markdown, CSV, JSON and one self-contained HTML file (inline CSS, no
+scripts, no external resources) a manager can open from a mail attachment.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from salesauthz import __version__
+from salesauthz._index import DomainIndex
+
+from .analysis import excess, raw_map
+from .listings import Source, what_can_rows
+
+__all__ = ["FLAGS", "Review", "ReviewRow", "build_review", "render_review"]
+
+EXPIRY_WINDOW = 30 * 24 * 3600.0
+
+# flag -> (risk weight, what it means)
+FLAGS: dict[str, tuple[int, str]] = {
+    "escalate": (50, "holds role:escalate: may grant anything to accounts it manages"),
+    "inactive-with-rights": (30, "frozen or deactivated, yet still holding roles or grants"),
+    "all-scope": (20, "holds a permission over every record of the domain"),
+    "manages-accounts": (10, "holds account:manage: may administer other accounts"),
+    "direct-grants": (8, "holds direct grants outside any role"),
+    "expiring-soon": (5, "a direct grant expires within 30 days"),
+    "at-parent-ceiling": (3, "a sub-account whose own rights are cut by its parent's ceiling"),
+}
+
+
+@dataclass(slots=True)
+class ReviewRow:
+    account: str
+    status: str
+    department: str
+    parent: str
+    roles: list[str]
+    permissions: list[str]
+    flags: list[str] = field(default_factory=list)
+    risk: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"account": self.account, "status": self.status, "department": self.department or None,
+                "parent": self.parent or None, "roles": self.roles, "permissions": self.permissions,
+                "flags": self.flags, "risk": self.risk}
+
+
+@dataclass(slots=True)
+class Review:
+    domain: str
+    source: str
+    generated: str
+    rows: list[ReviewRow]
+
+
+def review_index(index: DomainIndex, now: float, *, progress: Callable[[int, int], None] | None = None
+                 ) -> list[ReviewRow]:
+    rows = []
+    names = sorted(n for n, info in index.accounts.items() if info.status is not None)
+    for done, name in enumerate(names, 1):
+        info = index.account(name)
+        effective = index.effective(name, now)[0]
+        flags = []
+        if ("role", "escalate") in effective:
+            flags.append("escalate")
+        live_grants = [g for g in info.grants if g.expires is None or g.expires > now]
+        if info.status != "active" and (info.roles or live_grants):
+            flags.append("inactive-with-rights")
+        if any(c.everything for k, c in effective.items() if k != ("role", "escalate")):
+            flags.append("all-scope")
+        if ("account", "manage") in effective:
+            flags.append("manages-accounts")
+        if live_grants:
+            flags.append("direct-grants")
+        if any(g.expires is not None and now < g.expires <= now + EXPIRY_WINDOW for g in live_grants):
+            flags.append("expiring-soon")
+        if info.parent is not None and info.status == "active":
+            own = raw_map(index, name, now)
+            if any(excess(coverage, effective.get(key), index) for key, coverage in own.items()):
+                flags.append("at-parent-ceiling")
+        permissions = [r["permission"] for r in what_can_rows(index, name, now)]
+        risk = sum(FLAGS[f][0] for f in flags) + len(permissions)
+        rows.append(ReviewRow(name, info.status or "", info.department or "", info.parent or "",
+                              sorted(info.roles), permissions, flags, risk))
+        if progress is not None and done % 100 == 0:
+            progress(done, len(names))
+    if progress is not None:
+        progress(len(names), len(names))
+    return sorted(rows, key=lambda r: (-r.risk, r.account))
+
+
+def build_review(source: Source, domain: str, *, progress: Callable[[int, int], None] | None = None
+                 ) -> Review:
+    index = source.index(domain)
+    now = source.authorizer.now()
+    generated = datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return Review(domain, source.label, generated, review_index(index, now, progress=progress))
+
+
+def render_review(review: Review, fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps({"domain": review.domain, "source": review.source, "generated": review.generated,
+                           "flags": {k: v[1] for k, v in FLAGS.items()},
+                           "accounts": [r.to_json() for r in review.rows]}, indent=2, ensure_ascii=False)
+    if fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(["risk", "account", "status", "department", "parent", "roles", "flags",
+                         "permissions"])
+        for row in review.rows:
+            writer.writerow([row.risk, row.account, row.status, row.department, row.parent,
+                             " ".join(row.roles), " ".join(row.flags), " ".join(row.permissions)])
+        return buffer.getvalue()
+    if fmt == "html":
+        return _html(review)
+    return _markdown(review)
+
+
+def _md(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+
+def _markdown(review: Review) -> str:
+    lines = [f"# Access review: {_md(review.domain)}", "",
+             f"Source: `{review.source}` · generated {review.generated} · {len(review.rows)} accounts, "
+             "riskiest first.", "",
+             "| risk | account | status | department | parent | roles | flags | effective permissions |",
+             "|---:|---|---|---|---|---|---|---|"]
+    for row in review.rows:
+        cells = [str(row.risk), row.account, row.status, row.department, row.parent, ", ".join(row.roles),
+                 ", ".join(row.flags), "<br>".join(row.permissions) or "(nothing)"]
+        lines.append("| " + " | ".join(_md(c) for c in cells) + " |")
+    lines += ["", "Flags:", ""]
+    lines += [f"- **{name}** — {meaning}" for name, (_, meaning) in FLAGS.items()]
+    return "\n".join(lines) + "\n"
+
+
+_CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2rem;color:#1d2430;
+background:#fff}
+h1{font-size:1.5rem;margin:0 0 .25rem}
+p.meta{color:#5b6474;margin:0 0 1.25rem}
+table{border-collapse:collapse;width:100%;font-size:.875rem}
+th,td{border-bottom:1px solid #e3e7ee;padding:.45rem .6rem;text-align:left;vertical-align:top}
+th{background:#f4f6fa;position:sticky;top:0}
+td.risk{font-weight:700;text-align:right}
+tr.high td.risk{color:#b42318} tr.medium td.risk{color:#b54708} tr.low td.risk{color:#067647}
+.flag{display:inline-block;white-space:nowrap;border-radius:999px;padding:.05rem .5rem;margin:.1rem;
+font-size:.75rem;
+background:#fef3f2;color:#b42318;border:1px solid #fecdca}
+.perm{display:inline-block;font-family:ui-monospace,Menlo,monospace;font-size:.75rem;margin:.05rem .2rem}
+.status-frozen,.status-deactivated{color:#b42318;font-weight:600}
+.summary{display:flex;gap:1rem;margin-bottom:1rem}
+.summary div{background:#f4f6fa;border-radius:8px;padding:.5rem .9rem}
+dl{font-size:.85rem;color:#3b4352} dt{font-weight:600}
+"""
+
+
+def _html(review: Review) -> str:
+    e = html.escape
+    flagged = sum(1 for r in review.rows if r.flags)
+    inactive = sum(1 for r in review.rows if "inactive-with-rights" in r.flags)
+    body = []
+    for row in review.rows:
+        level = "high" if row.risk >= 50 else "medium" if row.risk >= 15 else "low"
+        flags = "".join(f'<span class="flag" title="{e(FLAGS[f][1])}">{e(f)}</span>' for f in row.flags)
+        perms = "".join(f'<span class="perm">{e(p)}</span>' for p in row.permissions) or "<em>nothing</em>"
+        body.append(
+            f'<tr class="{level}"><td class="risk">{row.risk}</td><td>{e(row.account)}</td>'
+            f'<td class="status-{e(row.status)}">{e(row.status)}</td><td>{e(row.department)}</td>'
+            f"<td>{e(row.parent)}</td><td>{e(', '.join(row.roles))}</td><td>{flags}</td>"
+            f"<td>{perms}</td></tr>")
+    legend = "".join(f"<dt>{e(n)}</dt><dd>{e(m)}</dd>" for n, (_, m) in FLAGS.items())
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        f"<title>Access review: {e(review.domain)}</title>"
+        f"<meta name=\"generator\" content=\"salesauthz {e(__version__)}\"><style>{_CSS}</style></head>"
+        f"<body><h1>Access review: {e(review.domain)}</h1>"
+        f"<p class=\"meta\">Source {e(review.source)} · generated {e(review.generated)} · riskiest first</p>"
+        f"<div class=\"summary\"><div><b>{len(review.rows)}</b> accounts</div>"
+        f"<div><b>{flagged}</b> flagged</div><div><b>{inactive}</b> inactive with rights</div></div>"
+        "<table><thead><tr><th>risk</th><th>account</th><th>status</th><th>department</th>"
+        "<th>parent</th><th>roles</th><th>flags</th><th>effective permissions</th></tr></thead><tbody>"
+        + "".join(body) + f"</tbody></table><h2>Flags</h2><dl>{legend}</dl></body></html>\n"
+    )

@@ -1,0 +1,492 @@
+"""``salesauthz test``: policy tests in ``*.test.yaml`` files beside the policies.
+
+```yaml
+domain: acme                      # the default domain of the cases below
+fixtures:                         # optional, for this file only
+  accounts:                       # extra accounts, written like the policy's own
+    temp_rep: {department: east-2, roles: [junior_rep]}
+  records:                        # named records the cases can refer to
+    east2_deal: {type: customer, owner: rep_e2}
+    west_lead: {type: customer, department: west-1}
+tests:
+  - name: a junior rep reads its own customers
+    check: {account: rep_e1a, action: read, record: {type: customer, owner: rep_e1a}}
+    expect: allow                 # allow | deny
+    role: junior_rep              # optional: the role that decides (`grant`: a direct grant)
+    permission: customer:read@own # optional: the permission that decides
+  - check: {account: rep_e1a, action: read, record: east2_deal}
+    expect: deny
+  - who-can: {action: export, type: customer}          # optional owner: / department: / record:
+    expect: [alice, mgr_east]                          # exhaustive: exactly these accounts
+  - what-can: {account: intern_e1}
+    expect: [customer:read@team, customer:update@own]  # exhaustive: exactly these permissions
+```
+
+``--coverage`` counts the permission (``p``) and role-link (``g``) rules of the policy that some
+case exercised: a check exercises the rules its explanation names (and the role links leading to
+them), a what-can every rule of the account, a who-can every rule reaching the asked permission.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from salesauthz import _rules as R
+from salesauthz._index import DomainIndex
+from salesauthz._rules import Rule
+from salesauthz.authorizer import Authorizer, Record
+from salesauthz.errors import PolicyError, PolicyIssue
+from salesauthz.models._yaml import Positions, load_yaml, position_of
+from salesauthz.models.compile import compile_document
+from salesauthz.models.documents import AccountDocument, DomainDocument
+from salesauthz.models.loader import LoadedPolicy, load_directory
+from salesauthz.models.validate import SourcedDocument, issues_from_validation_error, validate_documents
+
+from .analysis import permission_text
+from .findings import Finding
+from .listings import holders, what_can_rows
+from .output import Output
+
+__all__ = ["CaseResult", "TestFileError", "TestReport", "render_report", "run_tests", "test_files"]
+
+TEST_SUFFIXES = (".test.yaml", ".test.yml")
+
+
+class TestFileError(Exception):
+    """The policies or a test file could not be read; ``findings`` say where."""
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, findings: list[Finding], *, policy_findings: bool = False) -> None:
+        self.findings = findings
+        self.policy_findings = policy_findings
+        super().__init__("; ".join(f"{f.location()}: {f.message}" for f in findings))
+
+
+# -- the file format (pydantic) -----------------------------------------------------------
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class RecordSpec(_Strict):
+    type: str
+    owner: str | None = None
+    department: str | None = None
+
+
+class CheckSpec(_Strict):
+    account: str
+    action: str
+    record: RecordSpec | str
+    domain: str | None = None
+
+
+class WhoCanSpec(_Strict):
+    action: str
+    type: str
+    owner: str | None = None
+    department: str | None = None
+    record: str | None = None
+    domain: str | None = None
+
+
+class WhatCanSpec(_Strict):
+    account: str
+    domain: str | None = None
+
+
+class CaseSpec(_Strict):
+    name: str | None = None
+    check: CheckSpec | None = None
+    who_can: WhoCanSpec | None = Field(default=None, alias="who-can")
+    what_can: WhatCanSpec | None = Field(default=None, alias="what-can")
+    expect: Literal["allow", "deny"] | list[str]
+    role: str | None = None
+    permission: str | None = None
+
+
+class FixtureSpec(_Strict):
+    accounts: dict[str, AccountDocument | None] = Field(default_factory=dict)
+    records: dict[str, RecordSpec] = Field(default_factory=dict)
+
+
+class TestFileSpec(_Strict):
+    __test__ = False
+
+    domain: str | None = None
+    description: str = ""
+    fixtures: FixtureSpec = Field(default_factory=FixtureSpec)
+    tests: list[CaseSpec] = Field(default_factory=list)
+
+
+# -- results ------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class CaseResult:
+    file: str
+    line: int | None
+    name: str
+    passed: bool
+    expected: str = ""
+    got: str = ""
+    explanation: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"file": self.file, "line": self.line, "name": self.name, "passed": self.passed,
+                "expected": self.expected, "got": self.got, "explanation": list(self.explanation)}
+
+
+@dataclass(slots=True)
+class TestReport:
+    __test__ = False
+
+    results: list[CaseResult] = field(default_factory=list)
+    universe: set[Rule] = field(default_factory=set)
+    exercised: set[Rule] = field(default_factory=set)
+    files: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.results) and all(r.passed for r in self.results)
+
+    @property
+    def failures(self) -> list[CaseResult]:
+        return [r for r in self.results if not r.passed]
+
+    @property
+    def coverage(self) -> float:
+        if not self.universe:
+            return 100.0
+        return 100.0 * len(self.universe & self.exercised) / len(self.universe)
+
+    @property
+    def unexercised(self) -> list[Rule]:
+        return sorted(self.universe - self.exercised)
+
+
+def test_files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.name.endswith(TEST_SUFFIXES)
+                  and not any(part.startswith(".") for part in p.relative_to(root).parts))
+
+
+test_files.__test__ = False  # type: ignore[attr-defined]
+
+
+def coverage_universe(rules: tuple[Rule, ...] | list[Rule]) -> set[Rule]:
+    """The rules ``--coverage`` counts: permissions, grants, role assignments and inheritance."""
+    return {r for r in rules if r[0] in (R.PERMISSION, R.ROLE_LINK)}
+
+
+def run_tests(path: str | os.PathLike[str], *, out: Output | None = None,
+              now: float | None = None) -> TestReport:
+    """Run every ``*.test.yaml`` under ``path`` against the policies of ``path``."""
+    root = Path(path)
+    if not root.is_dir():
+        raise TestFileError([Finding("SA107", "error", f"{root} is not a directory", str(root))])
+    try:
+        policy = load_directory(root)
+    except PolicyError as exc:
+        raise TestFileError([Finding.from_issue(i, "error") for i in exc.issues],
+                            policy_findings=True) from None
+    files = test_files(root)
+    if not files:
+        raise TestFileError([Finding("SA300", "error", f"no policy tests (*.test.yaml) in {root}",
+                                     str(root), hint="see docs/checker.md for the test file format")])
+    report = TestReport(universe=coverage_universe(policy.rules), files=[str(f) for f in files])
+    moment = time.time() if now is None else now
+    base = Authorizer.from_rules(policy.rules, clock=lambda: moment)
+    specs = [_read_spec(file) for file in files]
+    progress = out.progress("testing", len(specs)) if out is not None else None
+    advance = progress.__enter__() if progress is not None else None
+    try:
+        for done, (file, spec, positions) in enumerate(specs, 1):
+            authz = _with_fixtures(policy, base, file, spec, positions, moment)
+            for number, case in enumerate(spec.tests):
+                line = position_of(positions, ("tests", number))[0]
+                report.results.append(_run_case(authz, file, line, number, spec, case, report, moment))
+            if advance is not None:
+                advance(done, len(specs))
+    finally:
+        if progress is not None:
+            progress.__exit__(None, None, None)
+    return report
+
+
+def _read_spec(file: Path) -> tuple[str, TestFileSpec, Positions]:
+    display = str(file)
+    try:
+        data, positions = load_yaml(file.read_text(encoding="utf-8"), display)
+    except PolicyError as exc:
+        raise TestFileError([Finding.from_issue(i, "error") for i in exc.issues]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TestFileError([Finding("SA101", "error", f"cannot read: {exc}", display)]) from None
+    try:
+        spec = TestFileSpec.model_validate(data if data is not None else {})
+    except ValidationError as exc:
+        issues = issues_from_validation_error(exc, display, positions)
+        raise TestFileError([Finding.from_issue(PolicyIssue(i.message, i.file, i.line, i.column, i.hint,
+                                                            "SA301"), "error") for i in issues]) from None
+    problems: list[Finding] = []
+    for number, case in enumerate(spec.tests):
+        kinds = [k for k in (case.check, case.who_can, case.what_can) if k is not None]
+        line, column = position_of(positions, ("tests", number))
+        if len(kinds) != 1:
+            problems.append(Finding("SA301", "error", "a test case needs exactly one of check, who-can, "
+                                    "what-can", display, line, column))
+        elif case.check is not None and not isinstance(case.expect, str):
+            problems.append(Finding("SA301", "error", "a check case expects `allow` or `deny`",
+                                    display, line, column))
+        elif case.check is None and isinstance(case.expect, str):
+            problems.append(Finding("SA301", "error", "a who-can or what-can case expects a list "
+                                    "(the exhaustive answer)", display, line, column))
+        elif (case.role or case.permission) and case.check is None:
+            problems.append(Finding("SA301", "error", "`role` and `permission` belong to check cases",
+                                    display, line, column))
+        domain = _domain_of(case, spec)
+        if domain is None:
+            problems.append(Finding("SA301", "error", "no domain: set `domain:` at the top of the file "
+                                    "or in the case", display, line, column))
+    if spec.fixtures.accounts and spec.domain is None:
+        line, column = position_of(positions, ("fixtures",))
+        problems.append(Finding("SA301", "error", "fixture accounts need the file's `domain:`",
+                                display, line, column))
+    if problems:
+        raise TestFileError(problems)
+    return display, spec, positions
+
+
+def _domain_of(case: CaseSpec, spec: TestFileSpec) -> str | None:
+    inner = case.check or case.who_can or case.what_can
+    return (inner.domain if inner is not None else None) or spec.domain
+
+
+def _with_fixtures(policy: LoadedPolicy, base: Authorizer, file: str, spec: TestFileSpec,
+                   positions: Positions, now: float) -> Authorizer:
+    if not spec.fixtures.accounts:
+        return base
+    domain = spec.domain or ""
+    sourced = next((s for s in policy.documents if s.document.domain == domain), None)
+    if sourced is None:
+        line, column = position_of(positions, ("domain",))
+        raise TestFileError([Finding("SA301", "error", f"fixtures name domain {domain!r}, which the "
+                                     "policies do not define", file, line, column)])
+    document: DomainDocument = sourced.document
+    merged = document.model_copy(update={"accounts": {**document.accounts, **spec.fixtures.accounts}})
+    mapped = {("accounts", *path[2:]): where for path, where in positions.items()
+              if path[:2] == ("fixtures", "accounts")}
+    issues = validate_documents([SourcedDocument(merged, file, mapped)])
+    clashes = sorted(set(spec.fixtures.accounts) & set(document.accounts))
+    for name in clashes:
+        line, column = position_of(positions, ("fixtures", "accounts", name))
+        issues.append(PolicyIssue(f"fixture account {name!r} already exists in the policies", file, line,
+                                  column, "pick a name the policies do not use", "SA301"))
+    if issues:
+        raise TestFileError([Finding.from_issue(PolicyIssue(i.message, i.file, i.line, i.column, i.hint,
+                                                            "SA301"), "error") for i in issues])
+    rules = [r for r in policy.rules if R.domain_of(r) != domain] + compile_document(merged)
+    return Authorizer.from_rules(rules, clock=lambda: now)
+
+
+def _run_case(authz: Authorizer, file: str, line: int | None, number: int, spec: TestFileSpec,
+              case: CaseSpec, report: TestReport, now: float) -> CaseResult:
+    domain = _domain_of(case, spec) or ""
+    index = authz.index(domain)
+    if case.check is not None:
+        return _run_check(authz, index, file, line, number, spec, case, case.check, domain, report)
+    if case.who_can is not None:
+        return _run_who_can(index, file, line, number, spec, case, case.who_can, domain, report, now)
+    assert case.what_can is not None  # _read_spec guarantees exactly one kind
+    return _run_what_can(index, file, line, number, case, case.what_can, domain, report, now)
+
+
+def _record(spec: TestFileSpec, value: RecordSpec | str) -> Record | str:
+    if isinstance(value, str):
+        named = spec.fixtures.records.get(value)
+        if named is None:
+            return f"unknown record {value!r}: define it under fixtures.records"
+        value = named
+    return Record(value.type, owner=value.owner, department=value.department)
+
+
+def _run_check(authz: Authorizer, index: DomainIndex | None, file: str, line: int | None, number: int,
+               spec: TestFileSpec, case: CaseSpec, check: CheckSpec, domain: str,
+               report: TestReport) -> CaseResult:
+    record = _record(spec, check.record)
+    where = check.record if isinstance(check.record, str) else f"{check.record.type} record"
+    name = case.name or f"check {check.account} {check.action} {where} → {case.expect}"
+    if isinstance(record, str):
+        return CaseResult(file, line, name, False, str(case.expect), record)
+    decision = authz.explain(check.account, check.action, record, domain=domain)
+    if index is not None:
+        _exercise_decision(index, check.account, decision.rules, report)
+    got = "allow" if decision.allowed else "deny"
+    passed = got == str(case.expect)
+    if decision.allowed:
+        decided_by = decision.role if decision.role is not None else "grant"
+        deciding = {permission_text((r[3], r[4]), str(decision.scope)) for r in decision.rules
+                    if r[0] == R.PERMISSION}
+        got += f" by role {decided_by}" if decision.role is not None else " by a direct grant"
+        got += " with " + ", ".join(sorted(deciding))
+        if case.role is not None and decided_by != case.role:
+            passed = False
+        if case.permission is not None and case.permission not in deciding:
+            passed = False
+    if not passed:
+        return CaseResult(file, line, name, False, _expectation(case), got, decision.steps)
+    return CaseResult(file, line, name, True, _expectation(case), got)
+
+
+def _expectation(case: CaseSpec) -> str:
+    text = str(case.expect)
+    if case.role == "grant":
+        text += " by a direct grant"
+    elif case.role is not None:
+        text += f" by role {case.role}"
+    if case.permission is not None:
+        text += f" with {case.permission}"
+    return text
+
+
+def _run_who_can(index: DomainIndex | None, file: str, line: int | None, number: int, spec: TestFileSpec,
+                 case: CaseSpec, who: WhoCanSpec, domain: str, report: TestReport,
+                 now: float) -> CaseResult:
+    owner, department = who.owner, who.department
+    if who.record is not None:
+        record = _record(spec, who.record)
+        if isinstance(record, str):
+            return CaseResult(file, line, case.name or f"who-can {who.action} {who.type}", False,
+                              "", record)
+        owner, department = record.owner, record.department
+    name = case.name or f"who-can {who.type}:{who.action}" + (f" owned by {owner}" if owner else "") \
+        + (f" in {department}" if department else "")
+    got = holders(index, who.action, who.type, now, owner=owner, department=department) \
+        if index is not None else []
+    if index is not None:
+        for account in index.accounts:
+            _exercise_key(index, account, (who.type, who.action), report)
+    return _compare_sets(file, line, name, list(case.expect), got)
+
+
+def _run_what_can(index: DomainIndex | None, file: str, line: int | None, number: int, case: CaseSpec,
+                  what: WhatCanSpec, domain: str, report: TestReport, now: float) -> CaseResult:
+    name = case.name or f"what-can {what.account}"
+    got = [row["permission"] for row in what_can_rows(index, what.account, now)] if index is not None else []
+    if index is not None:
+        _exercise_account(index, what.account, report)
+    return _compare_sets(file, line, name, list(case.expect), got)
+
+
+def _compare_sets(file: str, line: int | None, name: str, expected: list[str], got: list[str]) -> CaseResult:
+    want, have = set(expected), set(got)
+    if want == have:
+        return CaseResult(file, line, name, True, ", ".join(sorted(want)), ", ".join(sorted(have)))
+    details = []
+    if have - want:
+        details.append("unexpected: " + ", ".join(sorted(have - want)))
+    if want - have:
+        details.append("missing: " + ", ".join(sorted(want - have)))
+    return CaseResult(file, line, name, False, ", ".join(sorted(want)) or "(nothing)",
+                      ", ".join(sorted(have)) or "(nothing)", tuple(details))
+
+
+# -- coverage -----------------------------------------------------------------------------
+
+
+def _links_to(index: DomainIndex, account: str, role: str) -> Iterator[Rule]:
+    """The ``g`` rules on every path from the account's assigned roles to ``role``."""
+    domain = index.name
+    for assigned in sorted(index.account(account).roles):
+        if role not in index.role_closure.get(assigned, frozenset()):
+            continue
+        yield (R.ROLE_LINK, account, assigned, domain)
+        for current in index.role_closure.get(assigned, frozenset()):
+            for inherited in index.role_parents.get(current, frozenset()):
+                if role in index.role_closure.get(inherited, frozenset()):
+                    yield (R.ROLE_LINK, current, inherited, domain)
+
+
+def _exercise_decision(index: DomainIndex, account: str, rules: tuple[Rule, ...], report: TestReport) -> None:
+    for rule in rules:
+        report.exercised.add(rule)
+        if rule[0] == R.PERMISSION and rule[1] in index.roles:
+            report.exercised.update(_links_to(index, account, rule[1]))
+    info = index.account(account)
+    if info.status is not None and info.status != "active":
+        _exercise_account(index, account, report)  # the test shows its rules are neutralised
+
+
+def _exercise_account(index: DomainIndex, account: str, report: TestReport) -> None:
+    for role, permission in index.permissions_of(account):
+        report.exercised.add(permission.rule)
+        if role is not None:
+            report.exercised.update(_links_to(index, account, role))
+
+
+def _exercise_key(index: DomainIndex, account: str, key: tuple[str, str], report: TestReport) -> None:
+    for role, permission in index.permissions_of(account):
+        if key in set(index.expand(permission.type, permission.action)):
+            report.exercised.add(permission.rule)
+            if role is not None:
+                report.exercised.update(_links_to(index, account, role))
+
+
+# -- output -------------------------------------------------------------------------------
+
+
+def rule_text(rule: Rule) -> str:
+    if rule[0] == R.PERMISSION:
+        who = rule[1]
+        expires = f" until {rule[6]}" if rule[6] else ""
+        return f"{rule[2]}: {who} holds {permission_text((rule[3], rule[4]), rule[5])}{expires}"
+    return f"{rule[3]}: {rule[1]} → role {rule[2]}"
+
+
+def render_report(report: TestReport, out: Output, *, fmt: str = "text", coverage: bool = False,
+                  verbose: bool = False) -> None:
+    if fmt == "json":
+        payload: dict[str, Any] = {
+            "ok": report.ok,
+            "passed": len(report.results) - len(report.failures),
+            "failed": len(report.failures),
+            "files": report.files,
+            "results": [r.to_json() for r in report.results],
+        }
+        if coverage:
+            payload["coverage"] = {
+                "percent": round(report.coverage, 1),
+                "exercised": len(report.universe & report.exercised),
+                "total": len(report.universe),
+                "unexercised": [list(r) for r in report.unexercised],
+            }
+        out.data(payload)
+        return
+    for result in report.results:
+        where = f"{result.file}:{result.line}" if result.line is not None else result.file
+        if result.passed:
+            if verbose:
+                out.styled(("PASS ", "green"), (f"{where}: {result.name}", None))
+            continue
+        out.styled(("FAIL ", "bold red"), (f"{where}: {result.name}", "bold"))
+        out.text(f"    expected: {result.expected}")
+        out.text(f"    got:      {result.got}")
+        for line in result.explanation:
+            out.text(f"      {line}", style="dim")
+    if coverage:
+        missing = report.unexercised
+        out.text(f"coverage: {report.coverage:.1f}% of {len(report.universe)} rules "
+                 f"({len(missing)} never exercised)", style="bold")
+        for rule in missing:
+            out.text("  not exercised: " + rule_text(rule), style="yellow")
+    passed = len(report.results) - len(report.failures)
+    summary = f"{passed} passed, {len(report.failures)} failed ({len(report.files)} file(s))"
+    out.text(summary, style="green" if report.ok else "bold red")
