@@ -3,7 +3,8 @@
 ``AuthzMiddleware`` establishes the identity and domain of every HTTP request, answers 401 when
 there is none, enforces route-level requirements declared per route *template*, and leaves the
 per-request :class:`~salesauthz.middleware.RequestAuthz` in ``request.state.salesauthz`` for
-record-level checks in handlers. Non-HTTP scopes (lifespan, websocket) pass straight through.
+record-level checks in handlers; the 401/403/404 errors those raise are answered as problem
+JSON. Non-HTTP scopes (lifespan, websocket) pass straight through.
 
 ```python
 app.add_middleware(AuthzMiddleware, guard=guard, rules={
@@ -197,4 +198,22 @@ class AuthzMiddleware:
         except AuthorizationError as error:
             await send_problem(send, self.on_error(scope, error))
             return
-        await self.app(scope, receive, send)
+        await self._call_handling_errors(scope, receive, send)
+
+    async def _call_handling_errors(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Handlers raise 401/403/404 errors from record-level checks; answer them here unless
+        # the app already started its response (then there is nothing sensible left to send).
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except AuthorizationError as error:
+            if started:
+                raise
+            await send_problem(send, self.on_error(scope, error))
