@@ -46,7 +46,12 @@ class AccountInfo(NamedTuple):
     grants: tuple[Permission, ...]
 
 
-_NO_ACCOUNT = AccountInfo(None, None, None, frozenset(), ())
+_NO_ROLES: frozenset[str] = frozenset()
+_NO_ACCOUNT = AccountInfo(None, None, None, _NO_ROLES, ())
+
+
+def _rule_of(permission: Permission) -> Rule:
+    return permission.rule
 
 _scope_cache: dict[str, Scope] = {}
 _expiry_cache: dict[str, float] = {}
@@ -227,6 +232,9 @@ class DomainState:
 
     def apply(self, added: Iterable[Rule], removed: Iterable[Rule]) -> None:
         """Apply a batch (removals first) and publish a new snapshot."""
+        if self.index is None and not self.rules and not removed:
+            self._load(list(added))
+            return
         structural = False
         touched: set[str] = set()
         for rule in removed:
@@ -238,6 +246,40 @@ class DomainState:
                 self.rules.add(rule)
                 structural |= self._index(rule, touched)
         self._publish(structural, touched)
+
+    def _load(self, rules: list[Rule]) -> None:
+        """The first batch of an empty domain (a whole store being loaded): the same effect as
+        :meth:`_index` on each rule, in one tight loop, since nothing cached can be stale yet."""
+        self.rules = set(rules)
+        links, permissions, status = self.links, self.permissions, self.status
+        membership, parent = self.membership, self.parent
+        for rule in rules:  # the most frequent rule types first: most rules are about accounts
+            ptype = rule[0]
+            if ptype == R.ROLE_LINK:
+                held = links.get(rule[1])
+                if held is None:
+                    links[rule[1]] = {rule[2]}
+                else:
+                    held.add(rule[2])
+            elif ptype == R.ACCOUNT:
+                status[rule[1]] = rule[3]
+            elif ptype == R.MEMBERSHIP:
+                membership[rule[1]] = rule[2]
+            elif ptype == R.PERMISSION:
+                permissions.setdefault(rule[1], set()).add(parse_permission(rule))
+            elif ptype == R.PARENT:
+                parent[rule[1]] = rule[2]
+            elif ptype == R.DEPARTMENT:
+                self.department_parent[rule[1]] = rule[2] or None
+            elif ptype == R.ROLE:
+                self.roles.add(rule[1])
+            elif ptype == R.VOCABULARY:
+                self.vocabulary.setdefault(rule[2], set()).add(rule[3])
+            else:
+                raise AssertionError(f"unhandled rule type {ptype!r}")  # check_rule() ran before
+        self._role_parts = self._department_parts = None
+        self._vocabulary_part = None
+        self._publish(True, set())
 
     def _index(self, rule: Rule, touched: set[str]) -> bool:
         ptype = rule[0]
@@ -334,7 +376,8 @@ class DomainState:
         department_parent, subtree = self._department_parts
 
         if previous is None:
-            accounts = {name: self._account_info(name) for name in self._account_names()}
+            interned: dict[frozenset[str], frozenset[str]] = {}
+            accounts = {name: self._account_info(name, interned) for name in self._account_names()}
         else:
             accounts = dict(previous.accounts)
             for name in touched:
@@ -348,7 +391,9 @@ class DomainState:
             base, stamps = next(_stamp_counter), {}
             # A name became (or stopped being) a role: sort every subject again.
             if previous is not None and self._role_set_changed:
-                accounts = {name: self._account_info(name) for name in self._account_names()}
+                interned = {}
+                accounts = {name: self._account_info(name, interned)
+                            for name in self._account_names()}
         self._role_set_changed = False
         if previous is not None and not structural:
             base, stamps = previous.base, dict(previous.stamps)
@@ -371,15 +416,22 @@ class DomainState:
         names |= {s for s in self.permissions if s not in self.roles}
         return names
 
-    def _account_info(self, name: str) -> AccountInfo:
+    def _account_info(
+        self, name: str, interned: dict[frozenset[str], frozenset[str]] | None = None
+    ) -> AccountInfo:
         if name in self.roles:
             return _NO_ACCOUNT
-        grants = tuple(sorted(self.permissions.get(name, ()), key=lambda p: p.rule))
+        held = self.permissions.get(name)
+        grants = tuple(sorted(held, key=_rule_of)) if held else ()
+        links = self.links.get(name)
+        roles = frozenset(links) if links else _NO_ROLES
+        if interned is not None:  # thousands of accounts share a few role sets: keep one copy
+            roles = interned.setdefault(roles, roles)
         return AccountInfo(
             self.status.get(name),
             self.membership.get(name),
             self.parent.get(name),
-            frozenset(self.links.get(name, ())),
+            roles,
             grants,
         )
 
