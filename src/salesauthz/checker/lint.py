@@ -278,7 +278,8 @@ def _lint_accounts(domain: _Domain) -> Iterator[str]:
                            f"to {name!r} expired at {entry.expires}", "delete the expired grant")
         inherited = [e for role_name in sorted(index.roles_of(name)) for e in role_entries.get(role_name, [])]
         _redundant(domain, grants, inherited, f"account {name!r}")
-        if account.parent is not None:
+        if account.parent is not None and not _inactive_above(index, name):
+            # (Below an inactive parent everything is denied: SA208 already says so.)
             _lint_sub_account(domain, name, account)
         _lint_delegation(domain, name, account, effective, managers)
 
@@ -298,6 +299,27 @@ def _source_path(index: DomainIndex, account: str, doc_account: AccountDocument,
         if role in index.role_closure.get(assigned, frozenset()):
             return ("accounts", account, "roles", k)
     return ("accounts", account, "roles")  # pragma: no cover - roles_of came from these
+
+
+def _role_via(index: DomainIndex, account: AccountDocument, role: str) -> str:
+    """``role 'lead' (inheriting 'exporter')``, or ``role 'rep'`` when assigned directly."""
+    if role in account.roles:
+        return f"role {role!r}"
+    for assigned in account.roles:
+        if role in index.role_closure.get(assigned, frozenset()):
+            return f"role {assigned!r}, which inherits {role!r}"
+    return f"role {role!r}"  # pragma: no cover - roles_of came from the assigned roles
+
+
+def _inactive_above(index: DomainIndex, account: str) -> bool:
+    seen = {account}
+    parent = index.account(account).parent
+    while parent is not None and parent not in seen:
+        if index.account(parent).status != "active":
+            return True
+        seen.add(parent)
+        parent = index.account(parent).parent
+    return False
 
 
 def _chain(index: DomainIndex, account: str) -> str:
@@ -328,7 +350,7 @@ def _lint_sub_account(domain: _Domain, name: str, account: AccountDocument) -> N
             if not beyond:
                 continue
             held = permission_text(key, str(permission.scope))
-            via = "a direct grant" if role is None else f"role {role!r}"
+            via = "a direct grant" if role is None else _role_via(index, account, role)
             if limit is None:
                 text = f"{held} (through {via}), which its parent chain ({chain}) does not hold at all"
             else:
