@@ -19,6 +19,8 @@ NAME_POOL = [
     "back\\slash", "tab\there", "new\nline", "pct%s", ":colon", "custom:trick", "UPPER", "z" * 60,
 ]
 RESOURCES = {"customer": ["read", "update", "export"], "order": ["read", "approve"]}
+# What permissions may name: the declared resources plus the built-in administrative rights.
+PERMISSION_TYPES = {**RESOURCES, "account": ["manage"], "role": ["escalate"]}
 SCOPES = ["own", "team", "department_tree", "all"]
 
 
@@ -57,10 +59,11 @@ def permission_sets(draw: st.DrawFn, departments: list[str], *, grant: bool) -> 
         scope = {"custom": draw(st.lists(st.sampled_from(departments), min_size=1, max_size=2,
                                          unique=True))}
     body: dict[str, Any] = {"scope": scope}
-    types = draw(st.lists(st.sampled_from([*RESOURCES, "*"]), min_size=1, max_size=2, unique=True))
+    types = draw(st.lists(st.sampled_from([*PERMISSION_TYPES, "*"]), min_size=1, max_size=2,
+                          unique=True))
     for typ in types:
-        pool = ["*"] + (sorted({a for acts in RESOURCES.values() for a in acts})
-                        if typ == "*" else RESOURCES[typ])
+        pool = ["*"] + (sorted({a for acts in PERMISSION_TYPES.values() for a in acts})
+                        if typ == "*" else PERMISSION_TYPES[typ])
         body[typ] = draw(st.lists(st.sampled_from(pool), min_size=1, max_size=2, unique=True))
     if grant and draw(st.booleans()):
         delta = draw(st.sampled_from([-3600.0, 3600.0]))

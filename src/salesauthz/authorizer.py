@@ -471,6 +471,18 @@ class Authorizer:
             self._apply_in_memory(add, remove)
             return sealed
 
+    def transact(
+        self,
+        domain: str,
+        plan: Callable[[DomainIndex | None], tuple[Sequence[Rule], Sequence[Rule], Sequence[AuditDraft]]],
+    ) -> list[AuditRecord]:
+        """Run ``plan`` on the domain's current snapshot under the write lock and apply what it
+        returns ``(added, removed, audit)`` atomically. Decisions made inside ``plan`` therefore
+        see exactly the rules the change applies to; raising from ``plan`` changes nothing."""
+        with self._write_lock:
+            added, removed, audit = plan(self._indexes.get(domain))
+            return self.apply_changes(added, removed, audit=audit)
+
     def _apply_in_memory(self, added: Sequence[Rule], removed: Sequence[Rule]) -> None:
         by_domain: dict[str, tuple[list[Rule], list[Rule]]] = {}
         for rule in removed:

@@ -1,0 +1,497 @@
+"""Administration that can never escalate (DESIGN.md rule 5).
+
+Every operation is performed *by an actor* and authorized by the actor's own rights, at the moment
+of the change (under the authorizer's write lock, against the snapshot the change applies to):
+
+1. **Manage.** The actor must hold ``account:manage`` at a scope covering the target account, an
+   account being a record owned by itself in its own department.
+2. **No escalation.** Whatever the operation gives the target (a direct grant, a role's
+   permissions after inheritance, the rights a move or unfreeze brings back into force), the actor
+   must hold each ``type:action`` at a scope at least as wide *for the target account*: every
+   department the granted scope reaches must be one the actor reaches, and the target's own
+   records (taken in the target's department) must be covered by the actor. This is Kubernetes'
+   RBAC escalation rule, made scope-aware.
+3. **Escape hatch.** Holding ``role:escalate`` over the target is the only way around rule 2; the
+   audit record of such an operation is marked ``escalated``.
+
+A rejected operation raises :class:`~salesauthz.errors.EscalationError` (or
+:class:`~salesauthz.errors.ForbiddenError` / :class:`~salesauthz.errors.UnknownNameError`) and
+changes nothing. Each operation changes its rules and appends its audit record in one atomic batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from . import _rules as R
+from ._index import DomainIndex, EffectiveMap, Permission
+from ._rules import Rule
+from .audit import AuditDraft, AuditRecord
+from .errors import EscalationError, ForbiddenError, UnknownNameError
+from .scopes import Coverage, Scope, ScopeKind
+
+if TYPE_CHECKING:
+    from .authorizer import Authorizer, ScopeFilter
+
+__all__ = ["Admin", "OffboardPlan", "grant_is_covered"]
+
+_Change = tuple[list[Rule], list[Rule], list[AuditDraft]]
+
+
+def grant_is_covered(actor: Coverage | None, granted: Coverage, index: DomainIndex) -> bool:
+    """Whether an actor holding ``actor`` may hand out ``granted`` (rule 2 above).
+
+    ``granted`` is compared record-set-wise, with each owner's records taken in that owner's
+    current department (records follow their owner by default).
+    """
+    if actor is None:
+        return False
+    if actor.everything:
+        return True
+    if granted.everything:
+        return False
+    if not granted.departments <= actor.departments:
+        return False
+    for owner in granted.owners:
+        if not actor.covers(owner, index.department_of(owner)):
+            return False
+    for owner, departments in granted.owner_departments.items():
+        if not all(actor.covers(owner, d) for d in departments):
+            return False
+    return True
+
+
+def _coverage_at(index: DomainIndex, account: str, department: str | None, scope: Scope) -> Coverage:
+    """What ``scope`` reaches for ``account`` if it were in ``department``."""
+    kind = scope.kind
+    own = frozenset((account,))
+    if kind is ScopeKind.ALL:
+        return Coverage(everything=True)
+    if kind is ScopeKind.OWN:
+        return Coverage(owners=own)
+    if kind is ScopeKind.CUSTOM:
+        depts: set[str] = set()
+        for name in scope.departments:
+            depts |= index.subtree.get(name, frozenset())
+        return Coverage(owners=own, departments=frozenset(depts))
+    if department is None or department not in index.department_parent:
+        return Coverage(owners=own)
+    if kind is ScopeKind.TEAM:
+        return Coverage(owners=own, departments=frozenset((department,)))
+    return Coverage(owners=own, departments=index.subtree.get(department, frozenset((department,))))
+
+
+@dataclass(frozen=True, slots=True)
+class OffboardPlan:
+    """What happens when an account leaves: see :meth:`Admin.offboard`.
+
+    ``records`` selects the leaver's records (``owner == account``) for the CRM to transfer to
+    ``transfer_to`` (render it with the filters). ``sub_accounts`` pairs each direct sub-account
+    with ``"reparent"`` (to ``transfer_to``) or ``"freeze"`` (when the actor could not vouch for its
+    rights under the new parent). ``grants`` pairs each rule the leaver granted or assigned that is
+    still in force with ``"reissue"`` (the actor holds it and takes it over) or ``"revoke"``.
+    """
+
+    admin: Admin
+    account: str
+    transfer_to: str
+    records: ScopeFilter
+    sub_accounts: tuple[tuple[str, str], ...]
+    grants: tuple[tuple[Rule, str], ...]
+    applied: list[AuditRecord] = field(default_factory=list)
+
+    def apply(self) -> list[AuditRecord]:
+        """Carry out the plan atomically (re-checked against the rules at this moment)."""
+        records = self.admin._apply_offboard(self)
+        self.applied.extend(records)
+        return records
+
+
+class Admin:
+    """Administrative operations by ``actor`` in ``domain`` (see the module documentation)."""
+
+    def __init__(self, authz: Authorizer, actor: str, domain: str, *, audit_denied: bool = False) -> None:
+        self._authz = authz
+        self.actor = actor
+        self.domain = domain
+        self.audit_denied = audit_denied
+
+    # -- the operations --------------------------------------------------------------------
+
+    def create_account(
+        self,
+        name: str,
+        *,
+        department: str | None = None,
+        parent: str | None = None,
+        status: str = "active",
+    ) -> AuditRecord:
+        """Create an account (a sub-account when ``parent`` is given: the parent must be the actor
+        or one of its sub-accounts, transitively)."""
+
+        def plan(index: DomainIndex) -> _Change:
+            if name in index.accounts or name in index.roles:
+                raise ForbiddenError(f"{name!r} already exists in domain {self.domain!r}",
+                                     account=self.actor, domain=self.domain)
+            if status not in R.STATUSES:
+                raise ValueError(f"unknown status {status!r}: expected one of {', '.join(R.STATUSES)}")
+            if department is not None and department not in index.department_parent:
+                raise UnknownNameError("department", department, self.domain)
+            escalated = self._require_manage(index, name, department, "create_account")
+            if parent is not None:
+                if parent not in index.accounts:
+                    raise UnknownNameError("account", parent, self.domain)
+                lineage = {self.actor} | index.descendants(self.actor)
+                if parent not in lineage and not escalated:
+                    escalated = self._bypass(
+                        index, name, "create_account",
+                        f"{self.actor} may only create sub-accounts under itself or its own "
+                        f"sub-accounts, not under {parent}", [f"parent {parent}"], department)
+            added: list[Rule] = [(R.ACCOUNT, name, self.domain, status)]
+            if department is not None:
+                added.append((R.MEMBERSHIP, name, department, self.domain))
+            if parent is not None:
+                added.append((R.PARENT, name, parent, self.domain))
+            return added, [], [self._draft("create_account", name, added, (), escalated)]
+
+        return self._run("create_account", name, plan)[0]
+
+    def assign_role(self, account: str, role: str) -> AuditRecord:
+        """Give ``account`` a role: the actor must hold every permission of the role (after
+        inheritance) at least as widely for that account."""
+
+        def plan(index: DomainIndex) -> _Change:
+            self._require_account(index, account)
+            if role not in index.roles:
+                raise UnknownNameError("role", role, self.domain)
+            escalated = self._require_manage(index, account, None, "assign_role")
+            permissions = [p for r in sorted(index.role_closure.get(role, {role}))
+                           for p in index.role_permissions.get(r, ())]
+            escalated |= self._require_holds(index, account, index.department_of(account),
+                                             permissions, "assign_role", escalated)
+            rule = (R.ROLE_LINK, account, role, self.domain)
+            return [rule], [], [self._draft("assign_role", account, [rule], (), escalated,
+                                            detail=role)]
+
+        return self._run("assign_role", account, plan)[0]
+
+    def unassign_role(self, account: str, role: str) -> AuditRecord:
+        """Take a role away (needs only ``account:manage``: removing rights never escalates)."""
+
+        def plan(index: DomainIndex) -> _Change:
+            self._require_account(index, account)
+            if role not in index.account(account).roles:
+                raise UnknownNameError("role assignment", f"{account} -> {role}", self.domain)
+            escalated = self._require_manage(index, account, None, "unassign_role")
+            rule = (R.ROLE_LINK, account, role, self.domain)
+            return [], [rule], [self._draft("unassign_role", account, (), [rule], escalated,
+                                            detail=role)]
+
+        return self._run("unassign_role", account, plan)[0]
+
+    def grant(
+        self,
+        account: str,
+        type: str,
+        actions: Iterable[str],
+        *,
+        scope: str | Scope,
+        departments: Iterable[str] = (),
+        expires: datetime | None = None,
+    ) -> AuditRecord:
+        """A direct grant of ``type:action@scope`` (``scope="custom"`` with ``departments``),
+        optionally ending at ``expires``."""
+        action_list = list(actions)
+        the_scope = scope if isinstance(scope, Scope) else Scope.of(scope, departments)
+        expiry = R.format_expiry(expires)
+
+        def plan(index: DomainIndex) -> _Change:
+            self._require_account(index, account)
+            self._require_vocabulary(index, type, action_list)
+            for name in the_scope.departments:
+                if name not in index.department_parent:
+                    raise UnknownNameError("department", name, self.domain)
+            escalated = self._require_manage(index, account, None, "grant")
+            added: list[Rule] = [(R.PERMISSION, account, self.domain, type, action, text, expiry)
+                                 for action in action_list for text in the_scope.encode()]
+            permissions = [Permission(type, a, the_scope, None, ()) for a in action_list]
+            escalated |= self._require_holds(index, account, index.department_of(account),
+                                             permissions, "grant", escalated)
+            label = f"{type}:{','.join(action_list)}@{the_scope}" + (f" until {expiry}" if expiry else "")
+            return added, [], [self._draft("grant", account, added, (), escalated, detail=label)]
+
+        return self._run("grant", account, plan)[0]
+
+    def revoke(self, account: str, type: str, actions: Iterable[str], *,
+               scope: str | Scope | None = None) -> AuditRecord:
+        """Remove direct grants of ``type:action`` (at ``scope``, or at every scope)."""
+        action_set = set(actions)
+        wanted = None if scope is None else (scope if isinstance(scope, Scope) else Scope.of(scope))
+
+        def plan(index: DomainIndex) -> _Change:
+            self._require_account(index, account)
+            escalated = self._require_manage(index, account, None, "revoke")
+            removed = [g.rule for g in index.account(account).grants
+                       if g.type == type and g.action in action_set
+                       and (wanted is None or (wanted.kind is g.scope.kind
+                            and (not wanted.departments or g.scope.departments <= wanted.departments)))]
+            if not removed:
+                raise UnknownNameError("grant", f"{account}: {type}:{','.join(sorted(action_set))}",
+                                       self.domain)
+            return [], removed, [self._draft("revoke", account, (), removed, escalated)]
+
+        return self._run("revoke", account, plan)[0]
+
+    def move(self, account: str, *, department: str) -> AuditRecord:
+        """Move an account to another department. The actor must manage it in both places, and
+        hold everything the account's roles and grants reach from the new department."""
+
+        def plan(index: DomainIndex) -> _Change:
+            self._require_account(index, account)
+            if department not in index.department_parent:
+                raise UnknownNameError("department", department, self.domain)
+            escalated = self._require_manage(index, account, None, "move")
+            escalated |= self._require_manage(index, account, department, "move", escalated)
+            escalated |= self._require_holds(index, account, department,
+                                             [p for _, p in index.permissions_of(account)], "move",
+                                             escalated)
+            old = index.department_of(account)
+            removed: list[Rule] = [(R.MEMBERSHIP, account, old, self.domain)] if old is not None else []
+            added: list[Rule] = [(R.MEMBERSHIP, account, department, self.domain)]
+            return added, removed, [self._draft("move", account, added, removed, escalated,
+                                                detail=f"{old} -> {department}")]
+
+        return self._run("move", account, plan)[0]
+
+    def freeze(self, account: str) -> AuditRecord:
+        """Block the account (and, through the ceiling, all its sub-accounts) from the next check."""
+        return self._set_status(account, "frozen", "freeze")
+
+    def deactivate(self, account: str) -> AuditRecord:
+        """Mark the account as gone; like freeze, but not undone by :meth:`unfreeze`."""
+        return self._set_status(account, "deactivated", "deactivate")
+
+    def unfreeze(self, account: str) -> AuditRecord:
+        """Reactivate a frozen account. Its rights come back into force, so the actor must hold
+        them (the escalation rule applies to everything the account holds)."""
+        return self._set_status(account, "active", "unfreeze")
+
+    def offboard(self, account: str, *, transfer_to: str) -> OffboardPlan:
+        """Freeze ``account`` now and plan the rest: its records (a filter for the CRM to transfer
+        to ``transfer_to``), its sub-accounts, and the grants it issued to others (from the audit
+        trail), to be re-issued by the actor where it may, revoked otherwise."""
+        from .authorizer import ScopeFilter
+
+        index = self._index()
+        self._require_account(index, account)
+        self._require_account(index, transfer_to)
+        if index.account(account).status == "active":
+            self.freeze(account)
+        index = self._index()
+        actor_map, _ = index.effective(self.actor, self._authz.now())
+        subs: list[tuple[str, str]] = []
+        for name in sorted(n for n, info in index.accounts.items() if info.parent == account):
+            ok = self._allowed_manage(index, actor_map, name, None) and all(
+                grant_is_covered(actor_map.get(key), _coverage_at(index, name, index.department_of(name),
+                                                                  p.scope), index)
+                for _, p in index.permissions_of(name) for key in index.expand(p.type, p.action))
+            subs.append((name, "reparent" if ok else "freeze"))
+        grants: list[tuple[Rule, str]] = []
+        current = set(self._authz.rules(self.domain))
+        issued = [r for record in self._authz.audit.query(domain=self.domain, actor=account)
+                  if record.outcome == "applied" and record.operation in ("grant", "assign_role")
+                  for r in record.added]
+        for rule in dict.fromkeys(issued):
+            if rule not in current:
+                continue
+            target = rule[1]
+            if rule[0] == R.PERMISSION:
+                permissions = [Permission(rule[3], rule[4], Scope.of(*_scope_args(rule[5])), None, rule)]
+            else:
+                role = rule[2]
+                permissions = [p for r in sorted(index.role_closure.get(role, {role}))
+                               for p in index.role_permissions.get(r, ())]
+            keep = self._allowed_manage(index, actor_map, target, None) and all(
+                grant_is_covered(actor_map.get(key), _coverage_at(index, target, index.department_of(target),
+                                                                  p.scope), index)
+                for p in permissions for key in index.expand(p.type, p.action))
+            grants.append((rule, "reissue" if keep else "revoke"))
+        records = ScopeFilter(account, "*", "*", self.domain, Coverage(owners=frozenset((account,))))
+        return OffboardPlan(self, account, transfer_to, records, tuple(subs), tuple(grants))
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _apply_offboard(self, plan: OffboardPlan) -> list[AuditRecord]:
+        def build(index: DomainIndex) -> _Change:
+            added: list[Rule] = []
+            removed: list[Rule] = []
+            drafts: list[AuditDraft] = []
+            for name, action in plan.sub_accounts:
+                if index.account(name).parent != plan.account:
+                    continue  # changed since the plan was made
+                if action == "reparent":
+                    change_add = [(R.PARENT, name, plan.transfer_to, self.domain)]
+                    change_remove = [(R.PARENT, name, plan.account, self.domain)]
+                else:
+                    status = index.account(name).status or "active"
+                    change_add = [(R.ACCOUNT, name, self.domain, "frozen")]
+                    change_remove = [(R.ACCOUNT, name, self.domain, status)] if status != "frozen" else []
+                added += change_add
+                removed += change_remove
+                drafts.append(self._draft("offboard_" + action, name, change_add, change_remove, False,
+                                          detail=f"offboarding {plan.account}"))
+            current = set(self._authz.rules(self.domain))
+            for rule, action in plan.grants:
+                if rule not in current:
+                    continue
+                if action == "revoke":
+                    removed.append(rule)
+                    drafts.append(self._draft("offboard_revoke", rule[1], (), [rule], False,
+                                              detail=f"issued by {plan.account}"))
+                else:
+                    drafts.append(self._draft("offboard_reissue", rule[1], (), (), False,
+                                              detail=f"{rule!r} issued by {plan.account}, now vouched "
+                                                     f"for by {self.actor}"))
+            return added, removed, drafts
+
+        return self._run("offboard", plan.account, build)
+
+    def _set_status(self, account: str, status: str, operation: str) -> AuditRecord:
+        def plan(index: DomainIndex) -> _Change:
+            self._require_account(index, account)
+            current = index.account(account).status
+            if current == status:
+                raise ForbiddenError(f"{account} is already {status}", account=self.actor,
+                                     domain=self.domain)
+            if operation == "unfreeze" and current != "frozen":
+                raise ForbiddenError(f"only a frozen account can be unfrozen; {account} is {current}",
+                                     account=self.actor, domain=self.domain)
+            escalated = self._require_manage(index, account, None, operation)
+            if operation == "unfreeze":
+                if account == self.actor:
+                    raise ForbiddenError("an account cannot unfreeze itself", account=self.actor,
+                                         domain=self.domain)
+                escalated |= self._require_holds(index, account, index.department_of(account),
+                                                 [p for _, p in index.permissions_of(account)],
+                                                 operation, escalated)
+            removed: list[Rule] = [(R.ACCOUNT, account, self.domain, current or "active")]
+            added: list[Rule] = [(R.ACCOUNT, account, self.domain, status)]
+            return added, removed, [self._draft(operation, account, added, removed, escalated)]
+
+        return self._run(operation, account, plan)[0]
+
+    def _index(self) -> DomainIndex:
+        index = self._authz.index(self.domain)
+        if index is None:
+            raise UnknownNameError("domain", self.domain)
+        return index
+
+    def _run(self, operation: str, target: str,
+             plan: Callable[[DomainIndex], _Change]) -> list[AuditRecord]:
+        def guarded(index: DomainIndex | None) -> _Change:
+            if index is None:
+                raise UnknownNameError("domain", self.domain)
+            info = index.accounts.get(self.actor)
+            if info is None or info.status != "active":
+                raise ForbiddenError(f"actor {self.actor!r} is not an active account of domain "
+                                     f"{self.domain!r}", account=self.actor, domain=self.domain)
+            return plan(index)
+
+        try:
+            return self._authz.transact(self.domain, guarded)
+        except ForbiddenError as exc:
+            if self.audit_denied:
+                self._authz.apply_changes(audit=[self._draft(operation, target, (), (), False,
+                                                             outcome="denied", detail=str(exc))])
+            raise
+
+    def _draft(self, operation: str, target: str, added: Sequence[Rule], removed: Sequence[Rule],
+               escalated: bool, *, outcome: str = "applied", detail: str = "") -> AuditDraft:
+        return AuditDraft(self._authz.now(), self.actor, self.domain, operation, target,
+                          tuple(added), tuple(removed), escalated, outcome, detail)
+
+    def _require_account(self, index: DomainIndex, account: str) -> None:
+        info = index.accounts.get(account)
+        if info is None or info.status is None:
+            raise UnknownNameError("account", account, self.domain)
+
+    def _require_vocabulary(self, index: DomainIndex, type: str, actions: Sequence[str]) -> None:
+        if not actions:
+            raise ValueError("grant at least one action")
+        if type != R.WILDCARD and type not in index.vocabulary:
+            raise UnknownNameError("resource type", type, self.domain)
+        for action in actions:
+            if action == R.WILDCARD:
+                continue
+            known = (index.vocabulary.get(type, frozenset()) if type != R.WILDCARD
+                     else frozenset().union(*index.vocabulary.values()))
+            if action not in known:
+                raise UnknownNameError("action", f"{type}:{action}", self.domain)
+
+    def _allowed_manage(self, index: DomainIndex, actor_map: EffectiveMap,
+                        account: str, department: str | None) -> bool:
+        coverage = actor_map.get(("account", "manage"))
+        where = department if department is not None else index.department_of(account)
+        return coverage is not None and coverage.covers(account, where)
+
+    def _holds_escalate(self, index: DomainIndex, account: str, department: str | None) -> bool:
+        effective, _ = index.effective(self.actor, self._authz.now())
+        coverage = effective.get(("role", "escalate"))
+        where = department if department is not None else index.department_of(account)
+        return coverage is not None and coverage.covers(account, where)
+
+    def _bypass(self, index: DomainIndex, account: str, operation: str, message: str,
+                missing: Sequence[str], department: str | None = None) -> bool:
+        """Use the escalate right if the actor holds it over the account; raise otherwise."""
+        if self._holds_escalate(index, account, department):
+            return True
+        raise EscalationError(message, actor=self.actor, operation=operation, target=account,
+                              missing=missing, domain=self.domain)
+
+    def _require_manage(self, index: DomainIndex, account: str, department: str | None,
+                        operation: str, escalated: bool = False) -> bool:
+        """Rule 1; returns whether the escalate right had to be used."""
+        actor_map, _ = index.effective(self.actor, self._authz.now())
+        if self._allowed_manage(index, actor_map, account, department):
+            return False
+        if escalated:
+            return True
+        where = department if department is not None else index.department_of(account)
+        return self._bypass(index, account, operation,
+                            f"{self.actor} may not manage account {account}"
+                            + (f" in department {where}" if where else "")
+                            + ": it holds no account:manage at a scope covering it",
+                            ["account:manage"], department)
+
+    def _require_holds(self, index: DomainIndex, account: str, department: str | None,
+                       permissions: Sequence[Permission], operation: str, escalated: bool) -> bool:
+        """Rule 2 for everything ``permissions`` would give ``account`` in ``department``."""
+        if account == self.actor and operation in ("assign_role", "grant", "move") and not escalated:
+            return self._bypass(index, account, operation,
+                                f"{self.actor} may not {operation.replace('_', ' ')} for itself",
+                                [f"{operation} on itself"], department)
+        actor_map, _ = index.effective(self.actor, self._authz.now())
+        missing: list[str] = []
+        for permission in permissions:
+            granted = _coverage_at(index, account, department, permission.scope)
+            for key in index.expand(permission.type, permission.action):
+                if not grant_is_covered(actor_map.get(key), granted, index):
+                    missing.append(f"{key[0]}:{key[1]}@{permission.scope}")
+        if not missing:
+            return False
+        if escalated:
+            return True
+        unique = sorted(set(missing))
+        shown = ", ".join(unique[:5]) + (f" and {len(unique) - 5} more" if len(unique) > 5 else "")
+        return self._bypass(index, account, operation,
+                            f"{self.actor} cannot {operation.replace('_', ' ')} for {account}: it does "
+                            f"not itself hold {shown} over {account}", unique, department)
+
+
+def _scope_args(text: str) -> tuple[str, tuple[str, ...]]:
+    if text.startswith("custom:"):
+        return "custom", (text[len("custom:"):],)
+    return text, ()
