@@ -1,0 +1,362 @@
+"""The SQL store (SQLAlchemy 2.x Core): an SQLite file embedded, or PostgreSQL (psycopg 3) shared.
+
+Three tables, written in ONE transaction per change:
+
+``salesauthz_rules``
+    one row per rule: ``rule_key`` (SHA-256 of the rule, the primary key — it gives set semantics
+    without a unique index over six long text columns, which PostgreSQL's B-tree could not hold
+    for 1,000-character non-Latin values), ``domain_key`` (a hash of the domain, indexed: a
+    filtered load is an index lookup), ``domain``, ``ptype``, ``v0`` … ``v5`` (``NULL`` past the
+    rule's arity, so ``""`` stays distinct from "absent").
+``salesauthz_versions``
+    ``domain_key`` → ``version``: bumped by every change of the domain, in the same transaction.
+    The row lock taken by the bump also serialises concurrent writers of one domain, so audit
+    chains never fork.
+``salesauthz_audit``
+    the sealed audit records (``domain_key``, ``sequence`` unique; the record as canonical JSON).
+
+The Casbin-compatible variant (:mod:`salesauthz.adapters.casbin_compat`) swaps the rules table for
+an existing ``casbin_rule`` table and keeps the other two.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine
+
+from salesauthz._rules import ARITY, Rule, check_rule, domain_of
+from salesauthz.audit import GENESIS, AuditDraft, AuditRecord, seal
+from salesauthz.errors import PolicyError, PolicyIssue, StorageError
+
+from .base import mask_url
+
+__all__ = ["CommitListener", "SQLAdapter", "domain_key", "engine_url", "rule_key"]
+
+CommitListener = Callable[[dict[str, int]], None]
+"""Called after every committed change with ``{domain: new version}``."""
+
+VALUE_COLUMNS = ("v0", "v1", "v2", "v3", "v4", "v5")
+
+
+def rule_key(rule: Rule) -> str:
+    """A stable identity for a rule (its SHA-256 over canonical JSON)."""
+    text = json.dumps(list(rule), ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def domain_key(domain: str) -> str:
+    """A short fixed-width key for a domain name of any length (indexable everywhere)."""
+    return hashlib.sha256(domain.encode("utf-8")).hexdigest()[:32]
+
+
+def engine_url(url: str) -> str:
+    """The SQLAlchemy URL for a store URL: ``postgresql://`` uses psycopg 3."""
+    for plain in ("postgresql://", "postgres://"):
+        if url.startswith(plain):
+            return "postgresql+psycopg://" + url[len(plain):]
+    return url
+
+
+def rule_values(rule: Rule) -> dict[str, str | None]:
+    """The ``ptype``/``v0``…``v5`` columns of a rule (``None`` past its arity)."""
+    values: dict[str, str | None] = {"ptype": rule[0]}
+    for position, column in enumerate(VALUE_COLUMNS):
+        values[column] = rule[1 + position] if 1 + position < len(rule) else None
+    return values
+
+
+def rows_to_rules(rows: Iterable[Sequence[Any]]) -> list[Rule]:
+    """``(ptype, v0..v5)`` rows to rule tuples, cut at each type's arity; duplicates dropped."""
+    widths = {ptype: 1 + arity for ptype, arity in ARITY.items()}
+    rules: dict[Rule, None] = {}
+    for row in rows:
+        width = widths.get(row[0])
+        if width is None:  # a row this model does not know (e.g. another app's Casbin policy)
+            continue
+        rules[tuple(row[:width])] = None
+    return list(rules)
+
+
+class SQLAdapter:
+    """Rules, per-domain versions and the audit trail in one SQL database.
+
+    Args:
+        url: ``sqlite:///salesauthz.db`` or ``postgresql://user:password@host/db`` (psycopg 3).
+        create: create missing tables and indexes.
+        engine_options: passed to :func:`sqlalchemy.create_engine`.
+
+    Raises :class:`~salesauthz.errors.StorageError` naming the URL (password masked) when the
+    store cannot be reached.
+    """
+
+    def __init__(self, url: str, *, create: bool = True, engine_options: dict[str, Any] | None = None,
+                 ) -> None:
+        self._url = mask_url(url)
+        self._secret = _password_of(url)
+        self._listeners: list[CommitListener] = []
+        self._listeners_lock = threading.Lock()
+        self._closed = False
+        options: dict[str, Any] = {"pool_pre_ping": True}
+        target = engine_url(url)
+        self._sqlite = target.startswith("sqlite")
+        if self._sqlite:
+            options["connect_args"] = {"timeout": 30.0, "check_same_thread": False}
+        options.update(engine_options or {})
+        self.metadata = sa.MetaData()
+        self._define_tables()
+        try:
+            self.engine: Engine = sa.create_engine(target, **options)
+            if self._sqlite:
+                _serialise_sqlite_writers(self.engine)
+            if create:
+                with self._guard("create the tables of"):
+                    self.metadata.create_all(self.engine)
+            else:
+                with self._guard("connect to"), self.engine.connect():
+                    pass
+        except StorageError:
+            raise
+        except Exception as exc:  # bad URL, missing driver …
+            raise StorageError(f"cannot open store {self._url}: {_describe(exc, self._secret)}",
+                               url=self._url) from None
+
+    # -- schema ----------------------------------------------------------------------------
+
+    def _define_tables(self) -> None:
+        self.rules_table = sa.Table(
+            "salesauthz_rules", self.metadata,
+            sa.Column("rule_key", sa.String(64), primary_key=True),
+            sa.Column("domain_key", sa.String(32), nullable=False, index=True),
+            sa.Column("domain", sa.Text, nullable=False),
+            sa.Column("ptype", sa.String(8), nullable=False),
+            *(sa.Column(name, sa.Text, nullable=True) for name in VALUE_COLUMNS),
+        )
+        self.versions_table = sa.Table(
+            "salesauthz_versions", self.metadata,
+            sa.Column("domain_key", sa.String(32), primary_key=True),
+            sa.Column("domain", sa.Text, nullable=False),
+            sa.Column("version", sa.BigInteger, nullable=False),
+        )
+        self.audit_table = sa.Table(
+            "salesauthz_audit", self.metadata,
+            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+            sa.Column("domain_key", sa.String(32), nullable=False),
+            sa.Column("sequence", sa.BigInteger, nullable=False),
+            sa.Column("hash", sa.String(64), nullable=False),
+            sa.Column("record", sa.Text, nullable=False),
+            sa.UniqueConstraint("domain_key", "sequence", name="salesauthz_audit_chain"),
+        )
+
+    # -- the Adapter protocol --------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        return self._url
+
+    def load(self, domains: Collection[str] | None = None) -> list[Rule]:
+        if domains is not None and not domains:
+            return []
+        with self._guard("read the rules from"), self.engine.connect() as conn:
+            return self._load_rules(conn, None if domains is None else sorted(set(domains)))
+
+    def _load_rules(self, conn: Connection, domains: list[str] | None) -> list[Rule]:
+        table = self.rules_table
+        columns = [table.c.ptype, *(table.c[name] for name in VALUE_COLUMNS)]
+        query = sa.select(*columns)
+        if domains is not None:
+            query = query.where(table.c.domain_key.in_([domain_key(d) for d in domains]))
+        rows = conn.execute(query)
+        return rows_to_rules(rows)
+
+    def apply(
+        self,
+        added: Sequence[Rule],
+        removed: Sequence[Rule],
+        audit: Sequence[AuditDraft] = (),
+    ) -> list[AuditRecord]:
+        add = list(dict.fromkeys(added))
+        remove = list(dict.fromkeys(removed))
+        problems = [PolicyIssue(f"{p}: {r!r}") for r in add if (p := check_rule(r)) is not None]
+        problems += [PolicyIssue(f"{p}: {r!r}") for r in remove if (p := check_rule(r)) is not None]
+        if problems:
+            raise PolicyError(problems)
+        touched = sorted({domain_of(r) for r in (*add, *remove)} | {d.domain for d in audit})
+        if not touched:
+            return []
+        with self._guard("write to"), self.engine.connect() as base:
+            conn = base.execution_options(salesauthz_write=True)
+            with conn.begin():
+                versions = self._bump_versions(conn, touched)
+                sealed = self._seal(conn, audit)
+                self._remove_rules(conn, remove)
+                self._add_rules(conn, add)
+                if sealed:
+                    conn.execute(self.audit_table.insert(), [
+                        {"domain_key": domain_key(r.domain), "sequence": r.sequence, "hash": r.hash,
+                         "record": r.to_json()} for r in sealed])
+        self._notify(versions)
+        return sealed
+
+    def list_domains(self) -> list[str]:
+        table = self.rules_table
+        with self._guard("read the domains from"), self.engine.connect() as conn:
+            rows = conn.execute(sa.select(table.c.domain).distinct()).scalars()
+            return sorted(rows)
+
+    def load_audit(self, domain: str | None = None) -> list[AuditRecord]:
+        table = self.audit_table
+        query = sa.select(table.c.record).order_by(table.c.id)
+        if domain is not None:
+            query = query.where(table.c.domain_key == domain_key(domain))
+        with self._guard("read the audit trail from"), self.engine.connect() as conn:
+            records = [AuditRecord.from_json(text) for text in conn.execute(query).scalars()]
+        # A domain key is a hash prefix: keep only the exact domain, however unlikely a clash.
+        return [r for r in records if domain is None or r.domain == domain]
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self.engine.dispose()
+
+    # -- versions and change listeners (the capability watchers use) ------------------------
+
+    def versions(self, domains: Collection[str] | None = None) -> dict[str, int]:
+        """``{domain: version}`` (domains never changed through salesauthz are absent: 0)."""
+        table = self.versions_table
+        query = sa.select(table.c.domain, table.c.version)
+        if domains is not None:
+            query = query.where(table.c.domain_key.in_([domain_key(d) for d in domains]))
+        with self._guard("read the versions from"), self.engine.connect() as conn:
+            return {domain: int(version) for domain, version in conn.execute(query)}
+
+    def add_commit_listener(self, listener: CommitListener) -> Callable[[], None]:
+        """Call ``listener({domain: version})`` after every committed change; returns a remover."""
+        with self._listeners_lock:
+            self._listeners.append(listener)
+
+        def remove() -> None:
+            with self._listeners_lock:
+                if listener in self._listeners:
+                    self._listeners.remove(listener)
+
+        return remove
+
+    def _notify(self, versions: dict[str, int]) -> None:
+        with self._listeners_lock:
+            listeners = list(self._listeners)
+        for listener in listeners:
+            listener(versions)
+
+    # -- the write transaction -------------------------------------------------------------
+
+    def _bump_versions(self, conn: Connection, domains: list[str]) -> dict[str, int]:
+        # Sorted, so two writers lock the rows in the same order and never deadlock.
+        table = self.versions_table
+        insert = _dialect_insert(conn)
+        bumped: dict[str, int] = {}
+        for domain in domains:
+            statement = (
+                insert(table)
+                .values(domain_key=domain_key(domain), domain=domain, version=1)
+                .on_conflict_do_update(index_elements=[table.c.domain_key],
+                                       set_={"version": table.c.version + 1})
+                .returning(table.c.version)
+            )
+            bumped[domain] = int(conn.execute(statement).scalar_one())
+        return bumped
+
+    def _seal(self, conn: Connection, drafts: Sequence[AuditDraft]) -> list[AuditRecord]:
+        table = self.audit_table
+        heads: dict[str, tuple[int, str]] = {}
+        sealed = []
+        for draft in drafts:
+            if draft.domain not in heads:
+                row = conn.execute(
+                    sa.select(table.c.sequence, table.c.hash)
+                    .where(table.c.domain_key == domain_key(draft.domain))
+                    .order_by(table.c.sequence.desc()).limit(1)
+                ).first()
+                heads[draft.domain] = (int(row[0]), str(row[1])) if row is not None else (0, GENESIS)
+            sequence, previous = heads[draft.domain]
+            record = seal(draft, sequence + 1, previous)
+            heads[draft.domain] = (record.sequence, record.hash)
+            sealed.append(record)
+        return sealed
+
+    def _remove_rules(self, conn: Connection, rules: Sequence[Rule]) -> None:
+        if rules:
+            table = self.rules_table
+            keys = [rule_key(r) for r in rules]
+            for start in range(0, len(keys), 500):
+                conn.execute(table.delete().where(table.c.rule_key.in_(keys[start:start + 500])))
+
+    def _add_rules(self, conn: Connection, rules: Sequence[Rule]) -> None:
+        if rules:
+            statement = _dialect_insert(conn)(self.rules_table).on_conflict_do_nothing()
+            conn.execute(statement, [
+                {"rule_key": rule_key(r), "domain_key": domain_key(domain_of(r)),
+                 "domain": domain_of(r), **rule_values(r)} for r in rules])
+
+    @contextmanager
+    def _guard(self, doing: str) -> Iterator[None]:
+        """Turn driver errors into a :class:`StorageError` naming the store (password masked)."""
+        if self._closed:
+            raise StorageError(f"the store {self._url} is closed", url=self._url)
+        try:
+            yield
+        except sa.exc.SQLAlchemyError as exc:
+            raise StorageError(f"cannot {doing} store {self._url}: {_describe(exc, self._secret)}",
+                               url=self._url) from exc
+
+
+def _dialect_insert(conn: Connection) -> Any:
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert
+
+
+def _serialise_sqlite_writers(engine: Engine) -> None:
+    """SQLite: write transactions start with ``BEGIN IMMEDIATE`` (take the write lock first, so
+    two writers queue instead of failing on lock upgrade); WAL lets readers run meanwhile."""
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        write = conn.get_execution_options().get("salesauthz_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def _describe(exc: BaseException, password: str | None) -> str:
+    """The driver's own message, first line only (no SQL, no parameters), password removed."""
+    original = getattr(exc, "orig", None) or exc
+    text = str(original).strip().splitlines()[0] if str(original).strip() else type(original).__name__
+    if password:
+        text = text.replace(password, "***")
+    return f"{type(original).__name__}: {text}"
+
+
+def _password_of(url: str) -> str | None:
+    try:
+        return sa.engine.make_url(engine_url(url)).password
+    except Exception:
+        return None
