@@ -3,6 +3,7 @@ per-request :class:`RequestAuthz` that makes and logs decisions, plus RFC 9457 p
 
 from __future__ import annotations
 
+import inspect
 import re
 import uuid
 from collections.abc import Mapping
@@ -18,6 +19,8 @@ from .identity import DomainResolver, Identity, IdentityResolver, RequestInfo
 __all__ = ["Guard", "Problem", "RequestAuthz", "problem_for"]
 
 PROBLEM_JSON = "application/problem+json"
+MARKER = "__salesauthz__"
+"""Set on views and dependencies that enforce salesauthz themselves (the middleware trusts them)."""
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 _NO_CREDENTIALS = "authentication required"
@@ -121,6 +124,16 @@ class Guard:
             if given and _REQUEST_ID.match(given):
                 return given
         return uuid.uuid4().hex
+
+    def resolve(self, info: RequestInfo) -> RequestAuthz:
+        """Identity and domain for a synchronous framework (WSGI, Flask, Django)."""
+        identity = self.identity(info)
+        if inspect.isawaitable(identity):
+            close = getattr(identity, "close", None)
+            if close is not None:
+                close()  # a coroutine that will never run: close it to avoid a warning
+            raise TypeError("this framework needs a synchronous identity resolver, not a coroutine function")
+        return self.bind(info, identity)
 
     def bind(self, info: RequestInfo, identity: Identity | None) -> RequestAuthz:
         """The per-request context for an identity (:class:`NotAuthenticatedError` if ``None``)."""

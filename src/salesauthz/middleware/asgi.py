@@ -27,7 +27,7 @@ from starlette.requests import HTTPConnection
 
 from salesauthz.errors import AuthorizationError, ForbiddenError
 
-from ._core import Guard, Problem, RequestAuthz
+from ._core import MARKER, Guard, Problem, RequestAuthz
 from ._routes import Requirement, RouteTable
 from .identity import Identity, RequestInfo
 
@@ -41,7 +41,6 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 ErrorHook = Callable[[Scope, AuthorizationError], Problem]
 
 STATE_KEY = "salesauthz"
-MARKER = "__salesauthz__"
 
 
 def starlette_user(info: RequestInfo) -> Identity | None:

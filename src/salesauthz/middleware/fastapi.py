@@ -29,8 +29,8 @@ from fastapi.responses import JSONResponse
 from salesauthz.authorizer import Record, ScopeFilter
 from salesauthz.errors import AuthorizationError, NotFoundError
 
-from ._core import Guard, RequestAuthz
-from .asgi import MARKER, context_for
+from ._core import MARKER, Guard, RequestAuthz
+from .asgi import context_for
 
 __all__ = ["FastAPIAuthz"]
 
