@@ -34,6 +34,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -190,7 +191,10 @@ _sessions: dict[Path, _PageSession] = {}
 def _run_python(block: Block, session: _PageSession) -> None:
     code = compile(block.code, f"{block.id} (```python block)", "exec")
     # Examples print for the reader; keep the test output quiet.
-    with contextlib.redirect_stdout(io.StringIO()):
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        # Starlette warns on importing its TestClient while httpx (not httpx2) backs it: a
+        # warning about test tooling that examples use, not about salesauthz.
+        warnings.filterwarnings("ignore", message=".*httpx2.*")
         exec(code, session.namespace)
 
 
