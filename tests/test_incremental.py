@@ -3,11 +3,15 @@ an authorizer built from scratch over the same rules, and as Casbin's reference 
 
 from __future__ import annotations
 
+import gc
+
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from salesauthz import Authorizer, Record
 from salesauthz._rules import Rule, format_expiry
+from salesauthz.adapters.memory import MemoryAdapter
 from salesauthz.reference import reference_enforcer
 
 from .conftest import examples
@@ -191,3 +195,29 @@ def test_removing_the_last_rule_of_a_domain_drops_it() -> None:
     authz.apply_changes(removed=authz.rules("acme"))
     assert authz.domains() == []
     assert not authz.check("boss", "read", Record("customer", owner="boss"), domain="acme")
+
+
+def _many_accounts(count: int) -> list[Rule]:
+    rules: list[Rule] = [("p2", "big", "customer", "read"), ("p4", "rep", "big"),
+                         ("p", "rep", "big", "customer", "read", "own", ""), ("g2", "hq", "", "big")]
+    for i in range(count):
+        rules += [("p3", f"u{i}", "big", "active"), ("g3", f"u{i}", "hq", "big"),
+                  ("g", f"u{i}", "rep", "big")]
+    return rules
+
+
+@pytest.mark.parametrize("collector_enabled", [True, False])
+def test_bulk_load_restores_the_garbage_collector_state(collector_enabled: bool) -> None:
+    rules = _many_accounts(3_400)  # above the bulk threshold (10,000 rules)
+    was_enabled = gc.isenabled()
+    try:
+        if not collector_enabled:
+            gc.disable()
+        authz = Authorizer(MemoryAdapter(rules))
+        assert gc.isenabled() == collector_enabled
+    finally:
+        if was_enabled:
+            gc.enable()
+    assert authz.check("u3399", "read", Record("customer", owner="u3399"), domain="big")
+    assert not authz.check("u3399", "read", Record("customer", owner="u0"), domain="big")
+    assert len(authz.rules("big")) == len(rules)
