@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import django
 import pytest
@@ -75,3 +76,19 @@ def pg_table(pg_engine: Engine) -> Iterator[Table]:
     metadata.create_all(pg_engine)
     yield table
     metadata.drop_all(pg_engine)
+
+
+@pytest.fixture(scope="session")
+def django_customers() -> Iterator[type[Any]]:
+    """The Django ``Customer`` model, its table created in Django's (in-memory SQLite) database."""
+    from django.db import connection
+
+    from ._django_models import Customer
+
+    if connection.vendor != "sqlite":
+        pytest.skip("the Django filter tests run on SQLite; Django is configured for " + connection.vendor)
+    with connection.schema_editor() as editor:
+        editor.create_model(Customer)
+    yield Customer
+    with connection.schema_editor() as editor:
+        editor.delete_model(Customer)

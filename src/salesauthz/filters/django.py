@@ -46,8 +46,11 @@ def scope_q(
         authz: the authorizer that made ``flt``, when the department field may be NULL or
             empty (see :func:`salesauthz.filters.sql.sql_where`).
     """
-    for role, name in (("owner", owner), ("department", department), ("domain", domain)):
-        if name is not None and (not isinstance(name, str) or not name):
+    fields: list[tuple[str, object]] = [("owner", owner), ("department", department)]
+    if domain is not None:
+        fields.append(("domain", domain))
+    for role, name in fields:
+        if not isinstance(name, str) or not name:
             raise ValueError(f"{role} field must be a non-empty field name, got {name!r}")
     terms = terms_of(flt, authz)
     if terms.nothing:

@@ -10,9 +10,10 @@ on the column serves the lookup.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from sqlalchemy import and_, false, or_, true
+from sqlalchemy.orm import QueryableAttribute
 from sqlalchemy.sql.elements import ColumnElement
 
 from ._terms import terms_of
@@ -20,19 +21,22 @@ from ._terms import terms_of
 if TYPE_CHECKING:
     from salesauthz.authorizer import Authorizer, ScopeFilter
 
-__all__ = ["scope_clause"]
+__all__ = ["Column", "scope_clause"]
+
+#: A Core column (``table.c.owner``) or an ORM attribute (``Customer.owner``).
+Column: TypeAlias = ColumnElement[Any] | QueryableAttribute[Any]
 
 
-def _in(column: ColumnElement[Any], values: tuple[str, ...]) -> ColumnElement[bool]:
+def _in(column: Column, values: tuple[str, ...]) -> ColumnElement[bool]:
     return column == values[0] if len(values) == 1 else column.in_(values)
 
 
 def scope_clause(
     flt: ScopeFilter,
     *,
-    owner: ColumnElement[Any],
-    department: ColumnElement[Any],
-    domain: ColumnElement[Any] | None = None,
+    owner: Column,
+    department: Column,
+    domain: Column | None = None,
     authz: Authorizer | None = None,
 ) -> ColumnElement[bool]:
     """A ``ColumnElement[bool]`` true exactly for the rows ``flt`` lets through.

@@ -1,0 +1,147 @@
+"""Plain SQL fragments: placeholders, identifiers, tenants, and the shape of the SQL text."""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+from typing import Any
+
+import pytest
+
+import salesauthz.filters
+from salesauthz import Authorizer
+from salesauthz.authorizer import ScopeFilter
+from salesauthz.filters.sql import quote_identifier, sql_where
+from salesauthz.scopes import Coverage
+
+
+def _filter(coverage: Coverage, domain: str = "acme") -> ScopeFilter:
+    return ScopeFilter("someone", "read", "customer", domain, coverage)
+
+
+def test_package_exports_the_sql_renderer() -> None:
+    assert salesauthz.filters.sql_where is sql_where
+    assert salesauthz.filters.quote_identifier is quote_identifier
+
+
+def test_manager_in_every_paramstyle(sample: Authorizer) -> None:
+    flt = sample.scope_filter("mgr_east", "read", "customer", domain="acme")
+    values = ["mgr_east", "east", "east-1", "east-2"]
+    expected_text = "(owner = {} OR dept IN ({}, {}, {}))"
+    assert sql_where(flt, owner="owner", department="dept") == (expected_text.format(*["%s"] * 4), values)
+    assert sql_where(flt, owner="owner", department="dept", paramstyle="qmark") == (
+        expected_text.format(*["?"] * 4), values)
+    names = [f"scope_{i}" for i in range(4)]
+    assert sql_where(flt, owner="owner", department="dept", paramstyle="named") == (
+        expected_text.format(*[f":{n}" for n in names]), dict(zip(names, values, strict=True)))
+    assert sql_where(flt, owner="owner", department="dept", paramstyle="pyformat",
+                     param_prefix="p") == (
+        expected_text.format(*[f"%(p{i})s" for i in range(4)]), {f"p{i}": v for i, v in enumerate(values)})
+
+
+def test_tenant_condition_comes_first(sample: Authorizer) -> None:
+    flt = sample.scope_filter("rep_e1a", "read", "customer", domain="acme")
+    assert sql_where(flt, owner="c.owner", department="c.department", domain=("c.tenant", "acme")) == (
+        "(c.tenant = %s AND (c.owner = %s))", ["acme", "rep_e1a"])
+
+
+def test_nothing_and_everything(sample: Authorizer) -> None:
+    nothing = sample.scope_filter("gone_1", "read", "customer", domain="acme")
+    everything = sample.scope_filter("alice", "read", "customer", domain="acme")
+    assert sql_where(nothing, owner="o", department="d") == ("(1 = 0)", [])
+    assert sql_where(everything, owner="o", department="d") == ("(1 = 1)", [])
+    assert sql_where(everything, owner="o", department="d", domain=("t", "acme"), paramstyle="qmark") == (
+        "(t = ? AND (1 = 1))", ["acme"])
+
+
+def test_a_filter_never_reaches_into_another_tenant(sample: Authorizer) -> None:
+    flt = sample.scope_filter("alice", "read", "customer", domain="acme")
+    with pytest.raises(ValueError, match="for domain 'acme' but the tenant condition names 'globex'"):
+        sql_where(flt, owner="o", department="d", domain=("tenant", "globex"))
+
+
+def test_sub_account_pairs(sample: Authorizer) -> None:
+    flt = sample.scope_filter("intern_e1", "read", "customer", domain="acme")
+    assert sql_where(flt, owner="o", department="d", paramstyle="qmark") == (
+        "(d = ? OR (o = ? AND d IN (?, ?)))", ["east-1", "intern_e1", "east", "east-2"])
+
+
+def test_null_departments_follow_the_owner_with_the_authorizer(sample: Authorizer) -> None:
+    flt = sample.scope_filter("analyst_1", "read", "customer", domain="acme")
+    where, params = sql_where(flt, owner="o", department="d", paramstyle="qmark", authz=sample)
+    assert where == "(o = ? OR d IN (?, ?, ?) OR ((d IS NULL OR d = ?) AND o IN (?, ?, ?)))"
+    assert params == ["analyst_1", "east-2", "west", "west-1", "", "frozen_1", "rep_e2", "rep_w1"]
+    # The reverse map is cached per snapshot: a second call gives the same answer.
+    assert sql_where(flt, owner="o", department="d", paramstyle="qmark", authz=sample) == (where, params)
+
+
+def test_null_department_pairs_and_unknown_domains(sample: Authorizer) -> None:
+    # A sub-account's own records without a department: its home (east-1) is in its pair set.
+    pairs = _filter(Coverage(owner_departments=MappingProxyType({"rep_e1a": frozenset({"east-1"}),
+                                                                  "rep_w1": frozenset({"east-1"})})))
+    assert sql_where(pairs, owner="o", department="d", paramstyle="qmark", authz=sample) == (
+        "((o IN (?, ?) AND d = ?) OR ((d IS NULL OR d = ?) AND o = ?))",
+        ["rep_e1a", "rep_w1", "east-1", "", "rep_e1a"])
+    elsewhere = _filter(Coverage(owners=frozenset({"x"})), domain="nowhere")
+    assert sql_where(elsewhere, owner="o", department="d", authz=sample) == ("(o = %s)", ["x"])
+
+
+def test_empty_department_names_never_match_directly() -> None:
+    # check() reads an empty department as "the owner's", so '' must not match as a name.
+    odd = _filter(Coverage(owners=frozenset({"a"}), departments=frozenset({""}),
+                           owner_departments=MappingProxyType({"a": frozenset({"x"}),
+                                                               "b": frozenset({""})})))
+    assert sql_where(odd, owner="o", department="d") == ("(o = %s)", ["a"])
+    only_empty = _filter(Coverage(departments=frozenset({""})))
+    assert sql_where(only_empty, owner="o", department="d") == ("(1 = 0)", [])
+
+
+@pytest.mark.parametrize(
+    "column",
+    ["owner", "c.owner", "public.customer.owner", '"Owner Name"', 'c."we""ird"', "_x$1", '"x"."y"'],
+)
+def test_valid_identifiers_are_kept_as_written(sample: Authorizer, column: str) -> None:
+    flt = sample.scope_filter("rep_e1a", "read", "customer", domain="acme")
+    assert sql_where(flt, owner=column, department="d", paramstyle="qmark")[0] == f"({column} = ?)"
+
+
+@pytest.mark.parametrize(
+    "column",
+    ["", "owner; DROP TABLE x", "a b", '"unterminated', "1abc", "c.", ".c", "o--", '"a"b"', '""',
+     "own\u00e9r", 'x"\x00"', "owner)"],
+)
+def test_other_identifiers_are_refused(sample: Authorizer, column: str) -> None:
+    flt = sample.scope_filter("rep_e1a", "read", "customer", domain="acme")
+    with pytest.raises(ValueError, match=r"owner column .* is not a SQL identifier"):
+        sql_where(flt, owner=column, department="d")
+    with pytest.raises(ValueError, match=r"domain column .* is not a SQL identifier"):
+        sql_where(flt, owner="o", department="d", domain=(column, "acme"))
+
+
+def test_non_string_identifier_is_refused(sample: Authorizer) -> None:
+    flt = sample.scope_filter("rep_e1a", "read", "customer", domain="acme")
+    bad: Any = 3
+    with pytest.raises(ValueError, match="department column 3 is not a SQL identifier"):
+        sql_where(flt, owner="o", department=bad)
+
+
+def test_percent_in_identifiers_is_escaped_for_percent_styles(sample: Authorizer) -> None:
+    flt = sample.scope_filter("rep_e1a", "read", "customer", domain="acme")
+    column = quote_identifier("pct%s")
+    assert sql_where(flt, owner=column, department="d")[0] == '("pct%%s" = %s)'
+    assert sql_where(flt, owner=column, department="d", paramstyle="named")[0] == '("pct%s" = :scope_0)'
+
+
+def test_quote_identifier() -> None:
+    assert quote_identifier('we"ird; --') == '"we""ird; --"'
+    for bad in ("", "a\x00b"):
+        with pytest.raises(ValueError, match="not a usable SQL identifier"):
+            quote_identifier(bad)
+
+
+def test_bad_paramstyle_and_prefix(sample: Authorizer) -> None:
+    flt = sample.scope_filter("rep_e1a", "read", "customer", domain="acme")
+    bad: Any = "numeric"
+    with pytest.raises(ValueError, match="unknown paramstyle 'numeric'"):
+        sql_where(flt, owner="o", department="d", paramstyle=bad)
+    with pytest.raises(ValueError, match="param_prefix 'x-' must be a plain identifier"):
+        sql_where(flt, owner="o", department="d", paramstyle="named", param_prefix="x-")
