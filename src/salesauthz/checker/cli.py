@@ -275,7 +275,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        # argparse cannot take an optional positional (PATH) after options, as in
+        # `salesauthz explain a read customer --domain acme policies/`: accept it here.
+        if len(extra) == 1 and not extra[0].startswith("-") and getattr(args, "path", "") is None:
+            args.path = extra[0]
+        elif extra:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
     except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help/--version
         return int(exc.code or 0)
     try:

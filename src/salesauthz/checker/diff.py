@@ -126,8 +126,7 @@ def _materialise(spec: str, other: str, scratch: Path) -> Path:
     if not inner:
         inner = other if not other.startswith("git:") else "policies"
     target = Path(inner).resolve()
-    anchor = target if target.is_dir() else Path.cwd()
-    top = _git(anchor, "rev-parse", "--show-toplevel").strip()
+    top = _git(Path.cwd(), "rev-parse", "--show-toplevel").strip()  # "the working repo"
     try:
         relative = target.relative_to(Path(top).resolve()).as_posix()
     except ValueError:

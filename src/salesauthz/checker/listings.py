@@ -119,8 +119,11 @@ def what_can_rows(index: DomainIndex, account: str, now: float) -> list[dict[str
     rows = []
     for key in sorted(index.effective(account, now)[0]):
         label = scope_label(index, account, key, now)
-        rows.append({"permission": permission_text(key, label), "type": key[0], "action": key[1],
-                     "scope": label, "capped_by": _capped_by(index, account, key, now)})
+        capped_by = _capped_by(index, account, key, now)
+        # A scope the parent's ceiling cuts is not what the account really holds: say so.
+        text = permission_text(key, label) + (f" capped by {capped_by}" if capped_by else "")
+        rows.append({"permission": text, "type": key[0], "action": key[1], "scope": label,
+                     "capped_by": capped_by})
     return rows
 
 
@@ -159,6 +162,6 @@ def what_can(source: Source, account: str, *, domain: str, out: Output, fmt: str
     if info.status != "active":
         out.text(f"{account} is {info.status}: it may do nothing")
         return 0
-    out.table(["permission", "capped by parent"], [[r["permission"], r["capped_by"] or ""] for r in rows],
+    out.table(["permission"], [[r["permission"]] for r in rows],
               title=f"{account} may do {len(rows)} thing(s) in {domain}")
     return 0

@@ -1,0 +1,154 @@
+"""``salesauthz diff``: effective access compared, not rule text."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from salesauthz.checker.cli import UsageError, main
+from salesauthz.checker.diff import diff_directories, diff_sources
+
+ROOT = Path(__file__).resolve().parents[2]
+POLICIES = ROOT / "policies"
+SENIOR_REP = "  senior_rep:\n    permissions:\n"
+
+
+def _copy(tmp_path: Path, name: str) -> Path:
+    target = tmp_path / name
+    shutil.copytree(POLICIES, target, ignore=shutil.ignore_patterns("*.test.yaml"))
+    return target
+
+
+def _edit(directory: Path, old: str, new: str) -> None:
+    acme = directory / "acme.yaml"
+    text = acme.read_text(encoding="utf-8")
+    assert old in text
+    acme.write_text(text.replace(old, new), encoding="utf-8")
+
+
+def test_acceptance_senior_rep_gains_export_at_team(tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    new = _copy(tmp_path, "new")
+    _edit(new, SENIOR_REP, SENIOR_REP + "      - scope: team\n        customer: [export]\n")
+    result = diff_directories(POLICIES, new)
+    assert [(c.domain, c.account, c.kind, c.permission) for c in result.changes] == [
+        ("acme", "lead_e1", "gain", "customer:export@team")
+    ]
+    assert result.changes[0].records == "records in east-1"
+    assert main(["diff", str(POLICIES), str(new), "--no-color"]) == 0
+    out = capsys.readouterr().out
+    assert "+ acme  lead_e1  gains customer:export@team" in out
+    assert "1 gain(s), 0 loss(es)" in out
+    assert main(["diff", str(POLICIES), str(new), "--fail-on-gain", "--format", "json"]) == 1
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["gains"] == 1
+    assert payload["changes"][0]["account"] == "lead_e1"
+    # The other way round it is a loss, which --fail-on-gain lets through.
+    assert main(["diff", str(new), str(POLICIES), "--fail-on-gain", "--no-color"]) == 0
+    assert "- acme  lead_e1  loses customer:export@team" in capsys.readouterr().out
+    assert main(["diff", str(new), str(POLICIES), "--fail-on-change"]) == 1
+
+
+def test_widening_and_narrowing_a_scope(tmp_path: Path) -> None:
+    new = _copy(tmp_path, "new")
+    _edit(new,
+          "  junior_rep:\n    permissions:\n      - scope: own\n        customer: [read, update, create]",
+          "  junior_rep:\n    permissions:\n      - scope: team\n        customer: [read]\n"
+          "      - scope: own\n        customer: [update, create]")
+    _edit(new, "      - scope: all\n        order: [read, create, update]",
+          "      - scope: department_tree\n        order: [read, create, update]")
+    result = diff_directories(POLICIES, new)
+    gains = {(c.account, c.permission, c.before) for c in result.gains}
+    assert ("rep_e1a", "customer:read@team", "own") in gains
+    assert ("rep_w1", "customer:read@team", "own") in gains
+    assert not any(c.account in ("gone_1", "frozen_1") for c in result.changes)  # inactive: nothing
+    losses = {(c.account, c.permission, c.after) for c in result.losses}
+    assert ("ops_1", "order:update@all", "department_tree") in losses
+    ops = next(c for c in result.losses if c.permission == "order:update@all")
+    assert "records in" in ops.records
+
+
+def test_domains_and_accounts_appearing(tmp_path: Path) -> None:
+    new = _copy(tmp_path, "new")
+    (new / "globex.yaml").unlink()
+    _edit(new, "  frozen_1:", "  newbie: {department: west, roles: [sales_assistant]}\n  frozen_1:")
+    result = diff_directories(POLICIES, new)
+    assert {c.account for c in result.losses} == {"g_admin", "g_rep"}
+    assert {(c.account, c.permission) for c in result.gains} == {
+        ("newbie", "customer:read@team"), ("newbie", "note:create@team")}
+
+
+def test_no_change(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    new = _copy(tmp_path, "new")
+    # A rule that only repeats what mgr_east already reaches changes nothing effective.
+    _edit(new, "        account: [manage]\n", "        account: [manage]\n      - scope: team\n"
+                                                "        customer: [export]\n")
+    assert main(["diff", str(POLICIES), str(new), "--fail-on-gain", "--no-color"]) == 0
+    assert "no change in effective access" in capsys.readouterr().out
+
+
+def _git(repo: Path, *args: str) -> None:
+    subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
+                   check=True, capture_output=True)
+
+
+def test_git_revisions(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                       monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    policies = _copy(repo, "policies")
+    _git(repo, "init", "-q")
+    _git(repo, "add", "policies")
+    _git(repo, "commit", "-q", "-m", "one")
+    _edit(policies, SENIOR_REP, SENIOR_REP + "      - scope: own\n        customer: [export]\n")
+    monkeypatch.chdir(repo)
+    result = diff_sources("git:HEAD", "policies")
+    assert [(c.account, c.permission) for c in result.changes] == [("lead_e1", "customer:export@own")]
+    _git(repo, "commit", "-q", "-am", "two")
+    assert [c.account for c in diff_sources("git:HEAD~1:policies", "git:HEAD").changes] == ["lead_e1"]
+    assert main(["diff", "git:HEAD~1", "policies", "--fail-on-gain"]) == 1
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize(("old", "message"), [
+    ("git:", "name a revision"),
+    ("git:nosuchrev", "failed"),
+    ("git:HEAD:/", "not inside the git repository"),
+    ("missing-dir", "is not a directory"),
+])
+def test_bad_specs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, old: str, message: str) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    _copy(repo, "policies")
+    _git(repo, "init", "-q")
+    _git(repo, "add", "policies")
+    _git(repo, "commit", "-q", "-m", "one")
+    monkeypatch.chdir(repo)
+    with pytest.raises(UsageError, match=message):
+        diff_sources(old, "policies")
+
+
+def test_git_revision_without_policies(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "README").write_text("x", encoding="utf-8")
+    _git(repo, "init", "-q")
+    _git(repo, "add", "README")
+    _git(repo, "commit", "-q", "-m", "one")
+    _copy(repo, "policies")
+    monkeypatch.chdir(repo)
+    assert main(["diff", "git:HEAD", "policies"]) == 2
+    assert "no policy files under policies" in capsys.readouterr().err
+
+
+def test_broken_side_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "acme.yaml").write_text("domain: acme\naccounts:\n  a: {roles: [nope]}\n", encoding="utf-8")
+    assert main(["diff", str(POLICIES), str(broken)]) == 2
+    assert "cannot load" in capsys.readouterr().err

@@ -1,0 +1,152 @@
+"""``salesauthz explain``, ``who-can`` and ``what-can``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from salesauthz.checker.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+POLICIES = str(ROOT / "policies")
+
+
+def _json(capsys: pytest.CaptureFixture[str]) -> dict[str, object]:
+    data = json.loads(capsys.readouterr().out)
+    assert isinstance(data, dict)
+    return data
+
+
+def test_explain_allow_with_the_chain(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["explain", "mgr_east", "create", "customer", "--owner", "mgr_east", "--domain", "acme",
+                 POLICIES, "--no-color"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("ALLOW: allowed by role senior_rep")
+    assert "role sales_manager → senior_rep: customer:create@own" in out
+
+
+def test_explain_deny_by_the_parent_ceiling(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["explain", "intern_e1", "create", "note", "--owner", "intern_e1", "--domain", "acme",
+                 POLICIES]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("DENY: intern_e1 would be allowed, but its parent mgr_east is not")
+    assert "capped by what mgr_east may do" in out
+
+
+def test_explain_json_with_department(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["explain", "mgr_east", "read", "customer", "--owner", "rep_w1", "--department", "east-2",
+                 "--domain", "acme", POLICIES, "--format", "json"]) == 0
+    data = _json(capsys)
+    assert data["allowed"] is True
+    assert data["role"] == "sales_manager"
+    assert data["scope"] == "department_tree"
+    assert data["record"] == {"type": "customer", "owner": "rep_w1", "department": "east-2"}
+    assert ["p", "sales_manager", "acme", "customer", "read", "department_tree", ""] in data["rules"]  # type: ignore[operator]
+
+
+def test_explain_defaults_to_the_policies_directory(capsys: pytest.CaptureFixture[str],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ROOT)
+    assert main(["explain", "ghost", "read", "customer", "--domain", "acme", "--format", "json"]) == 0
+    data = _json(capsys)
+    assert data["allowed"] is False
+    assert "does not exist" in str(data["reason"])
+
+
+def test_unknown_domain_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["explain", "alice", "read", "customer", "--domain", "nowhere", POLICIES]) == 2
+    assert "domain 'nowhere' is not in" in capsys.readouterr().err
+    assert main(["who-can", "read", "customer", "--domain", "nowhere", POLICIES]) == 2
+    assert main(["what-can", "alice", "--domain", "nowhere", POLICIES]) == 2
+
+
+def test_missing_domain_option_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["what-can", "alice", POLICIES]) == 2
+    assert "--domain" in capsys.readouterr().err
+
+
+def test_broken_policies_are_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "acme.yaml").write_text("domain: acme\naccounts:\n  a: {roles: [nope]}\n", encoding="utf-8")
+    assert main(["what-can", "a", "--domain", "acme", str(tmp_path)]) == 2
+    assert "run `salesauthz check" in capsys.readouterr().err
+
+
+def test_path_and_url_together_are_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["what-can", "a", "--domain", "acme", POLICIES, "--url", "memory://"]) == 2
+    assert "not both" in capsys.readouterr().err
+
+
+def test_url_opens_a_store(capsys: pytest.CaptureFixture[str]) -> None:
+    # memory:// is an empty store: every domain is unknown.
+    assert main(["who-can", "read", "customer", "--domain", "acme", "--url", "memory://"]) == 2
+    assert "(domains: none)" in capsys.readouterr().err
+    assert main(["review", "--domain", "acme", "--url", "nosuch://x"]) == 2
+    assert "cannot open" in capsys.readouterr().err
+
+
+def test_who_can_lists_every_holder_with_scopes(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["who-can", "read", "customer", "--domain", "acme", POLICIES, "--no-color"]) == 0
+    out = capsys.readouterr().out
+    assert "12 account(s) may customer:read in acme" in out
+    assert "analyst_1  custom[east-2, west]" in out
+    assert "gone_1" not in out
+    assert "frozen_1" not in out
+
+
+def test_who_can_for_a_record(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["who-can", "update", "customer", "--owner", "rep_e1b", "--domain", "acme", POLICIES,
+                 "--format", "json"]) == 0
+    data = _json(capsys)
+    assert [row["account"] for row in data["accounts"]] == ["alice", "lead_e1", "mgr_east", "rep_e1b"]  # type: ignore[attr-defined]
+    assert main(["who-can", "update", "customer", "--department", "west-1", "--domain", "acme",
+                 POLICIES, "--no-color"]) == 0
+    assert "1 account(s) may customer:update on a record in west-1" in capsys.readouterr().out
+    assert main(["who-can", "read", "customer", "--owner", "rep_e1b", "--domain", "acme",
+                 POLICIES, "--no-color"]) == 0
+    assert "on a record owned by rep_e1b" in capsys.readouterr().out
+
+
+def test_who_can_marks_capped_sub_accounts(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    (tmp_path / "acme.yaml").write_text(
+        "domain: acme\nresources:\n  customer: [read]\ndepartments:\n  a: {}\n  b: {}\nroles:\n"
+        "  reader:\n    permissions:\n      - scope: team\n        customer: [read]\n"
+        "  boss:\n    permissions:\n      - scope: all\n        customer: [read]\naccounts:\n"
+        "  top: {department: a, roles: [reader]}\n  kid: {department: b, roles: [boss], parent: top}\n",
+        encoding="utf-8")
+    assert main(["who-can", "read", "customer", "--domain", "acme", str(tmp_path), "--format", "json"]) == 0
+    rows = _json(capsys)["accounts"]
+    assert {"account": "kid", "scope": "all", "capped_by": "top"} in rows  # type: ignore[operator]
+    assert main(["what-can", "kid", "--domain", "acme", str(tmp_path), "--no-color"]) == 0
+    assert "customer:read@all capped by top" in capsys.readouterr().out
+
+
+def test_what_can(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["what-can", "intern_e1", "--domain", "acme", POLICIES, "--no-color"]) == 0
+    out = capsys.readouterr().out
+    assert "intern_e1 may do 2 thing(s) in acme" in out
+    assert "customer:update@own" in out
+    assert main(["what-can", "gone_1", "--domain", "acme", POLICIES]) == 0
+    assert "gone_1 is deactivated: it may do nothing" in capsys.readouterr().out
+    assert main(["what-can", "ghost", "--domain", "acme", POLICIES]) == 0
+    assert "not an account of acme" in capsys.readouterr().out
+    assert main(["what-can", "lead_e1", "--domain", "acme", POLICIES, "--format", "json"]) == 0
+    data = _json(capsys)
+    assert data["status"] == "active"
+    assert {"permission": "order:read@team", "type": "order", "action": "read", "scope": "team",
+            "capped_by": None} in data["permissions"]  # type: ignore[operator]
+
+
+def test_rich_table_on_a_terminal(capsys: pytest.CaptureFixture[str],
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")
+    monkeypatch.setenv("TTY_INTERACTIVE", "1")
+    from salesauthz.checker.output import Output
+
+    out = Output()
+    assert out.console.is_terminal
+    out.table(["a", "b"], [["1", "2"]], title="t")
+    text = capsys.readouterr().out
+    assert "┃" in text or "│" in text
