@@ -222,8 +222,23 @@ class Authorizer:
         from .adapters import open_adapter
 
         store = open_adapter(url, domains=list(domains) if domains is not None else None)
-        del watch  # change propagation arrives with the watchers (adapters.watch)
-        return cls(store, domains=domains, **options)
+        if watch is None:
+            return cls(store, domains=domains, **options)
+        from .adapters.watch import snapshot_versions, start_watcher
+
+        staleness = options.pop("staleness", None)  # seconds before a cut-off process fails closed
+        try:
+            versions = snapshot_versions(store)  # before loading: what loads is at least this new
+            authz = cls(store, domains=domains, **options)
+        except BaseException:
+            store.close()
+            raise
+        try:
+            start_watcher(authz, watch, staleness=staleness, versions=versions)
+        except BaseException:
+            authz.close()
+            raise
+        return authz
 
     @property
     def store(self) -> Adapter:

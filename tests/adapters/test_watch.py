@@ -1,0 +1,233 @@
+"""Watchers: a change committed in one process reaches the others; lost connections, lost
+messages and an unreachable channel never leave a process allowing what was revoked."""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from salesauthz import Authorizer
+from salesauthz._rules import Rule
+from salesauthz.adapters.sql import SQLAdapter
+from salesauthz.adapters.watch import Watcher, snapshot_versions, start_watcher
+from salesauthz.errors import StorageError
+from tests.conftest import require_service
+
+from . import _worker
+from ._proxy import Proxy
+from ._services import PG_HOST, PG_PORT, REDIS_HOST, REDIS_PORT, admin_connect, postgres_schema
+
+pytestmark = pytest.mark.timeout(60)
+
+ACCOUNT, DOMAIN, RECORD = _worker.ACCOUNT, _worker.DOMAIN, _worker.RECORD
+GRANT: Rule = ("p", "rep", DOMAIN, "customer", "read", "all", "")
+RULES: list[Rule] = [("p2", DOMAIN, "customer", "read"), ("p3", ACCOUNT, DOMAIN, "active"),
+                     ("p4", "rep", DOMAIN), ("g", ACCOUNT, "rep", DOMAIN), GRANT]
+
+
+def watch_url(kind: str, channel: str, *, port: int | None = None) -> str:
+    if kind == "redis":
+        require_service("Redis", REDIS_HOST, REDIS_PORT)
+        return f"redis://{REDIS_HOST}:{port or REDIS_PORT}/0?channel={channel}"
+    require_service("PostgreSQL", PG_HOST, PG_PORT)
+    return (f"postgresql://postgres@{PG_HOST}:{port or PG_PORT}/test?channel={channel}"
+            f"&application_name={channel}")
+
+
+def kill_listener(kind: str, channel: str) -> int:
+    """Kill the subscriber connection(s) of ``channel`` on the real server; how many died."""
+    if kind == "redis":
+        import redis
+
+        client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT)
+        ids = [c["id"] for c in client.client_list() if c.get("name") == f"salesauthz-watch:{channel}"]
+        for client_id in ids:
+            client.client_kill_filter(_id=client_id)
+        client.close()
+        return len(ids)
+    with admin_connect() as conn:  # type: ignore[attr-defined]
+        rows = conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                            "WHERE application_name = %s AND query LIKE 'LISTEN%%'", (channel,)).fetchall()
+        return len(rows)
+
+
+def wait_until(condition: Callable[[], bool], timeout: float) -> float | None:
+    """Seconds until ``condition()`` held, or ``None`` after ``timeout``."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if condition():
+            return time.monotonic() - start
+        time.sleep(0.002)
+    return None
+
+
+@pytest.fixture
+def pg_store() -> Iterator[str]:
+    with postgres_schema() as url:
+        store = SQLAdapter(url)
+        store.apply(RULES, [])
+        store.close()
+        yield url
+
+
+@pytest.fixture
+def channel() -> str:
+    return "sa_test_" + uuid.uuid4().hex[:10]
+
+
+# -- two real processes on one PostgreSQL --------------------------------------------------
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("kind", ["redis", "postgresql"])
+def test_revoke_in_a_is_denied_in_b_within_a_second(kind: str, pg_store: str, channel: str) -> None:
+    watch = watch_url(kind, channel)
+    context = multiprocessing.get_context("spawn")
+    ours, theirs = context.Pipe()
+    process_b = context.Process(target=_worker.serve, args=(theirs, pg_store, watch, 2.0), daemon=True)
+    process_b.start()
+    try:
+        assert ours.poll(30), "process B did not start"
+        assert ours.recv() == ("ready", True)
+        with Authorizer.from_url(pg_store, watch=watch) as process_a:
+            for _ in range(3):
+                committed = time.time()
+                process_a.apply_changes(removed=[GRANT])
+                ours.send(("wait", False, 5.0))
+                flipped = ours.recv()
+                assert flipped is not None
+                assert flipped - committed < 1.0
+                committed = time.time()
+                process_a.apply_changes([GRANT])
+                ours.send(("wait", True, 5.0))
+                flipped = ours.recv()
+                assert flipped is not None
+                assert flipped - committed < 1.0
+            # A killed subscriber connection: the revoke still lands within the staleness bound.
+            assert kill_listener(kind, channel) >= 1
+            committed = time.time()
+            process_a.apply_changes(removed=[GRANT])
+            ours.send(("wait", False, 5.0))
+            flipped = ours.recv()
+            assert flipped is not None
+            assert flipped - committed < 2.0
+        ours.send(("stop",))
+        process_b.join(10)
+        assert process_b.exitcode == 0
+    finally:
+        if process_b.is_alive():
+            process_b.kill()
+
+
+# -- one process, a cut channel ------------------------------------------------------------
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("kind", ["redis", "postgresql"])
+def test_unreachable_channel_fails_closed_then_recovers(kind: str, pg_store: str, channel: str) -> None:
+    watch_url(kind, channel)  # skips when the service is absent
+    proxy = Proxy(REDIS_HOST if kind == "redis" else PG_HOST, REDIS_PORT if kind == "redis" else PG_PORT)
+    proxy.start()
+    writer = SQLAdapter(pg_store)
+    try:
+        with Authorizer.from_url(pg_store, watch=watch_url(kind, channel, port=proxy.port),
+                                 staleness=0.6) as process_b:
+            assert process_b.check(ACCOUNT, "read", RECORD, domain=DOMAIN)
+            proxy.cut()
+            # Nothing changed in the store, but B cannot know: it denies past the bound.
+            took = wait_until(lambda: not process_b.check(ACCOUNT, "read", RECORD, domain=DOMAIN), 5.0)
+            assert took is not None
+            assert took < 0.6 + 0.5
+            writer.apply([], [GRANT])  # revoked while B is cut off: no message reaches B
+            writer.apply([("p4", "other", DOMAIN)], [])
+            proxy.start()
+            assert wait_until(lambda: ("p4", "other", DOMAIN) in process_b.rules(DOMAIN), 5.0)
+            assert process_b.index(DOMAIN) is not None  # resumed, with the rules of now
+            assert not process_b.check(ACCOUNT, "read", RECORD, domain=DOMAIN)
+            writer.apply([GRANT], [])
+            assert wait_until(lambda: process_b.check(ACCOUNT, "read", RECORD, domain=DOMAIN), 5.0)
+    finally:
+        proxy.cut()
+        writer.close()
+
+
+# -- lost messages, own changes, configuration ---------------------------------------------
+
+
+def sqlite_store(tmp_path: Path) -> str:
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    store = SQLAdapter(url)
+    store.apply(RULES, [])
+    store.close()
+    return url
+
+
+@pytest.mark.redis
+def test_change_without_a_message_is_caught_by_the_heartbeat(tmp_path: Path, channel: str) -> None:
+    url = sqlite_store(tmp_path)
+    with Authorizer.from_url(url, watch=watch_url("redis", channel) + "&heartbeat=0.1") as authz:
+        silent = SQLAdapter(url)  # writes without any watcher: nobody publishes
+        silent.apply([], [GRANT])
+        silent.close()
+        assert wait_until(lambda: not authz.check(ACCOUNT, "read", RECORD, domain=DOMAIN), 3.0)
+
+
+@pytest.mark.redis
+def test_own_changes_do_not_reload_and_skipped_versions_do(tmp_path: Path, channel: str) -> None:
+    url = sqlite_store(tmp_path)
+    authz = Authorizer(SQLAdapter(url))
+    watcher = start_watcher(authz, watch_url("redis", channel), staleness=30.0, heartbeat=30.0)
+    assert watcher.healthy
+    assert not watcher.suspended
+    assert isinstance(watcher, Watcher)
+    before = watcher.reloads
+    authz.apply_changes(removed=[GRANT])
+    time.sleep(0.3)
+    assert watcher.reloads == before  # our own change: applied in memory, nothing to reload
+    other = SQLAdapter(url)
+    other.apply([("p4", "from-elsewhere", DOMAIN)], [])  # unannounced: a version we skip
+    other.close()
+    authz.apply_changes([GRANT])  # our commit reveals the gap: the domain is reloaded
+    assert wait_until(lambda: ("p4", "from-elsewhere", DOMAIN) in authz.rules(DOMAIN), 3.0)
+    assert watcher.reloads > before
+    authz.close()
+    assert not watcher.healthy
+
+
+@pytest.mark.redis
+def test_malformed_messages_are_ignored(tmp_path: Path, channel: str) -> None:
+    import redis
+
+    url = sqlite_store(tmp_path)
+    with Authorizer.from_url(url, watch=watch_url("redis", channel)) as authz:
+        client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT)
+        client.publish(channel, "not json")
+        client.publish(channel, '{"d": "acme"}')
+        client.close()
+        time.sleep(0.3)
+        assert authz.check(ACCOUNT, "read", RECORD, domain=DOMAIN)
+
+
+def test_memory_store_cannot_be_watched() -> None:
+    authz = Authorizer.from_rules(RULES)
+    with pytest.raises(StorageError, match="cannot be watched"):
+        snapshot_versions(authz.store)
+    with pytest.raises(StorageError, match="cannot be watched"):
+        Authorizer.from_url("memory://", watch="redis://127.0.0.1:6379/0")
+
+
+def test_unknown_watch_scheme_and_unreachable_channel(tmp_path: Path) -> None:
+    url = sqlite_store(tmp_path)
+    with pytest.raises(StorageError, match="no watcher"):
+        Authorizer.from_url(url, watch="kafka://broker/x")
+    authz = Authorizer(SQLAdapter(url))
+    with pytest.raises(StorageError, match="cannot reach the change channel"):
+        start_watcher(authz, "redis://:pw@127.0.0.1:1/0", connect_timeout=0.5)
+    with pytest.raises(ValueError, match="positive"):
+        start_watcher(authz, "redis://127.0.0.1:1/0", staleness=0)
+    authz.close()
