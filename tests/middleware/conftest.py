@@ -10,6 +10,8 @@ import pytest
 
 from salesauthz.middleware import DECISION_LOGGER, HS256Tokens
 
+from . import djangoapp  # noqa: F401 - configures Django before any test module imports models
+
 SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
 
 
