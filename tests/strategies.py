@@ -71,6 +71,25 @@ def permission_sets(draw: st.DrawFn, departments: list[str], *, grant: bool) -> 
     return body
 
 
+MODES = ["visible", "readonly", "hidden"]
+
+
+@st.composite
+def field_rules(draw: st.DrawFn) -> dict[str, Any]:
+    specs: dict[str, Any] = {}
+    for field_name in draw(st.lists(st.sampled_from(["phone", "value", "x,y"]), unique=True,
+                                    max_size=2)):
+        if draw(st.booleans()):
+            specs[field_name] = draw(st.sampled_from(MODES))
+        else:
+            spec: dict[str, Any] = {"mode": draw(st.sampled_from(MODES)),
+                                    "scope": draw(st.sampled_from(SCOPES))}
+            if draw(st.booleans()):
+                spec["otherwise"] = draw(st.sampled_from(MODES))
+            specs[field_name] = spec
+    return {"customer": specs} if specs else {}
+
+
 @st.composite
 def domain_documents(draw: st.DrawFn, name: str) -> dict[str, Any]:
     departments = _unique(draw, "d:", draw(st.integers(0, 6)))
@@ -84,6 +103,7 @@ def domain_documents(draw: st.DrawFn, name: str) -> dict[str, Any]:
         role_docs[role] = {
             "inherits": draw(st.lists(st.sampled_from(roles[:i]), unique=True, max_size=2)) if i else [],
             "permissions": draw(st.lists(permission_sets(departments, grant=False), max_size=3)),
+            "fields": draw(field_rules()),
         }
     accounts = _unique(draw, "u:", draw(st.integers(1, 7)))
     account_docs: dict[str, Any] = {}

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import gc
 import itertools
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from . import _rules as R
@@ -37,6 +37,16 @@ class Permission(NamedTuple):
     action: str
     scope: Scope
     expires: float | None
+    rule: Rule
+
+
+class FieldRule(NamedTuple):
+    """One ``p5`` rule, parsed: ``mode`` for ``field`` of ``type`` (on records within ``scope``)."""
+
+    type: str
+    field: str
+    mode: str
+    scope: Scope | None
     rule: Rule
 
 
@@ -106,6 +116,9 @@ class DomainIndex:
     accounts: dict[str, AccountInfo]
     stamps: dict[str, int]
     base: int
+    # Field-level access: role -> its field rules (p5), type -> declared fields (p6).
+    role_fields: Mapping[str, tuple[FieldRule, ...]] = field(default_factory=dict)
+    field_vocabulary: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
     def stamp(self, account: str) -> int:
         return self.stamps.get(account, self.base)
@@ -246,6 +259,9 @@ class DomainState:
         self.membership: dict[str, str] = {}
         self.parent: dict[str, str] = {}
         self.index: DomainIndex | None = None
+        self.field_rules: dict[str, set[Rule]] = {}  # p5: role -> rules
+        self.fields: dict[str, set[str]] = {}  # p6: type -> fields
+        self._field_part: tuple[dict[str, tuple[FieldRule, ...]], dict[str, frozenset[str]]] | None = None
         # Derived role/department structures, rebuilt only when their rules change.
         self._role_parts: tuple[
             frozenset[str], dict[str, frozenset[str]], dict[str, tuple[Permission, ...]],
@@ -345,6 +361,14 @@ class DomainState:
             self.vocabulary.setdefault(rule[2], set()).add(rule[3])
             self._vocabulary_part = None
             return True
+        if ptype == R.FIELD_RULE:
+            self.field_rules.setdefault(rule[1], set()).add(rule)
+            self._field_part = None
+            return True
+        if ptype == R.FIELD:
+            self.fields.setdefault(rule[2], set()).add(rule[3])
+            self._field_part = None
+            return True
         raise AssertionError(f"unhandled rule type {ptype!r}")  # check_rule() ran before
 
     def _unindex(self, rule: Rule, touched: set[str]) -> bool:
@@ -383,6 +407,14 @@ class DomainState:
         if ptype == R.VOCABULARY:
             _discard(self.vocabulary, rule[2], rule[3])
             self._vocabulary_part = None
+            return True
+        if ptype == R.FIELD_RULE:
+            _discard(self.field_rules, rule[1], rule)
+            self._field_part = None
+            return True
+        if ptype == R.FIELD:
+            _discard(self.fields, rule[2], rule[3])
+            self._field_part = None
             return True
         raise AssertionError(f"unhandled rule type {ptype!r}")
 
@@ -430,14 +462,24 @@ class DomainState:
             base, stamps = previous.base, dict(previous.stamps)
             provisional = DomainIndex(self.name, self._vocabulary_part, roles, role_parents,
                                       role_permissions, role_closure, department_parent, subtree,
-                                      accounts, stamps, base)
+                                      accounts, stamps, base, *self._fields_parts())
             stale = touched | provisional.descendants_of(touched)
             stamp = next(_stamp_counter)
             for name in stale:
                 stamps[name] = stamp
         self.index = DomainIndex(self.name, self._vocabulary_part, roles, role_parents,
                                  role_permissions, role_closure, department_parent, subtree,
-                                 accounts, stamps, base)
+                                 accounts, stamps, base, *self._fields_parts())
+
+    def _fields_parts(self) -> tuple[dict[str, tuple[FieldRule, ...]], dict[str, frozenset[str]]]:
+        if self._field_part is None:
+            by_role = {
+                role: tuple(sorted((FieldRule(r[3], r[4], r[5], parse_scope(r[6]) if r[6] else None, r)
+                                    for r in rules), key=lambda f: f.rule))
+                for role, rules in self.field_rules.items() if rules
+            }
+            self._field_part = by_role, {t: frozenset(f) for t, f in self.fields.items() if f}
+        return self._field_part
 
     def _account_names(self) -> set[str]:
         names = set(self.status) | set(self.membership) | set(self.parent)
@@ -499,7 +541,8 @@ class DomainState:
         return parents, {d: frozenset(s) for d, s in below.items()}
 
 
-def _discard(mapping: dict[str, set[object]] | dict[str, set[str]] | dict[str, set[Permission]],
+def _discard(mapping: dict[str, set[object]] | dict[str, set[str]] | dict[str, set[Permission]]
+             | dict[str, set[Rule]],
              key: str, value: object) -> None:
     values = mapping.get(key)
     if values is not None:

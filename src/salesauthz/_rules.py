@@ -17,6 +17,10 @@ g      subject, role, domain                         account → role assignment
 g2     department, parent, domain                    the department tree (parent "" for a root)
 g3     account, department, domain                   the department an account belongs to
 g4     sub-account, parent account, domain           the sub-account hierarchy
+p5     role, domain, type, field, mode, scope        a field rule: ``mode`` (visible, readonly,
+                                                      hidden) for the field; with a ``scope``, only
+                                                      on records within it ("" = everywhere)
+p6     domain, type, field                           the field vocabulary of a type
 =====  ============================================  ===========================================
 """
 
@@ -36,6 +40,9 @@ ROLE_LINK: Final = "g"
 DEPARTMENT: Final = "g2"
 MEMBERSHIP: Final = "g3"
 PARENT: Final = "g4"
+FIELD_RULE: Final = "p5"
+FIELD: Final = "p6"
+FIELD_MODES: Final = ("visible", "readonly", "hidden")  # most permissive first
 
 ARITY: Final[dict[str, int]] = {
     PERMISSION: 6,
@@ -46,6 +53,8 @@ ARITY: Final[dict[str, int]] = {
     DEPARTMENT: 3,
     MEMBERSHIP: 3,
     PARENT: 3,
+    FIELD_RULE: 6,
+    FIELD: 3,
 }
 """How many values each rule type carries (after the ptype)."""
 
@@ -58,6 +67,8 @@ DOMAIN_FIELD: Final[dict[str, int]] = {
     DEPARTMENT: 2,
     MEMBERSHIP: 2,
     PARENT: 2,
+    FIELD_RULE: 1,
+    FIELD: 0,
 }
 """Index (among the values) of the domain of each rule type."""
 
@@ -97,7 +108,7 @@ def check_rule(rule: Rule) -> str | None:
             return f"rule values must be strings, got {type(value).__name__}"
         if "\x00" in value:
             return "rule values must not contain NUL characters"
-    optional = {(PERMISSION, 5), (DEPARTMENT, 1)}  # expires; a root department's parent
+    optional = {(PERMISSION, 5), (DEPARTMENT, 1), (FIELD_RULE, 5)}  # expires; root's parent; scope
     for position, value in enumerate(values):
         if value == "" and (ptype, position) not in optional:
             return f"value {position} of a {ptype!r} rule must not be empty"
@@ -111,6 +122,16 @@ def check_rule(rule: Rule) -> str | None:
         if values[5]:
             try:
                 parse_expiry(values[5])
+            except ValueError as exc:
+                return str(exc)
+    if ptype == FIELD_RULE:
+        if values[4] not in FIELD_MODES:
+            return f"unknown field mode {values[4]!r} (expected one of {', '.join(FIELD_MODES)})"
+        if values[5]:
+            from .scopes import parse_scope
+
+            try:
+                parse_scope(values[5])
             except ValueError as exc:
                 return str(exc)
     if ptype == ACCOUNT and values[2] not in STATUSES:

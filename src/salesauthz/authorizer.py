@@ -430,6 +430,63 @@ class Authorizer:
             coverage = self._effective(index, domain, account).get((type, action), coverage)
         return ScopeFilter(account, action, type, domain, coverage)
 
+    # -- field-level access ----------------------------------------------------------------
+
+    def field_modes(self, account: str, type: str, record: Mapping[str, Any], *, domain: str,
+                    fields: Iterable[str] | None = None, owner_field: str = "owner",
+                    department_field: str = "department") -> dict[str, str]:
+        """``field → "visible" | "readonly" | "hidden"`` for a record given as a mapping (its
+        owner and department are read from ``owner_field``/``department_field``)."""
+        from .fields import field_modes, ruled_fields
+
+        index = self._indexes.get(domain)
+        names = set(record if fields is None else fields)
+        if index is not None and fields is None:
+            names |= ruled_fields(index, type)
+        return field_modes(index, account, type, _text(record.get(owner_field)),
+                           _text(record.get(department_field)), sorted(names))
+
+    def redact(self, account: str, type: str, record: Mapping[str, Any], *, domain: str,
+               owner_field: str = "owner", department_field: str = "department") -> dict[str, Any]:
+        """A copy of ``record`` without the fields hidden from ``account``. (Whether the account
+        may read the record at all is :meth:`check`'s question: ask it first.)"""
+        modes = self.field_modes(account, type, record, domain=domain, fields=record,
+                                 owner_field=owner_field, department_field=department_field)
+        return {k: v for k, v in record.items() if modes.get(k) != "hidden"}
+
+    def writable_fields(self, account: str, type: str, record: Mapping[str, Any], *, domain: str,
+                        fields: Iterable[str] | None = None, owner_field: str = "owner",
+                        department_field: str = "department") -> frozenset[str]:
+        """The fields (of ``fields``, or of the record and every ruled field) the account may
+        change on this record: neither readonly nor hidden, and only if it may ``update`` it."""
+        owner = _text(record.get(owner_field))
+        department = _text(record.get(department_field))
+        if not self.check(account, "update", Record(type, owner, department), domain=domain):
+            return frozenset()
+        modes = self.field_modes(account, type, record, domain=domain, fields=fields,
+                                 owner_field=owner_field, department_field=department_field)
+        return frozenset(f for f, mode in modes.items() if mode == "visible")
+
+    def check_write(self, account: str, type: str, record: Mapping[str, Any],
+                    changes: Mapping[str, Any], *, domain: str, owner_field: str = "owner",
+                    department_field: str = "department") -> None:
+        """Raise :class:`~salesauthz.errors.ForbiddenError` unless ``account`` may ``update``
+        the record and every changed field is writable for it; the message names the fields."""
+        from .errors import ForbiddenError
+
+        owner = _text(record.get(owner_field))
+        department = _text(record.get(department_field))
+        if not self.check(account, "update", Record(type, owner, department), domain=domain):
+            raise ForbiddenError(f"{account} may not update this {type} record", account=account,
+                                 action="update", type=type, domain=domain)
+        modes = self.field_modes(account, type, record, domain=domain, fields=changes,
+                                 owner_field=owner_field, department_field=department_field)
+        refused = sorted(f for f, mode in modes.items() if mode != "visible")
+        if refused:
+            detail = ", ".join(f"{f} ({modes[f]})" for f in refused)
+            raise ForbiddenError(f"{account} may not change {detail} of this {type} record",
+                                 account=account, action="update", type=type, domain=domain)
+
     def effective_permissions(self, account: str, *, domain: str) -> dict[tuple[str, str], Coverage]:
         """``(type, action) → Coverage`` for everything the account may do right now."""
         index = self._indexes.get(domain)
@@ -520,6 +577,10 @@ class Authorizer:
     def now(self) -> float:
         """The authorizer's clock (seconds since the epoch)."""
         return self._clock()
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
 
 
 def permission_label(permission: Permission) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from salesauthz import _rules as R
 from salesauthz._rules import Rule
@@ -13,6 +14,7 @@ from .documents import (
     CustomScope,
     DepartmentDocument,
     DomainDocument,
+    FieldRuleDocument,
     PermissionSet,
     RoleDocument,
     ScopeSpec,
@@ -46,6 +48,9 @@ def compile_document(document: DomainDocument) -> list[Rule]:
     for typ, actions in vocabulary.items():
         for action in actions:
             rules.append((R.VOCABULARY, d, typ, action))
+    for typ, field_names in document.fields.items():
+        for field_name in field_names:
+            rules.append((R.FIELD, d, typ, field_name))
     for name, department in document.departments.items():
         parent = department.parent if department is not None else None
         rules.append((R.DEPARTMENT, name, parent or "", d))
@@ -56,6 +61,15 @@ def compile_document(document: DomainDocument) -> list[Rule]:
         for inherited in role.inherits:
             rules.append((R.ROLE_LINK, name, inherited, d))
         rules.extend(_permission_rules(name, d, role.permissions))
+        for typ, specs in role.fields.items():
+            for field_name, spec in specs.items():
+                if isinstance(spec, str):
+                    rules.append((R.FIELD_RULE, name, d, typ, field_name, spec, ""))
+                    continue
+                for scope_text in scope_of(spec.scope).encode():
+                    rules.append((R.FIELD_RULE, name, d, typ, field_name, spec.mode, scope_text))
+                if spec.otherwise is not None:
+                    rules.append((R.FIELD_RULE, name, d, typ, field_name, spec.otherwise, ""))
     for name, account in document.accounts.items():
         account = account or AccountDocument()
         rules.append((R.ACCOUNT, name, d, account.status))
@@ -98,6 +112,35 @@ def _permission_sets(rules: list[Rule]) -> list[PermissionSet]:
     return sets
 
 
+def _field_specs(rules: list[Rule]) -> dict[str, dict[str, Any]]:
+    """Group ``p5`` rules of one role back into field specs."""
+    grouped: dict[tuple[str, str], list[Rule]] = {}
+    for rule in rules:
+        grouped.setdefault((rule[3], rule[4]), []).append(rule)
+    specs: dict[str, dict[str, Any]] = {}
+    for (typ, field_name), field_rules in sorted(grouped.items()):
+        everywhere = [r[5] for r in field_rules if not r[6]]
+        conditional = [r for r in field_rules if r[6]]
+        spec: Any
+        if not conditional:
+            spec = everywhere[0] if len(everywhere) == 1 else _most_permissive(everywhere)
+        else:
+            scopes = [parse_scope(r[6]) for r in conditional]
+            departments = sorted(d for s in scopes for d in s.departments)
+            scope_spec: Any = {"custom": departments} if departments else scopes[0].kind.value
+            spec = FieldRuleDocument.model_validate({
+                "mode": _most_permissive([r[5] for r in conditional]),
+                "scope": scope_spec,
+                "otherwise": _most_permissive(everywhere) if everywhere else None,
+            })
+        specs.setdefault(typ, {})[field_name] = spec
+    return specs
+
+
+def _most_permissive(modes: list[str]) -> str:
+    return min(modes, key=R.FIELD_MODES.index)
+
+
 def decompile_rules(rules: Iterable[Rule]) -> list[DomainDocument]:
     """Rebuild one document per domain from Casbin rules (the inverse of
     :func:`compile_document` up to ordering: ``compile(decompile(rules)) == rules`` as sets)."""
@@ -113,6 +156,8 @@ def decompile_rules(rules: Iterable[Rule]) -> list[DomainDocument]:
         links: dict[str, list[str]] = {}
         permissions: dict[str, list[Rule]] = {}
         accounts: dict[str, dict[str, object]] = {}
+        declared_fields: dict[str, list[str]] = {}
+        field_rules: dict[str, list[Rule]] = {}
         for rule in domain_rules:
             ptype = rule[0]
             if ptype == R.VOCABULARY:
@@ -129,6 +174,10 @@ def decompile_rules(rules: Iterable[Rule]) -> list[DomainDocument]:
                 accounts.setdefault(rule[1], {})["department"] = rule[2]
             elif ptype == R.PARENT:
                 accounts.setdefault(rule[1], {})["parent"] = rule[2]
+            elif ptype == R.FIELD:
+                declared_fields.setdefault(rule[2], []).append(rule[3])
+            elif ptype == R.FIELD_RULE:
+                field_rules.setdefault(rule[1], []).append(rule)
         for subject in set(links) | set(permissions):
             if subject not in roles:
                 accounts.setdefault(subject, {})
@@ -139,6 +188,7 @@ def decompile_rules(rules: Iterable[Rule]) -> list[DomainDocument]:
             name: RoleDocument(
                 inherits=sorted(links.get(name, [])),
                 permissions=_permission_sets(permissions.get(name, [])),
+                fields=_field_specs(field_rules.get(name, [])),
             )
             for name in sorted(roles)
         }
@@ -151,6 +201,7 @@ def decompile_rules(rules: Iterable[Rule]) -> list[DomainDocument]:
         documents.append(DomainDocument(
             domain=domain,
             resources={t: sorted(a) for t, a in sorted(resources.items())},
+            fields={t: sorted(f) for t, f in sorted(declared_fields.items())},
             departments=dict(sorted(departments.items())),
             roles=role_documents,
             accounts=account_documents,

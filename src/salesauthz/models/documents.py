@@ -30,6 +30,7 @@ __all__ = [
     "CustomScope",
     "DepartmentDocument",
     "DomainDocument",
+    "FieldRuleDocument",
     "PermissionSet",
     "RoleDocument",
     "ScopeSpec",
@@ -93,6 +94,28 @@ class PermissionSet(BaseModel):
         return dict(self.__pydantic_extra__ or {})
 
 
+FieldModeName = Literal["visible", "readonly", "hidden"]
+
+
+class FieldRuleDocument(_Strict):
+    """A record-conditional field rule: ``mode`` on records within ``scope``, ``otherwise``
+    elsewhere (when ``otherwise`` is omitted the field is hidden elsewhere, as far as this role
+    is concerned)."""
+
+    mode: FieldModeName
+    scope: ScopeSpec
+    otherwise: FieldModeName | None = None
+
+    @field_validator("scope", mode="before")
+    @classmethod
+    def _scope_words(cls, value: object) -> object:
+        return PermissionSet._scope_words(value)
+
+
+FieldSpec = FieldModeName | FieldRuleDocument
+"""``visible``, ``readonly``, ``hidden``, or ``{mode: visible, scope: own, otherwise: readonly}``."""
+
+
 class RoleDocument(_Strict):
     """A role: a named permission template, optionally inheriting other roles."""
 
@@ -101,6 +124,11 @@ class RoleDocument(_Strict):
         default_factory=list, description="Roles whose permissions this role also has."
     )
     permissions: list[PermissionSet] = Field(default_factory=list)
+    fields: dict[Name, dict[Name, FieldSpec]] = Field(
+        default_factory=dict,
+        description="Field rules per resource type: field -> visible, readonly, hidden, or a "
+        "record-conditional rule.",
+    )
 
 
 class AccountDocument(_Strict):
@@ -133,6 +161,11 @@ class DomainDocument(_Strict):
         default_factory=dict,
         description="Resource types and their actions. `account: [manage]` and "
         "`role: [escalate]` are built in.",
+    )
+    fields: dict[Name, list[Name]] = Field(
+        default_factory=dict,
+        description="The fields of each resource type that field rules may name (optional; "
+        "when a type lists its fields, rules naming others are errors).",
     )
     departments: dict[Name, DepartmentDocument | None] = Field(default_factory=dict)
     roles: dict[Name, RoleDocument | None] = Field(default_factory=dict)

@@ -16,7 +16,14 @@ from salesauthz._rules import Rule
 from salesauthz.errors import PolicyError, PolicyIssue
 
 from ._yaml import Path, Positions, position_of
-from .documents import AccountDocument, CustomScope, DomainDocument, PermissionSet, RoleDocument
+from .documents import (
+    AccountDocument,
+    CustomScope,
+    DomainDocument,
+    FieldRuleDocument,
+    PermissionSet,
+    RoleDocument,
+)
 
 __all__ = ["SourcedDocument", "issues_from_validation_error", "validate_documents", "validate_rules"]
 
@@ -111,6 +118,11 @@ def _validate_domain(src: SourcedDocument, all_domains: dict[str, SourcedDocumen
             add(src.issue(("resources", typ), f"resource type {typ!r} lists an action twice", code="SA103"))
         vocabulary[typ] = set(actions)
 
+    for typ in doc.fields:
+        if typ not in vocabulary:
+            add(src.issue(("fields", typ), f"fields declared for unknown resource type {typ!r}",
+                          "declare the type under `resources` first", "SA160"))
+
     # Departments: references and cycles.
     departments = doc.departments
     for name, dept in departments.items():
@@ -141,6 +153,24 @@ def _validate_domain(src: SourcedDocument, all_domains: dict[str, SourcedDocumen
         for i, pset in enumerate(role.permissions):
             issues.extend(_validate_permission_set(src, ("roles", name, "permissions", i), pset,
                                                    vocabulary, departments, grant=False))
+        for typ, specs in role.fields.items():
+            if typ not in vocabulary:
+                add(src.issue(("roles", name, "fields", typ),
+                              f"field rules name unknown resource type {typ!r}",
+                              "declare it under `resources`", "SA160"))
+                continue
+            declared = doc.fields.get(typ)
+            for field_name, spec in specs.items():
+                if declared is not None and field_name not in declared:
+                    add(src.issue(("roles", name, "fields", typ, field_name),
+                                  f"unknown field {field_name!r} of {typ!r}",
+                                  f"declared fields: {', '.join(declared)}", "SA161"))
+                if isinstance(spec, FieldRuleDocument) and isinstance(spec.scope, CustomScope):
+                    for dept_name in spec.scope.custom:
+                        if dept_name not in departments:
+                            add(src.issue(("roles", name, "fields", typ, field_name, "scope"),
+                                          f"custom scope names unknown department {dept_name!r}",
+                                          "list departments defined under `departments`", "SA120"))
     for cycle_start in _cycles({n: list((r or RoleDocument()).inherits) for n, r in roles.items()}):
         add(src.issue(("roles", cycle_start),
                       f"role inheritance has a cycle through {cycle_start!r}",
@@ -260,6 +290,9 @@ def validate_rules(rules: Sequence[Rule]) -> None:
     registered = {(r[1], r[2]) for r in rules if r[0] == R.ACCOUNT}
     roles = {(r[1], r[2]) for r in rules if r[0] == R.ROLE}
     for rule in rules:
+        if rule[0] == R.FIELD_RULE and (rule[1], R.domain_of(rule)) not in roles:
+            issues.append(PolicyIssue(f"{rule!r}: field rules belong to roles, and {rule[1]!r} is "
+                                      "not a role (a 'p4' rule)", code="SA114"))
         if rule[0] in (R.MEMBERSHIP, R.PARENT, R.ROLE_LINK, R.PERMISSION):
             subject = (rule[1], R.domain_of(rule))
             if subject not in registered and subject not in roles:
