@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from salesauthz.models import documents
 from salesauthz.models.documents import (
     AccountDocument,
     CustomScope,
@@ -38,7 +39,6 @@ SECTIONS: list[tuple[type[BaseModel], str, str, str]] = [
     (CustomScope, "Custom scope", "custom-scope", "the `{custom: [...]}` form of `scope:`"),
     (AccountDocument, "Account", "account", "each value under `accounts:`"),
 ]
-ANCHORS = {model.__name__: anchor for model, _, anchor, _ in SECTIONS}
 NAME_PATTERN = r"^[^\x00]*$"  # the schema of an identifier (documents.Name)
 
 # Meanings for fields whose models carry no ``Field(description=...)`` yet. The schema's own
@@ -89,14 +89,33 @@ def _plain(text: str) -> str:
     return " ".join(text.replace("``", "`").split())
 
 
-def _type(schema: dict[str, Any]) -> str:
-    """A short human description of a JSON-schema type."""
+Section = tuple[type[BaseModel], str, str, str]
+
+
+def _sections(definitions: dict[str, Any]) -> list[Section]:
+    """SECTIONS, then a generic section for each sub-model added since (so that a new model
+    shows up in the reference at once, rather than breaking it)."""
+    sections = list(SECTIONS)
+    known = {model.__name__ for model, _, _, _ in SECTIONS}
+    for name in sorted(set(definitions) - known):
+        model = getattr(documents, name, None)
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            raise ValueError(f"schema definition {name!r} is not a model of salesauthz.models.documents")
+        words = re.findall(r"[A-Z][a-z0-9]*", name.removesuffix("Document"))
+        heading = " ".join(words).capitalize()
+        sections.append((model, heading, heading.lower().replace(" ", "-"),
+                         "the keys whose type links here"))
+    return sections
+
+
+def _type(schema: dict[str, Any], links: dict[str, tuple[str, str]]) -> str:
+    """A short human description of a JSON-schema type (``links``: model → heading, anchor)."""
     if "$ref" in schema:
-        name = schema["$ref"].rsplit("/", 1)[-1]
-        return f"[{_heading_of(name)}](#{ANCHORS[name]})"
+        heading, anchor = links[schema["$ref"].rsplit("/", 1)[-1]]
+        return f"[{heading}](#{anchor})"
     if "anyOf" in schema:
         options = [s for s in schema["anyOf"] if s.get("type") != "null"]
-        text = " or ".join(_type(s) for s in options)
+        text = " or ".join(_type(s, links) for s in options)
         if len(options) < len(schema["anyOf"]):
             text += " or empty"
         return text
@@ -104,7 +123,7 @@ def _type(schema: dict[str, Any]) -> str:
         return "one of " + ", ".join(f"`{value}`" for value in schema["enum"])
     kind = schema.get("type")
     if kind == "array":
-        text = "list of " + _type(schema.get("items", {}))
+        text = "list of " + _type(schema.get("items", {}), links)
         if schema.get("minItems"):
             text += f" (at least {schema['minItems']})"
         return text
@@ -112,7 +131,7 @@ def _type(schema: dict[str, Any]) -> str:
         values = schema.get("additionalProperties")
         if not isinstance(values, dict):
             values = next(iter(schema.get("patternProperties", {}).values()), {})
-        return "mapping of name → " + _type(values)
+        return "mapping of name → " + _type(values, links)
     if kind == "string":
         if schema.get("format") == "date-time":
             return "date-time (ISO-8601; UTC if no zone)"
@@ -120,10 +139,6 @@ def _type(schema: dict[str, Any]) -> str:
             return "name"
         return "text"
     raise ValueError(f"no rendering for schema {schema!r}: extend gen_policy_reference._type")
-
-
-def _heading_of(name: str) -> str:
-    return next(heading for model, heading, _, _ in SECTIONS if model.__name__ == name)
 
 
 def _model_named(name: str) -> type[BaseModel]:
@@ -143,8 +158,8 @@ def _default(model: type[BaseModel], key: str, required: bool) -> str:
     return f"`{value}`"
 
 
-def _section(model: type[BaseModel], heading: str, anchor: str, where: str,
-             schema: dict[str, Any]) -> str:
+def _section(section: Section, schema: dict[str, Any], links: dict[str, tuple[str, str]]) -> str:
+    model, heading, anchor, where = section
     lines = [f"## {heading} {{#{anchor}}}", "", f"Where: {where}.", ""]
     if schema.get("description"):
         lines += [_plain(schema["description"]), ""]
@@ -153,11 +168,11 @@ def _section(model: type[BaseModel], heading: str, anchor: str, where: str,
     for key, prop in schema.get("properties", {}).items():
         meaning = _plain(prop.get("description", "")) or FALLBACK_MEANINGS.get(
             (model.__name__, key), "—")
-        lines.append(f"| `{key}` | {_type(prop)} | {_default(model, key, key in required)} "
+        lines.append(f"| `{key}` | {_type(prop, links)} | {_default(model, key, key in required)} "
                      f"| {meaning} |")
     extra = schema.get("additionalProperties")
     if isinstance(extra, dict):
-        lines.append(f"| *resource type* (any other key), or `\"*\"` | {_type(extra)} | — "
+        lines.append(f"| *resource type* (any other key), or `\"*\"` | {_type(extra, links)} | — "
                      "| the actions allowed on that type at this scope; `\"*\"` for every action |")
     return "\n".join(lines) + "\n"
 
@@ -166,17 +181,17 @@ def render() -> str:
     """The whole page."""
     full = DomainDocument.model_json_schema()
     definitions: dict[str, Any] = full.get("$defs", {})
+    sections = _sections(definitions)
+    links = {model.__name__: (heading, anchor) for model, heading, anchor, _ in sections}
     parts = [HEADER]
-    for model, heading, anchor, where in SECTIONS:
+    for section in sections:
+        model = section[0]
         schema = full if model is DomainDocument else definitions[model.__name__]
-        parts.append(_section(model, heading, anchor, where, schema))
+        parts.append(_section(section, schema, links))
     stale = [k for k in FALLBACK_MEANINGS
              if k[1] not in _model_named(k[0]).model_fields]
     if stale:
         raise ValueError(f"FALLBACK_MEANINGS names fields that no longer exist: {stale}")
-    unknown = set(definitions) - set(ANCHORS)
-    if unknown:  # a new sub-model must get a section, or links to it would dangle
-        raise ValueError(f"models without a section in the reference: {sorted(unknown)}")
     text = "\n".join(parts)
     return re.sub(r"\n{3,}", "\n\n", text)
 

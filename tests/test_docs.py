@@ -12,7 +12,8 @@ How blocks run (also documented in CONTRIBUTING.md):
   ``examples/``, when present). Each block is its own test: a failure names the page and line.
 - **bash / sh / shell** — every command (``&&``-separated part of a line) whose program is
   ``salesauthz`` (or ``…/bin/salesauthz``) runs with ``bash -c``; other commands (``pip``,
-  ``cd``, ``uvicorn`` …) are not run. Each must exit 0.
+  ``cd``, ``uvicorn`` …) are not run. Each must exit 0. When a block mentions ``git``, the
+  scratch directory is a git repository with everything committed (for ``git:HEAD`` examples).
 - **console** — lines starting with ``$ `` are commands, run as above; the lines after a command
   are its expected output: each must appear in what the command printed (whitespace is
   normalised; a line of ``...`` or ``…`` stands for omitted output).
@@ -254,9 +255,19 @@ def _normalise(text: str) -> str:
     return " ".join(text.split())
 
 
+def _make_git_repository(workdir: Path) -> None:
+    """Commit the scratch copy, so examples like ``salesauthz diff git:HEAD policies/`` work."""
+    git = ["git", "-c", "user.name=docs", "-c", "user.email=docs@example.invalid",
+           "-c", "init.defaultBranch=main", "-c", "commit.gpgsign=false"]
+    for command in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "policies"]):
+        subprocess.run([*git, *command], cwd=workdir, check=True, capture_output=True, timeout=60)
+
+
 @pytest.mark.parametrize("block", [_param(b) for b in SHELL_BLOCKS])
 def test_shell_block(block: Block, tmp_path: Path, salesauthz_on_path: dict[str, str]) -> None:
     workdir = _scratch_copy(tmp_path / "work")
+    if "git" in block.code:
+        _make_git_repository(workdir)
     for command, expected in salesauthz_commands(block):
         result = subprocess.run(
             ["bash", "-c", command], cwd=workdir, env=salesauthz_on_path,
