@@ -23,6 +23,7 @@ from salesauthz.models.documents import (
     CustomScope,
     DepartmentDocument,
     DomainDocument,
+    FieldRuleDocument,
     PermissionSet,
     RoleDocument,
 )
@@ -37,6 +38,8 @@ SECTIONS: list[tuple[type[BaseModel], str, str, str]] = [
     (PermissionSet, "Permission set", "permission-set",
      "each item of a role's `permissions:` and of an account's `grants:`"),
     (CustomScope, "Custom scope", "custom-scope", "the `{custom: [...]}` form of `scope:`"),
+    (FieldRuleDocument, "Field rule", "field-rule",
+     "a field's value under a role's `fields: {type: {field: ...}}`, in its conditional form"),
     (AccountDocument, "Account", "account", "each value under `accounts:`"),
 ]
 NAME_PATTERN = r"^[^\x00]*$"  # the schema of an identifier (documents.Name)
@@ -54,6 +57,11 @@ FALLBACK_MEANINGS: dict[tuple[str, str], str] = {
     ("DepartmentDocument", "description"): "Free text for people; ignored by decisions.",
     ("RoleDocument", "description"): "Free text for people; ignored by decisions.",
     ("RoleDocument", "permissions"): "What the role allows; the sets add up.",
+    ("FieldRuleDocument", "mode"): "How the field shows on records within `scope`.",
+    ("FieldRuleDocument", "scope"): "Which records `mode` applies to: the same scopes as "
+    "permissions.",
+    ("FieldRuleDocument", "otherwise"): "How the field shows on every other record; omitted: "
+    "`hidden` (as far as this role is concerned).",
     ("AccountDocument", "roles"): "Roles of this domain assigned to the account.",
     ("AccountDocument", "status"): "Only `active` accounts are allowed anything; `frozen` "
     "(blocked now, kept for review) and `deactivated` (has left) are denied everything.",
