@@ -150,3 +150,36 @@ def test_rich_table_on_a_terminal(capsys: pytest.CaptureFixture[str],
     out.table(["a", "b"], [["1", "2"]], title="t")
     text = capsys.readouterr().out
     assert "┃" in text or "│" in text
+
+
+def test_plain_output_without_rich(capsys: pytest.CaptureFixture[str],
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "rich.console", None)  # as if the `rich` extra were absent
+    assert main(["who-can", "export", "customer", "--domain", "acme", POLICIES]) == 0
+    assert "mgr_east  department_tree" in capsys.readouterr().out
+    assert main(["check", str(ROOT / "tests" / "fixtures" / "mistakes" / "unknown_role")]) == 1
+    assert "error SA130: account 'rep_2'" in capsys.readouterr().out
+    assert main(["review", "--domain", "globex", POLICIES]) == 0
+    assert "g_admin" in capsys.readouterr().out
+
+
+def test_progress_bar_on_a_terminal(capsys: pytest.CaptureFixture[str],
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")
+    from salesauthz.checker.output import Output
+
+    with Output().progress("working", 10) as advance:
+        advance(5, 10)
+        advance(10, 10)
+    assert "working" in capsys.readouterr().err  # drawn on stderr, stdout stays clean
+
+
+def test_no_progress_bar_when_not_a_terminal(capsys: pytest.CaptureFixture[str]) -> None:
+    from salesauthz.checker.output import Output
+
+    with Output().progress("working", 10) as advance:
+        advance(10, 10)
+    assert capsys.readouterr().err == ""

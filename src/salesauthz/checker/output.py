@@ -26,11 +26,22 @@ __all__ = ["Output", "sarif_report"]
 _SEVERITY_STYLE = {"error": "bold red", "warning": "yellow"}
 
 
+def _rich_available() -> bool:
+    try:
+        import rich.console  # noqa: F401  (rich is the optional `rich` extra)
+    except ImportError:
+        return False
+    return True
+
+
 class Output:
-    """Where a command writes: ``text`` lines (styled), ``data`` (JSON) and a progress bar."""
+    """Where a command writes: ``text`` lines (styled), ``data`` (JSON) and a progress bar.
+
+    Styling needs rich (the ``rich`` extra); without it output is plain, never missing."""
 
     def __init__(self, *, no_color: bool = False) -> None:
         self.no_color = no_color
+        self.rich = _rich_available()
         self._console: Console | None = None
 
     @property
@@ -44,10 +55,16 @@ class Output:
         return self._console
 
     def text(self, line: str = "", style: str | None = None) -> None:
+        if not self.rich:
+            print(line)
+            return
         self.console.print(line, style=style, markup=False)
 
     def styled(self, *parts: tuple[str, str | None]) -> None:
         """One line made of ``(text, style)`` parts."""
+        if not self.rich:
+            print("".join(p for p, _ in parts))
+            return
         from rich.text import Text
 
         self.console.print(Text.assemble(*((p, s or "") for p, s in parts)))
@@ -59,8 +76,8 @@ class Output:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
 
     def table(self, headers: Sequence[str], rows: Sequence[Sequence[str]], title: str | None = None) -> None:
-        """A table on a terminal; tab-free aligned columns otherwise (easy to grep)."""
-        if self.console.is_terminal and not self.no_color:
+        """A table on a terminal; aligned plain columns otherwise (easy to grep)."""
+        if self.rich and not self.no_color and self.console.is_terminal:
             from rich.table import Table
 
             table = Table(*headers, title=title, show_lines=False)
@@ -85,6 +102,9 @@ class Output:
     def progress(self, description: str, total: int) -> Iterator[Any]:
         """A transient rich progress bar on stderr, shown only on a terminal; yields a function
         ``advance(done, total)``."""
+        if not self.rich:
+            yield lambda done, total: None
+            return
         from rich.console import Console
         from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 
