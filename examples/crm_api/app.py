@@ -9,11 +9,12 @@ ACCOUNT --domain acme`` mints one); the tenant is the token's ``tenant`` claim.
 # No ``from __future__ import annotations``: FastAPI reads these annotations at run time.
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
@@ -127,7 +128,7 @@ class _OpenAccess:
 
 def create_app(*, secret: str | None = None, database_url: str = "sqlite://", enforce: bool = True,
                hide_denied: bool = True, debug: bool = False, policies: Path = POLICIES,
-               decision_log: DecisionLog | None = None) -> FastAPI:
+               decision_log: DecisionLog | None = None, cors_origins: Sequence[str] = ()) -> FastAPI:
     """Build the API. ``secret`` signs the bearer tokens (default: ``CRM_TOKEN_SECRET`` or a random
     one); ``enforce=False`` builds the benchmark baseline without authorization."""
     authz = Authorizer.from_directory(policies)
@@ -141,6 +142,9 @@ def create_app(*, secret: str | None = None, database_url: str = "sqlite://", en
     app.state.authz = authz
     app.state.tokens = tokens
     app.state.engine = engine
+    if cors_origins:  # browsers' preflight requests pass the authorization middleware untouched
+        app.add_middleware(CORSMiddleware, allow_origins=list(cors_origins), allow_methods=["*"],
+                           allow_headers=["Authorization", "Content-Type"])
     if enforce:
         web.install(app)
         app.add_middleware(AuthzMiddleware, guard=guard, rules=ROUTE_RULES)
