@@ -1,0 +1,1 @@
+"""Runnable examples of salesauthz (``python -m examples.crm_api``)."""
