@@ -18,7 +18,7 @@ echo "== mypy --strict"
 .venv/bin/mypy
 if [ -f mkdocs.yml ]; then
     echo "== mkdocs build --strict"
-    .venv/bin/mkdocs build --strict --quiet
+    NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict --quiet  # (that variable: no banner about MkDocs 2)
 fi
 echo "== pytest"
 .venv/bin/python -m pytest --cov --cov-report=term "$@"
