@@ -145,3 +145,19 @@ def test_bad_paramstyle_and_prefix(sample: Authorizer) -> None:
         sql_where(flt, owner="o", department="d", paramstyle=bad)
     with pytest.raises(ValueError, match="param_prefix 'x-' must be a plain identifier"):
         sql_where(flt, owner="o", department="d", paramstyle="named", param_prefix="x-")
+
+
+def test_terms_are_reused_per_coverage_and_the_cache_stays_bounded(
+    sample: Authorizer, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from salesauthz.filters import _terms
+
+    monkeypatch.setattr(_terms, "_CACHE_SIZE", 2)
+    monkeypatch.setattr(_terms, "_terms_cache", {})
+    flts = [sample.scope_filter(a, "read", "customer", domain="acme") for a in ("rep_e1a", "mgr_east")]
+    first = _terms.terms_of(flts[0])
+    assert _terms.terms_of(flts[0]) is first  # same coverage object: reused
+    _terms.terms_of(flts[1])
+    _terms.terms_of(flts[0], sample)  # a third key: the full cache is cleared first
+    assert len(_terms._terms_cache) == 1
+    assert _terms.terms_of(flts[0]) == first

@@ -38,8 +38,28 @@ class Terms:
     null_department_owners: tuple[str, ...] = ()
 
 
+_CACHE_SIZE = 4096
+# Coverages are immutable and the authorizer hands out the same object while an account's
+# permissions are unchanged, so a list view rendered again reuses its terms. Keyed by identity
+# (checked, so a recycled id never matches a dead object); cleared wholesale when full.
+_terms_cache: dict[tuple[int, int], tuple[object, object, Terms]] = {}
+
+
 def terms_of(flt: ScopeFilter, authz: Authorizer | None = None) -> Terms:
     """The terms of ``flt``; with ``authz``, also those for rows whose department is NULL/empty."""
+    index = authz.index(flt.domain) if authz is not None else None
+    key = (id(flt.coverage), id(index))
+    cached = _terms_cache.get(key)
+    if cached is not None and cached[0] is flt.coverage and cached[1] is index:
+        return cached[2]
+    terms = _compute(flt, index)
+    if len(_terms_cache) >= _CACHE_SIZE:
+        _terms_cache.clear()
+    _terms_cache[key] = (flt.coverage, index, terms)
+    return terms
+
+
+def _compute(flt: ScopeFilter, index: DomainIndex | None) -> Terms:
     if flt.everything:
         return Terms(nothing=False, everything=True)
     if flt.nothing:
@@ -55,10 +75,8 @@ def terms_of(flt: ScopeFilter, authz: Authorizer | None = None) -> Terms:
     pairs = tuple(sorted((tuple(sorted(owners)), tuple(sorted(depts)))
                          for depts, owners in by_departments.items()))
     null_owners: tuple[str, ...] = ()
-    if authz is not None:
-        index = authz.index(flt.domain)
-        if index is not None:
-            null_owners = _null_department_owners(flt, index, departments)
+    if index is not None:
+        null_owners = _null_department_owners(flt, index, departments)
     return Terms(
         nothing=False,
         everything=False,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import TYPE_CHECKING, Literal, TypeAlias
 
 from ._terms import terms_of
@@ -38,7 +39,14 @@ def quote_identifier(name: str) -> str:
 
 
 def _column(role: str, name: str, paramstyle: Paramstyle) -> str:
-    if not isinstance(name, str) or not _IDENTIFIER.fullmatch(name):
+    if not isinstance(name, str):
+        raise ValueError(f"{role} column {name!r} is not a SQL identifier: give the column name as a string")
+    return _checked_column(role, name, paramstyle)
+
+
+@lru_cache(maxsize=256)  # the same few column names come back on every list view
+def _checked_column(role: str, name: str, paramstyle: Paramstyle) -> str:
+    if not _IDENTIFIER.fullmatch(name):
         raise ValueError(
             f"{role} column {name!r} is not a SQL identifier: use a plain name such as "
             f"'owner' or 'c.owner', or quote it with quote_identifier()"
