@@ -131,10 +131,10 @@ def sql_where(
             )
         tenant = f"{_column('domain', tenant_col, paramstyle)} = {params.bind(tenant_value)}"
     terms = terms_of(flt, authz)
+    if terms.everything:
+        return f"({tenant or '1 = 1'})", params.result()
     if terms.nothing:
         condition = "1 = 0"
-    elif terms.everything:
-        condition = "1 = 1"
     else:
         alternatives: list[str] = []
         if terms.owners:

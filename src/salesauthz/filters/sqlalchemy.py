@@ -50,10 +50,10 @@ def scope_clause(
     """
     terms = terms_of(flt, authz)
     condition: ColumnElement[bool]
+    if terms.everything:
+        return true() if domain is None else domain == flt.domain
     if terms.nothing:
         condition = false()
-    elif terms.everything:
-        condition = true()
     else:
         alternatives: list[ColumnElement[bool]] = []
         if terms.owners:
