@@ -168,3 +168,14 @@ def test_time_limited_grant_expires_with_the_clock() -> None:
     now[0] = 1_800.0
     assert not authz.check("rep_e1a", "export", record, domain="acme")
     assert "expired" in "\n".join(authz.explain("rep_e1a", "export", record, domain="acme").steps)
+
+
+def test_store_with_a_malformed_rule_is_refused_with_the_rule_named() -> None:
+    from salesauthz import PolicyError
+    from salesauthz.adapters.memory import MemoryAdapter
+
+    store = MemoryAdapter([("p3", "a", "acme", "active")])
+    store._rules[("p", "a", "acme", "customer")] = None  # bypass the adapter's own validation
+    with pytest.raises(PolicyError, match=r"takes 6 values.*'customer'") as caught:
+        Authorizer(store)
+    assert caught.value.file == "memory://"

@@ -274,15 +274,28 @@ class Authorizer:
             wanted = self._only_domains
         elif self._only_domains is not None:
             wanted = [d for d in wanted if d in self._only_domains]
-        rules = self._store.load(wanted)
-        grouped: dict[str, list[Rule]] = {}
-        for rule in rules:
-            grouped.setdefault(R.domain_of(rule), []).append(rule)
         with self._write_lock:
-            names = set(grouped) if wanted is None else set(wanted)
-            for name in names | (set(self._states) if wanted is None else set()):
-                state = DomainState(name)
-                state.apply(grouped.get(name, ()), ())
+            rules = self._store.load(wanted)
+            # Build every domain first and publish only if all of them load: a reload is
+            # all-or-nothing, like every other change.
+            try:
+                grouped: dict[str, list[Rule]] = {}
+                for rule in rules:
+                    grouped.setdefault(R.domain_of(rule), []).append(rule)
+                names = set(grouped) if wanted is None else set(wanted)
+                fresh: dict[str, DomainState] = {}
+                for name in names | (set(self._states) if wanted is None else set()):
+                    state = DomainState(name)
+                    state.apply(grouped.get(name, ()), ())
+                    fresh[name] = state
+            except Exception:
+                # Diagnose only on failure, so a healthy load pays nothing for the check.
+                issues = [PolicyIssue(f"{problem}: {rule!r}", self._store.url, code="SA100")
+                          for rule in rules if (problem := R.check_rule(rule)) is not None]
+                if issues:
+                    raise PolicyError(issues) from None
+                raise
+            for name, state in fresh.items():
                 if state.rules:
                     self._states[name] = state
                     self._indexes[name] = state.index  # type: ignore[assignment]
