@@ -263,20 +263,45 @@ def _make_git_repository(workdir: Path) -> None:
         subprocess.run([*git, *command], cwd=workdir, check=True, capture_output=True, timeout=60)
 
 
+SHELL_SYNTAX = re.compile(r"[|&;<>()$`*?~]|^\w+=")  # anything bash must interpret
+
+
+def _run_command(command: str, workdir: Path, env: dict[str, str],
+                 monkeypatch: pytest.MonkeyPatch) -> tuple[int, str]:
+    """``(exit code, stdout + stderr)`` of one ``salesauthz`` command line.
+
+    A plain command runs in this process (fast, and counted by coverage); one that needs a
+    shell (pipes, redirections, variables, globs) runs under ``bash -c``.
+    """
+    if SHELL_SYNTAX.search(command):
+        result = subprocess.run(["bash", "-c", command], cwd=workdir, env=env,
+                                capture_output=True, text=True, timeout=120, check=False)
+        return result.returncode, result.stdout + result.stderr
+    from salesauthz.checker.cli import main
+
+    with monkeypatch.context() as patch:
+        patch.chdir(workdir)
+        patch.setenv("COLUMNS", env["COLUMNS"])
+        patch.setenv("NO_COLOR", env["NO_COLOR"])
+        captured = io.StringIO()
+        with contextlib.redirect_stdout(captured), contextlib.redirect_stderr(captured):
+            try:
+                code = main(shlex.split(command, comments=True)[1:])
+            except SystemExit as exc:  # a command may exit on its own
+                code = exc.code if isinstance(exc.code, int) else 1
+    return code, captured.getvalue()
+
+
 @pytest.mark.parametrize("block", [_param(b) for b in SHELL_BLOCKS])
-def test_shell_block(block: Block, tmp_path: Path, salesauthz_on_path: dict[str, str]) -> None:
+def test_shell_block(block: Block, tmp_path: Path, salesauthz_on_path: dict[str, str],
+                     monkeypatch: pytest.MonkeyPatch) -> None:
     workdir = _scratch_copy(tmp_path / "work")
     if "git" in block.code:
         _make_git_repository(workdir)
     for command, expected in salesauthz_commands(block):
-        result = subprocess.run(
-            ["bash", "-c", command], cwd=workdir, env=salesauthz_on_path,
-            capture_output=True, text=True, timeout=120, check=False,
-        )
-        printed = result.stdout + result.stderr
-        assert result.returncode == block.expected_exit, (
-            f"{block.id}: `{command}` exited with {result.returncode}, "
-            f"expected {block.expected_exit}:\n{printed}"
+        code, printed = _run_command(command, workdir, salesauthz_on_path, monkeypatch)
+        assert code == block.expected_exit, (
+            f"{block.id}: `{command}` exited with {code}, expected {block.expected_exit}:\n{printed}"
         )
         flat = _normalise(printed)
         for line in expected:
@@ -285,6 +310,20 @@ def test_shell_block(block: Block, tmp_path: Path, salesauthz_on_path: dict[str,
             assert _normalise(line) in flat, (
                 f"{block.id}: `{command}` did not print {line.strip()!r}; it printed:\n{printed}"
             )
+
+
+def test_commands_needing_a_shell_run_under_bash(
+    tmp_path: Path, salesauthz_on_path: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    workdir = _scratch_copy(tmp_path / "work")
+    code, printed = _run_command("salesauthz --version | tr a-z A-Z", workdir, salesauthz_on_path,
+                                 monkeypatch)
+    assert code == 0
+    assert "SALESAUTHZ" in printed
+    code, printed = _run_command("salesauthz check no-such-dir", workdir, salesauthz_on_path,
+                                 monkeypatch)
+    assert code != 0
+    assert "no-such-dir" in printed
 
 
 # -- the collector itself, and generated pages ------------------------------------------------
