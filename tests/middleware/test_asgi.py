@@ -223,6 +223,17 @@ async def bare_app(scope: Any, receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+async def late_app(scope: Any, receive: Any, send: Any) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    raise AuthorizationError("raised after the response started")
+
+
+def test_errors_after_the_response_started_propagate(sample: Authorizer) -> None:
+    app = AuthzMiddleware(late_app, Guard(sample, identity=token_identity), unmatched="pass")
+    with pytest.raises(AuthorizationError, match="after the response started"):
+        TestClient(app).get("/", headers={"Authorization": "Bearer t-rep"})
+
+
 async def token_identity(info: RequestInfo) -> Identity | None:  # an async resolver
     return {"Bearer t-rep": Identity("rep_e1a", "acme")}.get(info.headers.get("authorization", ""))
 

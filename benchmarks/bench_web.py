@@ -1,0 +1,258 @@
+"""What salesauthz adds to a web request: the example CRM (``examples/crm_api``) under load on
+loopback, with enforcement on and off.
+
+    python benchmarks/bench_web.py --out benchmarks/results/bench_web.json [--plot ...png]
+
+Three builds of the same FastAPI app are served by uvicorn (one worker, h11, a subprocess each,
+one at a time) and driven by an asyncio + httpx load loop in this process:
+
+- ``off``: enforcement off — bearer tokens are still verified (authentication stays), but there
+  is no middleware, no check, and list endpoints are unfiltered;
+- ``on``: the example as shipped — route rules in the ASGI middleware, record checks in FastAPI
+  dependencies, lists filtered by ``scope_clause``; the decision logger is not enabled (the
+  default when an application has not configured logging for ``salesauthz.decisions``);
+- ``on+log``: the same with the decision log enabled at INFO into a discarding handler (every
+  decision explained and serialised).
+
+The workload only contains requests all three builds answer identically (same status, same
+body): a rep reading its own customers, an admin listing customers and orders, a manager reading
+an order in its tree. Latency is measured one request at a time, rotating between the builds request by
+request (a paired design: every build sees the same moments of a busy shared machine), and
+reported as median, 99th percentile and the median paired difference to ``off``. Throughput is
+measured at the given concurrency in rounds alternating between the builds
+(``off, on, on+log, on+log, on, off, ...``), each a fixed number of requests after a warm-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+SECRET = "bench-web-secret-" + "0" * 40
+MODES = ("off", "on", "on+log")
+
+
+def serve(mode: str, port: int) -> None:
+    """The server subprocess: build the app for ``mode`` and run uvicorn until killed."""
+    import logging
+
+    import uvicorn
+
+    sys.path.insert(0, str(ROOT))
+    sys.path.insert(0, str(ROOT / "src"))
+    from examples.crm_api import create_app
+
+    if mode == "on+log":
+        logger = logging.getLogger("salesauthz.decisions")
+        logger.setLevel(logging.INFO)
+        logger.addHandler(logging.StreamHandler(open(os.devnull, "w")))  # noqa: SIM115 - lives as long as the server
+        logger.propagate = False
+    app = create_app(secret=SECRET, enforce=mode != "off")
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False,
+                lifespan="off", ws="none", http="h11")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start(mode: str) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    process = subprocess.Popen([sys.executable, __file__, "--serve", mode, "--port", str(port)], cwd=ROOT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url + "/health", timeout=1).status_code == 200:
+                return process, url
+        except httpx.TransportError:
+            time.sleep(0.1)
+    process.kill()
+    raise RuntimeError(f"the {mode} server did not start")
+
+
+def workload() -> list[tuple[str, dict[str, str]]]:
+    sys.path.insert(0, str(ROOT / "src"))
+    from salesauthz.middleware import HS256Tokens
+
+    tokens = HS256Tokens(SECRET)
+
+    def auth(account: str) -> dict[str, str]:
+        return {"Authorization": "Bearer " + tokens.mint(account, domain="acme", ttl=86_400)}
+
+    rep, admin, manager = auth("rep_e1a"), auth("alice"), auth("mgr_east")
+    return [("/customers/1", rep), ("/customers/2", rep), ("/customers", admin),
+            ("/orders/3", manager), ("/customers/1", rep), ("/orders", admin)]
+
+
+async def drive(url: str, requests: int, concurrency: int) -> tuple[list[float], float]:
+    """Send ``requests`` requests with ``concurrency`` in flight; latencies (s) and wall time."""
+    plan = workload()
+    latencies: list[float] = []
+    counter = iter(range(requests))
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as client:
+
+        async def worker() -> None:
+            for number in counter:
+                path, headers = plan[number % len(plan)]
+                started = time.perf_counter()
+                response = await client.get(path, headers=headers)
+                latencies.append(time.perf_counter() - started)
+                if response.status_code != 200:
+                    raise RuntimeError(f"{path} answered {response.status_code}: {response.text}")
+
+        began = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return latencies, time.perf_counter() - began
+
+
+def check_same_answers(urls: dict[str, str]) -> None:
+    """Every build must answer the workload identically, or the comparison is meaningless."""
+    for path, headers in workload():
+        bodies = {mode: httpx.get(url + path, headers=headers).json() for mode, url in urls.items()}
+        if len({json.dumps(b, sort_keys=True) for b in bodies.values()}) != 1:
+            raise RuntimeError(f"the builds disagree on {path}: {bodies}")
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def paired_latencies(urls: dict[str, str], requests: int) -> dict[str, list[float]]:
+    """One request at a time, rotating between the builds request by request, so that every
+    build sees the same moments of a busy shared machine (a paired design)."""
+    plan = workload()
+    clients = {mode: httpx.Client(base_url=url, timeout=30) for mode, url in urls.items()}
+    latencies: dict[str, list[float]] = {mode: [] for mode in urls}
+    order = list(urls)
+    try:
+        for number in range(requests):
+            path, headers = plan[number % len(plan)]
+            rotation = order[number % len(order):] + order[:number % len(order)]
+            for mode in rotation:
+                started = time.perf_counter()
+                response = clients[mode].get(path, headers=headers)
+                latencies[mode].append(time.perf_counter() - started)
+                if response.status_code != 200:
+                    raise RuntimeError(f"{mode} {path} answered {response.status_code}")
+    finally:
+        for client in clients.values():
+            client.close()
+    return latencies
+
+
+def run(rounds: int, requests: int, concurrency: int, warmup: int) -> dict[str, Any]:
+    servers = {mode: start(mode) for mode in MODES}
+    try:
+        urls = {mode: url for mode, (_, url) in servers.items()}
+        check_same_answers(urls)
+        for mode in MODES:
+            asyncio.run(drive(urls[mode], warmup, concurrency))
+        latencies = paired_latencies(urls, requests * rounds)
+        served: dict[str, int] = dict.fromkeys(MODES, 0)
+        walls: dict[str, float] = dict.fromkeys(MODES, 0.0)
+        for number in range(rounds):
+            for mode in MODES if number % 2 == 0 else reversed(MODES):
+                done, wall = asyncio.run(drive(urls[mode], requests, concurrency))
+                served[mode] += len(done)
+                walls[mode] += wall
+    finally:
+        for process, _ in servers.values():
+            process.terminate()
+            process.wait(timeout=10)
+    results: dict[str, Any] = {}
+    for mode in MODES:
+        values = latencies[mode]
+        results[mode] = {"requests": len(values),
+                         "median_ms": statistics.median(values) * 1000,
+                         "p99_ms": percentile(values, 0.99) * 1000,
+                         "throughput_rps": served[mode] / walls[mode]}
+    base = results["off"]
+    for mode in MODES[1:]:
+        differences = [a - b for a, b in zip(latencies[mode], latencies["off"], strict=True)]
+        results[mode]["median_paired_difference_ms"] = statistics.median(differences) * 1000
+        results[mode]["median_overhead_pct"] = (results[mode]["median_ms"] / base["median_ms"] - 1) * 100
+        results[mode]["throughput_change_pct"] = (results[mode]["throughput_rps"] / base["throughput_rps"]
+                                                  - 1) * 100
+    return {
+        "benchmark": "bench_web",
+        "workload": [path for path, _ in workload()],
+        "latency": "concurrency 1, requests rotated between the builds one by one",
+        "throughput": f"concurrency {concurrency}, {rounds} alternating rounds of {requests} requests",
+        "rounds": rounds, "requests_per_round": requests, "concurrency": concurrency, "warmup": warmup,
+        "machine": {"python": platform.python_version(), "platform": platform.platform(),
+                    "cpus": os.cpu_count(), "load_average": os.getloadavg()},
+        "results": results,
+        "target": "salesauthz adds <= 5 % to median latency ('on' vs 'off')",
+        "target_met": results["on"]["median_overhead_pct"] <= 5.0,
+    }
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    results = report["results"]
+    figure, (latency, throughput) = plt.subplots(1, 2, figsize=(10, 4))
+    positions = range(len(MODES))
+    latency.bar([p - 0.2 for p in positions], [results[m]["median_ms"] for m in MODES], 0.4, label="median")
+    latency.bar([p + 0.2 for p in positions], [results[m]["p99_ms"] for m in MODES], 0.4, label="p99")
+    latency.set_xticks(list(positions), MODES)
+    latency.set_ylabel("latency per request (ms)")
+    latency.legend()
+    throughput.bar(list(positions), [results[m]["throughput_rps"] for m in MODES], 0.5, color="tab:green")
+    throughput.set_xticks(list(positions), MODES)
+    throughput.set_ylabel(f"requests / s (concurrency {report['concurrency']})")
+    figure.suptitle("example CRM on uvicorn: salesauthz enforcement off / on / on + decision log")
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=120)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--requests", type=int, default=1500, help="requests per round and build")
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--warmup", type=int, default=300)
+    parser.add_argument("--out", type=Path, help="JSON file for the results")
+    parser.add_argument("--plot", type=Path, help="PNG chart (default: --out with .png)")
+    parser.add_argument("--serve", choices=MODES, help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.serve, args.port)
+        return 0
+    report = run(args.rounds, args.requests, args.concurrency, args.warmup)
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n")
+        plot(report, args.plot or args.out.with_suffix(".png"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
