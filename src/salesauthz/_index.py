@@ -146,8 +146,10 @@ class DomainIndex:
             for permission in self.role_permissions.get(role, ()):
                 yield role, permission
 
-    def scope_coverage(self, account: str, scope: Scope) -> Coverage:
-        """The records ``scope`` reaches for ``account`` (rule 3 of the design)."""
+    def scope_coverage(self, account: str, scope: Scope, *, department: str | None = None,
+                       moved: bool = False) -> Coverage:
+        """The records ``scope`` reaches for ``account`` (rule 3 of the design); with
+        ``moved=True``, as if the account were in ``department`` (for planned moves)."""
         kind = scope.kind
         if kind is ScopeKind.ALL:
             return EVERYTHING
@@ -159,7 +161,7 @@ class DomainIndex:
             for department in scope.departments:
                 depts |= self.subtree.get(department, frozenset())
             return Coverage(owners=own, departments=frozenset(depts))
-        home = self.department_of(account)
+        home = department if moved else self.department_of(account)
         if home is None or home not in self.department_parent:
             return Coverage(owners=own)
         if kind is ScopeKind.TEAM:

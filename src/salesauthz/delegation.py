@@ -31,7 +31,7 @@ from ._index import DomainIndex, EffectiveMap, Permission
 from ._rules import Rule
 from .audit import AuditDraft, AuditRecord
 from .errors import EscalationError, ForbiddenError, UnknownNameError
-from .scopes import Coverage, Scope, ScopeKind
+from .scopes import Coverage, Scope
 
 if TYPE_CHECKING:
     from .authorizer import Authorizer, ScopeFilter
@@ -66,22 +66,7 @@ def grant_is_covered(actor: Coverage | None, granted: Coverage, index: DomainInd
 
 def _coverage_at(index: DomainIndex, account: str, department: str | None, scope: Scope) -> Coverage:
     """What ``scope`` reaches for ``account`` if it were in ``department``."""
-    kind = scope.kind
-    own = frozenset((account,))
-    if kind is ScopeKind.ALL:
-        return Coverage(everything=True)
-    if kind is ScopeKind.OWN:
-        return Coverage(owners=own)
-    if kind is ScopeKind.CUSTOM:
-        depts: set[str] = set()
-        for name in scope.departments:
-            depts |= index.subtree.get(name, frozenset())
-        return Coverage(owners=own, departments=frozenset(depts))
-    if department is None or department not in index.department_parent:
-        return Coverage(owners=own)
-    if kind is ScopeKind.TEAM:
-        return Coverage(owners=own, departments=frozenset((department,)))
-    return Coverage(owners=own, departments=index.subtree.get(department, frozenset((department,))))
+    return index.scope_coverage(account, scope, department=department, moved=True)
 
 
 @dataclass(frozen=True, slots=True)

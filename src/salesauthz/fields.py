@@ -16,7 +16,7 @@ Field rules refine what a record-level permission allows; they never replace it:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 
 from ._index import DomainIndex
 
@@ -73,6 +73,3 @@ def _rank(index: DomainIndex, account: str, type: str, owner: str | None, depart
         rank = max(rank, _rank(index, info.parent, type, owner, department, field, depth + 1))
     return rank
 
-
-def changed_fields(changes: Mapping[str, object]) -> list[str]:
-    return sorted(changes)
