@@ -128,3 +128,13 @@ def test_from_url_sqlite_default(tmp_path: Path) -> None:
         authz.apply_changes([("p4", "rep", "acme")])
     with Authorizer.from_url(url, domains=["acme"]) as again:
         assert again.rules() == [("p4", "rep", "acme")]
+
+
+def test_sql_adapters_are_imported_lazily() -> None:
+    import salesauthz.adapters as adapters
+    from salesauthz.adapters.casbin_compat import CasbinRuleAdapter
+
+    assert adapters.SQLAdapter is SQLAdapter
+    assert adapters.CasbinRuleAdapter is CasbinRuleAdapter
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        adapters.Nope  # noqa: B018
