@@ -86,14 +86,16 @@ def propagation(kind: str, changes: int) -> dict[str, Any]:
         ours, theirs = context.Pipe()
         worker = context.Process(target=_process_b, args=(theirs, store_url, watch_url), daemon=True)
         worker.start()
-        assert ours.poll(60) and ours.recv() == "ready"
+        if not ours.poll(60) or ours.recv() != "ready":
+            raise RuntimeError("process B did not start")
         latencies: list[float] = []
         missed = 0
         with Authorizer.from_url(store_url, watch=watch_url) as process_a:
             for n in range(changes):
                 revoke = n % 2 == 0
                 ours.send((not revoke, 5.0))
-                assert ours.recv() == "armed"
+                if ours.recv() != "armed":
+                    raise RuntimeError("process B is out of step")
                 started = time.time()
                 if revoke:
                     process_a.apply_changes(removed=[GRANT])
