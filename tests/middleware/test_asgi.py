@@ -213,6 +213,22 @@ def test_starlette_user_without_identity_uses_display_name() -> None:
     assert starlette_user(RequestInfo("GET", "/", "h", {})) is None
 
 
+def test_mounted_routes_are_matched_by_their_full_template(sample: Authorizer) -> None:
+    from starlette.routing import Mount
+
+    inner = [Route("/customers/{customer_id}", get_customer), Route("/other", plain)]
+    app = Starlette(routes=[Mount("/v1", routes=inner)])
+    guard = Guard(sample, identity=starlette_user, domain=lambda info, who: "acme")
+    app.add_middleware(AuthzMiddleware, guard=guard,
+                       rules={"GET /v1/customers/{customer_id}": ("customer", "read")})
+    app.add_middleware(AuthenticationMiddleware, backend=SessionBackend())
+    client = TestClient(app)
+    response = client.get("/v1/customers/1", headers=as_("s-rep"))
+    assert response.json() == {"id": "1", "route": "/v1/customers/{customer_id}"}
+    assert client.get("/v1/other", headers=as_("s-rep")).status_code == 403
+    assert client.get("/v1/missing", headers=as_("s-rep")).status_code == 404
+
+
 # -- a bare ASGI app: the rules table alone decides ---------------------------------------------
 
 

@@ -131,3 +131,51 @@ def test_with_the_middleware(sample: Authorizer, tokens: HS256Tokens, decisions:
     routes = {(d["route"], d["kind"]) for d in decisions.decisions}
     assert ("/{tenant}/customers/{row_id}", "record") in routes
     assert ("/{tenant}/me", "route") in routes
+
+
+def test_included_routers_are_matched_by_their_full_template(
+        sample: Authorizer, tokens: HS256Tokens, decisions: DecisionRecords) -> None:
+    from fastapi import APIRouter
+
+    guard = Guard(sample, identity=tokens)
+    web = FastAPIAuthz(guard)
+    app = FastAPI()
+    web.install(app)
+    customers = APIRouter(prefix="/api")
+    orders = APIRouter()
+    guarded = APIRouter(dependencies=[Depends(web.require("order", "approve"))])
+
+    @customers.get("/customers/{customer_id}")
+    def customer(customer_id: int) -> int:
+        return customer_id
+
+    @orders.get("/orders/{order_id}")
+    def order(order_id: int) -> int:
+        return order_id
+
+    @orders.get("/orders/{order_id}/open")
+    def order_open(order_id: int) -> int:
+        return order_id
+
+    @guarded.post("/orders/{order_id}/approve")
+    def approve(order_id: int) -> int:
+        return order_id
+
+    app.include_router(customers)
+    app.include_router(orders, prefix="/v2")
+    app.include_router(guarded, prefix="/v2")
+    app.add_middleware(AuthzMiddleware, guard=guard, rules={
+        "GET /api/customers/{customer_id}": ("customer", "read"),
+        "GET /v2/orders/{order_id}": ("order", "read"),
+    })
+    client = TestClient(app)
+    rep, cs, manager = bearer(tokens, "rep_e1a"), bearer(tokens, "cs_1"), bearer(tokens, "mgr_east")
+    assert client.get("/api/customers/4", headers=rep).json() == 4
+    assert client.get("/v2/orders/4", headers=rep).json() == 4
+    assert client.get("/v2/orders/4", headers=cs).status_code == 403  # no order:read
+    assert client.get("/v2/orders/4/open", headers=rep).status_code == 403  # no rule: fail closed
+    assert client.post("/v2/orders/4/approve", headers=manager).json() == 4  # router dependency
+    assert client.post("/v2/orders/4/approve", headers=rep).status_code == 403
+    assert client.get("/v2/nothing", headers=rep).status_code == 404
+    routes = [d["route"] for d in decisions.decisions if d["kind"] == "route"]
+    assert routes[:2] == ["/api/customers/{customer_id}", "/v2/orders/{order_id}"]

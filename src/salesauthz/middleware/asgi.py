@@ -115,6 +115,46 @@ def _marked(route: Any) -> bool:
     return False
 
 
+def _find_route(routes: Iterable[Any], scope: Scope, prefix: str
+                ) -> tuple[str, Mapping[str, Any], bool] | None:
+    """``(template, path parameters, protects itself)`` of the endpoint the app will route
+    ``scope`` to, descending into mounts, sub-routers and FastAPI's included routers."""
+    from starlette.routing import Match
+
+    for route in routes:
+        contexts = getattr(route, "effective_route_contexts", None)
+        if callable(contexts):  # a FastAPI included router: its routes with their full paths
+            found = _find_in_contexts(contexts(), scope, prefix)
+            if found is not None:
+                return found
+            continue
+        match, child = route.matches(scope)
+        if match is not Match.FULL:
+            continue
+        template = prefix + str(getattr(route, "path", ""))
+        inner = getattr(route, "routes", None)
+        if inner is not None and getattr(route, "endpoint", None) is None:  # Mount, Host, Router
+            return _find_route(inner, {**scope, **child}, template)
+        return template, dict(child.get("path_params", {})), _marked(route)
+    return None
+
+
+def _find_in_contexts(contexts: Iterable[Any], scope: Scope, prefix: str
+                      ) -> tuple[str, Mapping[str, Any], bool] | None:
+    path = scope["path"][len(scope.get("root_path", "")):] if prefix else scope["path"]
+    for context in contexts:
+        pattern = getattr(context, "path_regex", None)
+        methods = getattr(context, "methods", None)
+        found = pattern.match(path) if pattern is not None else None
+        if found is None or (methods and scope["method"] not in methods
+                             and not (scope["method"] == "HEAD" and "GET" in methods)):
+            continue
+        route = getattr(context, "original_route", context)
+        return (prefix + str(getattr(context, "path", "")), found.groupdict(),
+                _marked(route) or _marked(context))
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class _Resolved:
     template: str
@@ -164,16 +204,13 @@ class AuthzMiddleware:
             if found is None:
                 return None
             return _Resolved(found.template, found.params, True, found.requirement, False)
-        from starlette.routing import Match
-
-        for route in routes:
-            match, child = route.matches(dict(scope))
-            if match is Match.FULL:
-                template = str(getattr(route, "path", scope["path"]))
-                declared = self.table.for_template(method, template)
-                return _Resolved(template, child.get("path_params", {}), declared is not None,
-                                 declared.requirement if declared is not None else None, _marked(route))
-        return None
+        routed = _find_route(routes, dict(scope), "")
+        if routed is None:
+            return None
+        template, params, protected = routed
+        declared = self.table.for_template(method, template)
+        return _Resolved(template, params, declared is not None,
+                         declared.requirement if declared is not None else None, protected)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or _is_preflight(scope):
