@@ -231,3 +231,26 @@ def test_unknown_watch_scheme_and_unreachable_channel(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="positive"):
         start_watcher(authz, "redis://127.0.0.1:1/0", staleness=0)
     authz.close()
+
+
+@pytest.mark.redis
+def test_changes_commit_while_the_channel_is_down(tmp_path: Path, channel: str,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    require_service("Redis", REDIS_HOST, REDIS_PORT)
+    url = sqlite_store(tmp_path)
+    proxy = Proxy(REDIS_HOST, REDIS_PORT)
+    proxy.start()
+    try:
+        authz = Authorizer.from_url(url, watch=watch_url("redis", channel, port=proxy.port), staleness=30.0)
+        proxy.cut()
+        started = time.monotonic()
+        authz.apply_changes(removed=[GRANT])  # commits; publishing fails in the background
+        assert time.monotonic() - started < 1.0
+        assert not authz.check(ACCOUNT, "read", RECORD, domain=DOMAIN)
+        store = SQLAdapter(url)
+        assert GRANT not in store.load()
+        store.close()
+        assert wait_until(lambda: "cannot publish" in caplog.text or "lost" in caplog.text, 5.0)
+        authz.close()
+    finally:
+        proxy.cut()

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import queue
 import threading
 import time
 import uuid
@@ -112,6 +113,11 @@ class Watcher:
         # A second thread enforces the bound, so a blocked network call cannot delay it.
         self._guard = threading.Thread(target=self._guard_staleness,
                                        name=f"salesauthz-staleness {self.url}", daemon=True)
+        # Publishing happens off the writer's thread: a slow or dead channel must not stall
+        # (or fail) a change that has already committed.
+        self._outbox: queue.SimpleQueue[tuple[str, int]] = queue.SimpleQueue()
+        self._publisher = threading.Thread(target=self._publish_loop,
+                                           name=f"salesauthz-publish {self.url}", daemon=True)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -120,6 +126,7 @@ class Watcher:
         within that many seconds."""
         self._thread.start()
         self._guard.start()
+        self._publisher.start()
         if wait is not None and not self._connected.wait(wait):
             self.stop()
             raise StorageError(f"cannot reach the change channel {self.url} "
@@ -128,7 +135,7 @@ class Watcher:
     def stop(self) -> None:
         self._remove_listener()
         self._stop.set()
-        for thread in (self._thread, self._guard):
+        for thread in (self._thread, self._guard, self._publisher):
             if thread.is_alive() and threading.current_thread() is not thread:
                 thread.join(timeout=5.0)
         self._connected.clear()
@@ -153,7 +160,15 @@ class Watcher:
                     self._known[domain] = version
                 else:
                     self._pending.add(domain)
-        for domain, version in versions.items():
+        for item in versions.items():
+            self._outbox.put(item)
+
+    def _publish_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                domain, version = self._outbox.get(timeout=0.1)
+            except queue.Empty:
+                continue
             try:
                 self._channel.publish(domain, version)
             except Exception as exc:
