@@ -18,6 +18,8 @@ import threading
 from collections.abc import Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -88,6 +90,28 @@ def test_every_nav_page_is_built(site: Path) -> None:
     assert "Keep a Changelog" in changelog  # CHANGELOG.md was included, not linked
     concepts = (site / "concepts/index.html").read_text(encoding="utf-8")
     assert concepts.count('class="mermaid"') >= 3  # diagrams left for the theme to draw
+    for plot in (ROOT / "benchmarks").rglob("*.png"):  # published by docs/hooks.py
+        assert (site / plot.relative_to(ROOT)).is_file(), plot
+
+
+def test_hook_rewrites_links_out_of_docs_to_published_benchmarks() -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("docs_hooks", ROOT / "docs" / "hooks.py")
+    assert spec is not None
+    assert spec.loader is not None
+    hooks = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hooks)
+
+    def rewrite(markdown: str, src_uri: str) -> str:
+        page: Any = SimpleNamespace(file=SimpleNamespace(src_uri=src_uri))
+        return str(hooks.on_page_markdown(markdown, page, {}, None))
+
+    assert rewrite("![plot](../benchmarks/a.png)", "performance.md") == "![plot](benchmarks/a.png)"
+    assert rewrite("[data](../../benchmarks/a.json)", "web/fastapi.md") == "[data](../benchmarks/a.json)"
+    assert rewrite('<img src="../benchmarks/a.png">', "filtering.md") == '<img src="benchmarks/a.png">'
+    # Links that stay inside docs/ or leave it for something else are left alone.
+    assert rewrite("[x](../src/a.py) [y](web/django.md)", "index.md") == "[x](../src/a.py) [y](web/django.md)"
 
 
 @pytest.mark.parametrize(
