@@ -1,10 +1,14 @@
-"""MkDocs hooks: publish the repository's benchmark plots and results with the site.
+"""MkDocs hooks: benchmark artefacts for the site, and tidy reST roles in API docstrings.
 
 Benchmark outputs live in ``benchmarks/`` (next to the scripts that make them), not in
 ``docs/``. This hook adds their images and JSON to the site under ``benchmarks/`` and rewrites
 Markdown links that climb out of ``docs/`` to them (``../benchmarks/x.png`` from ``docs/a.md``,
 which is also what GitHub renders), so one link works in both places and ``--strict`` still
 checks that the file exists.
+
+Docstrings use Sphinx-style roles (``:class:`~salesauthz.errors.PolicyError```), which
+mkdocstrings' Google-style parser leaves as text; :func:`on_page_content` shows them as code
+(``PolicyError``), the way Sphinx would.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from mkdocs.structure.pages import Page
 ROOT = Path(__file__).resolve().parent.parent
 PUBLISHED = ("benchmarks",)  # repository folders whose artefacts the site serves
 SUFFIXES = {".png", ".svg", ".json"}
+ROLE = re.compile(r":(?:class|meth|func|mod|attr|exc|data|obj):<code>(~?)([^<]*)</code>")
 
 
 def on_files(files: Files, config: Any) -> Files:
@@ -41,3 +46,13 @@ def on_page_markdown(markdown: str, page: Page, config: Any, files: Files) -> st
         markdown = re.sub(r"(\]\(|\]: |src=\")" + climb, r"\g<1>" + "../" * depth + folder + "/",
                           markdown)
     return markdown
+
+
+def _role_as_code(match: re.Match[str]) -> str:
+    target = match.group(2)
+    shown = target.rsplit(".", 1)[-1] if match.group(1) else target
+    return f"<code>{shown}</code>"
+
+
+def on_page_content(html: str, page: Page, config: Any, files: Files) -> str:
+    return ROLE.sub(_role_as_code, html)

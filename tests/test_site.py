@@ -86,6 +86,8 @@ def test_every_nav_page_is_built(site: Path) -> None:
     api = (site / "api/index.html").read_text(encoding="utf-8")
     assert "Authorizer" in api  # mkdocstrings rendered the docstrings
     assert "scope_filter" in api
+    assert ":class:" not in api  # reST roles shown as code by docs/hooks.py
+    assert ":meth:" not in api
     changelog = (site / "changelog/index.html").read_text(encoding="utf-8")
     assert "Keep a Changelog" in changelog  # CHANGELOG.md was included, not linked
     concepts = (site / "concepts/index.html").read_text(encoding="utf-8")
@@ -110,6 +112,10 @@ def test_hook_rewrites_links_out_of_docs_to_published_benchmarks() -> None:
     assert rewrite("![plot](../benchmarks/a.png)", "performance.md") == "![plot](benchmarks/a.png)"
     assert rewrite("[data](../../benchmarks/a.json)", "web/fastapi.md") == "[data](../benchmarks/a.json)"
     assert rewrite('<img src="../benchmarks/a.png">', "filtering.md") == '<img src="benchmarks/a.png">'
+    shown = hooks.on_page_content(
+        "see :class:<code>~salesauthz.errors.PolicyError</code> and :meth:<code>Authorizer.check</code>",
+        None, {}, None)
+    assert shown == "see <code>PolicyError</code> and <code>Authorizer.check</code>"
     # Links that stay inside docs/ or leave it for something else are left alone.
     assert rewrite("[x](../src/a.py) [y](web/django.md)", "index.md") == "[x](../src/a.py) [y](web/django.md)"
 
