@@ -21,6 +21,8 @@ request (a paired design: every build sees the same moments of a busy shared mac
 reported as median, 99th percentile and the median paired difference to ``off``. Throughput is
 measured at the given concurrency in rounds alternating between the builds
 (``off, on, on+log, on+log, on, off, ...``), each a fixed number of requests after a warm-up.
+The server processes' CPU time per request (user + system, over both phases) is reported too:
+on a shared, busy machine it is the steadiest measure of what each build costs.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -159,13 +162,21 @@ def paired_latencies(urls: dict[str, str], requests: int) -> dict[str, list[floa
     return latencies
 
 
+def cpu_seconds(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return float(times.user + times.system)
+
+
 def run(rounds: int, requests: int, concurrency: int, warmup: int) -> dict[str, Any]:
     servers = {mode: start(mode) for mode in MODES}
     try:
         urls = {mode: url for mode, (_, url) in servers.items()}
+        processes = {mode: psutil.Process(process.pid) for mode, (process, _) in servers.items()}
         check_same_answers(urls)
         for mode in MODES:
             asyncio.run(drive(urls[mode], warmup, concurrency))
+        # Server CPU time per request: what each build costs, whatever else the machine runs.
+        cpu_before = {mode: cpu_seconds(p) for mode, p in processes.items()}
         latencies = paired_latencies(urls, requests * rounds)
         served: dict[str, int] = dict.fromkeys(MODES, 0)
         walls: dict[str, float] = dict.fromkeys(MODES, 0.0)
@@ -174,6 +185,8 @@ def run(rounds: int, requests: int, concurrency: int, warmup: int) -> dict[str, 
                 done, wall = asyncio.run(drive(urls[mode], requests, concurrency))
                 served[mode] += len(done)
                 walls[mode] += wall
+        cpu_per_request = {mode: (cpu_seconds(p) - cpu_before[mode]) / (requests * rounds + served[mode])
+                           for mode, p in processes.items()}
     finally:
         for process, _ in servers.values():
             process.terminate()
@@ -184,7 +197,8 @@ def run(rounds: int, requests: int, concurrency: int, warmup: int) -> dict[str, 
         results[mode] = {"requests": len(values),
                          "median_ms": statistics.median(values) * 1000,
                          "p99_ms": percentile(values, 0.99) * 1000,
-                         "throughput_rps": served[mode] / walls[mode]}
+                         "throughput_rps": served[mode] / walls[mode],
+                         "server_cpu_ms_per_request": cpu_per_request[mode] * 1000}
     base = results["off"]
     for mode in MODES[1:]:
         differences = [a - b for a, b in zip(latencies[mode], latencies["off"], strict=True)]
@@ -192,6 +206,8 @@ def run(rounds: int, requests: int, concurrency: int, warmup: int) -> dict[str, 
         results[mode]["median_overhead_pct"] = (results[mode]["median_ms"] / base["median_ms"] - 1) * 100
         results[mode]["throughput_change_pct"] = (results[mode]["throughput_rps"] / base["throughput_rps"]
                                                   - 1) * 100
+        results[mode]["server_cpu_overhead_pct"] = (results[mode]["server_cpu_ms_per_request"]
+                                                    / base["server_cpu_ms_per_request"] - 1) * 100
     return {
         "benchmark": "bench_web",
         "workload": [path for path, _ in workload()],

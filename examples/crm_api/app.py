@@ -49,15 +49,21 @@ ROUTE_RULES: dict[str, tuple[str, str] | None] = {
 }
 
 
-class CustomerOut(BaseModel):
-    id: int
-    name: str
-    owner: str
-    department: str
-
-
 class CustomerIn(BaseModel):
     name: str = Field(min_length=1, max_length=200)
+
+
+class CustomerChanges(BaseModel):
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    phone: str | None = Field(default=None, max_length=40)
+    contract_value: int | None = Field(default=None, ge=0)
+
+
+CUSTOMER_FIELDS = ("id", "name", "owner", "department", "phone", "contract_value")
+
+
+def customer_fields(row: Customer) -> dict[str, Any]:
+    return {name: getattr(row, name) for name in CUSTOMER_FIELDS}
 
 
 class OrderOut(BaseModel):
@@ -176,34 +182,46 @@ def create_app(*, secret: str | None = None, database_url: str = "sqlite://", en
     def health() -> dict[str, str]:
         return {"status": "ok"}
 
+    def shown(row: Customer, context: RequestAuthz) -> dict[str, Any]:
+        """The customer as this account may see it: fields hidden by field rules are left out."""
+        if not enforce:
+            return customer_fields(row)
+        return authz.redact(context.account, "customer", customer_fields(row), domain=context.domain)
+
     @app.get("/customers")
-    def list_customers(db: DB, flt: Annotated[ScopeFilter, Depends(web.scope_filter("customer"))]
-                       ) -> list[CustomerOut]:
+    def list_customers(db: DB, context: Context,
+                       flt: Annotated[ScopeFilter, Depends(web.scope_filter("customer"))]
+                       ) -> list[dict[str, Any]]:
         columns = Customer.__table__.c
         where = scope_clause(flt, owner=columns.owner, department=columns.department, domain=columns.domain)
         rows = db.scalars(select(Customer).where(where).order_by(Customer.id))
-        return [CustomerOut.model_validate(r, from_attributes=True) for r in rows]
+        return [shown(r, context) for r in rows]
 
     @app.post("/customers", status_code=201)
-    def create_customer(body: CustomerIn, db: DB, context: Context) -> CustomerOut:
+    def create_customer(body: CustomerIn, db: DB, context: Context) -> dict[str, Any]:
         index = authz.index(context.domain)
         department = (index.department_of(context.account) if index is not None else None) or ""
         context.authorize("create", Record("customer", owner=context.account, department=department))
         row = Customer(domain=context.domain, name=body.name, owner=context.account, department=department)
         db.add(row)
         db.commit()
-        return CustomerOut.model_validate(row, from_attributes=True)
+        return shown(row, context)
 
     @app.get("/customers/{customer_id}")
-    def get_customer(row: Annotated[Customer, customer_dep("read")]) -> CustomerOut:
-        return CustomerOut.model_validate(row, from_attributes=True)
+    def get_customer(context: Context, row: Annotated[Customer, customer_dep("read")]) -> dict[str, Any]:
+        return shown(row, context)
 
     @app.put("/customers/{customer_id}")
-    def update_customer(body: CustomerIn, db: DB, row: Annotated[Customer, customer_dep("update")]
-                        ) -> CustomerOut:
-        row.name = body.name
+    def update_customer(body: CustomerChanges, db: DB, context: Context,
+                        row: Annotated[Customer, customer_dep("update")]) -> dict[str, Any]:
+        changes = body.model_dump(exclude_unset=True)
+        if enforce:  # every changed field must be writable (field rules: readonly / hidden)
+            authz.check_write(context.account, "customer", customer_fields(row), changes,
+                              domain=context.domain)
+        for name, value in changes.items():
+            setattr(row, name, value)
         db.commit()
-        return CustomerOut.model_validate(row, from_attributes=True)
+        return shown(row, context)
 
     @app.delete("/customers/{customer_id}", status_code=204)
     def delete_customer(db: DB, row: Annotated[Customer, customer_dep("delete")]) -> None:

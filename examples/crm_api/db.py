@@ -24,6 +24,8 @@ class Customer(Base):
     name: Mapped[str] = mapped_column(String(200))
     owner: Mapped[str] = mapped_column(String(64), index=True)
     department: Mapped[str] = mapped_column(String(64), index=True)
+    phone: Mapped[str] = mapped_column(String(40), default="")
+    contract_value: Mapped[int] = mapped_column(default=0)
 
 
 class Order(Base):
@@ -81,7 +83,8 @@ def seed(engine: Engine, authz: Authorizer) -> None:
         for number, (domain, name, owner) in enumerate(SEED_CUSTOMERS, start=1):
             index = authz.index(domain)
             department = (index.department_of(owner) if index is not None else None) or ""
-            session.add(Customer(id=number, domain=domain, name=name, owner=owner, department=department))
+            session.add(Customer(id=number, domain=domain, name=name, owner=owner, department=department,
+                                 phone=f"555-01{number:02d}", contract_value=1000 * number))
             session.add(Order(id=number, domain=domain, customer_id=number, amount=100 * number,
                               owner=owner, department=department))
             session.add(Note(id=number, domain=domain, customer_id=number, author=owner,

@@ -94,6 +94,30 @@ def test_record_level_allow_and_hidden_deny(base_url: str, logged: list[dict[str
     assert all(isinstance(d["latency_ns"], int) for d in logged)
 
 
+def test_fields_are_redacted_by_field_rules(base_url: str) -> None:
+    with as_(base_url, "rep_e1a") as client:  # junior rep, own customer: every field
+        assert client.get("/customers/1").json() == {
+            "id": 1, "name": "Northwind", "owner": "rep_e1a", "department": "east-1",
+            "phone": "555-0101", "contract_value": 1000}
+    with as_(base_url, "lead_e1") as client:  # senior rep: phone of its own customers only
+        assert "phone" not in client.get("/customers/1").json()
+        assert client.get("/customers/6").json()["phone"] == "555-0106"
+    with as_(base_url, "asst_e1") as client:  # assistant: no phone, no contract value
+        rows = client.get("/customers").json()
+        assert [r["id"] for r in rows] == [1, 2, 3, 6]
+        assert all("phone" not in r and "contract_value" not in r for r in rows)
+
+
+def test_readonly_fields_cannot_be_written(base_url: str) -> None:
+    with as_(base_url, "rep_e1a") as client:
+        denied = client.put("/customers/2", json={"contract_value": 1})
+        assert denied.status_code == 403
+        assert "contract_value" in denied.json()["detail"]
+        assert client.put("/customers/2", json={"phone": "555-9999"}).json()["phone"] == "555-9999"
+    with as_(base_url, "mgr_east") as client:
+        assert client.put("/customers/2", json={"contract_value": 5}).json()["contract_value"] == 5
+
+
 def test_route_level_deny_is_403(base_url: str) -> None:
     with as_(base_url, "rep_e1a") as client:
         response = client.delete("/customers/1")
