@@ -9,7 +9,7 @@ but filed under another department is an edge case the decision path handles, no
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from salesauthz import _rules as R
@@ -21,6 +21,7 @@ __all__ = [
     "Excess",
     "build_indexes",
     "excess",
+    "managed_by",
     "permission_text",
     "raw_map",
     "scope_label",
@@ -79,9 +80,11 @@ def raw_map(index: DomainIndex, account: str, now: float) -> EffectiveMap:
     return result
 
 
-def static_ceiling(index: DomainIndex, account: str, now: float) -> EffectiveMap | None:
+def static_ceiling(index: DomainIndex, account: str, now: float,
+                   raw_of: Callable[[str], EffectiveMap] | None = None) -> EffectiveMap | None:
     """The cap the parent chain puts on ``account`` (statuses ignored: a frozen parent is a
-    separate finding), or ``None`` when it has no parent."""
+    separate finding), or ``None`` when it has no parent. ``raw_of`` may supply cached
+    :func:`raw_map` results."""
     parent = index.account(account).parent
     if parent is None:
         return None
@@ -89,7 +92,7 @@ def static_ceiling(index: DomainIndex, account: str, now: float) -> EffectiveMap
     ceiling: EffectiveMap | None = None
     while parent is not None and parent not in seen:
         seen.add(parent)
-        own = raw_map(index, parent, now)
+        own = raw_of(parent) if raw_of is not None else raw_map(index, parent, now)
         if ceiling is None:
             ceiling = own
         else:
@@ -135,11 +138,9 @@ def excess(inner: Coverage, outer: Coverage | None, index: DomainIndex) -> Exces
         return Excess()
     if inner.everything:
         departments = frozenset(index.department_parent) - outer.departments
-        outside = frozenset(
-            name for name, info in index.accounts.items()
-            if info.status is not None and info.department not in departments
-            and not outer.covers(name, info.department)
-        )
+        # Accounts filed in a department are covered (or implied by `departments`): only the
+        # ones with no known department can be outside on their own.
+        outside = frozenset(name for name in _homeless(index) if not outer.covers(name, None))
         return Excess(departments, outside, unfiled=True)
     departments = inner.departments - outer.departments
     owners: set[str] = set()
@@ -152,6 +153,22 @@ def excess(inner: Coverage, outer: Coverage | None, index: DomainIndex) -> Exces
         if home in depts and home not in departments and not outer.covers(owner, home):
             owners.add(owner)
     return Excess(frozenset(departments), frozenset(owners))
+
+
+_HOMELESS: dict[int, tuple[DomainIndex, frozenset[str]]] = {}
+
+
+def _homeless(index: DomainIndex) -> frozenset[str]:
+    """Registered accounts of ``index`` with no known department (cached per snapshot)."""
+    cached = _HOMELESS.get(id(index))
+    if cached is not None and cached[0] is index:
+        return cached[1]
+    found = frozenset(name for name, info in index.accounts.items()
+                      if info.status is not None and info.department not in index.department_parent)
+    if len(_HOMELESS) > 16:
+        _HOMELESS.clear()
+    _HOMELESS[id(index)] = (index, found)
+    return found
 
 
 def scope_within(inner: Scope, outer: Scope, index: DomainIndex | None = None) -> bool:
@@ -194,12 +211,30 @@ def scope_label(index: DomainIndex, account: str, key: Key, now: float) -> str:
     return "+".join(str(s) for s in scopes) or "nothing"
 
 
-def managers_of(index: DomainIndex, account: str, effective: dict[str, EffectiveMap]) -> list[str]:
-    """The accounts whose effective ``account:manage`` reaches ``account``'s own record."""
-    home = index.department_of(account)
-    found = []
-    for name, eff in effective.items():
+def managed_by(index: DomainIndex, effective: dict[str, EffectiveMap]) -> dict[str, list[str]]:
+    """account -> the accounts whose effective ``account:manage`` reaches its own record
+    (computed from each manager's coverage, not by testing every pair)."""
+    by_department: dict[str | None, list[str]] = {}
+    for name, info in index.accounts.items():
+        if info.status is not None:
+            home = info.department if info.department in index.department_parent else None
+            by_department.setdefault(home, []).append(name)
+    everyone = [name for names in by_department.values() for name in names]
+    result: dict[str, set[str]] = {}
+    for manager, eff in effective.items():
         manage = eff.get(("account", "manage"))
-        if manage is not None and manage.covers(account, home):
-            found.append(name)
-    return sorted(found)
+        if manage is None:
+            continue
+        reached: set[str] = set()
+        if manage.everything:
+            reached.update(everyone)
+        else:
+            reached.update(o for o in manage.owners if o in index.accounts)
+            for department in manage.departments:
+                reached.update(by_department.get(department, ()))
+            for owner, depts in manage.owner_departments.items():
+                if index.department_of(owner) in depts:
+                    reached.add(owner)
+        for name in reached:
+            result.setdefault(name, set()).add(manager)
+    return {name: sorted(managers) for name, managers in result.items()}

@@ -21,14 +21,14 @@ from salesauthz.models.compile import scope_of
 from salesauthz.models.documents import AccountDocument, PermissionSet, RoleDocument
 from salesauthz.models.loader import LoadedPolicy, load_directory
 from salesauthz.models.validate import SourcedDocument
-from salesauthz.scopes import Scope
+from salesauthz.scopes import Coverage, Scope
 
 from .analysis import (
     Key,
     build_indexes,
     excess,
     key_text,
-    managers_of,
+    managed_by,
     permission_text,
     raw_map,
     scope_label,
@@ -155,6 +155,26 @@ class _Domain:
     def doc(self) -> object:
         return self.sourced.document
 
+    managed: dict[str, list[str]] = field(default_factory=dict)
+    raw: dict[str, EffectiveMap] = field(default_factory=dict)
+    role_items: dict[str, list[tuple[Key, Scope]]] = field(default_factory=dict)
+
+    def raw_map(self, account: str) -> EffectiveMap:
+        found = self.raw.get(account)
+        if found is None:
+            found = self.raw[account] = raw_map(self.index, account, self.now)
+        return found
+
+    def items_of_role(self, role_name: str) -> list[tuple[Key, Scope]]:
+        """Every (type, action) and scope the role gives, inheritance and wildcards resolved."""
+        found = self.role_items.get(role_name)
+        if found is None:
+            index = self.index
+            found = self.role_items[role_name] = [
+                (key, p.scope) for role in sorted(index.role_closure.get(role_name, frozenset()))
+                for p in index.role_permissions.get(role, ()) for key in index.expand(p.type, p.action)]
+        return found
+
     def add(self, code: str, path: PathKey, message: str, hint: str | None = None) -> None:
         issue = self.sourced.issue(path, message, hint, code)
         self.findings.append(Finding.from_issue(issue, CODES[code][0]))
@@ -240,9 +260,19 @@ def _lint_accounts(domain: _Domain) -> Iterator[str]:
     doc = domain.sourced.document
     index = domain.index
     now = domain.now
+    # Only accounts that could hold account:manage are potential managers (SA202): computing the
+    # effective map of every account would cost more than the rest of the lints together.
+    manage = ("account", "manage")
+    manager_roles = {role for role in index.roles
+                     if any(manage in set(index.expand(p.type, p.action))
+                            for r in index.role_closure.get(role, frozenset())
+                            for p in index.role_permissions.get(r, ()))}
     effective = {name: index.effective(name, now)[0] for name, info in index.accounts.items()
-                 if info.status == "active"}
-    managers = {name: eff for name, eff in effective.items() if ("account", "manage") in eff}
+                 if info.status == "active" and (
+                     any(r in manager_roles for r in info.roles)
+                     or any(manage in set(index.expand(g.type, g.action)) for g in info.grants))}
+    managers = {name: eff for name, eff in effective.items() if manage in eff}
+    domain.managed = managed_by(index, managers)
     children: dict[str, list[str]] = {}
     for name, account in doc.accounts.items():
         if account is not None and account.parent is not None:
@@ -333,18 +363,19 @@ def _chain(index: DomainIndex, account: str) -> str:
 
 def _lint_sub_account(domain: _Domain, name: str, account: AccountDocument) -> None:
     index, now = domain.index, domain.now
-    ceiling = static_ceiling(index, name, now) or {}
+    ceiling = static_ceiling(index, name, now, domain.raw_map) or {}
     chain = _chain(index, name)
     parent = account.parent or ""
     problems: dict[PathKey, list[str]] = {}
-    for key, coverage in sorted(raw_map(index, name, now).items()):
+    held_permissions = [(role, permission, frozenset(index.expand(permission.type, permission.action)))
+                        for role, permission in index.permissions_of(name)
+                        if permission.expires is None or permission.expires > now]
+    for key, coverage in sorted(domain.raw_map(name).items()):
         limit = ceiling.get(key)
         if not excess(coverage, limit, index):
             continue
-        for role, permission in index.permissions_of(name):
-            if permission.expires is not None and permission.expires <= now:
-                continue
-            if key not in set(index.expand(permission.type, permission.action)):
+        for role, permission, keys in held_permissions:
+            if key not in keys:
                 continue
             beyond = excess(index.scope_coverage(name, permission.scope), limit, index)
             if not beyond:
@@ -372,18 +403,22 @@ def _lint_delegation(domain: _Domain, name: str, account: AccountDocument,
     have made (DESIGN rule 5): it manages the account and holds what is granted, at least as
     widely, for that account — or holds ``role:escalate``. Self-grants need ``role:escalate``."""
     index = domain.index
-    who = managers_of(index, name, managers)
+    who = domain.managed.get(name, [])
     able = [m for m in who if m != name or ("role", "escalate") in effective.get(m, {})]
 
+    coverage_of: dict[Scope, Coverage] = {}
+
+    def granted(scope: Scope) -> Coverage:
+        found = coverage_of.get(scope)
+        if found is None:
+            found = coverage_of[scope] = index.scope_coverage(name, scope)
+        return found
+
     def could_grant(items: list[tuple[Key, Scope]]) -> bool:
-        for manager in able:
-            held = managers[manager]
-            if ("role", "escalate") in held:
-                return True
-            if all(not excess(index.scope_coverage(name, scope), held.get(key), index)
-                   for key, scope in items):
-                return True
-        return False
+        if any(("role", "escalate") in managers[m] for m in able):
+            return True
+        return any(all(not excess(granted(scope), managers[m].get(key), index) for key, scope in items)
+                   for m in able)
 
     def missing_text(items: list[tuple[Key, Scope]]) -> str:
         wanted = sorted({permission_text(k, str(s)) for k, s in items})
@@ -404,9 +439,7 @@ def _lint_delegation(domain: _Domain, name: str, account: AccountDocument,
                        "have a manager who holds this permission make the grant, "
                        "or give the granting administrator role:escalate")
     for k, role_name in enumerate(account.roles):
-        items = [(key, p.scope) for role in sorted(index.role_closure.get(role_name, frozenset()))
-                 for p in index.role_permissions.get(role, ())
-                 for key in index.expand(p.type, p.action)]
+        items = domain.items_of_role(role_name)
         if items and not could_grant(items):
             domain.add("SA202", ("accounts", name, "roles", k),
                        f"role {role_name!r} assigned to {name!r}: {missing_text(items)}",
