@@ -268,3 +268,20 @@ def test_bare_asgi_app(sample: Authorizer) -> None:
     assert client.get("/customers/9").status_code == 401
     passing = TestClient(AuthzMiddleware(bare_app, guard, rules={}, unmatched="pass"))
     assert passing.get("/other", headers=rep).text == "rep_e1a@acme None"
+
+
+def test_an_identity_is_never_read_back_from_shared_state(sample: Authorizer) -> None:
+    import asyncio
+
+    from salesauthz.errors import NotAuthenticatedError
+    from salesauthz.middleware.asgi import context_for
+
+    guard = Guard(sample, identity=token_identity)
+    shared: dict[str, Any] = {}  # a server that (wrongly) shares one state dict between requests
+    first = {"type": "http", "method": "GET", "path": "/", "headers": [(b"authorization", b"Bearer t-rep")],
+             "state": shared}
+    assert asyncio.run(context_for(guard, first)).account == "rep_e1a"
+    assert shared["salesauthz"].account == "rep_e1a"
+    second = {"type": "http", "method": "GET", "path": "/", "headers": [], "state": shared}
+    with pytest.raises(NotAuthenticatedError):
+        asyncio.run(context_for(guard, second))

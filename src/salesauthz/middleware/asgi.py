@@ -73,15 +73,17 @@ async def context_for(guard: Guard, scope: Scope, *, route: str | None = None,
                       path_params: Mapping[str, Any] | None = None) -> RequestAuthz:
     """The request's :class:`RequestAuthz`: the one the middleware bound, or a new one (the
     identity resolver may be a coroutine function). Raises 401/403 errors."""
-    state = scope.setdefault("state", {})
-    found = state.get(STATE_KEY)
+    # The scope is this request's own; ``state`` is only *meant* to be a per-request copy of
+    # the lifespan state, so an identity is never read back from it.
+    found = scope.get(STATE_KEY)
     if isinstance(found, RequestAuthz):
         return found
     info = request_info(scope, route=route, path_params=path_params)
     resolved = guard.identity(info)
     identity = await resolved if inspect.isawaitable(resolved) else resolved
     context = guard.bind(info, identity)
-    state[STATE_KEY] = context
+    scope[STATE_KEY] = context
+    scope.setdefault("state", {})[STATE_KEY] = context  # for handlers: request.state.salesauthz
     return context
 
 
