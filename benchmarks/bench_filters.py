@@ -133,11 +133,12 @@ def personas(authz: Authorizer) -> Iterator[tuple[str, str, Callable[[], Query],
     index = authz.index(DOMAIN)
     assert index is not None
 
-    def ours(account: str, *, null_aware: bool = False) -> Callable[[], Query]:
+    def ours(account: str, *, null_aware: bool = False, arrays: bool = False) -> Callable[[], Query]:
         def build() -> Query:
             flt = authz.scope_filter(account, "read", "customer", domain=DOMAIN)
             where, params = sql_where(flt, owner="owner", department="department",
-                                      domain=("tenant", DOMAIN), authz=authz if null_aware else None)
+                                      domain=("tenant", DOMAIN), authz=authz if null_aware else None,
+                                      arrays=arrays)
             return f"SELECT {COLUMNS} FROM {TABLE} WHERE {where} {ORDER}", params
         return build
 
@@ -148,6 +149,8 @@ def personas(authz: Authorizer) -> Iterator[tuple[str, str, Callable[[], Query],
     yield ("junior rep", "rep0042", ours("rep0042"),
            (hand + f"owner = %s {ORDER}", [DOMAIN, "rep0042"]))
     yield ("manager (region tree)", "mgr-r3", ours("mgr-r3"),
+           (hand + f"(owner = %s OR department = ANY(%s)) {ORDER}", [DOMAIN, "mgr-r3", subtree("r3")]))
+    yield ("manager, arrays=True", "mgr-r3", ours("mgr-r3", arrays=True),
            (hand + f"(owner = %s OR department = ANY(%s)) {ORDER}", [DOMAIN, "mgr-r3", subtree("r3")]))
     # Informative (no target): the NULL-department lookup adds the region's 200 reps as owners.
     yield ("manager, authz= (NULL-aware)", "mgr-r3", ours("mgr-r3", null_aware=True),

@@ -34,7 +34,7 @@ from .conftest import DEPARTMENT_COLUMN, OWNER_COLUMN, PG_URL
 class SqlBackend:
     """A table in one database, queried through ``sql_where`` and ``scope_clause``."""
 
-    def __init__(self, conn: Connection, table: Table, styles: list[Paramstyle]) -> None:
+    def __init__(self, conn: Connection, table: Table, styles: list[tuple[Paramstyle, bool]]) -> None:
         self.conn = conn
         self.table = table
         self.styles = styles
@@ -45,16 +45,17 @@ class SqlBackend:
         self.conn.execute(self.table.delete())
         self.conn.execute(self.table.insert(), [row._asdict() for row in rows])
 
-    def raw(self, where: str, params: list[str] | dict[str, str]) -> set[int]:
+    def raw(self, where: str, params: list[Any] | dict[str, Any]) -> set[int]:
         bound: Any = tuple(params) if isinstance(params, list) else params
         result = self.conn.exec_driver_sql(f'SELECT id FROM "{self.table.name}" WHERE {where}', bound)
         return {r[0] for r in result}
 
     def check(self, flt: ScopeFilter, authz: Authorizer, query: Query, i: int,
               expected: set[int], with_department: set[int]) -> None:
-        style = self.styles[i % len(self.styles)]
+        style, arrays = self.styles[i % len(self.styles)]
         where, params = sql_where(flt, owner=self.owner, department=self.department,
-                                  domain=("tenant", query.domain), paramstyle=style, authz=authz)
+                                  domain=("tenant", query.domain), paramstyle=style, authz=authz,
+                                  arrays=arrays)
         assert self.raw(where, params) == expected, (query, where, params)
         clause = scope_clause(flt, owner=self.table.c.owner, department=self.table.c.department,
                               domain=self.table.c.tenant, authz=authz)
@@ -62,7 +63,7 @@ class SqlBackend:
         # Without the authorizer, rows without a department pass on their owner alone: never
         # more than check allows, and the same answer wherever the department is known.
         where, params = sql_where(flt, owner=self.owner, department=self.department,
-                                  domain=("tenant", query.domain), paramstyle=style)
+                                  domain=("tenant", query.domain), paramstyle=style, arrays=arrays)
         loose = self.raw(where, params)
         assert loose <= expected
         assert loose & with_department == expected & with_department
@@ -74,13 +75,14 @@ def backends(
 ) -> Iterator[list[SqlBackend]]:
     with ExitStack() as stack:
         chosen = [SqlBackend(stack.enter_context(sqlite_engine.connect()), sqlite_table,
-                             ["qmark", "named"])]
+                             [("qmark", False), ("named", False)])]
         # PostgreSQL joins when it runs; test_postgres_is_reachable reports (or fails) otherwise.
         if service_available("127.0.0.1", 5432):
             pg_table: Table = request.getfixturevalue("pg_table")
             pg_engine: Engine = request.getfixturevalue("pg_engine")
             chosen.append(SqlBackend(stack.enter_context(pg_engine.connect()), pg_table,
-                                     ["format", "pyformat"]))
+                                     [("format", False), ("pyformat", True), ("format", True),
+                                      ("pyformat", False)]))
         yield chosen
 
 

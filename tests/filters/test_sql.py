@@ -161,3 +161,13 @@ def test_terms_are_reused_per_coverage_and_the_cache_stays_bounded(
     _terms.terms_of(flts[0], sample)  # a third key: the full cache is cleared first
     assert len(_terms._terms_cache) == 1
     assert _terms.terms_of(flts[0]) == first
+
+
+def test_postgres_arrays_keep_the_text_constant(sample: Authorizer) -> None:
+    manager = sample.scope_filter("mgr_east", "read", "customer", domain="acme")
+    rep = sample.scope_filter("rep_e1a", "read", "customer", domain="acme")
+    where, params = sql_where(manager, owner="o", department="d", domain=("t", "acme"), arrays=True)
+    assert where == "(t = %s AND (o = ANY(%s) OR d = ANY(%s)))"
+    assert params == ["acme", ["mgr_east"], ["east", "east-1", "east-2"]]
+    assert sql_where(rep, owner="o", department="d", domain=("t", "acme"), arrays=True) == (
+        "(t = %s AND (o = ANY(%s)))", ["acme", ["rep_e1a"]])

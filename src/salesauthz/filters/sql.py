@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from functools import lru_cache
-from typing import TYPE_CHECKING, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from ._terms import terms_of
 
@@ -58,13 +58,14 @@ def _checked_column(role: str, name: str, paramstyle: Paramstyle) -> str:
 class _Params:
     """Collects bound values and writes placeholders in one paramstyle."""
 
-    def __init__(self, paramstyle: Paramstyle, prefix: str) -> None:
+    def __init__(self, paramstyle: Paramstyle, prefix: str, arrays: bool) -> None:
         self.style = paramstyle
         self.prefix = prefix
-        self.positional: list[str] = []
-        self.named: dict[str, str] = {}
+        self.arrays = arrays
+        self.positional: list[Any] = []
+        self.named: dict[str, Any] = {}
 
-    def bind(self, value: str) -> str:
+    def bind(self, value: str | list[str]) -> str:
         if self.style == "format":
             self.positional.append(value)
             return "%s"
@@ -76,11 +77,13 @@ class _Params:
         return f"%({name})s" if self.style == "pyformat" else f":{name}"
 
     def in_list(self, column: str, values: Sequence[str]) -> str:
+        if self.arrays:  # one array parameter: the same SQL text whatever the set's size
+            return f"{column} = ANY({self.bind(list(values))})"
         if len(values) == 1:
             return f"{column} = {self.bind(values[0])}"
         return f"{column} IN ({', '.join(self.bind(v) for v in values)})"
 
-    def result(self) -> list[str] | dict[str, str]:
+    def result(self) -> list[Any] | dict[str, Any]:
         return self.positional if self.style in ("format", "qmark") else self.named
 
 
@@ -93,7 +96,8 @@ def sql_where(
     paramstyle: Paramstyle = "format",
     authz: Authorizer | None = None,
     param_prefix: str = "scope_",
-) -> tuple[str, list[str] | dict[str, str]]:
+    arrays: bool = False,
+) -> tuple[str, list[Any] | dict[str, Any]]:
     """``(fragment, params)``: a parenthesised boolean SQL expression true exactly for the rows
     ``flt`` lets through, and its bound parameters (a list for ``format``/``qmark``, a dict for
     ``pyformat``/``named``, whose keys start with ``param_prefix``).
@@ -109,6 +113,9 @@ def sql_where(
             or empty: such rows then count as being in their owner's current department, as
             ``check`` decides. Without it they pass only on their owner (never more than
             ``check`` allows).
+        arrays: PostgreSQL only: bind each set as one array, ``column = ANY(%s)``, so the SQL
+            text (and a prepared statement) is the same whatever the number of owners or
+            departments; the planner uses the column's index as for ``IN``.
 
     Raises:
         ValueError: a column name is not a SQL identifier, or the tenant value is not the
@@ -120,7 +127,7 @@ def sql_where(
         raise ValueError(f"param_prefix {param_prefix!r} must be a plain identifier such as 'scope_'")
     owner_col = _column("owner", owner, paramstyle)
     department_col = _column("department", department, paramstyle)
-    params = _Params(paramstyle, param_prefix)
+    params = _Params(paramstyle, param_prefix, arrays)
     tenant = ""
     if domain is not None:
         tenant_col, tenant_value = domain
