@@ -183,3 +183,17 @@ def test_no_progress_bar_when_not_a_terminal(capsys: pytest.CaptureFixture[str])
     with Output().progress("working", 10) as advance:
         advance(10, 10)
     assert capsys.readouterr().err == ""
+
+
+def test_url_of_a_sqlite_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"sqlite:///{tmp_path / 'rules.db'}"
+    assert main(["import", POLICIES, "--into", url]) == 0
+    capsys.readouterr()
+    assert main(["what-can", "intern_e1", "--domain", "acme", "--url", url, "--format", "json"]) == 0
+    rows = _json(capsys)["permissions"]
+    assert [row["permission"] for row in rows] == ["customer:read@team", "customer:update@own"]  # type: ignore[attr-defined]
+    assert main(["explain", "rep_e1a", "read", "customer", "--owner", "rep_e1a", "--domain", "acme",
+                 "--url", url]) == 0
+    assert capsys.readouterr().out.startswith("ALLOW")
+    assert main(["review", "--domain", "globex", "--url", url, "--format", "csv"]) == 0
+    assert "g_admin" in capsys.readouterr().out

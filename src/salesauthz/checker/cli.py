@@ -135,7 +135,10 @@ def _run_listing(args: argparse.Namespace, body: object) -> int:
     try:
         source = open_source(args.path, args.url)
         run: Callable[[Source, Output], int] = body  # type: ignore[assignment]
-        return run(source, out)
+        try:
+            return run(source, out)
+        finally:
+            source.authorizer.close()  # a store's connections
     except UsageError as exc:
         print(f"salesauthz: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -171,8 +174,11 @@ def _cmd_review(args: argparse.Namespace) -> int:
     out = _output(args)
     try:
         source = open_source(args.path, args.url)
-        with out.progress("reviewing", 1) as advance:
-            review = build_review(source, args.domain, progress=advance)
+        try:
+            with out.progress("reviewing", 1) as advance:
+                review = build_review(source, args.domain, progress=advance)
+        finally:
+            source.authorizer.close()
     except UsageError as exc:
         print(f"salesauthz: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
