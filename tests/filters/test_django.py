@@ -47,3 +47,12 @@ def test_field_names_are_checked(sample: Authorizer, bad: Any) -> None:
     flt = sample.scope_filter("rep_e1a", "read", "customer", domain="acme")
     with pytest.raises(ValueError, match="owner field must be a non-empty field name"):
         scope_q(flt, owner=bad)
+
+
+def test_empty_department_names_never_match_directly() -> None:
+    from salesauthz.authorizer import ScopeFilter
+    from salesauthz.scopes import Coverage
+
+    only_empty = ScopeFilter("someone", "read", "customer", "acme", Coverage(departments=frozenset({""})))
+    assert scope_q(only_empty) == Q(pk__in=[])
+    assert scope_q(only_empty, domain="tenant") == Q(tenant="acme") & Q(pk__in=[])
