@@ -272,7 +272,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     results = report["results"]
-    labels = [r["persona"] for r in results]
+    labels = [r["persona"].replace(" (", "\n(").replace(", ", "\n") for r in results]
     x = range(len(labels))
     fig, ax = plt.subplots(figsize=(9, 4.8))
     series = [("salesauthz_median_ms", "salesauthz (render + query)"),
@@ -285,7 +285,8 @@ def plot(report: dict[str, Any], path: Path) -> None:
         ax.annotate(f"{r['ratio']:.2f}x", (i, top), ha="center", va="bottom")
     ax.set_xticks(list(x), labels)
     ax.set_ylabel("median latency, ms (page of 50)")
-    ax.set_title(f"List views on {report['rows']:,} customers (PostgreSQL {report['postgresql']})")
+    version = str(report["postgresql"]).split()[0]
+    ax.set_title(f"One page of 50 of {report['rows']:,} customers, PostgreSQL {version} (ratio: end to end)")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
