@@ -285,3 +285,10 @@ def test_an_identity_is_never_read_back_from_shared_state(sample: Authorizer) ->
     second = {"type": "http", "method": "GET", "path": "/", "headers": [], "state": shared}
     with pytest.raises(NotAuthenticatedError):
         asyncio.run(context_for(guard, second))
+
+
+def test_apps_under_a_root_path_match_their_own_templates(sample: Authorizer) -> None:
+    client = TestClient(build(sample), root_path="/crm")
+    response = client.get("/crm/customers/1", headers=as_("s-rep"))
+    assert response.json() == {"id": "1", "route": "/customers/{customer_id}"}
+    assert client.get("/crm/customers/5", headers=as_("s-rep")).status_code == 404

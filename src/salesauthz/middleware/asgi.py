@@ -102,8 +102,21 @@ def _is_preflight(scope: Scope) -> bool:
     return b"origin" in names and b"access-control-request-method" in names
 
 
+_MARKED: dict[int, tuple[Any, bool]] = {}  # id(route) -> (route, marked); keeps the route alive
+
+
 def _marked(route: Any) -> bool:
-    """Whether a FastAPI route declares a salesauthz dependency (then the handler enforces)."""
+    """Whether a route protects itself (a salesauthz FastAPI dependency or decorated endpoint);
+    remembered per route object, as routes do not change once built."""
+    known = _MARKED.get(id(route))
+    if known is not None and known[0] is route:
+        return known[1]
+    marked = _declares_marker(route)
+    _MARKED[id(route)] = (route, marked)
+    return marked
+
+
+def _declares_marker(route: Any) -> bool:
     if getattr(getattr(route, "endpoint", None), MARKER, False):
         return True
     pending = [getattr(route, "dependant", None)]
@@ -115,6 +128,13 @@ def _marked(route: Any) -> bool:
             return True
         pending.extend(dependant.dependencies)
     return False
+
+
+def _route_path(scope: Scope) -> str:
+    """The path routes match against: without the ``root_path`` an app (or mount) sits under."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    return path[len(root):] if root and path.startswith(root) else path
 
 
 def _find_route(routes: Iterable[Any], scope: Scope, prefix: str
@@ -130,6 +150,15 @@ def _find_route(routes: Iterable[Any], scope: Scope, prefix: str
             if found is not None:
                 return found
             continue
+        pattern = getattr(route, "path_regex", None)
+        if pattern is not None and getattr(route, "endpoint", None) is not None and prefix == "":
+            # A top-level endpoint route: match its compiled regex directly, much cheaper than
+            # FastAPI's ``matches`` (the router still does the real routing afterwards).
+            found = pattern.match(_route_path(scope))
+            methods = getattr(route, "methods", None)
+            if found is None or (methods is not None and scope["method"] not in methods):
+                continue
+            return prefix + str(route.path), found.groupdict(), _marked(route)
         match, child = route.matches(scope)
         if match is not Match.FULL:
             continue
@@ -143,7 +172,7 @@ def _find_route(routes: Iterable[Any], scope: Scope, prefix: str
 
 def _find_in_contexts(contexts: Iterable[Any], scope: Scope, prefix: str
                       ) -> tuple[str, Mapping[str, Any], bool] | None:
-    path = scope["path"][len(scope.get("root_path", "")):] if prefix else scope["path"]
+    path = _route_path(scope)
     for context in contexts:
         pattern = getattr(context, "path_regex", None)
         methods = getattr(context, "methods", None)
