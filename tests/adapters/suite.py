@@ -79,7 +79,7 @@ class AdapterSuite:
             assert sorted(other.load([domain])) == sorted(hostile_rules(domain))
         assert sorted(other.list_domains()) == sorted(domains)
 
-    @settings(max_examples=examples(25), suppress_health_check=[HealthCheck.function_scoped_fixture,
+    @settings(max_examples=examples(15), suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                          HealthCheck.differing_executors])
     @given(names=st.lists(values, min_size=1, max_size=4, unique=True), domain=values)
     def test_round_trip_any_text(self, store: Adapter, names: list[str], domain: str) -> None:
