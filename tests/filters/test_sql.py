@@ -153,14 +153,34 @@ def test_terms_are_reused_per_coverage_and_the_cache_stays_bounded(
     from salesauthz.filters import _terms
 
     monkeypatch.setattr(_terms, "_CACHE_SIZE", 2)
-    monkeypatch.setattr(_terms, "_terms_cache", {})
-    flts = [sample.scope_filter(a, "read", "customer", domain="acme") for a in ("rep_e1a", "mgr_east")]
+    monkeypatch.setattr(_terms, "_plain_terms", {})
+    flts = [sample.scope_filter(a, "read", "customer", domain="acme")
+            for a in ("rep_e1a", "mgr_east", "analyst_1")]
     first = _terms.terms_of(flts[0])
     assert _terms.terms_of(flts[0]) is first  # same coverage object: reused
     _terms.terms_of(flts[1])
-    _terms.terms_of(flts[0], sample)  # a third key: the full cache is cleared first
-    assert len(_terms._terms_cache) == 1
+    _terms.terms_of(flts[2])  # a third entry: the full bucket is cleared first
+    assert len(_terms._plain_terms) == 1
     assert _terms.terms_of(flts[0]) == first
+
+
+def test_terms_made_with_a_snapshot_are_dropped_with_it(fresh_sample: Authorizer) -> None:
+    from salesauthz.filters import _terms
+
+    flt = fresh_sample.scope_filter("mgr_east", "read", "customer", domain="acme")
+    before = _terms.terms_of(flt, fresh_sample)
+    assert "rep_e1a" in before.null_department_owners
+    assert _terms.terms_of(flt, fresh_sample) is before
+    old_index = fresh_sample.index("acme")
+    # rep_e1a moves to west-1: a new snapshot; rows without a department follow the owner.
+    moved = [r for r in fresh_sample.rules("acme") if r[0] == "g3" and r[1] == "rep_e1a"]
+    assert moved
+    fresh_sample.apply_changes(added=[(*moved[0][:2], "west-1", *moved[0][3:])], removed=moved)
+    assert fresh_sample.index("acme") is not old_index
+    flt = fresh_sample.scope_filter("mgr_east", "read", "customer", domain="acme")
+    after = _terms.terms_of(flt, fresh_sample)
+    assert "rep_e1a" not in after.null_department_owners
+    assert _terms._snapshot_terms["acme"][0] is fresh_sample.index("acme")
 
 
 def test_postgres_arrays_keep_the_text_constant(sample: Authorizer) -> None:

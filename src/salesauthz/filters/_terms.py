@@ -19,7 +19,7 @@ Sets are sorted so the same filter always renders the same SQL text (statement c
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeAlias
 
 if TYPE_CHECKING:
     from salesauthz._index import DomainIndex
@@ -40,22 +40,34 @@ class Terms:
 
 _CACHE_SIZE = 4096
 # Coverages are immutable and the authorizer hands out the same object while an account's
-# permissions are unchanged, so a list view rendered again reuses its terms. Keyed by identity
-# (checked, so a recycled id never matches a dead object); cleared wholesale when full.
-_terms_cache: dict[tuple[int, int], tuple[object, object, Terms]] = {}
+# permissions are unchanged, so a list view rendered again reuses its terms: entries are keyed
+# by the coverage's identity (checked, so a recycled id never matches a dead object) and a
+# bucket is cleared wholesale when full. Terms that used a domain snapshot (``authz=``) live in
+# that snapshot's bucket, replaced as soon as the domain has a newer snapshot, so no stale
+# snapshot is kept alive beyond the latest one per domain.
+_Bucket: TypeAlias = dict[int, tuple[object, Terms]]
+_plain_terms: _Bucket = {}
+_snapshot_terms: dict[str, tuple[DomainIndex, _Bucket]] = {}
 
 
 def terms_of(flt: ScopeFilter, authz: Authorizer | None = None) -> Terms:
     """The terms of ``flt``; with ``authz``, also those for rows whose department is NULL/empty."""
     index = authz.index(flt.domain) if authz is not None else None
-    key = (id(flt.coverage), id(index))
-    cached = _terms_cache.get(key)
-    if cached is not None and cached[0] is flt.coverage and cached[1] is index:
-        return cached[2]
+    if index is None:
+        bucket = _plain_terms
+    else:
+        held = _snapshot_terms.get(flt.domain)
+        if held is None or held[0] is not index:
+            held = _snapshot_terms[flt.domain] = (index, {})
+        bucket = held[1]
+    coverage = flt.coverage
+    cached = bucket.get(id(coverage))
+    if cached is not None and cached[0] is coverage:
+        return cached[1]
     terms = _compute(flt, index)
-    if len(_terms_cache) >= _CACHE_SIZE:
-        _terms_cache.clear()
-    _terms_cache[key] = (flt.coverage, index, terms)
+    if len(bucket) >= _CACHE_SIZE:
+        bucket.clear()
+    bucket[id(coverage)] = (coverage, terms)
     return terms
 
 
