@@ -52,7 +52,7 @@ def changes(draw: st.DrawFn, rules: list[Rule], domain: str) -> tuple[list[Rule]
     roles = {r[1] for r in rules if r[0] == "p4" and r[2] == domain}
     departments = {r[1]: r[2] for r in rules if r[0] == "g2" and r[3] == domain}
     kind = draw(st.sampled_from(["grant", "revoke", "assign", "unassign", "inherit", "status",
-                                 "move", "parent", "department"]))
+                                 "move", "parent", "department", "role", "vocabulary"]))
     account = draw(st.sampled_from(accounts))
     if kind == "grant":
         subject = draw(st.sampled_from([account, *sorted(roles)]))
@@ -96,6 +96,21 @@ def changes(draw: st.DrawFn, rules: list[Rule], domain: str) -> tuple[list[Rule]
         if account in _ancestors(parents, candidate):  # would close a cycle (or self-parent)
             return [], []
         return [("g4", account, candidate, domain)], old_rules
+    if kind == "role":  # a new (empty) role, or drop a role nothing refers to
+        used = {r[1] for r in rules if r[0] in ("g", "p") and domain in r} | {
+            r[2] for r in rules if r[0] == "g" and r[3] == domain}
+        unused_roles = sorted(roles - used)
+        if len(unused_roles) > 0 and draw(st.booleans()):
+            return [], [("p4", draw(st.sampled_from(unused_roles)), domain)]
+        name = f"r:new{len(roles)}"
+        return ([("p4", name, domain)], []) if name not in roles else ([], [])
+    if kind == "vocabulary":  # a new action on customers, or drop it again once unused
+        frob: Rule = ("p2", domain, "customer", "frob")
+        if frob not in rules:
+            return [frob], []
+        if any(r[0] == "p" and r[2] == domain and r[4] == "frob" for r in rules):
+            return [], []
+        return [], [frob]
     # department: add a new one under an existing one, or drop an unused leaf
     unused = [d for d in departments
               if d not in departments.values()
