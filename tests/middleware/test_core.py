@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from salesauthz import Authorizer, Record
@@ -51,9 +53,11 @@ def test_request_ids_are_accepted_only_when_well_formed(sample: Authorizer) -> N
     g = guard(sample)
     assert g.bind(request(**{"x-request-id": "abc-123"}), Identity("alice", "acme")).request_id == "abc-123"
     generated = g.bind(request(**{"x-request-id": "bad id\n"}), Identity("alice", "acme")).request_id
-    assert len(generated) == 32
     assert generated != "bad id\n"
-    assert len(guard(sample, request_id_header=None).request_id({"x-request-id": "abc"})) == 32
+    assert re.fullmatch(r"[0-9a-f]{12}-[0-9a-f]+", generated)
+    ignored = guard(sample, request_id_header=None).request_id({"x-request-id": "abc"})
+    assert ignored != "abc"
+    assert ignored != generated  # unique within the process
 
 
 def test_authorize_forbids_hides_or_returns(sample: Authorizer) -> None:
