@@ -149,7 +149,7 @@ class Watcher:
     def suspended(self) -> bool:
         return self._suspended
 
-    # -- publishing (runs in the writer's thread, right after its commit) --------------------
+    # -- publishing (the listener runs in the writer's thread, right after its commit) -------
 
     def _committed(self, versions: dict[str, int]) -> None:
         with self._lock:
@@ -209,8 +209,10 @@ class Watcher:
         with self._lock:
             stale = {d for d, v in announced if v > self._known.get(d, 0)} | self._pending
             self._pending.clear()
-        if stale and not self._suspended:
-            self._reload(sorted(stale))
+        if stale:
+            with self._state_lock:  # never repopulate domains the guard has just suspended
+                if not self._suspended:
+                    self._reload(sorted(stale))
 
     def _catch_up(self) -> None:
         """Compare versions with the store; reload what moved. Success confirms freshness."""
