@@ -213,7 +213,7 @@ def run_tests(path: str | os.PathLike[str], *, out: Output | None = None,
             authz = _with_fixtures(policy, base, file, spec, positions, moment)
             for number, case in enumerate(spec.tests):
                 line = position_of(positions, ("tests", number))[0]
-                report.results.append(_run_case(authz, file, line, number, spec, case, report, moment))
+                report.results.append(_run_case(authz, file, line, spec, case, report, moment))
             if advance is not None:
                 advance(done, len(specs))
     finally:
@@ -297,16 +297,16 @@ def _with_fixtures(policy: LoadedPolicy, base: Authorizer, file: str, spec: Test
     return Authorizer.from_rules(rules, clock=lambda: now)
 
 
-def _run_case(authz: Authorizer, file: str, line: int | None, number: int, spec: TestFileSpec,
+def _run_case(authz: Authorizer, file: str, line: int | None, spec: TestFileSpec,
               case: CaseSpec, report: TestReport, now: float) -> CaseResult:
     domain = _domain_of(case, spec) or ""
     index = authz.index(domain)
     if case.check is not None:
-        return _run_check(authz, index, file, line, number, spec, case, case.check, domain, report)
+        return _run_check(authz, index, file, line, spec, case, case.check, domain, report)
     if case.who_can is not None:
-        return _run_who_can(index, file, line, number, spec, case, case.who_can, domain, report, now)
+        return _run_who_can(index, file, line, spec, case, case.who_can, report, now)
     assert case.what_can is not None  # _read_spec guarantees exactly one kind
-    return _run_what_can(index, file, line, number, case, case.what_can, domain, report, now)
+    return _run_what_can(index, file, line, case, case.what_can, report, now)
 
 
 def _record(spec: TestFileSpec, value: RecordSpec | str) -> Record | str:
@@ -318,7 +318,7 @@ def _record(spec: TestFileSpec, value: RecordSpec | str) -> Record | str:
     return Record(value.type, owner=value.owner, department=value.department)
 
 
-def _run_check(authz: Authorizer, index: DomainIndex | None, file: str, line: int | None, number: int,
+def _run_check(authz: Authorizer, index: DomainIndex | None, file: str, line: int | None,
                spec: TestFileSpec, case: CaseSpec, check: CheckSpec, domain: str,
                report: TestReport) -> CaseResult:
     record = _record(spec, check.record)
@@ -357,8 +357,8 @@ def _expectation(case: CaseSpec) -> str:
     return text
 
 
-def _run_who_can(index: DomainIndex | None, file: str, line: int | None, number: int, spec: TestFileSpec,
-                 case: CaseSpec, who: WhoCanSpec, domain: str, report: TestReport,
+def _run_who_can(index: DomainIndex | None, file: str, line: int | None, spec: TestFileSpec,
+                 case: CaseSpec, who: WhoCanSpec, report: TestReport,
                  now: float) -> CaseResult:
     owner, department = who.owner, who.department
     if who.record is not None:
@@ -377,8 +377,8 @@ def _run_who_can(index: DomainIndex | None, file: str, line: int | None, number:
     return _compare_sets(file, line, name, list(case.expect), got)
 
 
-def _run_what_can(index: DomainIndex | None, file: str, line: int | None, number: int, case: CaseSpec,
-                  what: WhatCanSpec, domain: str, report: TestReport, now: float) -> CaseResult:
+def _run_what_can(index: DomainIndex | None, file: str, line: int | None, case: CaseSpec,
+                  what: WhatCanSpec, report: TestReport, now: float) -> CaseResult:
     name = case.name or f"what-can {what.account}"
     got = [row["permission"] for row in what_can_rows(index, what.account, now)] if index is not None else []
     if index is not None:
