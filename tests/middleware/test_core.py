@@ -55,6 +55,8 @@ def test_request_ids_are_accepted_only_when_well_formed(sample: Authorizer) -> N
     generated = g.bind(request(**{"x-request-id": "bad id\n"}), Identity("alice", "acme")).request_id
     assert generated != "bad id\n"
     assert re.fullmatch(r"[0-9a-f]{12}-[0-9a-f]+", generated)
+    # A trailing newline would let a client forge log lines: refused too.
+    assert g.bind(request(**{"x-request-id": "abc\n"}), Identity("alice", "acme")).request_id != "abc\n"
     ignored = guard(sample, request_id_header=None).request_id({"x-request-id": "abc"})
     assert ignored != "abc"
     assert ignored != generated  # unique within the process

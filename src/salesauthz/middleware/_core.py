@@ -22,7 +22,7 @@ __all__ = ["Guard", "Problem", "RequestAuthz", "problem_for"]
 PROBLEM_JSON = "application/problem+json"
 MARKER = "__salesauthz__"
 """Set on views and dependencies that enforce salesauthz themselves (the middleware trusts them)."""
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 _NO_CREDENTIALS = "authentication required"
 _ID_PREFIX = uuid.uuid4().hex[:12]
@@ -124,7 +124,7 @@ class Guard:
     def request_id(self, headers: Mapping[str, str]) -> str:
         if self.request_id_header is not None:
             given = headers.get(self.request_id_header)
-            if given and _REQUEST_ID.match(given):
+            if given and _REQUEST_ID.fullmatch(given):
                 return given
         # Unique within the process and cheap (no system call per request, unlike uuid4):
         # a random per-process prefix and a counter.
