@@ -192,8 +192,8 @@ def create_app(*, secret: str | None = None, database_url: str = "sqlite://", en
     def list_customers(db: DB, context: Context,
                        flt: Annotated[ScopeFilter, Depends(web.scope_filter("customer"))]
                        ) -> list[dict[str, Any]]:
-        columns = Customer.__table__.c
-        where = scope_clause(flt, owner=columns.owner, department=columns.department, domain=columns.domain)
+        where = scope_clause(flt, owner=Customer.owner, department=Customer.department,
+                             domain=Customer.domain)
         rows = db.scalars(select(Customer).where(where).order_by(Customer.id))
         return [shown(r, context) for r in rows]
 
@@ -249,8 +249,7 @@ def create_app(*, secret: str | None = None, database_url: str = "sqlite://", en
     @app.get("/orders")
     def list_orders(db: DB, flt: Annotated[ScopeFilter, Depends(web.scope_filter("order"))]
                     ) -> list[OrderOut]:
-        columns = Order.__table__.c
-        where = scope_clause(flt, owner=columns.owner, department=columns.department, domain=columns.domain)
+        where = scope_clause(flt, owner=Order.owner, department=Order.department, domain=Order.domain)
         rows = db.scalars(select(Order).where(where).order_by(Order.id))
         return [OrderOut.model_validate(r, from_attributes=True) for r in rows]
 
