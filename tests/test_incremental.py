@@ -97,7 +97,8 @@ def changes(draw: st.DrawFn, rules: list[Rule], domain: str) -> tuple[list[Rule]
             return [], []
         return [("g4", account, candidate, domain)], old_rules
     if kind == "role":  # a new (empty) role, or drop a role nothing refers to
-        used = {r[1] for r in rules if r[0] in ("g", "p") and domain in r} | {
+        # any rule naming the role (permissions, links, field rules ...) keeps it in use
+        used = {r[1] for r in rules if r[0] != "p4" and domain in r} | {
             r[2] for r in rules if r[0] == "g" and r[3] == domain}
         unused_roles = sorted(roles - used)
         if len(unused_roles) > 0 and draw(st.booleans()):
