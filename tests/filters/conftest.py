@@ -64,7 +64,7 @@ def sqlite_table(sqlite_engine: Engine) -> Table:
 @pytest.fixture(scope="session")
 def pg_engine() -> Iterator[Engine]:
     require_service("PostgreSQL", "127.0.0.1", 5432)
-    engine = create_engine(PG_URL, pool_size=1, max_overflow=0)
+    engine = create_engine(PG_URL, pool_size=2, max_overflow=2)
     yield engine
     engine.dispose()
 

@@ -69,7 +69,7 @@ class SqlBackend:
         assert loose & with_department == expected & with_department
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # holds connections: give them back when this module is done
 def backends(
     sqlite_engine: Engine, sqlite_table: Table, request: pytest.FixtureRequest,
 ) -> Iterator[list[SqlBackend]]:
