@@ -179,3 +179,16 @@ def test_store_with_a_malformed_rule_is_refused_with_the_rule_named() -> None:
     with pytest.raises(PolicyError, match=r"takes 6 values.*'customer'") as caught:
         Authorizer(store)
     assert caught.value.file == "memory://"
+
+
+def test_suspended_domain_stays_closed_until_reload() -> None:
+    authz = Authorizer.from_directory("policies")
+    record = Record("customer", owner="rep_e1a")
+    authz.suspend(["acme"])
+    assert not authz.check("rep_e1a", "read", record, domain="acme")
+    # A local change during the suspension must not lift it with possibly stale rules.
+    authz.apply_changes([("p", "rep_e1a", "acme", "customer", "export", "own", "")])
+    assert not authz.check("rep_e1a", "read", record, domain="acme")
+    assert authz.check("g_rep", "read", Record("customer", owner="g_rep"), domain="globex")
+    authz.reload(["acme"])
+    assert authz.check("rep_e1a", "export", record, domain="acme")

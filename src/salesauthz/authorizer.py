@@ -19,7 +19,7 @@ from .adapters.base import Adapter
 from .adapters.memory import MemoryAdapter
 from .audit import AuditDraft, AuditRecord, AuditTrail
 from .errors import PolicyError, PolicyIssue
-from .scopes import Coverage, Scope
+from .scopes import NOTHING, Coverage, Scope
 
 if TYPE_CHECKING:
     from .delegation import Admin
@@ -185,6 +185,7 @@ class Authorizer:
         self._states: dict[str, DomainState] = {}
         self._indexes: dict[str, DomainIndex] = {}
         self._closers: list[Callable[[], None]] = []
+        self._suspended: set[str] = set()  # failing closed until the next reload
         self.audit = AuditTrail(self._store)
         self.reload()
 
@@ -249,6 +250,7 @@ class Authorizer:
         them back (used by watchers when rules may be stale beyond the allowed bound)."""
         with self._write_lock:
             for name in domains:
+                self._suspended.add(name)
                 self._indexes.pop(name, None)
 
     def add_closer(self, close: Callable[[], None]) -> None:
@@ -296,6 +298,7 @@ class Authorizer:
                     raise PolicyError(issues) from None
                 raise
             for name, state in fresh.items():
+                self._suspended.discard(name)
                 if state.rules:
                     self._states[name] = state
                     self._indexes[name] = state.index  # type: ignore[assignment]
@@ -438,10 +441,10 @@ class Authorizer:
 
     def scope_filter(self, account: str, action: str, type: str, *, domain: str) -> ScopeFilter:
         """Which records of ``type`` the account may ``action``: see :class:`ScopeFilter`."""
-        coverage = Coverage()
+        coverage = NOTHING  # shared, so renderers can cache the empty filter
         index = self._indexes.get(domain)
         if index is not None:
-            coverage = self._effective(index, domain, account).get((type, action), coverage)
+            coverage = self._effective(index, domain, account).get((type, action), NOTHING)
         return ScopeFilter(account, action, type, domain, coverage)
 
     # -- field-level access ----------------------------------------------------------------
@@ -582,11 +585,11 @@ class Authorizer:
             if state is None:
                 state = self._states[name] = DomainState(name)
             state.apply(add, remove)
-            if state.rules:
-                self._indexes[name] = state.index  # type: ignore[assignment]
-            else:
+            if not state.rules:
                 del self._states[name]
                 self._indexes.pop(name, None)
+            elif name not in self._suspended:  # a suspended domain stays closed until reload()
+                self._indexes[name] = state.index  # type: ignore[assignment]
 
     def now(self) -> float:
         """The authorizer's clock (seconds since the epoch)."""

@@ -23,6 +23,7 @@ def _natural_records(authz: Authorizer, domain: str) -> list[tuple[str | None, s
         (name, info.department if info.department in index.department_parent else None)
         for name, info in index.accounts.items() if info.status is not None]
     records += [(None, department) for department in index.department_parent]
+    records.append((None, None))  # a record with neither owner nor department: only `all` reaches it
     return records
 
 
