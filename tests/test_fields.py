@@ -5,8 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from salesauthz import Authorizer, ForbiddenError
+from salesauthz.scopes import parse_scope
+
+from .conftest import examples
+from .strategies import FIXED_NOW, Organisation, organisations
 
 
 def customer(owner: str, **extra: Any) -> dict[str, Any]:
@@ -81,3 +87,50 @@ def test_unknown_field_or_type_in_rules_is_a_policy_error(tmp_path: Any) -> None
         Authorizer.from_directory(tmp_path)
     codes = {(i.code, i.line) for i in caught.value.issues}
     assert codes == {("SA161", 7), ("SA160", 8)}
+
+
+# -- property: field modes follow the documented rules on random organisations -----------------
+
+
+RANK = {"visible": 0, "readonly": 1, "hidden": 2}
+
+
+def reference_mode(authz: Authorizer, domain: str, account: str, owner: str | None,
+                   department: str | None, field: str, depth: int = 0) -> int:
+    """The documented rules, written out as plainly as possible."""
+    index = authz.index(domain)
+    assert index is not None
+    info = index.accounts.get(account)
+    ruled = any(r.field == field and r.type == "customer"
+                for rules in index.role_fields.values() for r in rules)
+    if info is None or info.status != "active" or depth > 20:
+        return RANK["hidden"] if ruled else RANK["visible"]
+    votes = []
+    for role in index.roles_of(account):
+        rules = [r for r in index.role_fields.get(role, ()) if r.type == "customer" and r.field == field]
+        if rules:
+            applicable = [RANK[r.mode] for r in rules if r.scope is None or index.scope_coverage(
+                account, parse_scope(r.rule[6])).covers(owner, department or index.department_of(owner))]
+            votes.append(min(applicable, default=RANK["hidden"]))
+    mine = min(votes, default=RANK["visible"])
+    if info.parent is not None:
+        mine = max(mine, reference_mode(authz, domain, info.parent, owner, department, field, depth + 1))
+    return mine
+
+
+@settings(max_examples=examples(100))
+@given(data=st.data(), org=organisations())
+def test_field_modes_follow_the_documented_rules(data: st.DataObject, org: Organisation) -> None:
+    domain = org.domains[0]
+    authz = Authorizer.from_rules(org.rules, clock=lambda: FIXED_NOW)
+    accounts = org.accounts(domain)
+    for _ in range(10):
+        account = data.draw(st.sampled_from([*accounts, "ghost"]))
+        owner = data.draw(st.sampled_from([*accounts, None]))
+        department = data.draw(st.sampled_from([None, *org.departments(domain)]))
+        record = {"owner": owner, "department": department, "phone": 1, "value": 2, "x,y": 3, "z": 4}
+        modes = authz.field_modes(account, "customer", record, domain=domain,
+                                  fields=["phone", "value", "x,y", "z"])
+        for field, mode in modes.items():
+            assert RANK[mode] == reference_mode(authz, domain, account, owner, department, field), (
+                account, owner, department, field)

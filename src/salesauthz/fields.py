@@ -32,7 +32,10 @@ def field_modes(index: DomainIndex | None, account: str, type: str, owner: str |
     wanted = list(fields)
     if index is None:
         return dict.fromkeys(wanted, "hidden")
-    return {f: _MODE[_rank(index, account, type, owner, department, f, 0)] for f in wanted}
+    if not index.role_fields:  # no field rule anywhere in the domain: nothing to refine
+        return dict.fromkeys(wanted, "visible")
+    ranks = _ranks(index, account, type, owner, department, frozenset(wanted), 0)
+    return {f: _MODE[ranks.get(f, _VISIBLE)] for f in wanted}
 
 
 def field_mode(index: DomainIndex | None, account: str, type: str, owner: str | None,
@@ -49,27 +52,37 @@ def ruled_fields(index: DomainIndex, type: str) -> set[str]:
     return names
 
 
-def _rank(index: DomainIndex, account: str, type: str, owner: str | None, department: str | None,
-          field: str, depth: int) -> int:
+_VISIBLE = _RANK["visible"]
+_HIDDEN = _RANK["hidden"]
+
+
+def _ranks(index: DomainIndex, account: str, type: str, owner: str | None, department: str | None,
+           wanted: frozenset[str], depth: int) -> dict[str, int]:
+    """``field → rank`` for the wanted fields that any rule touches (absent: visible)."""
     info = index.accounts.get(account)
     if info is None or info.status != "active" or depth > len(index.accounts):
-        return _RANK["hidden"] if field in ruled_fields(index, type) else _RANK["visible"]
+        return dict.fromkeys(ruled_fields(index, type) & wanted, _HIDDEN)
     record_department = department or index.department_of(owner)
-    votes: list[int] = []
+    ranks: dict[str, int] = {}
+    covered: dict[object, bool] = {}  # scope -> covers this record, computed once per scope
     for role in index.roles_of(account):
-        applicable = [r for r in index.role_fields.get(role, ()) if r.type == type and r.field == field]
-        if not applicable:
-            continue
-        best = _RANK["hidden"]
-        for rule in applicable:
-            if rule.scope is not None and not index.scope_coverage(account, rule.scope).covers(
-                owner, record_department
-            ):
+        best: dict[str, int] = {}  # this role's vote per field: its most permissive applicable rule
+        for rule in index.role_fields.get(role, ()):
+            if rule.type != type or rule.field not in wanted:
                 continue
-            best = min(best, _RANK[rule.mode])
-        votes.append(best)
-    rank = min(votes) if votes else _RANK["visible"]
-    if info.parent is not None:
-        rank = max(rank, _rank(index, info.parent, type, owner, department, field, depth + 1))
-    return rank
-
+            vote = best.setdefault(rule.field, _HIDDEN)
+            if rule.scope is not None:
+                inside = covered.get(rule.scope)
+                if inside is None:
+                    inside = covered[rule.scope] = index.scope_coverage(account, rule.scope).covers(
+                        owner, record_department)
+                if not inside:
+                    continue
+            best[rule.field] = min(vote, _RANK[rule.mode])
+        for name, vote in best.items():  # the most permissive vote of all roles wins
+            ranks[name] = min(ranks.get(name, _HIDDEN), vote)
+    if info.parent is not None:  # a sub-account gets the stricter of its own and its parent's
+        above = _ranks(index, info.parent, type, owner, department, wanted, depth + 1)
+        for name in set(ranks) | set(above):
+            ranks[name] = max(ranks.get(name, _VISIBLE), above.get(name, _VISIBLE))
+    return ranks
