@@ -190,7 +190,7 @@ _sessions: dict[Path, _PageSession] = {}
 
 
 def _run_python(block: Block, session: _PageSession) -> None:
-    code = compile(block.code, f"{block.id} (```python block)", "exec")
+    code = compile(block.code, f"{block.id} (```python block)", "exec", dont_inherit=True)
     # Examples print for the reader; keep the test output quiet.
     with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
         # Starlette warns on importing its TestClient while httpx (not httpx2) backs it: a

@@ -14,8 +14,6 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
-from salesauthz.models.loader import bundled_model_text
-
 __all__ = ["DEFAULT_TEMPLATE", "register", "scaffold", "templates"]
 
 DEFAULT_TEMPLATE = "sales-team"
@@ -34,6 +32,8 @@ def templates() -> list[str]:
 
 def _template_files(name: str) -> dict[str, str]:
     """``relative path → text`` of everything ``init`` writes for template ``name``."""
+    from salesauthz.models.loader import bundled_model_text  # lazy: every CLI call builds the parser
+
     files = {"model.conf": bundled_model_text()}
     pending: list[tuple[str, Traversable]] = [("", _templates_root().joinpath(name))]
     while pending:
