@@ -13,7 +13,7 @@ fi
 .venv/bin/python -m pip install -q -e ".[dev]"
 
 echo "== ruff"
-.venv/bin/ruff check src tests benchmarks examples 2>/dev/null || .venv/bin/ruff check src tests
+.venv/bin/ruff check src tests benchmarks examples docs
 echo "== mypy --strict"
 .venv/bin/mypy
 if [ -f mkdocs.yml ]; then
