@@ -30,6 +30,18 @@ EffectiveMap = dict[tuple[str, str], Coverage]
 """``(type, action) → Coverage``: what one account may do, wildcards resolved, ceiling folded in."""
 
 
+def intersect_maps(held: EffectiveMap, ceiling: EffectiveMap) -> EffectiveMap:
+    """What ``held`` allows within ``ceiling``, key by key (a sub-account under its parent)."""
+    capped: EffectiveMap = {}
+    for key, coverage in held.items():
+        limit = ceiling.get(key)
+        if limit is not None:
+            both = coverage.intersect(limit)
+            if not both.is_empty:
+                capped[key] = both
+    return capped
+
+
 class Permission(NamedTuple):
     """One ``p`` rule, parsed."""
 
@@ -214,14 +226,7 @@ class DomainIndex:
             ceiling, parent_until = self._effective(info.parent, now, seen | {account})
             if parent_until is not None and (valid_until is None or parent_until < valid_until):
                 valid_until = parent_until
-            capped: EffectiveMap = {}
-            for key, coverage in result.items():
-                limit = ceiling.get(key)
-                if limit is not None:
-                    both = coverage.intersect(limit)
-                    if not both.is_empty:
-                        capped[key] = both
-            result = capped
+            result = intersect_maps(result, ceiling)
         return {k: v for k, v in result.items() if v is not NOTHING and not v.is_empty}, valid_until
 
     def descendants(self, account: str) -> set[str]:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from salesauthz import _rules as R
-from salesauthz._index import DomainIndex, DomainState, EffectiveMap, Permission
+from salesauthz._index import DomainIndex, DomainState, EffectiveMap, Permission, intersect_maps
 from salesauthz._rules import Rule
 from salesauthz.scopes import Coverage, Scope, ScopeKind
 
@@ -93,17 +93,7 @@ def static_ceiling(index: DomainIndex, account: str, now: float,
     while parent is not None and parent not in seen:
         seen.add(parent)
         own = raw_of(parent) if raw_of is not None else raw_map(index, parent, now)
-        if ceiling is None:
-            ceiling = own
-        else:
-            capped: EffectiveMap = {}
-            for key, coverage in ceiling.items():
-                limit = own.get(key)
-                if limit is not None:
-                    both = coverage.intersect(limit)
-                    if not both.is_empty:
-                        capped[key] = both
-            ceiling = capped
+        ceiling = own if ceiling is None else intersect_maps(ceiling, own)
         parent = index.account(parent).parent
     return ceiling if ceiling is not None else {}
 

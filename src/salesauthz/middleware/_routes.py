@@ -8,7 +8,7 @@ matches one path segment, ``{name:path}`` the rest of the path.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
@@ -32,6 +32,15 @@ class RouteMatch:
 class RouteTable:
     """``{"GET /customers/{id}": ("customer", "read"), "/health": None}``; a key without a method
     applies to every method. The first matching entry wins, in the order given."""
+
+    @classmethod
+    def for_middleware(cls, rules: Mapping[str, Requirement] | None, unmatched: str,
+                       public: Iterable[str]) -> RouteTable:
+        """The table of a middleware's ``rules`` and ``public`` routes, after checking its
+        ``unmatched`` policy (shared by the ASGI and WSGI middlewares)."""
+        if unmatched not in ("deny", "pass"):
+            raise ValueError(f"unmatched must be 'deny' or 'pass', not {unmatched!r}")
+        return cls({**(rules or {}), **dict.fromkeys(public)})
 
     def __init__(self, rules: Mapping[str, Requirement]) -> None:
         self._entries: list[tuple[frozenset[str] | None, str, re.Pattern[str], Requirement]] = []

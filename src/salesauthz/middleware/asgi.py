@@ -215,11 +215,9 @@ class AuthzMiddleware:
     def __init__(self, app: ASGIApp, guard: Guard, *, rules: Mapping[str, Requirement] | None = None,
                  unmatched: Literal["deny", "pass"] = "deny", public: Iterable[str] = (),
                  on_error: ErrorHook | None = None) -> None:
-        if unmatched not in ("deny", "pass"):
-            raise ValueError(f"unmatched must be 'deny' or 'pass', not {unmatched!r}")
+        self.table = RouteTable.for_middleware(rules, unmatched, public)
         self.app = app
         self.guard = guard
-        self.table = RouteTable({**(rules or {}), **dict.fromkeys(public)})
         self.unmatched = unmatched
         self.on_error: ErrorHook = on_error if on_error is not None else self._problem
 

@@ -73,11 +73,9 @@ class WSGIAuthzMiddleware:
     def __init__(self, app: WSGIApp, guard: Guard, *, rules: Mapping[str, Requirement] | None = None,
                  unmatched: Literal["deny", "pass"] = "deny", public: Iterable[str] = (),
                  on_error: ErrorHook | None = None) -> None:
-        if unmatched not in ("deny", "pass"):
-            raise ValueError(f"unmatched must be 'deny' or 'pass', not {unmatched!r}")
+        self.table = RouteTable.for_middleware(rules, unmatched, public)
         self.app = app
         self.guard = guard
-        self.table = RouteTable({**(rules or {}), **dict.fromkeys(public)})
         self.unmatched = unmatched
         self.on_error: ErrorHook = on_error if on_error is not None else self._problem
 
