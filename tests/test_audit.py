@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from salesauthz import Authorizer
+from salesauthz.adapters.memory import MemoryAdapter
 from salesauthz.audit import AuditRecord, AuditVerificationError, find_break
 
 
@@ -66,7 +67,8 @@ def test_removal_insertion_and_reordering_are_detected(trail: Authorizer) -> Non
 
 def test_verify_reports_where_it_broke(trail: Authorizer) -> None:
     store = trail.store
-    records = store._audit  # type: ignore[attr-defined]  # the memory store's own list
+    assert isinstance(store, MemoryAdapter)
+    records = store._audit  # the memory store's own list: tampering from outside the API
     records[1] = dataclasses.replace(records[1], target="someone_else")
     assert not trail.audit.verify()
     with pytest.raises(AuditVerificationError) as caught:

@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 from . import _rules as R
 from ._rules import Rule
-from .scopes import EVERYTHING, NOTHING, Coverage, Scope, ScopeKind, parse_scope
+from .scopes import EVERYTHING, Coverage, Scope, ScopeKind, parse_scope
 
 _stamp_counter = itertools.count(1)
 
@@ -132,9 +132,6 @@ class DomainIndex:
     role_fields: Mapping[str, tuple[FieldRule, ...]] = field(default_factory=dict)
     field_vocabulary: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
-    def stamp(self, account: str) -> int:
-        return self.stamps.get(account, self.base)
-
     def account(self, name: str) -> AccountInfo:
         return self.accounts.get(name, _NO_ACCOUNT)
 
@@ -227,7 +224,9 @@ class DomainIndex:
             if parent_until is not None and (valid_until is None or parent_until < valid_until):
                 valid_until = parent_until
             result = intersect_maps(result, ceiling)
-        return {k: v for k, v in result.items() if v is not NOTHING and not v.is_empty}, valid_until
+        # Never empty coverages: a scope always reaches the account's own records (or all), and
+        # intersect_maps drops what the ceiling empties.
+        return result, valid_until
 
     def descendants(self, account: str) -> set[str]:
         """The account's sub-accounts, transitively."""
@@ -280,11 +279,10 @@ class DomainState:
 
     # -- applying rules --------------------------------------------------------------------
 
-    def apply(self, added: Iterable[Rule], removed: Iterable[Rule]) -> None:
-        """Apply a batch (removals first) and publish a new snapshot."""
+    def apply(self, added: Iterable[Rule], removed: Iterable[Rule]) -> DomainIndex:
+        """Apply a batch (removals first) and publish, and return, a new snapshot."""
         if self.index is None and not self.rules and not removed:
-            self._load(list(added))
-            return
+            return self._load(list(added))
         structural = False
         touched: set[str] = set()
         for rule in removed:
@@ -295,15 +293,15 @@ class DomainState:
             if rule not in self.rules:
                 self.rules.add(rule)
                 structural |= self._index(rule, touched)
-        self._publish(structural, touched)
+        return self._publish(structural, touched)
 
-    def _load(self, rules: list[Rule]) -> None:
+    def _load(self, rules: list[Rule]) -> DomainIndex:
         """The first batch of an empty domain (a whole store being loaded): the same effect as
         :meth:`_index` on each rule, in one tight loop, since nothing cached can be stale yet."""
         with _collection_paused(len(rules) > _BULK):
-            self._load_rules(rules)
+            return self._load_rules(rules)
 
-    def _load_rules(self, rules: list[Rule]) -> None:
+    def _load_rules(self, rules: list[Rule]) -> DomainIndex:
         self.rules = set(rules)
         links, permissions, status = self.links, self.permissions, self.status
         membership, parent = self.membership, self.parent
@@ -333,7 +331,7 @@ class DomainState:
                 self._index(rule, set())
         self._role_parts = self._department_parts = None
         self._vocabulary_part = None
-        self._publish(True, set())
+        return self._publish(True, set())
 
     def _index(self, rule: Rule, touched: set[str]) -> bool:
         ptype = rule[0]
@@ -423,7 +421,7 @@ class DomainState:
             _discard(self.fields, rule[2], rule[3])
             self._field_part = None
             return True
-        raise AssertionError(f"unhandled rule type {ptype!r}")
+        raise AssertionError(f"unhandled rule type {ptype!r}")  # check_rule() ran before
 
     def _subject_changed(self, subject: str, touched: set[str]) -> bool:
         if subject in self.roles:
@@ -434,7 +432,7 @@ class DomainState:
 
     # -- publishing snapshots --------------------------------------------------------------
 
-    def _publish(self, structural: bool, touched: set[str]) -> None:
+    def _publish(self, structural: bool, touched: set[str]) -> DomainIndex:
         previous = self.index
         if self._role_parts is None:
             self._role_parts = self._build_roles()
@@ -477,6 +475,7 @@ class DomainState:
         self.index = DomainIndex(self.name, self._vocabulary_part, roles, role_parents,
                                  role_permissions, role_closure, department_parent, subtree,
                                  accounts, stamps, base, *self._fields_parts())
+        return self.index
 
     def _fields_parts(self) -> tuple[dict[str, tuple[FieldRule, ...]], dict[str, frozenset[str]]]:
         if self._field_part is None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -163,10 +163,3 @@ def find_break(records: Iterable[AuditRecord]) -> tuple[str, int, str] | None:
         last[record.domain] = record
     return None
 
-
-def chain_heads(records: Sequence[AuditRecord]) -> dict[str, tuple[int, str]]:
-    """``domain → (last sequence, last hash)`` of a record list."""
-    heads: dict[str, tuple[int, str]] = {}
-    for record in records:
-        heads[record.domain] = (record.sequence, record.hash)
-    return heads

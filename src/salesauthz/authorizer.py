@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
@@ -285,11 +286,10 @@ class Authorizer:
                 for rule in rules:
                     grouped.setdefault(R.domain_of(rule), []).append(rule)
                 names = set(grouped) if wanted is None else set(wanted)
-                fresh: dict[str, DomainState] = {}
+                fresh: dict[str, tuple[DomainState, DomainIndex]] = {}
                 for name in names | (set(self._states) if wanted is None else set()):
                     state = DomainState(name)
-                    state.apply(grouped.get(name, ()), ())
-                    fresh[name] = state
+                    fresh[name] = state, state.apply(grouped.get(name, ()), ())
             except Exception:
                 # Diagnose only on failure, so a healthy load pays nothing for the check.
                 issues = [PolicyIssue(f"{problem}: {rule!r}", self._store.url, code="SA100")
@@ -297,11 +297,11 @@ class Authorizer:
                 if issues:
                     raise PolicyError(issues) from None
                 raise
-            for name, state in fresh.items():
+            for name, (state, index) in fresh.items():
                 self._suspended.discard(name)
                 if state.rules:
                     self._states[name] = state
-                    self._indexes[name] = state.index  # type: ignore[assignment]
+                    self._indexes[name] = index
                 else:
                     self._states.pop(name, None)
                     self._indexes.pop(name, None)
@@ -410,8 +410,6 @@ class Authorizer:
 
     def _report_failure(self, where: str) -> None:
         # Fail closed, and log once per incident (same error within a minute) rather than per check.
-        import sys
-
         error = sys.exc_info()[1]
         signature = (where, type(error).__name__, str(error))
         now = time.monotonic()
@@ -540,22 +538,16 @@ class Authorizer:
         removed: Iterable[Rule] = (),
         *,
         audit: Sequence[AuditDraft] = (),
-        validate: Callable[[Callable[[str], DomainIndex | None]], None] | None = None,
     ) -> list[AuditRecord]:
         """Apply a batch of rule changes: store first (atomically, with its audit records), then
-        the in-memory index. Unauthorized: administrative code goes through :meth:`admin`.
-
-        ``validate`` is called under the write lock with a lookup of current snapshots, before
-        anything is written; raising from it aborts the change with nothing altered.
-        """
+        the in-memory index. Unauthorized: administrative code goes through :meth:`admin`, and
+        changes that must be decided against the current rules through :meth:`transact`."""
         add = list(dict.fromkeys(added))
         remove = list(dict.fromkeys(removed))
         issues = [PolicyIssue(f"{p}: {r!r}") for r in add if (p := R.check_rule(r)) is not None]
         if issues:
             raise PolicyError(issues)
         with self._write_lock:
-            if validate is not None:
-                validate(self._indexes.get)
             sealed = self._store.apply(add, remove, audit)
             self._apply_in_memory(add, remove)
             return sealed
@@ -584,12 +576,12 @@ class Authorizer:
             state = self._states.get(name)
             if state is None:
                 state = self._states[name] = DomainState(name)
-            state.apply(add, remove)
+            index = state.apply(add, remove)
             if not state.rules:
                 del self._states[name]
                 self._indexes.pop(name, None)
             elif name not in self._suspended:  # a suspended domain stays closed until reload()
-                self._indexes[name] = state.index  # type: ignore[assignment]
+                self._indexes[name] = index
 
     def now(self) -> float:
         """The authorizer's clock (seconds since the epoch)."""

@@ -27,7 +27,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from . import _rules as R
-from ._index import DomainIndex, EffectiveMap, Permission
+from ._index import DomainIndex, EffectiveMap, Permission, parse_permission
 from ._rules import Rule
 from .audit import AuditDraft, AuditRecord
 from .errors import EscalationError, ForbiddenError, UnknownNameError
@@ -64,9 +64,23 @@ def grant_is_covered(actor: Coverage | None, granted: Coverage, index: DomainInd
     return True
 
 
-def _coverage_at(index: DomainIndex, account: str, department: str | None, scope: Scope) -> Coverage:
-    """What ``scope`` reaches for ``account`` if it were in ``department``."""
-    return index.scope_coverage(account, scope, department=department, moved=True)
+def _role_permissions(index: DomainIndex, role: str) -> list[Permission]:
+    """Every permission a role brings, after inheritance."""
+    return [p for r in sorted(index.role_closure.get(role, {role}))
+            for p in index.role_permissions.get(r, ())]
+
+
+def _missing(index: DomainIndex, actor_map: EffectiveMap, account: str, department: str | None,
+             permissions: Iterable[Permission]) -> list[str]:
+    """``type:action@scope`` labels of what ``permissions`` would give ``account`` (were it in
+    ``department``) that an actor holding ``actor_map`` does not hold at least as widely."""
+    missing: list[str] = []
+    for permission in permissions:
+        granted = index.scope_coverage(account, permission.scope, department=department, moved=True)
+        for key in index.expand(permission.type, permission.action):
+            if not grant_is_covered(actor_map.get(key), granted, index):
+                missing.append(f"{key[0]}:{key[1]}@{permission.scope}")
+    return missing
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,10 +167,8 @@ class Admin:
             if role not in index.roles:
                 raise UnknownNameError("role", role, self.domain)
             escalated = self._require_manage(index, account, None, "assign_role")
-            permissions = [p for r in sorted(index.role_closure.get(role, {role}))
-                           for p in index.role_permissions.get(r, ())]
             escalated |= self._require_holds(index, account, index.department_of(account),
-                                             permissions, "assign_role", escalated)
+                                             _role_permissions(index, role), "assign_role", escalated)
             rule = (R.ROLE_LINK, account, role, self.domain)
             return [rule], [], [self._draft("assign_role", account, [rule], (), escalated,
                                             detail=role)]
@@ -279,10 +291,9 @@ class Admin:
         actor_map, _ = index.effective(self.actor, self._authz.now())
         subs: list[tuple[str, str]] = []
         for name in sorted(n for n, info in index.accounts.items() if info.parent == account):
-            ok = self._allowed_manage(index, actor_map, name, None) and all(
-                grant_is_covered(actor_map.get(key), _coverage_at(index, name, index.department_of(name),
-                                                                  p.scope), index)
-                for _, p in index.permissions_of(name) for key in index.expand(p.type, p.action))
+            ok = self._allowed_manage(index, actor_map, name, None) and not _missing(
+                index, actor_map, name, index.department_of(name),
+                [p for _, p in index.permissions_of(name)])
             subs.append((name, "reparent" if ok else "freeze"))
         grants: list[tuple[Rule, str]] = []
         current = set(self._authz.rules(self.domain))
@@ -293,16 +304,10 @@ class Admin:
             if rule not in current:
                 continue
             target = rule[1]
-            if rule[0] == R.PERMISSION:
-                permissions = [Permission(rule[3], rule[4], Scope.of(*_scope_args(rule[5])), None, rule)]
-            else:
-                role = rule[2]
-                permissions = [p for r in sorted(index.role_closure.get(role, {role}))
-                               for p in index.role_permissions.get(r, ())]
-            keep = self._allowed_manage(index, actor_map, target, None) and all(
-                grant_is_covered(actor_map.get(key), _coverage_at(index, target, index.department_of(target),
-                                                                  p.scope), index)
-                for p in permissions for key in index.expand(p.type, p.action))
+            permissions = ([parse_permission(rule)] if rule[0] == R.PERMISSION
+                           else _role_permissions(index, rule[2]))
+            keep = self._allowed_manage(index, actor_map, target, None) and not _missing(
+                index, actor_map, target, index.department_of(target), permissions)
             grants.append((rule, "reissue" if keep else "revoke"))
         records = ScopeFilter(account, "*", "*", self.domain, Coverage(owners=frozenset((account,))))
         return OffboardPlan(self, account, transfer_to, records, tuple(subs), tuple(grants))
@@ -459,12 +464,7 @@ class Admin:
                                 f"{self.actor} may not {operation.replace('_', ' ')} for itself",
                                 [f"{operation} on itself"], department)
         actor_map, _ = index.effective(self.actor, self._authz.now())
-        missing: list[str] = []
-        for permission in permissions:
-            granted = _coverage_at(index, account, department, permission.scope)
-            for key in index.expand(permission.type, permission.action):
-                if not grant_is_covered(actor_map.get(key), granted, index):
-                    missing.append(f"{key[0]}:{key[1]}@{permission.scope}")
+        missing = _missing(index, actor_map, account, department, permissions)
         if not missing:
             return False
         if escalated:
@@ -475,8 +475,3 @@ class Admin:
                             f"{self.actor} cannot {operation.replace('_', ' ')} for {account}: it does "
                             f"not itself hold {shown} over {account}", unique, department)
 
-
-def _scope_args(text: str) -> tuple[str, tuple[str, ...]]:
-    if text.startswith("custom:"):
-        return "custom", (text[len("custom:"):],)
-    return text, ()

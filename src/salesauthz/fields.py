@@ -20,7 +20,7 @@ from collections.abc import Iterable
 
 from ._index import DomainIndex
 
-__all__ = ["field_mode", "field_modes"]
+__all__ = ["field_modes", "ruled_fields"]
 
 _RANK = {"visible": 0, "readonly": 1, "hidden": 2}  # lower is more permissive
 _MODE = {rank: mode for mode, rank in _RANK.items()}
@@ -36,12 +36,6 @@ def field_modes(index: DomainIndex | None, account: str, type: str, owner: str |
         return dict.fromkeys(wanted, "visible")
     ranks = _ranks(index, account, type, owner, department, frozenset(wanted), 0)
     return {f: _MODE[ranks.get(f, _VISIBLE)] for f in wanted}
-
-
-def field_mode(index: DomainIndex | None, account: str, type: str, owner: str | None,
-               department: str | None, field: str) -> str:
-    """The mode of one field (see :func:`field_modes`)."""
-    return field_modes(index, account, type, owner, department, [field])[field]
 
 
 def ruled_fields(index: DomainIndex, type: str) -> set[str]:

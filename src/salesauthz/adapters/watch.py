@@ -90,7 +90,7 @@ class Watcher:
         store = authz.store
         if not isinstance(store, Versioned):
             snapshot_versions(store)  # raises the explanatory StorageError
-            raise AssertionError  # pragma: no cover
+            raise AssertionError  # pragma: no cover - snapshot_versions raised for this store
         self.url = mask_url(url)
         self.staleness = staleness
         self.heartbeat = heartbeat
@@ -302,7 +302,7 @@ class RedisChannel:
         self.close_subscriber()
         outer = self
 
-        class _PubSub(self._redis.client.PubSub):  # type: ignore[name-defined,misc]
+        class _PubSub(self._redis.client.PubSub):  # type: ignore[name-defined,misc]  # redis is a lazily imported optional extra: its class is known only at run time
             def on_connect(self, connection: Any) -> None:
                 outer._reconnected = True
                 super().on_connect(connection)

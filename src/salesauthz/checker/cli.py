@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from salesauthz import __version__
 
 from .output import Output
+
+if TYPE_CHECKING:
+    from .listings import Source
 
 EXIT_OK = 0
 EXIT_FINDINGS = 1
@@ -126,17 +130,14 @@ def _cmd_what_can(args: argparse.Namespace) -> int:
         source, args.account, domain=args.domain, out=out, fmt=args.format))
 
 
-def _run_listing(args: argparse.Namespace, body: object) -> int:
-    from collections.abc import Callable
-
-    from .listings import Source, open_source
+def _run_listing(args: argparse.Namespace, body: Callable[[Source, Output], int]) -> int:
+    from .listings import open_source
 
     out = _output(args)
     try:
         source = open_source(args.path, args.url)
-        run: Callable[[Source, Output], int] = body  # type: ignore[assignment]
         try:
-            return run(source, out)
+            return body(source, out)
         finally:
             source.authorizer.close()  # a store's connections
     except UsageError as exc:

@@ -29,7 +29,7 @@ import functools
 import json
 import uuid
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from django.conf import settings
 from django.db.models import Model, QuerySet
@@ -151,7 +151,7 @@ def require(type: str, action: str) -> Callable[[F], F]:
             return view(request, *args, **kwargs)
 
         setattr(wrapper, MARKER, True)
-        return wrapper  # type: ignore[return-value]
+        return cast(F, wrapper)
 
     return decorate
 

@@ -22,7 +22,7 @@ import functools
 import importlib
 import json
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from flask import Flask, Response, g, has_request_context, request
 
@@ -117,7 +117,7 @@ class FlaskAuthz:
                 return view(*args, **kwargs)
 
             setattr(wrapper, MARKER, True)
-            return wrapper  # type: ignore[return-value]
+            return cast(F, wrapper)
 
         return decorate
 

@@ -137,8 +137,3 @@ def load_directory(path: str | os.PathLike[str]) -> LoadedPolicy:
         rules.extend(compile_document(sourced.document))
     return LoadedPolicy(root, tuple(documents), tuple(rules))
 
-
-def document_from_rules(rules: list[Rule]) -> list[DomainDocument]:
-    from .compile import decompile_rules
-
-    return decompile_rules(rules)
