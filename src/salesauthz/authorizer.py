@@ -335,13 +335,13 @@ class Authorizer:
                 return True
             department = record.department
             if not department:  # None or "": the owner's current department
-                info = index.accounts.get(owner)  # type: ignore[arg-type]
+                info = index.accounts.get(owner)  # type: ignore[arg-type]  # None finds nothing
                 department = info.department if info is not None else None
             if department in coverage.departments:
                 return True
             pairs = coverage.owner_departments
             if pairs:
-                depts = pairs.get(owner)  # type: ignore[arg-type]
+                depts = pairs.get(owner)  # type: ignore[arg-type]  # None finds nothing
                 return depts is not None and department in depts
             return False
         except Exception:
