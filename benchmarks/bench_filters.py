@@ -130,8 +130,11 @@ Query = tuple[str, Any]
 
 def personas(authz: Authorizer) -> Iterator[tuple[str, str, Callable[[], Query], Query]]:
     """``(persona, account, salesauthz query builder, hand-written query)``."""
-    index = authz.index(DOMAIN)
-    assert index is not None
+    # The hand-written SQL walks the department tree itself (from the g2 rules), as a CRM would.
+    children: dict[str, list[str]] = {}
+    for rule in authz.rules(DOMAIN):
+        if rule[0] == "g2" and rule[2]:
+            children.setdefault(rule[2], []).append(rule[1])
 
     def ours(account: str, *, null_aware: bool = False, arrays: bool = False) -> Callable[[], Query]:
         def build() -> Query:
@@ -143,7 +146,12 @@ def personas(authz: Authorizer) -> Iterator[tuple[str, str, Callable[[], Query],
         return build
 
     def subtree(*roots: str) -> list[str]:
-        return sorted(set().union(*(index.subtree[root] for root in roots)))
+        found, stack = set(roots), list(roots)
+        while stack:
+            for child in children.get(stack.pop(), ()):
+                found.add(child)
+                stack.append(child)
+        return sorted(found)
 
     hand = f"SELECT {COLUMNS} FROM {TABLE} WHERE tenant = %s AND "
     yield ("junior rep", "rep0042", ours("rep0042"),

@@ -7,16 +7,16 @@ from datetime import UTC, datetime
 import pytest
 
 from salesauthz import Authorizer, EscalationError, ForbiddenError, Record, UnknownNameError
-from salesauthz._index import DomainIndex
+from salesauthz._engine import Snapshot
 
 
 def customer(owner: str, department: str | None = None) -> Record:
     return Record("customer", owner=owner, department=department)
 
 
-def acme(authz: Authorizer) -> DomainIndex:
+def acme(authz: Authorizer) -> Snapshot:
     """The current snapshot of the sample's main domain."""
-    index = authz.index("acme")
+    index = authz._snapshot("acme")
     assert index is not None
     return index
 

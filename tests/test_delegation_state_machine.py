@@ -19,6 +19,7 @@ from hypothesis.stateful import (
 )
 
 from salesauthz import Authorizer, Record, SalesAuthzError
+from salesauthz import _engine as engine
 from salesauthz.audit import find_break
 from salesauthz.scopes import Scope, parse_scope
 
@@ -48,11 +49,11 @@ class Administration(RuleBasedStateMachine):
     # -- helpers ---------------------------------------------------------------------------
 
     def accounts(self) -> list[str]:
-        index = self.authz.index(self.domain)
+        index = self.authz._snapshot(self.domain)
         return sorted(index.accounts) if index is not None else []
 
     def departments(self) -> list[str]:
-        index = self.authz.index(self.domain)
+        index = self.authz._snapshot(self.domain)
         return sorted(index.department_parent) if index is not None else []
 
     def records(self) -> list[Record]:
@@ -90,23 +91,23 @@ class Administration(RuleBasedStateMachine):
                             added: tuple[tuple[str, ...], ...]) -> None:
         """Invariant 2: whatever was granted, the actor could do at that moment on every record
         the grant reaches for the target (sampled), judged by point checks on the old rules."""
-        index = pre.index(self.domain)
+        index = pre._snapshot(self.domain)
         assert index is not None
         permissions: list[tuple[str, str, str]] = []
         for added_rule in added:
             if added_rule[0] == "p":
                 permissions.append((added_rule[3], added_rule[4], added_rule[5]))
             else:  # a role assignment: every permission of the role after inheritance
-                for role in index.role_closure.get(added_rule[2], frozenset()):
+                for role in index.role_closure(added_rule[2]):
                     permissions.extend((p.type, p.action, p.rule[5])
                                        for p in index.role_permissions.get(role, ()))
         home = index.department_of(target)
         for typ, action, scope_text in permissions:
-            coverage = index.scope_coverage(target, parse_scope(scope_text))
+            coverage = engine.scope_coverage(index, target, parse_scope(scope_text))
             samples = [(target, home)] + [(None, d) for d in sorted(coverage.departments)]
             if coverage.everything:
                 samples += [(None, d) for d in self.departments()] + [(a, None) for a in self.accounts()]
-            for t, a in index.expand(typ, action):
+            for t, a in engine.expand(index, typ, action):
                 for owner, department in samples:
                     assert pre.check(actor, a, Record(t, owner=owner, department=department),
                                      domain=self.domain), (actor, target, t, a, scope_text, owner,
@@ -139,7 +140,7 @@ class Administration(RuleBasedStateMachine):
     @precondition(lambda self: bool(self.accounts()))
     @rule(data=st.data())
     def assign_role(self, data: st.DataObject) -> None:
-        index = self.authz.index(self.domain)
+        index = self.authz._snapshot(self.domain)
         assert index is not None
         if not index.roles:
             return
@@ -153,7 +154,7 @@ class Administration(RuleBasedStateMachine):
     def unassign_role(self, data: st.DataObject) -> None:
         actor = data.draw(st.sampled_from(self.accounts()))
         target = data.draw(st.sampled_from(self.accounts()))
-        index = self.authz.index(self.domain)
+        index = self.authz._snapshot(self.domain)
         assert index is not None
         roles = sorted(index.account(target).roles) or ["nope"]
         self.attempt("unassign_role", actor, target, data.draw(st.sampled_from(roles)))
@@ -186,7 +187,7 @@ class Administration(RuleBasedStateMachine):
 
     @invariant()
     def sub_accounts_never_exceed_their_parents(self) -> None:
-        index = self.authz.index(self.domain)
+        index = self.authz._snapshot(self.domain)
         if index is None:
             return
         for account, info in index.accounts.items():

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from salesauthz import Authorizer, ForbiddenError
+from salesauthz import _engine as engine
 from salesauthz.scopes import parse_scope
 
 from .conftest import examples
@@ -98,7 +99,7 @@ RANK = {"visible": 0, "readonly": 1, "hidden": 2}
 def reference_mode(authz: Authorizer, domain: str, account: str, owner: str | None,
                    department: str | None, field: str, depth: int = 0) -> int:
     """The documented rules, written out as plainly as possible."""
-    index = authz.index(domain)
+    index = authz._snapshot(domain)
     assert index is not None
     info = index.accounts.get(account)
     ruled = any(r.field == field and r.type == "customer"
@@ -109,8 +110,9 @@ def reference_mode(authz: Authorizer, domain: str, account: str, owner: str | No
     for role in index.roles_of(account):
         rules = [r for r in index.role_fields.get(role, ()) if r.type == "customer" and r.field == field]
         if rules:
-            applicable = [RANK[r.mode] for r in rules if r.scope is None or index.scope_coverage(
-                account, parse_scope(r.rule[6])).covers(owner, department or index.department_of(owner))]
+            where = department or index.department_of(owner)
+            applicable = [RANK[r.mode] for r in rules if r.scope is None or engine.scope_coverage(
+                index, account, parse_scope(r.rule[6])).covers(owner, where)]
             votes.append(min(applicable, default=RANK["hidden"]))
     mine = min(votes, default=RANK["visible"])
     if info.parent is not None:

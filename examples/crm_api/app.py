@@ -199,8 +199,8 @@ def create_app(*, secret: str | None = None, database_url: str = "sqlite://", en
 
     @app.post("/customers", status_code=201)
     def create_customer(body: CustomerIn, db: DB, context: Context) -> dict[str, Any]:
-        index = authz.index(context.domain)
-        department = (index.department_of(context.account) if index is not None else None) or ""
+        me = authz.account(context.account, domain=context.domain)
+        department = (me.department if me is not None else None) or ""
         context.authorize("create", Record("customer", owner=context.account, department=department))
         row = Customer(domain=context.domain, name=body.name, owner=context.account, department=department)
         db.add(row)
@@ -259,8 +259,8 @@ def create_app(*, secret: str | None = None, database_url: str = "sqlite://", en
         # An order is placed on a customer the account can read, and owned by the account.
         context.authorize("read", customer_record(customer) if customer is not None else None)
         assert customer is not None
-        index = authz.index(context.domain)
-        department = (index.department_of(context.account) if index is not None else None) or ""
+        me = authz.account(context.account, domain=context.domain)
+        department = (me.department if me is not None else None) or ""
         context.authorize("create", Record("order", owner=context.account, department=department))
         row = Order(domain=context.domain, customer_id=customer.id, amount=body.amount,
                     owner=context.account, department=department)

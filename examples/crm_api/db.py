@@ -81,8 +81,8 @@ def seed(engine: Engine, authz: Authorizer) -> None:
         if session.query(Customer).first() is not None:
             return
         for number, (domain, name, owner) in enumerate(SEED_CUSTOMERS, start=1):
-            index = authz.index(domain)
-            department = (index.department_of(owner) if index is not None else None) or ""
+            account = authz.account(owner, domain=domain)
+            department = (account.department if account is not None else None) or ""
             session.add(Customer(id=number, domain=domain, name=name, owner=owner, department=department,
                                  phone=f"555-01{number:02d}", contract_value=1000 * number))
             session.add(Order(id=number, domain=domain, customer_id=number, amount=100 * number,

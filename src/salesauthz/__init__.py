@@ -9,7 +9,8 @@ authz.check("rep_e1a", "update", Record("customer", owner="rep_e1b"), domain="ac
 
 from ._version import __version__
 from .audit import AuditRecord, AuditTrail
-from .authorizer import Authorizer, CacheInfo, Decision, Record, ScopeFilter
+from .authorizer import Authorizer
+from .delegation import Admin, OffboardPlan
 from .errors import (
     AuthorizationError,
     EscalationError,
@@ -23,8 +24,11 @@ from .errors import (
     UnknownNameError,
 )
 from .scopes import Coverage, Scope, ScopeKind
+from .values import AccountView, CacheInfo, Decision, Record, ScopeFilter
 
 __all__ = [
+    "AccountView",
+    "Admin",
     "AuditRecord",
     "AuditTrail",
     "AuthorizationError",
@@ -36,6 +40,7 @@ __all__ = [
     "ForbiddenError",
     "NotAuthenticatedError",
     "NotFoundError",
+    "OffboardPlan",
     "PolicyError",
     "PolicyIssue",
     "Record",

@@ -1,4 +1,4 @@
-"""The :class:`Authorizer`: the facade a CRM imports."""
+"""The :class:`Authorizer`: the facade a CRM imports, over the engine, the cache and the store."""
 
 from __future__ import annotations
 
@@ -7,146 +7,26 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NamedTuple
+from collections.abc import Callable, Collection, Iterable, Mapping, MutableMapping, Sequence
+from typing import TYPE_CHECKING, Any
 
-from cachetools import LRUCache
-
+from . import _engine as engine
 from . import _rules as R
-from ._index import DomainIndex, DomainState, EffectiveMap, Permission
 from ._rules import Rule
 from .adapters.base import Adapter
 from .adapters.memory import MemoryAdapter
 from .audit import AuditDraft, AuditRecord, AuditTrail
-from .errors import PolicyError, PolicyIssue
-from .scopes import NOTHING, Coverage, Scope
+from .errors import ForbiddenError, PolicyError, PolicyIssue
+from .scopes import NOTHING, Coverage
+from .values import AccountView, CacheInfo, Decision, Record, ScopeFilter
 
 if TYPE_CHECKING:
     from .delegation import Admin
 
-__all__ = ["Authorizer", "CacheInfo", "Decision", "Record", "ScopeFilter"]
+__all__ = ["Authorizer"]
 
 logger = logging.getLogger("salesauthz")
-
-
-class Record(NamedTuple):
-    """A protected record: its type, owner account and department.
-
-    When ``department`` is ``None`` the record is taken to be in its owner's *current*
-    department. ``id`` is carried through to decision logs only.
-    """
-
-    type: str
-    owner: str | None = None
-    department: str | None = None
-    id: str | None = None
-
-
-class CacheInfo(NamedTuple):
-    hits: int
-    misses: int
-    maxsize: int
-    currsize: int
-
-
-@dataclass(frozen=True, slots=True)
-class Decision:
-    """The answer to a check, with why.
-
-    ``reason`` is a sentence a person understands; ``rules`` are the Casbin rules that decided
-    (the permissions that allowed, or the ones considered when none did); ``role`` is the role
-    that allowed (``None`` for a direct grant or a deny); ``steps`` is the chain of reasoning,
-    one line per step, including the parent ceiling of a sub-account.
-    """
-
-    allowed: bool
-    reason: str
-    account: str
-    action: str
-    record: Record
-    domain: str
-    rules: tuple[Rule, ...] = ()
-    role: str | None = None
-    scope: Scope | None = None
-    steps: tuple[str, ...] = ()
-
-    def __bool__(self) -> bool:
-        return self.allowed
-
-
-@dataclass(frozen=True, slots=True)
-class ScopeFilter:
-    """Which records of ``type`` an account may ``action``, as data (for list views).
-
-    ``nothing``: no record; ``everything``: every record of the domain; otherwise records whose
-    owner is in ``owners``, or whose department is in ``departments``, or whose department is in
-    ``owner_departments[owner]``. Department subtrees are already expanded and a sub-account's
-    parent ceiling already applied, so this is exactly equivalent to :meth:`Authorizer.check`
-    for records whose department is known.
-    """
-
-    account: str
-    action: str
-    type: str
-    domain: str
-    coverage: Coverage
-
-    @property
-    def nothing(self) -> bool:
-        return self.coverage.is_empty
-
-    @property
-    def everything(self) -> bool:
-        return self.coverage.everything
-
-    @property
-    def owners(self) -> frozenset[str]:
-        return self.coverage.owners
-
-    @property
-    def departments(self) -> frozenset[str]:
-        return self.coverage.departments
-
-    @property
-    def owner_departments(self) -> Mapping[str, frozenset[str]]:
-        return self.coverage.owner_departments
-
-    def matches(self, owner: str | None, department: str | None) -> bool:
-        """Whether a record with this owner and department passes the filter."""
-        return self.coverage.covers(owner, department)
-
-    def explain(self) -> str:
-        head = f"{self.account} may {self.action} {self.type} records in {self.domain}"
-        if self.nothing:
-            return f"{self.account} may {self.action} no {self.type} record in {self.domain}"
-        if self.everything:
-            return head + ": all of them"
-        parts = []
-        if self.owners:
-            parts.append("owned by " + ", ".join(sorted(self.owners)))
-        if self.departments:
-            parts.append("in department " + ", ".join(sorted(self.departments)))
-        for owner, depts in sorted(self.owner_departments.items()):
-            parts.append(f"owned by {owner} and in department " + ", ".join(sorted(depts)))
-        return head + " " + "; or ".join(parts)
-
-
-_Entry = tuple[int, EffectiveMap, float | None]  # (stamp, effective map, valid until)
-_TOUCH_EVERY = 15  # refresh LRU recency on every 16th hit (a bit mask)
-
-
-class _BoundedCache(LRUCache[tuple[str, str], _Entry]):
-    """cachetools' LRU, keeping a lock-free mirror dict in step on eviction."""
-
-    def __init__(self, maxsize: int, mirror: dict[tuple[str, str], _Entry]) -> None:
-        super().__init__(maxsize=maxsize)
-        self._mirror = mirror
-
-    def popitem(self) -> tuple[tuple[str, str], _Entry]:
-        key, value = super().popitem()
-        self._mirror.pop(key, None)
-        return key, value
+_Plan = Callable[[engine.Snapshot | None], tuple[Sequence[Rule], Sequence[Rule], Sequence[AuditDraft]]]
 
 
 class Authorizer:
@@ -159,38 +39,28 @@ class Authorizer:
         store: where the rules live (any :class:`~salesauthz.adapters.base.Adapter`).
         domains: load only these domains (``None``: all).
         cache_size: how many ``(domain, account)`` effective permission maps to keep (LRU).
+        cache: a cachetools-style cache deciding which maps stay (overrides ``cache_size``).
         clock: seconds since the epoch; injected by tests to move time (grant expiry).
     """
 
-    def __init__(
-        self,
-        store: Adapter | None = None,
-        *,
-        domains: Collection[str] | None = None,
-        cache_size: int = 65_536,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
+    def __init__(self, store: Adapter | None = None, *, domains: Collection[str] | None = None,
+                 cache_size: int = engine.DEFAULT_CACHE_SIZE,
+                 cache: MutableMapping[tuple[str, str], Any] | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self._store: Adapter = store if store is not None else MemoryAdapter()
         self._only_domains = frozenset(domains) if domains is not None else None
         self._clock = clock
         self._write_lock = threading.RLock()
-        self._cache_lock = threading.Lock()
-        # The bounded LRU (cachetools) decides what stays; ``_hot`` mirrors its contents as a
-        # plain dict so that a cache hit needs no lock and no Python-level LRU bookkeeping.
-        self._hot: dict[tuple[str, str], _Entry] = {}
-        self._cache: _BoundedCache = _BoundedCache(cache_size, self._hot)
-        self._hits = 0  # statistics only: updated without a lock, so approximate under threads
-        self._misses = 0
-        self._last_failure: tuple[str, str, str] | None = None
-        self._last_failure_at = 0.0
-        self._states: dict[str, DomainState] = {}
-        self._indexes: dict[str, DomainIndex] = {}
+        self._cache = engine.EffectiveCache(cache, maxsize=cache_size)
+        self._hot = self._cache.entries  # the same dict, bound once: a hit needs no lock
+        self._states: dict[str, engine.DomainState] = {}
+        self._snapshots: dict[str, engine.Snapshot] = {}
+        self._members: dict[str, tuple[engine.Snapshot, Mapping[str, frozenset[str]]]] = {}
         self._closers: list[Callable[[], None]] = []
         self._suspended: set[str] = set()  # failing closed until the next reload
+        self._last_failure: tuple[tuple[str, str, str], float] | None = None
         self.audit = AuditTrail(self._store)
         self.reload()
-
-    # -- construction ----------------------------------------------------------------------
 
     @classmethod
     def from_rules(cls, rules: Iterable[Rule], **options: Any) -> Authorizer:
@@ -207,18 +77,11 @@ class Authorizer:
         any document has an error (:class:`~salesauthz.errors.PolicyError`)."""
         from .models.loader import load_directory
 
-        policy = load_directory(path)
-        return cls(MemoryAdapter(policy.rules), **options)
+        return cls(MemoryAdapter(load_directory(path).rules), **options)
 
     @classmethod
-    def from_url(
-        cls,
-        url: str,
-        *,
-        domains: Collection[str] | None = None,
-        watch: str | None = None,
-        **options: Any,
-    ) -> Authorizer:
+    def from_url(cls, url: str, *, domains: Collection[str] | None = None, watch: str | None = None,
+                 **options: Any) -> Authorizer:
         """Open the store at ``url`` (``sqlite:///salesauthz.db``, ``postgresql://…``) and,
         with ``watch``, follow changes other processes make (``redis://…`` or ``postgresql://…``)."""
         from .adapters import open_adapter
@@ -242,9 +105,26 @@ class Authorizer:
             raise
         return authz
 
+    # -- lifecycle -------------------------------------------------------------------------
+
     @property
     def store(self) -> Adapter:
         return self._store
+
+    def reload(self, domains: Collection[str] | None = None) -> None:
+        """Reload rules from the store (all loaded domains, or only ``domains``), all or nothing."""
+        wanted: Collection[str] | None = domains
+        if wanted is None:
+            wanted = self._only_domains
+        elif self._only_domains is not None:
+            wanted = [d for d in wanted if d in self._only_domains]
+        with self._write_lock:
+            states = engine.load_domains(self._store.load(wanted), wanted, source=self._store.url)
+            if wanted is None:  # domains that left the store are emptied too
+                states.update((name, engine.DomainState(name)) for name in set(self._states) - set(states))
+            for name, state in states.items():
+                self._suspended.discard(name)
+                self._publish(name, state)
 
     def suspend(self, domains: Collection[str]) -> None:
         """Fail closed for ``domains``: every check there denies until :meth:`reload` brings
@@ -252,7 +132,7 @@ class Authorizer:
         with self._write_lock:
             for name in domains:
                 self._suspended.add(name)
-                self._indexes.pop(name, None)
+                self._snapshots.pop(name, None)
 
     def add_closer(self, close: Callable[[], None]) -> None:
         """Register something (e.g. a watcher's stop function) for :meth:`close` to call."""
@@ -270,180 +150,152 @@ class Authorizer:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def reload(self, domains: Collection[str] | None = None) -> None:
-        """Reload rules from the store (all loaded domains, or only ``domains``)."""
-        wanted: Collection[str] | None = domains
-        if wanted is None:
-            wanted = self._only_domains
-        elif self._only_domains is not None:
-            wanted = [d for d in wanted if d in self._only_domains]
-        with self._write_lock:
-            rules = self._store.load(wanted)
-            # Build every domain first and publish only if all of them load: a reload is
-            # all-or-nothing, like every other change.
-            try:
-                grouped: dict[str, list[Rule]] = {}
-                for rule in rules:
-                    grouped.setdefault(R.domain_of(rule), []).append(rule)
-                names = set(grouped) if wanted is None else set(wanted)
-                fresh: dict[str, tuple[DomainState, DomainIndex]] = {}
-                for name in names | (set(self._states) if wanted is None else set()):
-                    state = DomainState(name)
-                    fresh[name] = state, state.apply(grouped.get(name, ()), ())
-            except Exception:
-                # Diagnose only on failure, so a healthy load pays nothing for the check.
-                issues = [PolicyIssue(f"{problem}: {rule!r}", self._store.url, code="SA100")
-                          for rule in rules if (problem := R.check_rule(rule)) is not None]
-                if issues:
-                    raise PolicyError(issues) from None
-                raise
-            for name, (state, index) in fresh.items():
-                self._suspended.discard(name)
-                if state.rules:
-                    self._states[name] = state
-                    self._indexes[name] = index
-                else:
-                    self._states.pop(name, None)
-                    self._indexes.pop(name, None)
-
     # -- decisions (the hot path) ----------------------------------------------------------
 
     def check(self, account: str, action: str, record: Record, *, domain: str) -> bool:
         """May ``account`` do ``action`` on ``record`` in ``domain``? Never raises: unknown
         names and internal errors are a deny (errors are logged once per incident)."""
         try:
-            index = self._indexes.get(domain)
-            if index is None:
+            snapshot = self._snapshots.get(domain)
+            if snapshot is None:
                 return False
             # _effective() inlined: on a cache hit the extra call would cost ~10 % of a check.
             entry = self._hot.get((domain, account))
-            if (
-                entry is None
-                or entry[0] != index.stamps.get(account, index.base)
-                or (entry[2] is not None and self._clock() >= entry[2])
-            ):
-                entry = self._fill(index, (domain, account))
+            if (entry is None or entry[0] != snapshot.stamps.get(account, snapshot.base)
+                    or (entry[2] is not None and self._clock() >= entry[2])):
+                entry = self._fill(snapshot, account)
             else:
-                self._hits += 1
-                if not self._hits & _TOUCH_EVERY:
-                    self._touch((domain, account))
+                self._cache.hits += 1
+                if not self._cache.hits & engine.TOUCH_EVERY:
+                    self._cache.touch((domain, account))
             coverage = entry[1].get((record.type, action))
-            if coverage is None:
-                return False
-            owner = record.owner
-            if coverage.everything or owner in coverage.owners:
-                return True
-            department = record.department
-            if not department:  # None or "": the owner's current department
-                info = index.accounts.get(owner)  # type: ignore[arg-type]  # None finds nothing
-                department = info.department if info is not None else None
-            if department in coverage.departments:
-                return True
-            pairs = coverage.owner_departments
-            if pairs:
-                depts = pairs.get(owner)  # type: ignore[arg-type]  # None finds nothing
-                return depts is not None and department in depts
-            return False
+            return coverage is not None and coverage.covers(record.owner, record.department,
+                                                            snapshot.homes)
         except Exception:
             self._report_failure("check")
             return False
 
-    def check_many(
-        self, requests: Iterable[tuple[str, str, Record]], *, domain: str
-    ) -> list[bool]:
+    def check_many(self, requests: Iterable[tuple[str, str, Record]], *, domain: str) -> list[bool]:
         """``check`` for each ``(account, action, record)``; cheaper per request than ``check``
         when requests share accounts (e.g. one page of a list view)."""
         results: list[bool] = []
-        append = results.append
         try:
-            index = self._indexes.get(domain)
-            if index is None:
-                return [False for _ in requests]
-            accounts = index.accounts
-            effective: dict[str, EffectiveMap] = {}
+            snapshot = self._snapshots.get(domain)
+            maps: dict[str, engine.EffectiveMap] = {}
             for account, action, record in requests:
-                eff = effective.get(account)
-                if eff is None:
-                    eff = effective[account] = self._effective(index, domain, account)
-                coverage = eff.get((record.type, action))
-                if coverage is None:
-                    append(False)
+                if snapshot is None:
+                    results.append(False)
                     continue
-                owner = record.owner
-                department = record.department
-                if not department:
-                    info = accounts.get(owner)  # type: ignore[arg-type]
-                    department = info.department if info is not None else None
-                append(coverage.covers(owner, department))
+                held = maps.get(account)
+                if held is None:
+                    held = maps[account] = self._effective(snapshot, account)
+                coverage = held.get((record.type, action))
+                results.append(coverage is not None and coverage.covers(
+                    record.owner, record.department, snapshot.homes))
             return results
         except Exception:
             self._report_failure("check_many")
             return [False for _ in requests] if isinstance(requests, Sequence) else []
 
-    def _effective(self, index: DomainIndex, domain: str, account: str) -> EffectiveMap:
-        entry = self._hot.get((domain, account))
-        if (
-            entry is None
-            or entry[0] != index.stamps.get(account, index.base)
-            or (entry[2] is not None and self._clock() >= entry[2])
-        ):
-            entry = self._fill(index, (domain, account))
+    def _effective(self, snapshot: engine.Snapshot, account: str) -> engine.EffectiveMap:
+        entry = self._hot.get((snapshot.name, account))
+        if (entry is None or entry[0] != snapshot.stamps.get(account, snapshot.base)
+                or (entry[2] is not None and self._clock() >= entry[2])):
+            entry = self._fill(snapshot, account)
         else:
-            self._hits += 1
+            self._cache.hits += 1
         return entry[1]
 
-    def _fill(self, index: DomainIndex, key: tuple[str, str]) -> _Entry:
-        self._misses += 1
-        account = key[1]
-        stamp = index.stamps.get(account, index.base)
-        effective, valid_until = index.effective(account, self._clock())
-        entry: _Entry = (stamp, effective, valid_until)
-        with self._cache_lock:
-            self._cache[key] = entry  # may evict: _BoundedCache.popitem drops it from _hot too
-            self._hot[key] = entry
-        return entry
+    def _fill(self, snapshot: engine.Snapshot, account: str) -> engine.Entry:
+        stamp = snapshot.stamps.get(account, snapshot.base)
+        now = self._clock()
 
-    def _touch(self, key: tuple[str, str]) -> None:
-        # Refresh the key's recency in the LRU order (sampled: every 16th hit).
-        with self._cache_lock:
-            self._cache.get(key)
+        def ceiling(parent: str) -> tuple[engine.EffectiveMap, engine.Until]:
+            parent_entry = self._hot.get((snapshot.name, parent))
+            if (parent_entry is None or parent_entry[0] != snapshot.stamps.get(parent, snapshot.base)
+                    or (parent_entry[2] is not None and now >= parent_entry[2])):
+                parent_entry = self._fill(snapshot, parent)
+            return parent_entry[1], parent_entry[2]
+
+        held, valid_until = engine.effective(snapshot, account, now, ceiling=ceiling)
+        entry: engine.Entry = (stamp, held, valid_until)
+        self._cache.put((snapshot.name, account), entry)
+        return entry
 
     def _report_failure(self, where: str) -> None:
         # Fail closed, and log once per incident (same error within a minute) rather than per check.
         error = sys.exc_info()[1]
         signature = (where, type(error).__name__, str(error))
         now = time.monotonic()
-        if signature != self._last_failure or now - self._last_failure_at > 60.0:
+        if self._last_failure is None or self._last_failure[0] != signature \
+                or now - self._last_failure[1] > 60.0:
             logger.exception("salesauthz %s failed; denying", where)
-            self._last_failure_at = now
-        self._last_failure = signature
+            self._last_failure = (signature, now)
 
     def cache_info(self) -> CacheInfo:
         """Hits, misses, bound and current size of the effective-permission cache."""
-        with self._cache_lock:
-            return CacheInfo(self._hits, self._misses, int(self._cache.maxsize),
-                             int(self._cache.currsize))
+        return self._cache.info()
 
     def cache_clear(self) -> None:
-        with self._cache_lock:
-            self._cache.clear()
-            self._hot.clear()
+        self._cache.clear()
 
-    # -- explanations and listings ---------------------------------------------------------
+    # -- questions -------------------------------------------------------------------------
 
     def explain(self, account: str, action: str, record: Record, *, domain: str) -> Decision:
         """The decision ``check`` makes, with the reason and the rules behind it."""
-        from ._explain import explain
-
-        return explain(self._indexes.get(domain), account, action, record, domain, self._clock())
+        return engine.explain(self._snapshots.get(domain), account, action, record, domain,
+                              self._clock())
 
     def scope_filter(self, account: str, action: str, type: str, *, domain: str) -> ScopeFilter:
         """Which records of ``type`` the account may ``action``: see :class:`ScopeFilter`."""
         coverage = NOTHING  # shared, so renderers can cache the empty filter
-        index = self._indexes.get(domain)
-        if index is not None:
-            coverage = self._effective(index, domain, account).get((type, action), NOTHING)
+        snapshot = self._snapshots.get(domain)
+        if snapshot is not None:
+            coverage = self._effective(snapshot, account).get((type, action), NOTHING)
         return ScopeFilter(account, action, type, domain, coverage)
+
+    def effective_permissions(self, account: str, *, domain: str) -> dict[tuple[str, str], Coverage]:
+        """``(type, action) → Coverage`` for everything the account may do right now."""
+        snapshot = self._snapshots.get(domain)
+        return dict(self._effective(snapshot, account)) if snapshot is not None else {}
+
+    def account(self, name: str, *, domain: str) -> AccountView | None:
+        """What the current rules say about an account (``None``: the rules never name it)."""
+        snapshot = self._snapshots.get(domain)
+        info = snapshot.accounts.get(name) if snapshot is not None else None
+        if info is None:
+            return None
+        return AccountView(name, domain, info.status, info.department, info.parent, info.roles)
+
+    def department_members(self, *, domain: str) -> Mapping[str, frozenset[str]]:
+        """``department → accounts in it`` under the current rules (one object per version of the
+        domain's rules, so callers may cache by identity)."""
+        snapshot = self._snapshots.get(domain)
+        if snapshot is None:
+            return {}
+        known = self._members.get(domain)
+        if known is None or known[0] is not snapshot:
+            grouped: dict[str, set[str]] = {}
+            for name, home in snapshot.homes.items():
+                if home:
+                    grouped.setdefault(home, set()).add(name)
+            known = self._members[domain] = (snapshot, {d: frozenset(n) for d, n in grouped.items()})
+        return known[1]
+
+    def domains(self) -> list[str]:
+        return sorted(self._snapshots)
+
+    def rules(self, domain: str | None = None) -> list[Rule]:
+        """The current rules (of one domain, or all), sorted."""
+        with self._write_lock:
+            if domain is not None:
+                state = self._states.get(domain)
+                return sorted(state.rules) if state is not None else []
+            return sorted(r for s in self._states.values() for r in s.rules)
+
+    def now(self) -> float:
+        """The authorizer's clock (seconds since the epoch)."""
+        return self._clock()
 
     # -- field-level access ----------------------------------------------------------------
 
@@ -452,14 +304,14 @@ class Authorizer:
                     department_field: str = "department") -> dict[str, str]:
         """``field → "visible" | "readonly" | "hidden"`` for a record given as a mapping (its
         owner and department are read from ``owner_field``/``department_field``)."""
-        from .fields import field_modes, ruled_fields
-
-        index = self._indexes.get(domain)
+        snapshot = self._snapshots.get(domain)
         names = set(record if fields is None else fields)
-        if index is not None and fields is None:
-            names |= ruled_fields(index, type)
-        return field_modes(index, account, type, _text(record.get(owner_field)),
-                           _text(record.get(department_field)), sorted(names))
+        if snapshot is None:
+            return dict.fromkeys(sorted(names), "hidden")
+        if fields is None:
+            names |= engine.ruled_fields(snapshot, type)
+        return engine.field_modes(snapshot, account, type, _text(record.get(owner_field)),
+                                  _text(record.get(department_field)), sorted(names))
 
     def redact(self, account: str, type: str, record: Mapping[str, Any], *, domain: str,
                owner_field: str = "owner", department_field: str = "department") -> dict[str, Any]:
@@ -474,9 +326,8 @@ class Authorizer:
                         department_field: str = "department") -> frozenset[str]:
         """The fields (of ``fields``, or of the record and every ruled field) the account may
         change on this record: neither readonly nor hidden, and only if it may ``update`` it."""
-        owner = _text(record.get(owner_field))
-        department = _text(record.get(department_field))
-        if not self.check(account, "update", Record(type, owner, department), domain=domain):
+        target = Record(type, _text(record.get(owner_field)), _text(record.get(department_field)))
+        if not self.check(account, "update", target, domain=domain):
             return frozenset()
         modes = self.field_modes(account, type, record, domain=domain, fields=fields,
                                  owner_field=owner_field, department_field=department_field)
@@ -487,11 +338,8 @@ class Authorizer:
                     department_field: str = "department") -> None:
         """Raise :class:`~salesauthz.errors.ForbiddenError` unless ``account`` may ``update``
         the record and every changed field is writable for it; the message names the fields."""
-        from .errors import ForbiddenError
-
-        owner = _text(record.get(owner_field))
-        department = _text(record.get(department_field))
-        if not self.check(account, "update", Record(type, owner, department), domain=domain):
+        target = Record(type, _text(record.get(owner_field)), _text(record.get(department_field)))
+        if not self.check(account, "update", target, domain=domain):
             raise ForbiddenError(f"{account} may not update this {type} record", account=account,
                                  action="update", type=type, domain=domain)
         modes = self.field_modes(account, type, record, domain=domain, fields=changes,
@@ -502,96 +350,58 @@ class Authorizer:
             raise ForbiddenError(f"{account} may not change {detail} of this {type} record",
                                  account=account, action="update", type=type, domain=domain)
 
-    def effective_permissions(self, account: str, *, domain: str) -> dict[tuple[str, str], Coverage]:
-        """``(type, action) → Coverage`` for everything the account may do right now."""
-        index = self._indexes.get(domain)
-        if index is None:
-            return {}
-        return dict(self._effective(index, domain, account))
-
-    def domains(self) -> list[str]:
-        return sorted(self._indexes)
-
-    def index(self, domain: str) -> DomainIndex | None:
-        """The current compiled snapshot of a domain (read-only; for tools and tests)."""
-        return self._indexes.get(domain)
-
-    def rules(self, domain: str | None = None) -> list[Rule]:
-        """The current rules (of one domain, or all), sorted."""
-        with self._write_lock:
-            if domain is not None:
-                state = self._states.get(domain)
-                return sorted(state.rules) if state is not None else []
-            return sorted(r for s in self._states.values() for r in s.rules)
-
     # -- changes ---------------------------------------------------------------------------
 
-    def admin(self, actor: str, *, domain: str) -> Admin:
-        """Administrative operations performed by ``actor``, authorized by its own rights."""
+    def admin(self, actor: str, *, domain: str, audit_denied: bool = False) -> Admin:
+        """Administrative operations performed by ``actor``, authorized by its own rights
+        (``audit_denied=True`` also records refused operations in the audit trail)."""
         from .delegation import Admin
 
-        return Admin(self, actor, domain)
+        return Admin(self, actor, domain, audit_denied=audit_denied)
 
-    def apply_changes(
-        self,
-        added: Iterable[Rule] = (),
-        removed: Iterable[Rule] = (),
-        *,
-        audit: Sequence[AuditDraft] = (),
-    ) -> list[AuditRecord]:
+    def apply_changes(self, added: Iterable[Rule] = (), removed: Iterable[Rule] = (), *,
+                      audit: Sequence[AuditDraft] = ()) -> list[AuditRecord]:
         """Apply a batch of rule changes: store first (atomically, with its audit records), then
-        the in-memory index. Unauthorized: administrative code goes through :meth:`admin`, and
-        changes that must be decided against the current rules through :meth:`transact`."""
-        add = list(dict.fromkeys(added))
-        remove = list(dict.fromkeys(removed))
+        the in-memory snapshots. Unauthorized: administrative code goes through :meth:`admin`."""
+        add, remove = list(dict.fromkeys(added)), list(dict.fromkeys(removed))
         issues = [PolicyIssue(f"{p}: {r!r}") for r in add if (p := R.check_rule(r)) is not None]
         if issues:
             raise PolicyError(issues)
         with self._write_lock:
             sealed = self._store.apply(add, remove, audit)
-            self._apply_in_memory(add, remove)
+            by_domain: dict[str, tuple[list[Rule], list[Rule]]] = {}
+            for rule in remove:
+                by_domain.setdefault(R.domain_of(rule), ([], []))[1].append(rule)
+            for rule in add:
+                by_domain.setdefault(R.domain_of(rule), ([], []))[0].append(rule)
+            for name, (domain_added, domain_removed) in by_domain.items():
+                if self._only_domains is None or name in self._only_domains:
+                    state = self._states.get(name) or engine.DomainState(name)
+                    state.apply(domain_added, domain_removed)
+                    self._publish(name, state)
             return sealed
 
-    def transact(
-        self,
-        domain: str,
-        plan: Callable[[DomainIndex | None], tuple[Sequence[Rule], Sequence[Rule], Sequence[AuditDraft]]],
-    ) -> list[AuditRecord]:
+    def _transact(self, domain: str, plan: _Plan) -> list[AuditRecord]:
         """Run ``plan`` on the domain's current snapshot under the write lock and apply what it
-        returns ``(added, removed, audit)`` atomically. Decisions made inside ``plan`` therefore
-        see exactly the rules the change applies to; raising from ``plan`` changes nothing."""
+        returns ``(added, removed, audit)`` atomically: decisions made inside ``plan`` see
+        exactly the rules the change applies to; raising from ``plan`` changes nothing."""
         with self._write_lock:
-            added, removed, audit = plan(self._indexes.get(domain))
+            added, removed, audit = plan(self._snapshots.get(domain))
             return self.apply_changes(added, removed, audit=audit)
 
-    def _apply_in_memory(self, added: Sequence[Rule], removed: Sequence[Rule]) -> None:
-        by_domain: dict[str, tuple[list[Rule], list[Rule]]] = {}
-        for rule in removed:
-            by_domain.setdefault(R.domain_of(rule), ([], []))[1].append(rule)
-        for rule in added:
-            by_domain.setdefault(R.domain_of(rule), ([], []))[0].append(rule)
-        for name, (add, remove) in by_domain.items():
-            if self._only_domains is not None and name not in self._only_domains:
-                continue
-            state = self._states.get(name)
-            if state is None:
-                state = self._states[name] = DomainState(name)
-            index = state.apply(add, remove)
-            if not state.rules:
-                del self._states[name]
-                self._indexes.pop(name, None)
-            elif name not in self._suspended:  # a suspended domain stays closed until reload()
-                self._indexes[name] = index
+    def _snapshot(self, domain: str) -> engine.Snapshot | None:
+        return self._snapshots.get(domain)
 
-    def now(self) -> float:
-        """The authorizer's clock (seconds since the epoch)."""
-        return self._clock()
+    def _publish(self, name: str, state: engine.DomainState) -> None:
+        """Make ``state`` the domain's current rules (a suspended domain stays closed)."""
+        if not state.rules:
+            self._states.pop(name, None)
+            self._snapshots.pop(name, None)
+            return
+        self._states[name] = state
+        if name not in self._suspended and state.snapshot is not None:
+            self._snapshots[name] = state.snapshot
 
 
 def _text(value: object) -> str | None:
     return None if value is None else str(value)
-
-
-def permission_label(permission: Permission) -> str:
-    """``customer:read@team`` for a permission."""
-    return f"{permission.type}:{permission.action}@{permission.scope}"

@@ -24,24 +24,42 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+from . import _engine as engine
 from . import _rules as R
-from ._index import DomainIndex, EffectiveMap, Permission, parse_permission
+from ._engine import EffectiveMap, Permission, Snapshot
 from ._rules import Rule
-from .audit import AuditDraft, AuditRecord
+from .audit import AuditDraft, AuditRecord, AuditTrail
 from .errors import EscalationError, ForbiddenError, UnknownNameError
 from .scopes import Coverage, Scope
-
-if TYPE_CHECKING:
-    from .authorizer import Authorizer, ScopeFilter
+from .values import ScopeFilter
 
 __all__ = ["Admin", "OffboardPlan", "grant_is_covered"]
 
 _Change = tuple[list[Rule], list[Rule], list[AuditDraft]]
 
 
-def grant_is_covered(actor: Coverage | None, granted: Coverage, index: DomainIndex) -> bool:
+class Administered(Protocol):
+    """What administration needs from the :class:`~salesauthz.Authorizer` (which has it):
+    the rules, the clock, the audit trail and atomic changes decided on the current snapshot."""
+
+    audit: AuditTrail
+
+    def now(self) -> float: ...
+
+    def rules(self, domain: str | None = None) -> list[Rule]: ...
+
+    def apply_changes(self, added: Iterable[Rule] = (), removed: Iterable[Rule] = (), *,
+                      audit: Sequence[AuditDraft] = ()) -> list[AuditRecord]: ...
+
+    def _transact(self, domain: str, plan: Callable[[Snapshot | None], tuple[
+            Sequence[Rule], Sequence[Rule], Sequence[AuditDraft]]]) -> list[AuditRecord]: ...
+
+    def _snapshot(self, domain: str) -> Snapshot | None: ...
+
+
+def grant_is_covered(actor: Coverage | None, granted: Coverage, snapshot: Snapshot) -> bool:
     """Whether an actor holding ``actor`` may hand out ``granted`` (rule 2 above).
 
     ``granted`` is compared record-set-wise, with each owner's records taken in that owner's
@@ -56,7 +74,7 @@ def grant_is_covered(actor: Coverage | None, granted: Coverage, index: DomainInd
     if not granted.departments <= actor.departments:
         return False
     for owner in granted.owners:
-        if not actor.covers(owner, index.department_of(owner)):
+        if not actor.covers(owner, snapshot.department_of(owner)):
             return False
     for owner, departments in granted.owner_departments.items():
         if not all(actor.covers(owner, d) for d in departments):
@@ -64,21 +82,25 @@ def grant_is_covered(actor: Coverage | None, granted: Coverage, index: DomainInd
     return True
 
 
-def _role_permissions(index: DomainIndex, role: str) -> list[Permission]:
+def _role_permissions(snapshot: Snapshot, role: str) -> list[Permission]:
     """Every permission a role brings, after inheritance."""
-    return [p for r in sorted(index.role_closure.get(role, {role}))
-            for p in index.role_permissions.get(r, ())]
+    return [held.permission for held in engine.role_holdings(snapshot, role)]
 
 
-def _missing(index: DomainIndex, actor_map: EffectiveMap, account: str, department: str | None,
+def _held(snapshot: Snapshot, account: str) -> list[Permission]:
+    """Every permission the account itself holds (its roles' and its grants)."""
+    return [held.permission for held in engine.holdings(snapshot, account)]
+
+
+def _missing(snapshot: Snapshot, actor_map: EffectiveMap, account: str, department: str | None,
              permissions: Iterable[Permission]) -> list[str]:
     """``type:action@scope`` labels of what ``permissions`` would give ``account`` (were it in
     ``department``) that an actor holding ``actor_map`` does not hold at least as widely."""
     missing: list[str] = []
     for permission in permissions:
-        granted = index.scope_coverage(account, permission.scope, department=department, moved=True)
-        for key in index.expand(permission.type, permission.action):
-            if not grant_is_covered(actor_map.get(key), granted, index):
+        granted = engine.scope_coverage(snapshot, account, permission.scope, department, moved=True)
+        for key in engine.expand(snapshot, permission.type, permission.action):
+            if not grant_is_covered(actor_map.get(key), granted, snapshot):
                 missing.append(f"{key[0]}:{key[1]}@{permission.scope}")
     return missing
 
@@ -112,7 +134,7 @@ class OffboardPlan:
 class Admin:
     """Administrative operations by ``actor`` in ``domain`` (see the module documentation)."""
 
-    def __init__(self, authz: Authorizer, actor: str, domain: str, *, audit_denied: bool = False) -> None:
+    def __init__(self, authz: Administered, actor: str, domain: str, *, audit_denied: bool = False) -> None:
         self._authz = authz
         self.actor = actor
         self.domain = domain
@@ -131,22 +153,22 @@ class Admin:
         """Create an account (a sub-account when ``parent`` is given: the parent must be the actor
         or one of its sub-accounts, transitively)."""
 
-        def plan(index: DomainIndex) -> _Change:
-            if name in index.accounts or name in index.roles:
+        def plan(snapshot: Snapshot) -> _Change:
+            if name in snapshot.accounts or name in snapshot.roles:
                 raise ForbiddenError(f"{name!r} already exists in domain {self.domain!r}",
                                      account=self.actor, domain=self.domain)
             if status not in R.STATUSES:
                 raise ValueError(f"unknown status {status!r}: expected one of {', '.join(R.STATUSES)}")
-            if department is not None and department not in index.department_parent:
+            if department is not None and department not in snapshot.department_parent:
                 raise UnknownNameError("department", department, self.domain)
-            escalated = self._require_manage(index, name, department, "create_account")
+            escalated = self._require_manage(snapshot, name, department, "create_account")
             if parent is not None:
-                if parent not in index.accounts:
+                if parent not in snapshot.accounts:
                     raise UnknownNameError("account", parent, self.domain)
-                lineage = {self.actor} | index.descendants(self.actor)
+                lineage = {self.actor} | snapshot.descendants_of((self.actor,))
                 if parent not in lineage and not escalated:
                     escalated = self._bypass(
-                        index, name, "create_account",
+                        snapshot, name, "create_account",
                         f"{self.actor} may only create sub-accounts under itself or its own "
                         f"sub-accounts, not under {parent}", [f"parent {parent}"], department)
             added: list[Rule] = [(R.ACCOUNT, name, self.domain, status)]
@@ -162,13 +184,13 @@ class Admin:
         """Give ``account`` a role: the actor must hold every permission of the role (after
         inheritance) at least as widely for that account."""
 
-        def plan(index: DomainIndex) -> _Change:
-            self._require_account(index, account)
-            if role not in index.roles:
+        def plan(snapshot: Snapshot) -> _Change:
+            self._require_account(snapshot, account)
+            if role not in snapshot.roles:
                 raise UnknownNameError("role", role, self.domain)
-            escalated = self._require_manage(index, account, None, "assign_role")
-            escalated |= self._require_holds(index, account, index.department_of(account),
-                                             _role_permissions(index, role), "assign_role", escalated)
+            escalated = self._require_manage(snapshot, account, None, "assign_role")
+            escalated |= self._require_holds(snapshot, account, snapshot.department_of(account),
+                                             _role_permissions(snapshot, role), "assign_role", escalated)
             rule = (R.ROLE_LINK, account, role, self.domain)
             return [rule], [], [self._draft("assign_role", account, [rule], (), escalated,
                                             detail=role)]
@@ -178,11 +200,11 @@ class Admin:
     def unassign_role(self, account: str, role: str) -> AuditRecord:
         """Take a role away (needs only ``account:manage``: removing rights never escalates)."""
 
-        def plan(index: DomainIndex) -> _Change:
-            self._require_account(index, account)
-            if role not in index.account(account).roles:
+        def plan(snapshot: Snapshot) -> _Change:
+            self._require_account(snapshot, account)
+            if role not in snapshot.account(account).roles:
                 raise UnknownNameError("role assignment", f"{account} -> {role}", self.domain)
-            escalated = self._require_manage(index, account, None, "unassign_role")
+            escalated = self._require_manage(snapshot, account, None, "unassign_role")
             rule = (R.ROLE_LINK, account, role, self.domain)
             return [], [rule], [self._draft("unassign_role", account, (), [rule], escalated,
                                             detail=role)]
@@ -205,17 +227,17 @@ class Admin:
         the_scope = scope if isinstance(scope, Scope) else Scope.of(scope, departments)
         expiry = R.format_expiry(expires)
 
-        def plan(index: DomainIndex) -> _Change:
-            self._require_account(index, account)
-            self._require_vocabulary(index, type, action_list)
+        def plan(snapshot: Snapshot) -> _Change:
+            self._require_account(snapshot, account)
+            self._require_vocabulary(snapshot, type, action_list)
             for name in the_scope.departments:
-                if name not in index.department_parent:
+                if name not in snapshot.department_parent:
                     raise UnknownNameError("department", name, self.domain)
-            escalated = self._require_manage(index, account, None, "grant")
+            escalated = self._require_manage(snapshot, account, None, "grant")
             added: list[Rule] = [(R.PERMISSION, account, self.domain, type, action, text, expiry)
                                  for action in action_list for text in the_scope.encode()]
             permissions = [Permission(type, a, the_scope, None, ()) for a in action_list]
-            escalated |= self._require_holds(index, account, index.department_of(account),
+            escalated |= self._require_holds(snapshot, account, snapshot.department_of(account),
                                              permissions, "grant", escalated)
             label = f"{type}:{','.join(action_list)}@{the_scope}" + (f" until {expiry}" if expiry else "")
             return added, [], [self._draft("grant", account, added, (), escalated, detail=label)]
@@ -228,10 +250,10 @@ class Admin:
         action_set = set(actions)
         wanted = None if scope is None else (scope if isinstance(scope, Scope) else Scope.of(scope))
 
-        def plan(index: DomainIndex) -> _Change:
-            self._require_account(index, account)
-            escalated = self._require_manage(index, account, None, "revoke")
-            removed = [g.rule for g in index.account(account).grants
+        def plan(snapshot: Snapshot) -> _Change:
+            self._require_account(snapshot, account)
+            escalated = self._require_manage(snapshot, account, None, "revoke")
+            removed = [g.rule for g in snapshot.account(account).grants
                        if g.type == type and g.action in action_set
                        and (wanted is None or (wanted.kind is g.scope.kind
                             and (not wanted.departments or g.scope.departments <= wanted.departments)))]
@@ -246,16 +268,16 @@ class Admin:
         """Move an account to another department. The actor must manage it in both places, and
         hold everything the account's roles and grants reach from the new department."""
 
-        def plan(index: DomainIndex) -> _Change:
-            self._require_account(index, account)
-            if department not in index.department_parent:
+        def plan(snapshot: Snapshot) -> _Change:
+            self._require_account(snapshot, account)
+            if department not in snapshot.department_parent:
                 raise UnknownNameError("department", department, self.domain)
-            escalated = self._require_manage(index, account, None, "move")
-            escalated |= self._require_manage(index, account, department, "move", escalated)
-            escalated |= self._require_holds(index, account, department,
-                                             [p for _, p in index.permissions_of(account)], "move",
+            escalated = self._require_manage(snapshot, account, None, "move")
+            escalated |= self._require_manage(snapshot, account, department, "move", escalated)
+            escalated |= self._require_holds(snapshot, account, department,
+                                             _held(snapshot, account), "move",
                                              escalated)
-            old = index.department_of(account)
+            old = snapshot.department_of(account)
             removed: list[Rule] = [(R.MEMBERSHIP, account, old, self.domain)] if old is not None else []
             added: list[Rule] = [(R.MEMBERSHIP, account, department, self.domain)]
             return added, removed, [self._draft("move", account, added, removed, escalated,
@@ -280,20 +302,18 @@ class Admin:
         """Freeze ``account`` now and plan the rest: its records (a filter for the CRM to transfer
         to ``transfer_to``), its sub-accounts, and the grants it issued to others (from the audit
         trail), to be re-issued by the actor where it may, revoked otherwise."""
-        from .authorizer import ScopeFilter
-
-        index = self._index()
-        self._require_account(index, account)
-        self._require_account(index, transfer_to)
-        if index.account(account).status == "active":
+        snapshot = self._current()
+        self._require_account(snapshot, account)
+        self._require_account(snapshot, transfer_to)
+        if snapshot.account(account).status == "active":
             self.freeze(account)
-        index = self._index()
-        actor_map, _ = index.effective(self.actor, self._authz.now())
+        snapshot = self._current()
+        actor_map, _ = engine.effective(snapshot, self.actor, self._authz.now())
         subs: list[tuple[str, str]] = []
-        for name in sorted(n for n, info in index.accounts.items() if info.parent == account):
-            ok = self._allowed_manage(index, actor_map, name, None) and not _missing(
-                index, actor_map, name, index.department_of(name),
-                [p for _, p in index.permissions_of(name)])
+        for name in sorted(n for n, info in snapshot.accounts.items() if info.parent == account):
+            ok = self._allowed_manage(snapshot, actor_map, name, None) and not _missing(
+                snapshot, actor_map, name, snapshot.department_of(name),
+                _held(snapshot, name))
             subs.append((name, "reparent" if ok else "freeze"))
         grants: list[tuple[Rule, str]] = []
         current = set(self._authz.rules(self.domain))
@@ -304,10 +324,10 @@ class Admin:
             if rule not in current:
                 continue
             target = rule[1]
-            permissions = ([parse_permission(rule)] if rule[0] == R.PERMISSION
-                           else _role_permissions(index, rule[2]))
-            keep = self._allowed_manage(index, actor_map, target, None) and not _missing(
-                index, actor_map, target, index.department_of(target), permissions)
+            permissions = ([engine.parse_permission(rule)] if rule[0] == R.PERMISSION
+                           else _role_permissions(snapshot, rule[2]))
+            keep = self._allowed_manage(snapshot, actor_map, target, None) and not _missing(
+                snapshot, actor_map, target, snapshot.department_of(target), permissions)
             grants.append((rule, "reissue" if keep else "revoke"))
         records = ScopeFilter(account, "*", "*", self.domain, Coverage(owners=frozenset((account,))))
         return OffboardPlan(self, account, transfer_to, records, tuple(subs), tuple(grants))
@@ -315,18 +335,18 @@ class Admin:
     # -- internals -------------------------------------------------------------------------
 
     def _apply_offboard(self, plan: OffboardPlan) -> list[AuditRecord]:
-        def build(index: DomainIndex) -> _Change:
+        def build(snapshot: Snapshot) -> _Change:
             added: list[Rule] = []
             removed: list[Rule] = []
             drafts: list[AuditDraft] = []
             for name, action in plan.sub_accounts:
-                if index.account(name).parent != plan.account:
+                if snapshot.account(name).parent != plan.account:
                     continue  # changed since the plan was made
                 if action == "reparent":
                     change_add = [(R.PARENT, name, plan.transfer_to, self.domain)]
                     change_remove = [(R.PARENT, name, plan.account, self.domain)]
                 else:
-                    status = index.account(name).status or "active"
+                    status = snapshot.account(name).status or "active"
                     change_add = [(R.ACCOUNT, name, self.domain, "frozen")]
                     change_remove = [(R.ACCOUNT, name, self.domain, status)] if status != "frozen" else []
                 added += change_add
@@ -350,22 +370,22 @@ class Admin:
         return self._run("offboard", plan.account, build)
 
     def _set_status(self, account: str, status: str, operation: str) -> AuditRecord:
-        def plan(index: DomainIndex) -> _Change:
-            self._require_account(index, account)
-            current = index.account(account).status
+        def plan(snapshot: Snapshot) -> _Change:
+            self._require_account(snapshot, account)
+            current = snapshot.account(account).status
             if current == status:
                 raise ForbiddenError(f"{account} is already {status}", account=self.actor,
                                      domain=self.domain)
             if operation == "unfreeze" and current != "frozen":
                 raise ForbiddenError(f"only a frozen account can be unfrozen; {account} is {current}",
                                      account=self.actor, domain=self.domain)
-            escalated = self._require_manage(index, account, None, operation)
+            escalated = self._require_manage(snapshot, account, None, operation)
             if operation == "unfreeze":
                 if account == self.actor:
                     raise ForbiddenError("an account cannot unfreeze itself", account=self.actor,
                                          domain=self.domain)
-                escalated |= self._require_holds(index, account, index.department_of(account),
-                                                 [p for _, p in index.permissions_of(account)],
+                escalated |= self._require_holds(snapshot, account, snapshot.department_of(account),
+                                                 _held(snapshot, account),
                                                  operation, escalated)
             removed: list[Rule] = [(R.ACCOUNT, account, self.domain, current or "active")]
             added: list[Rule] = [(R.ACCOUNT, account, self.domain, status)]
@@ -373,25 +393,25 @@ class Admin:
 
         return self._run(operation, account, plan)[0]
 
-    def _index(self) -> DomainIndex:
-        index = self._authz.index(self.domain)
-        if index is None:
+    def _current(self) -> Snapshot:
+        snapshot = self._authz._snapshot(self.domain)
+        if snapshot is None:
             raise UnknownNameError("domain", self.domain)
-        return index
+        return snapshot
 
     def _run(self, operation: str, target: str,
-             plan: Callable[[DomainIndex], _Change]) -> list[AuditRecord]:
-        def guarded(index: DomainIndex | None) -> _Change:
-            if index is None:
+             plan: Callable[[Snapshot], _Change]) -> list[AuditRecord]:
+        def guarded(snapshot: Snapshot | None) -> _Change:
+            if snapshot is None:
                 raise UnknownNameError("domain", self.domain)
-            info = index.accounts.get(self.actor)
+            info = snapshot.accounts.get(self.actor)
             if info is None or info.status != "active":
                 raise ForbiddenError(f"actor {self.actor!r} is not an active account of domain "
                                      f"{self.domain!r}", account=self.actor, domain=self.domain)
-            return plan(index)
+            return plan(snapshot)
 
         try:
-            return self._authz.transact(self.domain, guarded)
+            return self._authz._transact(self.domain, guarded)
         except ForbiddenError as exc:
             if self.audit_denied:
                 self._authz.apply_changes(audit=[self._draft(operation, target, (), (), False,
@@ -403,75 +423,75 @@ class Admin:
         return AuditDraft(self._authz.now(), self.actor, self.domain, operation, target,
                           tuple(added), tuple(removed), escalated, outcome, detail)
 
-    def _require_account(self, index: DomainIndex, account: str) -> None:
-        info = index.accounts.get(account)
+    def _require_account(self, snapshot: Snapshot, account: str) -> None:
+        info = snapshot.accounts.get(account)
         if info is None or info.status is None:
             raise UnknownNameError("account", account, self.domain)
 
-    def _require_vocabulary(self, index: DomainIndex, type: str, actions: Sequence[str]) -> None:
+    def _require_vocabulary(self, snapshot: Snapshot, type: str, actions: Sequence[str]) -> None:
         if not actions:
             raise ValueError("grant at least one action")
-        if type != R.WILDCARD and type not in index.vocabulary:
+        if type != R.WILDCARD and type not in snapshot.vocabulary:
             raise UnknownNameError("resource type", type, self.domain)
         for action in actions:
             if action == R.WILDCARD:
                 continue
-            known = (index.vocabulary.get(type, frozenset()) if type != R.WILDCARD
-                     else frozenset().union(*index.vocabulary.values()))
+            known = (snapshot.vocabulary.get(type, frozenset()) if type != R.WILDCARD
+                     else frozenset().union(*snapshot.vocabulary.values()))
             if action not in known:
                 raise UnknownNameError("action", f"{type}:{action}", self.domain)
 
-    def _allowed_manage(self, index: DomainIndex, actor_map: EffectiveMap,
+    def _allowed_manage(self, snapshot: Snapshot, actor_map: EffectiveMap,
                         account: str, department: str | None) -> bool:
         coverage = actor_map.get(("account", "manage"))
-        where = department if department is not None else index.department_of(account)
+        where = department if department is not None else snapshot.department_of(account)
         return coverage is not None and coverage.covers(account, where)
 
-    def _holds_escalate(self, index: DomainIndex, account: str, department: str | None) -> bool:
-        effective, _ = index.effective(self.actor, self._authz.now())
+    def _holds_escalate(self, snapshot: Snapshot, account: str, department: str | None) -> bool:
+        effective, _ = engine.effective(snapshot, self.actor, self._authz.now())
         coverage = effective.get(("role", "escalate"))
-        where = department if department is not None else index.department_of(account)
+        where = department if department is not None else snapshot.department_of(account)
         return coverage is not None and coverage.covers(account, where)
 
-    def _bypass(self, index: DomainIndex, account: str, operation: str, message: str,
+    def _bypass(self, snapshot: Snapshot, account: str, operation: str, message: str,
                 missing: Sequence[str], department: str | None = None) -> bool:
         """Use the escalate right if the actor holds it over the account; raise otherwise."""
-        if self._holds_escalate(index, account, department):
+        if self._holds_escalate(snapshot, account, department):
             return True
         raise EscalationError(message, actor=self.actor, operation=operation, target=account,
                               missing=missing, domain=self.domain)
 
-    def _require_manage(self, index: DomainIndex, account: str, department: str | None,
+    def _require_manage(self, snapshot: Snapshot, account: str, department: str | None,
                         operation: str, escalated: bool = False) -> bool:
         """Rule 1; returns whether the escalate right had to be used."""
-        actor_map, _ = index.effective(self.actor, self._authz.now())
-        if self._allowed_manage(index, actor_map, account, department):
+        actor_map, _ = engine.effective(snapshot, self.actor, self._authz.now())
+        if self._allowed_manage(snapshot, actor_map, account, department):
             return False
         if escalated:
             return True
-        where = department if department is not None else index.department_of(account)
-        return self._bypass(index, account, operation,
+        where = department if department is not None else snapshot.department_of(account)
+        return self._bypass(snapshot, account, operation,
                             f"{self.actor} may not manage account {account}"
                             + (f" in department {where}" if where else "")
                             + ": it holds no account:manage at a scope covering it",
                             ["account:manage"], department)
 
-    def _require_holds(self, index: DomainIndex, account: str, department: str | None,
+    def _require_holds(self, snapshot: Snapshot, account: str, department: str | None,
                        permissions: Sequence[Permission], operation: str, escalated: bool) -> bool:
         """Rule 2 for everything ``permissions`` would give ``account`` in ``department``."""
         if account == self.actor and operation in ("assign_role", "grant", "move") and not escalated:
-            return self._bypass(index, account, operation,
+            return self._bypass(snapshot, account, operation,
                                 f"{self.actor} may not {operation.replace('_', ' ')} for itself",
                                 [f"{operation} on itself"], department)
-        actor_map, _ = index.effective(self.actor, self._authz.now())
-        missing = _missing(index, actor_map, account, department, permissions)
+        actor_map, _ = engine.effective(snapshot, self.actor, self._authz.now())
+        missing = _missing(snapshot, actor_map, account, department, permissions)
         if not missing:
             return False
         if escalated:
             return True
         unique = sorted(set(missing))
         shown = ", ".join(unique[:5]) + (f" and {len(unique) - 5} more" if len(unique) > 5 else "")
-        return self._bypass(index, account, operation,
+        return self._bypass(snapshot, account, operation,
                             f"{self.actor} cannot {operation.replace('_', ' ')} for {account}: it does "
                             f"not itself hold {shown} over {account}", unique, department)
 

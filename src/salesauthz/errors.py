@@ -24,6 +24,7 @@ __all__ = [
     "SalesAuthzError",
     "StorageError",
     "UnknownNameError",
+    "UsageError",
 ]
 
 
@@ -148,3 +149,8 @@ class StorageError(SalesAuthzError, OSError):
     def __init__(self, message: str, *, url: str | None = None) -> None:
         self.url = url
         super().__init__(message)
+
+
+class UsageError(SalesAuthzError, ValueError):
+    """A command was given bad arguments or input it cannot read: the ``salesauthz`` command
+    prints the message and exits with status 2."""

@@ -109,9 +109,18 @@ class Coverage:
     departments: frozenset[str] = frozenset()
     owner_departments: Mapping[str, frozenset[str]] = field(default_factory=lambda: _EMPTY_PAIRS)
 
-    def covers(self, owner: str | None, department: str | None) -> bool:
-        """Whether the record owned by ``owner`` in ``department`` is in this set."""
-        if self.everything or owner in self.owners or department in self.departments:
+    def covers(self, owner: str | None, department: str | None,
+               homes: Mapping[str, str | None] | None = None) -> bool:
+        """Whether the record owned by ``owner`` in ``department`` is in this set.
+
+        A record with no department is in its owner's current department: give ``homes``
+        (account → department) to have it looked up, as every decision does.
+        """
+        if self.everything or owner in self.owners:
+            return True
+        if not department and homes is not None:
+            department = homes.get(owner)  # type: ignore[arg-type]  # None: no such account
+        if department in self.departments:
             return True
         if self.owner_departments:
             depts = self.owner_departments.get(owner)  # type: ignore[arg-type]  # None: no entry

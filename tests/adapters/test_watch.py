@@ -147,7 +147,7 @@ def test_unreachable_channel_fails_closed_then_recovers(kind: str, pg_store: str
             writer.apply([("p4", "other", DOMAIN)], [])
             proxy.start()
             assert wait_until(lambda: ("p4", "other", DOMAIN) in process_b.rules(DOMAIN), 5.0)
-            assert process_b.index(DOMAIN) is not None  # resumed, with the rules of now
+            assert process_b._snapshot(DOMAIN) is not None  # resumed, with the rules of now
             assert not process_b.check(ACCOUNT, "read", RECORD, domain=DOMAIN)
             writer.apply([GRANT], [])
             assert wait_until(lambda: process_b.check(ACCOUNT, "read", RECORD, domain=DOMAIN), 5.0)

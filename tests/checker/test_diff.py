@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from salesauthz.checker.cli import UsageError, main
+from salesauthz.checker.cli import main
 from salesauthz.checker.diff import diff_directories, diff_sources
+from salesauthz.errors import UsageError
 
 ROOT = Path(__file__).resolve().parents[2]
 POLICIES = ROOT / "policies"

@@ -13,7 +13,7 @@ import pytest
 
 from salesauthz.checker.cli import main
 from salesauthz.checker.listings import open_source
-from salesauthz.checker.review import FLAGS, build_review, render_review, review_index
+from salesauthz.checker.review import FLAGS, build_review, render_review, review_snapshot
 
 ROOT = Path(__file__).resolve().parents[2]
 POLICIES = str(ROOT / "policies")
@@ -69,13 +69,13 @@ def test_sample_review_sorted_by_risk_with_flags() -> None:
 def test_expiring_grants(tmp_path: Path) -> None:
     (tmp_path / "acme.yaml").write_text(GRANTS, encoding="utf-8")
     source = open_source(str(tmp_path), None)
-    index = source.index("acme")
+    index = source.snapshot("acme")
     soon = 1_894_000_000.0  # 2030-01-08: twelve days before temp's grant expires
-    rows = {row.account: row for row in review_index(index, soon)}
+    rows = {row.account: row for row in review_snapshot(index, soon)}
     assert "expiring-soon" in rows["temp"].flags
     assert "direct-grants" in rows["temp"].flags
     assert rows["old"].flags == []  # its only grant has expired
-    later = {row.account: row for row in review_index(index, 1_700_000_000.0)}
+    later = {row.account: row for row in review_snapshot(index, 1_700_000_000.0)}
     assert "expiring-soon" not in later["temp"].flags
 
 

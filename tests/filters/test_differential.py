@@ -20,10 +20,10 @@ from hypothesis import strategies as st
 from sqlalchemy import Connection, Engine, Table, select
 
 from salesauthz import Authorizer
-from salesauthz.authorizer import ScopeFilter
 from salesauthz.filters.django import scope_q
 from salesauthz.filters.sql import Paramstyle, quote_identifier, sql_where
 from salesauthz.filters.sqlalchemy import scope_clause
+from salesauthz.values import ScopeFilter
 from tests.conftest import examples, require_service, service_available
 from tests.strategies import FIXED_NOW, Organisation, organisations
 

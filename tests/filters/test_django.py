@@ -50,8 +50,8 @@ def test_field_names_are_checked(sample: Authorizer, bad: Any) -> None:
 
 
 def test_empty_department_names_never_match_directly() -> None:
-    from salesauthz.authorizer import ScopeFilter
     from salesauthz.scopes import Coverage
+    from salesauthz.values import ScopeFilter
 
     only_empty = ScopeFilter("someone", "read", "customer", "acme", Coverage(departments=frozenset({""})))
     assert scope_q(only_empty) == Q(pk__in=[])

@@ -9,9 +9,9 @@ import pytest
 
 import salesauthz.filters
 from salesauthz import Authorizer
-from salesauthz.authorizer import ScopeFilter
 from salesauthz.filters.sql import quote_identifier, sql_where
 from salesauthz.scopes import Coverage
+from salesauthz.values import ScopeFilter
 
 
 def _filter(coverage: Coverage, domain: str = "acme") -> ScopeFilter:
@@ -150,17 +150,18 @@ def test_bad_paramstyle_and_prefix(sample: Authorizer) -> None:
 def test_terms_are_reused_per_coverage_and_the_cache_stays_bounded(
     sample: Authorizer, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    from salesauthz._identity import IdentityCache
     from salesauthz.filters import _terms
 
-    monkeypatch.setattr(_terms, "_CACHE_SIZE", 2)
-    monkeypatch.setattr(_terms, "_plain_terms", {})
+    monkeypatch.setattr(_terms, "_cache", IdentityCache(2))
     flts = [sample.scope_filter(a, "read", "customer", domain="acme")
             for a in ("rep_e1a", "mgr_east", "analyst_1")]
     first = _terms.terms_of(flts[0])
     assert _terms.terms_of(flts[0]) is first  # same coverage object: reused
     _terms.terms_of(flts[1])
-    _terms.terms_of(flts[2])  # a third entry: the full bucket is cleared first
-    assert len(_terms._plain_terms) == 1
+    _terms.terms_of(flts[2])  # a third entry: the least recently used one is evicted
+    assert _terms._cache.get(flts[0].coverage, None) is None
+    assert _terms._cache.get(flts[2].coverage, None) is not None
     assert _terms.terms_of(flts[0]) == first
 
 
@@ -171,16 +172,16 @@ def test_terms_made_with_a_snapshot_are_dropped_with_it(fresh_sample: Authorizer
     before = _terms.terms_of(flt, fresh_sample)
     assert "rep_e1a" in before.null_department_owners
     assert _terms.terms_of(flt, fresh_sample) is before
-    old_index = fresh_sample.index("acme")
-    # rep_e1a moves to west-1: a new snapshot; rows without a department follow the owner.
+    old_members = fresh_sample.department_members(domain="acme")
+    assert fresh_sample.department_members(domain="acme") is old_members  # one object per version
+    # rep_e1a moves to west-1: new rules; rows without a department follow the owner.
     moved = [r for r in fresh_sample.rules("acme") if r[0] == "g3" and r[1] == "rep_e1a"]
     assert moved
     fresh_sample.apply_changes(added=[(*moved[0][:2], "west-1", *moved[0][3:])], removed=moved)
-    assert fresh_sample.index("acme") is not old_index
+    assert fresh_sample.department_members(domain="acme") is not old_members
     flt = fresh_sample.scope_filter("mgr_east", "read", "customer", domain="acme")
     after = _terms.terms_of(flt, fresh_sample)
     assert "rep_e1a" not in after.null_department_owners
-    assert _terms._snapshot_terms["acme"][0] is fresh_sample.index("acme")
 
 
 def test_postgres_arrays_keep_the_text_constant(sample: Authorizer) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from salesauthz import __version__
+from salesauthz.errors import UsageError
 
 from .output import Output
 
@@ -24,10 +25,6 @@ if TYPE_CHECKING:
 EXIT_OK = 0
 EXIT_FINDINGS = 1
 EXIT_USAGE = 2
-
-
-class UsageError(Exception):
-    """Bad arguments or unreadable input: the command prints the message and exits 2."""
 
 
 def _output(args: argparse.Namespace) -> Output:
@@ -135,11 +132,7 @@ def _run_listing(args: argparse.Namespace, body: Callable[[Source, Output], int]
 
     out = _output(args)
     try:
-        source = open_source(args.path, args.url)
-        try:
-            return body(source, out)
-        finally:
-            source.authorizer.close()  # a store's connections
+        return body(open_source(args.path, args.url), out)
     except UsageError as exc:
         print(f"salesauthz: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -175,11 +168,8 @@ def _cmd_review(args: argparse.Namespace) -> int:
     out = _output(args)
     try:
         source = open_source(args.path, args.url)
-        try:
-            with out.progress("reviewing", 1) as advance:
-                review = build_review(source, args.domain, progress=advance)
-        finally:
-            source.authorizer.close()
+        with out.progress("reviewing", 1) as advance:
+            review = build_review(source, args.domain, progress=advance)
     except UsageError as exc:
         print(f"salesauthz: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -19,11 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from salesauthz._index import DomainIndex
-from salesauthz.errors import PolicyError
+from salesauthz import _engine as engine
+from salesauthz._engine import Snapshot
+from salesauthz.errors import PolicyError, UsageError
 from salesauthz.models.loader import load_directory
 
-from .analysis import build_indexes, excess, permission_text, scope_label
+from .analysis import excess, permission_text, scope_label
 from .output import Output
 
 __all__ = ["Change", "DiffResult", "diff_directories", "diff_sources", "render_diff"]
@@ -60,15 +61,15 @@ class DiffResult:
         return [c for c in self.changes if c.kind == "loss"]
 
 
-def diff_indexes(old: dict[str, DomainIndex], new: dict[str, DomainIndex], now: float) -> list[Change]:
+def diff_snapshots(old: dict[str, Snapshot], new: dict[str, Snapshot], now: float) -> list[Change]:
     changes: list[Change] = []
     for domain in sorted(set(old) | set(new)):
         before_index, after_index = old.get(domain), new.get(domain)
         accounts = set(before_index.accounts if before_index else ()) | set(
             after_index.accounts if after_index else ())
         for account in sorted(accounts):
-            before = before_index.effective(account, now)[0] if before_index else {}
-            after = after_index.effective(account, now)[0] if after_index else {}
+            before = engine.effective(before_index, account, now)[0] if before_index else {}
+            after = engine.effective(after_index, account, now)[0] if after_index else {}
             for key in sorted(set(before) | set(after)):
                 was, now_held = before.get(key), after.get(key)
                 was_label = scope_label(before_index, account, key, now) if was and before_index else None
@@ -90,17 +91,15 @@ def diff_indexes(old: dict[str, DomainIndex], new: dict[str, DomainIndex], now: 
 
 def diff_directories(old: Path, new: Path, *, now: float | None = None, old_label: str | None = None,
                      new_label: str | None = None) -> DiffResult:
-    from .cli import UsageError
-
     moment = time.time() if now is None else now
     indexes = []
     for path in (old, new):
         try:
-            indexes.append(build_indexes(load_directory(path).rules))
+            indexes.append(engine.compile_domains(load_directory(path).rules))
         except PolicyError as exc:
             raise UsageError(f"cannot load {path} (run `salesauthz check`): {exc}") from None
     result = DiffResult(old_label or str(old), new_label or str(new))
-    result.changes = diff_indexes(indexes[0], indexes[1], moment)
+    result.changes = diff_snapshots(indexes[0], indexes[1], moment)
     return result
 
 
@@ -113,8 +112,6 @@ def diff_sources(old: str, new: str, *, now: float | None = None) -> DiffResult:
 
 
 def _materialise(spec: str, other: str, scratch: Path) -> Path:
-    from .cli import UsageError
-
     if not spec.startswith("git:"):
         path = Path(spec)
         if not path.is_dir():
@@ -144,8 +141,6 @@ def _materialise(spec: str, other: str, scratch: Path) -> Path:
 
 
 def _git(where: Path, *args: str) -> str:
-    from .cli import UsageError
-
     try:
         done = subprocess.run(["git", "-C", str(where), *args], capture_output=True, text=True,
                               check=False, timeout=60)

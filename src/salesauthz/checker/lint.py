@@ -14,8 +14,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from salesauthz import _engine as engine
 from salesauthz import _rules as R
-from salesauthz._index import DomainIndex, EffectiveMap, Permission
+from salesauthz._engine import EffectiveMap, Key, Permission, Snapshot
 from salesauthz.errors import PolicyError
 from salesauthz.models.compile import scope_of
 from salesauthz.models.documents import AccountDocument, PermissionSet, RoleDocument
@@ -24,15 +25,11 @@ from salesauthz.models.validate import SourcedDocument
 from salesauthz.scopes import Coverage, Scope
 
 from .analysis import (
-    Key,
-    build_indexes,
     excess,
     key_text,
     managed_by,
     permission_text,
-    raw_map,
     scope_label,
-    scope_within,
     static_ceiling,
 )
 from .findings import CODES, Finding
@@ -147,7 +144,7 @@ def _covers_key(entry: _Entry, typ: str, action: str) -> bool:
 @dataclass(slots=True)
 class _Domain:
     sourced: SourcedDocument
-    index: DomainIndex
+    index: Snapshot
     now: float
     findings: list[Finding] = field(default_factory=list)
 
@@ -162,7 +159,7 @@ class _Domain:
     def raw_map(self, account: str) -> EffectiveMap:
         found = self.raw.get(account)
         if found is None:
-            found = self.raw[account] = raw_map(self.index, account, self.now)
+            found = self.raw[account] = engine.own_map(self.index, account, self.now)[0]
         return found
 
     def items_of_role(self, role_name: str) -> list[tuple[Key, Scope]]:
@@ -171,8 +168,8 @@ class _Domain:
         if found is None:
             index = self.index
             found = self.role_items[role_name] = [
-                (key, p.scope) for role in sorted(index.role_closure.get(role_name, frozenset()))
-                for p in index.role_permissions.get(role, ()) for key in index.expand(p.type, p.action)]
+                (key, held.permission.scope) for held in engine.role_holdings(index, role_name)
+                for key in engine.expand(index, held.permission.type, held.permission.action)]
         return found
 
     def add(self, code: str, path: PathKey, message: str, hint: str | None = None) -> None:
@@ -184,7 +181,7 @@ def lint_policy(policy: LoadedPolicy, *, now: float | None = None,
                 progress: Progress | None = None) -> list[Finding]:
     """Every lint finding of a policy that loaded cleanly."""
     moment = time.time() if now is None else now
-    indexes = build_indexes(policy.rules)
+    indexes = engine.compile_domains(policy.rules)
     findings: list[Finding] = []
     total = sum(len(s.document.accounts) for s in policy.documents) or 1
     done = 0
@@ -212,7 +209,7 @@ def _lint_roles(domain: _Domain) -> None:
         for name, role in doc.roles.items()
     }
     for name, entries in own.items():
-        inherited = [e for other in sorted(index.role_closure.get(name, frozenset()) - {name})
+        inherited = [e for other in sorted(index.role_closure(name) - {name})
                      for e in own.get(other, [])]
         _redundant(domain, entries, inherited, f"role {name!r}")
 
@@ -220,7 +217,7 @@ def _lint_roles(domain: _Domain) -> None:
     used: set[str] = set()
     for account in doc.accounts.values():
         for role_name in (account or AccountDocument()).roles:
-            used |= index.role_closure.get(role_name, frozenset({role_name}))
+            used |= index.role_closure(role_name) | {role_name}
     for name in doc.roles:
         if name not in used:
             domain.add("SA205", ("roles", name), f"role {name!r} is never assigned to any account",
@@ -244,7 +241,7 @@ def _redundant(domain: _Domain, entries: list[_Entry], inherited: list[_Entry], 
             continue
         wider = next((e for e in others
                       if _covers_key(e, entry.type, entry.action)
-                      and scope_within(entry.scope, e.scope, index)
+                      and engine.scope_within(entry.scope, e.scope, index)
                       and (e.type, e.action, e.scope) != (entry.type, entry.action, entry.scope)
                       and not e.expires), None)
         if wider is not None:
@@ -264,13 +261,12 @@ def _lint_accounts(domain: _Domain) -> Iterator[str]:
     # effective map of every account would cost more than the rest of the lints together.
     manage = ("account", "manage")
     manager_roles = {role for role in index.roles
-                     if any(manage in set(index.expand(p.type, p.action))
-                            for r in index.role_closure.get(role, frozenset())
-                            for p in index.role_permissions.get(r, ()))}
-    effective = {name: index.effective(name, now)[0] for name, info in index.accounts.items()
+                     if any(manage in set(engine.expand(index, held.permission.type, held.permission.action))
+                            for held in engine.role_holdings(index, role))}
+    effective = {name: engine.effective(index, name, now)[0] for name, info in index.accounts.items()
                  if info.status == "active" and (
                      any(r in manager_roles for r in info.roles)
-                     or any(manage in set(index.expand(g.type, g.action)) for g in info.grants))}
+                     or any(manage in set(engine.expand(index, g.type, g.action)) for g in info.grants))}
     managers = {name: eff for name, eff in effective.items() if manage in eff}
     domain.managed = managed_by(index, managers)
     children: dict[str, list[str]] = {}
@@ -302,7 +298,7 @@ def _lint_accounts(domain: _Domain) -> Iterator[str]:
             continue
         grants = _entries(name, account.grants, "accounts", "grants")
         for entry in grants:
-            if entry.expires and R.parse_expiry(entry.expires) <= now:
+            if entry.expires and engine.expired(R.parse_expiry(entry.expires), now):
                 domain.add("SA209", (*entry.path[:4], "expires"),
                            f"grant of {permission_text((entry.type, entry.action), str(entry.scope))} "
                            f"to {name!r} expired at {entry.expires}", "delete the expired grant")
@@ -314,7 +310,7 @@ def _lint_accounts(domain: _Domain) -> Iterator[str]:
         _lint_delegation(domain, name, account, effective, managers)
 
 
-def _source_path(index: DomainIndex, account: str, doc_account: AccountDocument, role: str | None,
+def _source_path(index: Snapshot, account: str, doc_account: AccountDocument, role: str | None,
                  permission: Permission) -> PathKey:
     """Where the account's document gives it ``permission``: the grant entry, or the role
     assignment that (through inheritance) leads to ``role``."""
@@ -326,50 +322,40 @@ def _source_path(index: DomainIndex, account: str, doc_account: AccountDocument,
                     return ("accounts", account, "grants", i, typ, actions.index(permission.action))
         return ("accounts", account, "grants")  # pragma: no cover - every grant has an entry
     for k, assigned in enumerate(doc_account.roles):
-        if role in index.role_closure.get(assigned, frozenset()):
+        if role in index.role_closure(assigned):
             return ("accounts", account, "roles", k)
     return ("accounts", account, "roles")  # pragma: no cover - roles_of came from these
 
 
-def _role_via(index: DomainIndex, account: AccountDocument, role: str) -> str:
+def _role_via(index: Snapshot, account: AccountDocument, role: str) -> str:
     """``role 'lead' (inheriting 'exporter')``, or ``role 'rep'`` when assigned directly."""
     if role in account.roles:
         return f"role {role!r}"
     for assigned in account.roles:
-        if role in index.role_closure.get(assigned, frozenset()):
+        if role in index.role_closure(assigned):
             return f"role {assigned!r}, which inherits {role!r}"
     return f"role {role!r}"  # pragma: no cover - roles_of came from the assigned roles
 
 
-def _inactive_above(index: DomainIndex, account: str) -> bool:
-    seen = {account}
-    parent = index.account(account).parent
-    while parent is not None and parent not in seen:
-        if index.account(parent).status != "active":
-            return True
-        seen.add(parent)
-        parent = index.account(parent).parent
-    return False
+def _inactive_above(index: Snapshot, account: str) -> bool:
+    names = engine.chain(index, account) or (account,)
+    return any(index.account(name).status != engine.ACTIVE for name in names[1:])
 
 
-def _chain(index: DomainIndex, account: str) -> str:
-    names = []
-    parent = index.account(account).parent
-    while parent is not None and parent not in names and parent != account:
-        names.append(parent)
-        parent = index.account(parent).parent
-    return " → ".join(names)
+def _chain(index: Snapshot, account: str) -> str:
+    return " → ".join((engine.chain(index, account) or (account,))[1:])
 
 
 def _lint_sub_account(domain: _Domain, name: str, account: AccountDocument) -> None:
     index, now = domain.index, domain.now
-    ceiling = static_ceiling(index, name, now, domain.raw_map) or {}
+    ceiling = static_ceiling(index, name, now) or {}
     chain = _chain(index, name)
     parent = account.parent or ""
     problems: dict[PathKey, list[str]] = {}
-    held_permissions = [(role, permission, frozenset(index.expand(permission.type, permission.action)))
-                        for role, permission in index.permissions_of(name)
-                        if permission.expires is None or permission.expires > now]
+    held_permissions = [(held.role, held.permission,
+                         frozenset(engine.expand(index, held.permission.type, held.permission.action)))
+                        for held in engine.holdings(index, name)
+                        if not engine.expired(held.permission.expires, now)]
     for key, coverage in sorted(domain.raw_map(name).items()):
         limit = ceiling.get(key)
         if not excess(coverage, limit, index):
@@ -377,7 +363,7 @@ def _lint_sub_account(domain: _Domain, name: str, account: AccountDocument) -> N
         for role, permission, keys in held_permissions:
             if key not in keys:
                 continue
-            beyond = excess(index.scope_coverage(name, permission.scope), limit, index)
+            beyond = excess(engine.scope_coverage(index, name, permission.scope), limit, index)
             if not beyond:
                 continue
             held = permission_text(key, str(permission.scope))
@@ -411,7 +397,7 @@ def _lint_delegation(domain: _Domain, name: str, account: AccountDocument,
     def granted(scope: Scope) -> Coverage:
         found = coverage_of.get(scope)
         if found is None:
-            found = coverage_of[scope] = index.scope_coverage(name, scope)
+            found = coverage_of[scope] = engine.scope_coverage(index, name, scope)
         return found
 
     def could_grant(items: list[tuple[Key, Scope]]) -> bool:
@@ -432,7 +418,7 @@ def _lint_delegation(domain: _Domain, name: str, account: AccountDocument,
     for i, pset in enumerate(account.grants):
         scope = scope_of(pset.scope)
         items = [(key, scope) for typ, actions in pset.actions.items() for action in actions
-                 for key in index.expand(typ, action)]
+                 for key in engine.expand(index, typ, action)]
         if items and not could_grant(items):
             domain.add("SA202", ("accounts", name, "grants", i),
                        f"direct grant to {name!r}: {missing_text(items)}",

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Any
 
-from salesauthz._index import DomainIndex
-from salesauthz.authorizer import Authorizer, Record
+from salesauthz import _engine as engine
+from salesauthz._engine import Snapshot
+from salesauthz.errors import UsageError
+from salesauthz.values import Record
 
-from .analysis import excess, permission_text, raw_map, scope_label
+from .analysis import excess, permission_text, scope_label
 from .output import Output
 
 __all__ = ["Source", "holders", "open_source", "what_can_rows", "who_can_rows"]
@@ -16,48 +19,53 @@ __all__ = ["Source", "holders", "open_source", "what_can_rows", "who_can_rows"]
 
 @dataclass(slots=True)
 class Source:
-    """An authorizer over a policy directory or a store, and what to call it in messages."""
+    """The rules of a policy directory or a store, compiled, and what to call them in messages."""
 
-    authorizer: Authorizer
     label: str
+    snapshots: dict[str, Snapshot]
+    now: float = field(default_factory=time.time)
 
-    def index(self, domain: str) -> DomainIndex:
-        from .cli import UsageError
-
-        index = self.authorizer.index(domain)
-        if index is None:
-            known = ", ".join(self.authorizer.domains()) or "none"
+    def snapshot(self, domain: str) -> Snapshot:
+        found = self.snapshots.get(domain)
+        if found is None:
+            known = ", ".join(sorted(self.snapshots)) or "none"
             raise UsageError(f"domain {domain!r} is not in {self.label} (domains: {known})")
-        return index
+        return found
 
 
 def open_source(path: str | None, url: str | None) -> Source:
     """The rules at ``url`` (a store) or in the directory ``path`` (default ``policies``)."""
     from salesauthz.errors import PolicyError, StorageError
-
-    from .cli import UsageError
+    from salesauthz.models.loader import load_directory
 
     if url is not None and path is not None:
         raise UsageError("give a policy directory or --url, not both")
     if url is not None:
-        from salesauthz.adapters import mask_url
+        from salesauthz.adapters import mask_url, open_adapter
 
         try:
-            return Source(Authorizer.from_url(url), mask_url(url))
+            store = open_adapter(url)
+            try:
+                states = engine.load_domains(store.load(), None, source=store.url)
+            finally:
+                store.close()
         except (StorageError, PolicyError) as exc:
             raise UsageError(f"cannot open {mask_url(url)}: {exc}") from None
+        return Source(mask_url(url), {name: state.snapshot for name, state in states.items()
+                                      if state.snapshot is not None and state.rules})
     directory = path or "policies"
     try:
-        return Source(Authorizer.from_directory(directory), directory)
+        rules = load_directory(directory).rules
     except PolicyError as exc:
         raise UsageError(f"cannot load {directory} (run `salesauthz check {directory}`): {exc}") from None
+    return Source(directory, engine.compile_domains(rules))
 
 
 def explain(source: Source, account: str, action: str, type: str, *, owner: str | None,
             department: str | None, domain: str, out: Output, fmt: str) -> int:
-    source.index(domain)  # an unknown domain is a usage error here, not a silent deny
+    snapshot = source.snapshot(domain)  # an unknown domain is a usage error here, not a silent deny
     record = Record(type, owner=owner, department=department)
-    decision = source.authorizer.explain(account, action, record, domain=domain)
+    decision = engine.explain(snapshot, account, action, record, domain, source.now)
     if fmt == "json":
         out.data({
             "allowed": decision.allowed,
@@ -77,24 +85,23 @@ def explain(source: Source, account: str, action: str, type: str, *, owner: str 
     return 0
 
 
-def holders(index: DomainIndex, action: str, type: str, now: float, *, owner: str | None = None,
+def holders(snapshot: Snapshot, action: str, type: str, now: float, *, owner: str | None = None,
             department: str | None = None) -> list[str]:
     """Every account that may ``action`` on ``type`` — on some record, or on the given one."""
     key = (type, action)
     specific = owner is not None or department is not None
-    where = department or index.department_of(owner)
     found = []
-    for name in sorted(index.accounts):
-        coverage = index.effective(name, now)[0].get(key)
+    for name in sorted(snapshot.accounts):
+        coverage = engine.effective(snapshot, name, now)[0].get(key)
         if coverage is None:
             continue
-        if specific and not coverage.covers(owner, where):
+        if specific and not coverage.covers(owner, department, snapshot.homes):
             continue
         found.append(name)
     return found
 
 
-def who_can_rows(index: DomainIndex, action: str, type: str, now: float, *, owner: str | None = None,
+def who_can_rows(index: Snapshot, action: str, type: str, now: float, *, owner: str | None = None,
                  department: str | None = None) -> list[dict[str, Any]]:
     rows = []
     for name in holders(index, action, type, now, owner=owner, department=department):
@@ -103,21 +110,21 @@ def who_can_rows(index: DomainIndex, action: str, type: str, now: float, *, owne
     return rows
 
 
-def _capped_by(index: DomainIndex, account: str, key: tuple[str, str], now: float) -> str | None:
+def _capped_by(index: Snapshot, account: str, key: tuple[str, str], now: float) -> str | None:
     """The parent whose ceiling cuts what ``account`` holds for ``key`` (``None``: not cut)."""
     info = index.account(account)
     if info.parent is None:
         return None
-    own = raw_map(index, account, now).get(key)
-    held = index.effective(account, now)[0].get(key)
+    own = engine.own_map(index, account, now)[0].get(key)
+    held = engine.effective(index, account, now)[0].get(key)
     if own is not None and excess(own, held, index):
         return info.parent
     return None
 
 
-def what_can_rows(index: DomainIndex, account: str, now: float) -> list[dict[str, Any]]:
+def what_can_rows(index: Snapshot, account: str, now: float) -> list[dict[str, Any]]:
     rows = []
-    for key in sorted(index.effective(account, now)[0]):
+    for key in sorted(engine.effective(index, account, now)[0]):
         label = scope_label(index, account, key, now)
         capped_by = _capped_by(index, account, key, now)
         # A scope the parent's ceiling cuts is not what the account really holds: say so.
@@ -129,8 +136,8 @@ def what_can_rows(index: DomainIndex, account: str, now: float) -> list[dict[str
 
 def who_can(source: Source, action: str, type: str, *, owner: str | None, department: str | None,
             domain: str, out: Output, fmt: str) -> int:
-    index = source.index(domain)
-    now = source.authorizer.now()
+    index = source.snapshot(domain)
+    now = source.now
     rows = who_can_rows(index, action, type, now, owner=owner, department=department)
     target = f"{type}:{action}"
     if owner is not None:
@@ -148,8 +155,8 @@ def who_can(source: Source, action: str, type: str, *, owner: str | None, depart
 
 
 def what_can(source: Source, account: str, *, domain: str, out: Output, fmt: str) -> int:
-    index = source.index(domain)
-    now = source.authorizer.now()
+    index = source.snapshot(domain)
+    now = source.now
     info = index.account(account)
     rows = what_can_rows(index, account, now)
     if fmt == "json":

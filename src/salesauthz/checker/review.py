@@ -17,9 +17,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from salesauthz import __version__
-from salesauthz._index import DomainIndex
+from salesauthz import _engine as engine
+from salesauthz._engine import Snapshot
 
-from .analysis import excess, raw_map
+from .analysis import excess
 from .listings import Source, what_can_rows
 
 __all__ = ["FLAGS", "Review", "ReviewRow", "build_review", "render_review"]
@@ -63,17 +64,17 @@ class Review:
     rows: list[ReviewRow]
 
 
-def review_index(index: DomainIndex, now: float, *, progress: Callable[[int, int], None] | None = None
+def review_snapshot(index: Snapshot, now: float, *, progress: Callable[[int, int], None] | None = None
                  ) -> list[ReviewRow]:
     rows = []
     names = sorted(n for n, info in index.accounts.items() if info.status is not None)
     for done, name in enumerate(names, 1):
         info = index.account(name)
-        effective = index.effective(name, now)[0]
+        effective = engine.effective(index, name, now)[0]
         flags = []
         if ("role", "escalate") in effective:
             flags.append("escalate")
-        live_grants = [g for g in info.grants if g.expires is None or g.expires > now]
+        live_grants = [g for g in info.grants if not engine.expired(g.expires, now)]
         if info.status != "active" and (info.roles or live_grants):
             flags.append("inactive-with-rights")
         if any(c.everything for k, c in effective.items() if k != ("role", "escalate")):
@@ -85,7 +86,7 @@ def review_index(index: DomainIndex, now: float, *, progress: Callable[[int, int
         if any(g.expires is not None and now < g.expires <= now + EXPIRY_WINDOW for g in live_grants):
             flags.append("expiring-soon")
         if info.parent is not None and info.status == "active":
-            own = raw_map(index, name, now)
+            own = engine.own_map(index, name, now)[0]
             if any(excess(coverage, effective.get(key), index) for key, coverage in own.items()):
                 flags.append("at-parent-ceiling")
         permissions = [r["permission"] for r in what_can_rows(index, name, now)]
@@ -101,10 +102,10 @@ def review_index(index: DomainIndex, now: float, *, progress: Callable[[int, int
 
 def build_review(source: Source, domain: str, *, progress: Callable[[int, int], None] | None = None
                  ) -> Review:
-    index = source.index(domain)
-    now = source.authorizer.now()
+    index = source.snapshot(domain)
+    now = source.now
     generated = datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d %H:%M UTC")
-    return Review(domain, source.label, generated, review_index(index, now, progress=progress))
+    return Review(domain, source.label, generated, review_snapshot(index, now, progress=progress))
 
 
 def render_review(review: Review, fmt: str) -> str:

@@ -38,16 +38,17 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from salesauthz import _engine as engine
 from salesauthz import _rules as R
-from salesauthz._index import DomainIndex
+from salesauthz._engine import Snapshot
 from salesauthz._rules import Rule
-from salesauthz.authorizer import Authorizer, Record
-from salesauthz.errors import PolicyError, PolicyIssue
+from salesauthz.errors import PolicyError, PolicyIssue, SalesAuthzError
 from salesauthz.models._yaml import Positions, load_yaml, position_of
 from salesauthz.models.compile import compile_document
 from salesauthz.models.documents import AccountDocument, DomainDocument
 from salesauthz.models.loader import LoadedPolicy, load_directory
 from salesauthz.models.validate import SourcedDocument, issues_from_validation_error, validate_documents
+from salesauthz.values import Record
 
 from .analysis import permission_text
 from .findings import Finding
@@ -59,7 +60,7 @@ __all__ = ["CaseResult", "TestFileError", "TestReport", "render_report", "run_te
 TEST_SUFFIXES = (".test.yaml", ".test.yml")
 
 
-class TestFileError(Exception):
+class TestFileError(SalesAuthzError, ValueError):
     """The policies or a test file could not be read; ``findings`` say where."""
 
     __test__ = False  # not a pytest test class
@@ -204,16 +205,16 @@ def run_tests(path: str | os.PathLike[str], *, out: Output | None = None,
                                      str(root), hint="see docs/checker.md for the test file format")])
     report = TestReport(universe=coverage_universe(policy.rules), files=[str(f) for f in files])
     moment = time.time() if now is None else now
-    base = Authorizer.from_rules(policy.rules, clock=lambda: moment)
+    base = engine.compile_domains(policy.rules)
     specs = [_read_spec(file) for file in files]
     progress = out.progress("testing", len(specs)) if out is not None else None
     advance = progress.__enter__() if progress is not None else None
     try:
         for done, (file, spec, positions) in enumerate(specs, 1):
-            authz = _with_fixtures(policy, base, file, spec, positions, moment)
+            snapshots = _with_fixtures(policy, base, file, spec, positions)
             for number, case in enumerate(spec.tests):
                 line = position_of(positions, ("tests", number))[0]
-                report.results.append(_run_case(authz, file, line, spec, case, report, moment))
+                report.results.append(_run_case(snapshots, file, line, spec, case, report, moment))
             if advance is not None:
                 advance(done, len(specs))
     finally:
@@ -270,8 +271,8 @@ def _domain_of(case: CaseSpec, spec: TestFileSpec) -> str | None:
     return (inner.domain if inner is not None else None) or spec.domain
 
 
-def _with_fixtures(policy: LoadedPolicy, base: Authorizer, file: str, spec: TestFileSpec,
-                   positions: Positions, now: float) -> Authorizer:
+def _with_fixtures(policy: LoadedPolicy, base: dict[str, Snapshot], file: str, spec: TestFileSpec,
+                   positions: Positions) -> dict[str, Snapshot]:
     if not spec.fixtures.accounts:
         return base
     domain = spec.domain or ""
@@ -294,15 +295,15 @@ def _with_fixtures(policy: LoadedPolicy, base: Authorizer, file: str, spec: Test
         raise TestFileError([Finding.from_issue(PolicyIssue(i.message, i.file, i.line, i.column, i.hint,
                                                             "SA301"), "error") for i in issues])
     rules = [r for r in policy.rules if R.domain_of(r) != domain] + compile_document(merged)
-    return Authorizer.from_rules(rules, clock=lambda: now)
+    return engine.compile_domains(rules)
 
 
-def _run_case(authz: Authorizer, file: str, line: int | None, spec: TestFileSpec,
+def _run_case(snapshots: dict[str, Snapshot], file: str, line: int | None, spec: TestFileSpec,
               case: CaseSpec, report: TestReport, now: float) -> CaseResult:
     domain = _domain_of(case, spec) or ""
-    index = authz.index(domain)
+    index = snapshots.get(domain)
     if case.check is not None:
-        return _run_check(authz, index, file, line, spec, case, case.check, domain, report)
+        return _run_check(index, file, line, spec, case, case.check, domain, report, now)
     if case.who_can is not None:
         return _run_who_can(index, file, line, spec, case, case.who_can, report, now)
     assert case.what_can is not None  # _read_spec guarantees exactly one kind
@@ -318,15 +319,15 @@ def _record(spec: TestFileSpec, value: RecordSpec | str) -> Record | str:
     return Record(value.type, owner=value.owner, department=value.department)
 
 
-def _run_check(authz: Authorizer, index: DomainIndex | None, file: str, line: int | None,
+def _run_check(index: Snapshot | None, file: str, line: int | None,
                spec: TestFileSpec, case: CaseSpec, check: CheckSpec, domain: str,
-               report: TestReport) -> CaseResult:
+               report: TestReport, now: float) -> CaseResult:
     record = _record(spec, check.record)
     where = check.record if isinstance(check.record, str) else f"{check.record.type} record"
     name = case.name or f"check {check.account} {check.action} {where} → {case.expect}"
     if isinstance(record, str):
         return CaseResult(file, line, name, False, str(case.expect), record)
-    decision = authz.explain(check.account, check.action, record, domain=domain)
+    decision = engine.explain(index, check.account, check.action, record, domain, now)
     if index is not None:
         _exercise_decision(index, check.account, decision.rules, report)
     got = "allow" if decision.allowed else "deny"
@@ -357,7 +358,7 @@ def _expectation(case: CaseSpec) -> str:
     return text
 
 
-def _run_who_can(index: DomainIndex | None, file: str, line: int | None, spec: TestFileSpec,
+def _run_who_can(index: Snapshot | None, file: str, line: int | None, spec: TestFileSpec,
                  case: CaseSpec, who: WhoCanSpec, report: TestReport,
                  now: float) -> CaseResult:
     owner, department = who.owner, who.department
@@ -377,7 +378,7 @@ def _run_who_can(index: DomainIndex | None, file: str, line: int | None, spec: T
     return _compare_sets(file, line, name, list(case.expect), got)
 
 
-def _run_what_can(index: DomainIndex | None, file: str, line: int | None, case: CaseSpec,
+def _run_what_can(index: Snapshot | None, file: str, line: int | None, case: CaseSpec,
                   what: WhatCanSpec, report: TestReport, now: float) -> CaseResult:
     name = case.name or f"what-can {what.account}"
     got = [row["permission"] for row in what_can_rows(index, what.account, now)] if index is not None else []
@@ -402,20 +403,20 @@ def _compare_sets(file: str, line: int | None, name: str, expected: list[str], g
 # -- coverage -----------------------------------------------------------------------------
 
 
-def _links_to(index: DomainIndex, account: str, role: str) -> Iterator[Rule]:
+def _links_to(index: Snapshot, account: str, role: str) -> Iterator[Rule]:
     """The ``g`` rules on every path from the account's assigned roles to ``role``."""
     domain = index.name
     for assigned in sorted(index.account(account).roles):
-        if role not in index.role_closure.get(assigned, frozenset()):
+        if role not in index.role_closure(assigned):
             continue
         yield (R.ROLE_LINK, account, assigned, domain)
-        for current in index.role_closure.get(assigned, frozenset()):
+        for current in index.role_closure(assigned):
             for inherited in index.role_parents.get(current, frozenset()):
-                if role in index.role_closure.get(inherited, frozenset()):
+                if role in index.role_closure(inherited):
                     yield (R.ROLE_LINK, current, inherited, domain)
 
 
-def _exercise_decision(index: DomainIndex, account: str, rules: tuple[Rule, ...], report: TestReport) -> None:
+def _exercise_decision(index: Snapshot, account: str, rules: tuple[Rule, ...], report: TestReport) -> None:
     for rule in rules:
         report.exercised.add(rule)
         if rule[0] == R.PERMISSION and rule[1] in index.roles:
@@ -425,19 +426,19 @@ def _exercise_decision(index: DomainIndex, account: str, rules: tuple[Rule, ...]
         _exercise_account(index, account, report)  # the test shows its rules are neutralised
 
 
-def _exercise_account(index: DomainIndex, account: str, report: TestReport) -> None:
-    for role, permission in index.permissions_of(account):
-        report.exercised.add(permission.rule)
-        if role is not None:
-            report.exercised.update(_links_to(index, account, role))
+def _exercise_account(index: Snapshot, account: str, report: TestReport) -> None:
+    for held in engine.holdings(index, account):
+        report.exercised.add(held.permission.rule)
+        if held.role is not None:
+            report.exercised.update(_links_to(index, account, held.role))
 
 
-def _exercise_key(index: DomainIndex, account: str, key: tuple[str, str], report: TestReport) -> None:
-    for role, permission in index.permissions_of(account):
-        if key in set(index.expand(permission.type, permission.action)):
-            report.exercised.add(permission.rule)
-            if role is not None:
-                report.exercised.update(_links_to(index, account, role))
+def _exercise_key(index: Snapshot, account: str, key: tuple[str, str], report: TestReport) -> None:
+    for held in engine.holdings(index, account):
+        if key in set(engine.expand(index, held.permission.type, held.permission.action)):
+            report.exercised.add(held.permission.rule)
+            if held.role is not None:
+                report.exercised.update(_links_to(index, account, held.role))
 
 
 # -- output -------------------------------------------------------------------------------

@@ -15,7 +15,8 @@ from django.db.models import Q
 from ._terms import terms_of
 
 if TYPE_CHECKING:
-    from salesauthz.authorizer import Authorizer, ScopeFilter
+    from salesauthz.authorizer import Authorizer
+    from salesauthz.values import ScopeFilter
 
 __all__ = ["scope_q"]
 

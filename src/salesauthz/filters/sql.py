@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 from ._terms import terms_of
 
 if TYPE_CHECKING:
-    from salesauthz.authorizer import Authorizer, ScopeFilter
+    from salesauthz.authorizer import Authorizer
+    from salesauthz.values import ScopeFilter
 
 __all__ = ["Paramstyle", "quote_identifier", "sql_where"]
 

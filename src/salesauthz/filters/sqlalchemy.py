@@ -19,7 +19,8 @@ from sqlalchemy.sql.elements import ColumnElement
 from ._terms import terms_of
 
 if TYPE_CHECKING:
-    from salesauthz.authorizer import Authorizer, ScopeFilter
+    from salesauthz.authorizer import Authorizer
+    from salesauthz.values import ScopeFilter
 
 __all__ = ["Column", "scope_clause"]
 

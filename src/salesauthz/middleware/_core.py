@@ -11,8 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from salesauthz.authorizer import Authorizer, Record, ScopeFilter
+from salesauthz.authorizer import Authorizer
 from salesauthz.errors import AuthorizationError, ForbiddenError, NotAuthenticatedError, NotFoundError
+from salesauthz.values import Record, ScopeFilter
 
 from .decision_log import DecisionLog, now_ns
 from .identity import DomainResolver, Identity, IdentityResolver, RequestInfo

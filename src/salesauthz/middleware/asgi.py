@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 from starlette.requests import HTTPConnection
 
+from salesauthz._identity import IdentityCache
 from salesauthz.errors import AuthorizationError, ForbiddenError
 
 from ._core import MARKER, Guard, Problem, RequestAuthz
@@ -102,18 +103,14 @@ def _is_preflight(scope: Scope) -> bool:
     return b"origin" in names and b"access-control-request-method" in names
 
 
-_MARKED: dict[int, tuple[Any, bool]] = {}  # id(route) -> (route, marked); keeps the route alive
+_MARKED: IdentityCache[bool] = IdentityCache(4096)  # route -> whether it protects itself
 
 
 def _marked(route: Any) -> bool:
     """Whether a route protects itself (a salesauthz FastAPI dependency or decorated endpoint);
     remembered per route object, as routes do not change once built."""
-    known = _MARKED.get(id(route))
-    if known is not None and known[0] is route:
-        return known[1]
-    marked = _declares_marker(route)
-    _MARKED[id(route)] = (route, marked)
-    return marked
+    known = _MARKED.get(route)
+    return known if known is not None else _MARKED.put(_declares_marker(route), route)
 
 
 def _declares_marker(route: Any) -> bool:

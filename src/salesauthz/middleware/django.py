@@ -36,9 +36,9 @@ from django.db.models import Model, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.utils.module_loading import import_string
 
-from salesauthz.authorizer import Record
 from salesauthz.errors import AuthorizationError, ForbiddenError, NotFoundError
 from salesauthz.filters.django import scope_q
+from salesauthz.values import Record
 
 from ._core import MARKER, Guard, RequestAuthz
 from ._routes import RouteTable

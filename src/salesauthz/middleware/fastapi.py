@@ -26,8 +26,8 @@ from typing import Annotated, Any, TypeVar
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from salesauthz.authorizer import Record, ScopeFilter
 from salesauthz.errors import AuthorizationError, NotFoundError
+from salesauthz.values import Record, ScopeFilter
 
 from ._core import MARKER, Guard, RequestAuthz
 from .asgi import context_for

@@ -26,8 +26,8 @@ from typing import Any, TypeVar, cast
 
 from flask import Flask, Response, g, has_request_context, request
 
-from salesauthz.authorizer import Record, ScopeFilter
 from salesauthz.errors import AuthorizationError, NotFoundError
+from salesauthz.values import Record, ScopeFilter
 
 from ._core import MARKER, Guard, RequestAuthz
 from .identity import Identity, RequestInfo

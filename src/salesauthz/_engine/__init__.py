@@ -1,0 +1,77 @@
+"""The decision engine (private): the semantics, compiled snapshots, the cache, explanations.
+
+Modules outside the engine import from this package only, never from its submodules
+(``tests/test_architecture.py`` checks it), and no public API takes or returns its types.
+
+- :mod:`.semantics` — the decision rules, once: scopes, expiry, wildcards, role inheritance, the
+  parent ceiling, and the provenance of every right.
+- :mod:`.snapshot` — one domain's compiled rules, immutable; :mod:`.state` — the mutable master
+  copy that publishes snapshots, incrementally.
+- :mod:`.cache` — effective maps per account, with a strategy passed in.
+- :mod:`.explain` — decisions told from their provenance; :mod:`.fields` — field modes.
+"""
+
+from .cache import DEFAULT_SIZE as DEFAULT_CACHE_SIZE
+from .cache import TOUCH_EVERY, CacheKey, EffectiveCache, Entry
+from .explain import explain, permission_label
+from .fields import field_modes, ruled_fields
+from .semantics import (
+    ACTIVE,
+    Holding,
+    Source,
+    Until,
+    chain,
+    earliest,
+    effective,
+    expand,
+    expired,
+    holdings,
+    intersect_maps,
+    own_map,
+    role_holdings,
+    scope_coverage,
+    scope_width,
+    scope_within,
+    sources,
+)
+from .snapshot import AccountInfo, EffectiveMap, FieldRule, Key, Permission, Snapshot, parse_permission
+from .state import DomainState, compile_domains, load_domains
+
+__all__ = [
+    "ACTIVE",
+    "DEFAULT_CACHE_SIZE",
+    "TOUCH_EVERY",
+    "AccountInfo",
+    "CacheKey",
+    "DomainState",
+    "EffectiveCache",
+    "EffectiveMap",
+    "Entry",
+    "FieldRule",
+    "Holding",
+    "Key",
+    "Permission",
+    "Snapshot",
+    "Source",
+    "Until",
+    "chain",
+    "compile_domains",
+    "earliest",
+    "effective",
+    "expand",
+    "expired",
+    "explain",
+    "field_modes",
+    "holdings",
+    "intersect_maps",
+    "load_domains",
+    "own_map",
+    "parse_permission",
+    "permission_label",
+    "role_holdings",
+    "ruled_fields",
+    "scope_coverage",
+    "scope_width",
+    "scope_within",
+    "sources",
+]

@@ -1,0 +1,133 @@
+"""Explanations: the engine's decision, told from its provenance (not the hot path).
+
+The verdict is :func:`~.semantics.effective`'s — the map ``check`` caches — so ``explain`` can
+never allow what ``check`` denies. The story is told from :func:`~.semantics.sources` (which role
+or grant gives the right, through which inheritance path, what its scope reaches, which grants
+expired) and from the parent chain (which ancestor caps it).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from salesauthz import _rules as R
+from salesauthz.scopes import ScopeKind
+from salesauthz.values import Decision, Record
+
+from .semantics import ACTIVE, Source, chain, effective, sources
+from .snapshot import Permission, Snapshot
+
+__all__ = ["explain", "permission_label"]
+
+logger = logging.getLogger("salesauthz")
+
+
+def permission_label(permission: Permission) -> str:
+    """``customer:read@team`` for a permission."""
+    return f"{permission.type}:{permission.action}@{permission.scope}"
+
+
+def explain(snapshot: Snapshot | None, account: str, action: str, record: Record, domain: str,
+            now: float) -> Decision:
+    """The decision ``check`` makes, with the reason and the rules behind it."""
+    told = _tell(snapshot, account, action, record, domain, now)
+    if snapshot is None or told.allowed == _verdict(snapshot, account, action, record, now):
+        return told
+    # The story and the engine disagree: a bug. Never let the story decide.
+    logger.error("salesauthz explain: the explanation disagrees with the decision for %r", told)
+    return Decision(False, "internal error: the explanation disagrees with the engine; denied",
+                    account, action, record, domain)
+
+
+def _verdict(snapshot: Snapshot, account: str, action: str, record: Record, now: float) -> bool:
+    coverage = effective(snapshot, account, now)[0].get((record.type, action))
+    return coverage is not None and coverage.covers(record.owner, record.department, snapshot.homes)
+
+
+def _record_text(record: Record, department: str | None) -> str:
+    owner = f"owned by {record.owner}" if record.owner else "with no owner"
+    where = f"in {department}" if department else "in no known department"
+    return f"{record.type} record {owner} {where}"
+
+
+def _scope_text(snapshot: Snapshot, account: str, permission: Permission) -> str:
+    scope = permission.scope
+    home = snapshot.department_of(account)
+    if scope.kind is ScopeKind.OWN:
+        return f"records owned by {account}"
+    if scope.kind is ScopeKind.ALL:
+        return f"every record of domain {snapshot.name}"
+    if scope.kind in (ScopeKind.TEAM, ScopeKind.DEPARTMENT_TREE) and not home:
+        return f"records owned by {account} (it has no department)"
+    if scope.kind is ScopeKind.TEAM:
+        return f"records owned by {account} or in its department {home}"
+    if scope.kind is ScopeKind.DEPARTMENT_TREE:
+        return f"records owned by {account} or in {home} and below"
+    return f"records owned by {account} or in {', '.join(sorted(scope.departments))} and below"
+
+
+def _source_text(source: Source) -> str:
+    via = source.holding.via
+    return "direct grant" if not via else "role " + " → ".join(via)
+
+
+def _tell(snapshot: Snapshot | None, account: str, action: str, record: Record, domain: str,
+          now: float) -> Decision:
+    def deny(reason: str, steps: list[str], rules: tuple[tuple[str, ...], ...] = ()) -> Decision:
+        return Decision(False, reason, account, action, record, domain, rules, None, None,
+                        (*steps, "deny: " + reason))
+
+    if snapshot is None:
+        return deny(f"domain {domain!r} does not exist", [])
+    info = snapshot.accounts.get(account)
+    if info is None or info.status is None:
+        return deny(f"account {account!r} does not exist in domain {domain!r}", [])
+    if info.status != ACTIVE:
+        return deny(f"account {account} is {info.status}, and only active accounts are allowed "
+                    "anything", [], ((R.ACCOUNT, account, domain, info.status),))
+    known = snapshot.vocabulary.get(record.type)
+    if known is None:
+        return deny(f"{record.type!r} is not a resource type of domain {domain}", [])
+    if action not in known:
+        return deny(f"{action!r} is not an action on {record.type} in domain {domain}", [])
+    department = record.department or snapshot.department_of(record.owner)
+    subject = _record_text(record, department)
+    steps: list[str] = [f"{account} asks to {action} a {subject}"]
+    live: list[tuple[Source, bool]] = []
+    for source in sources(snapshot, account, (record.type, action), now):
+        label = permission_label(source.holding.permission)
+        if source.expired:
+            steps.append(f"grant {label} expired; ignored")
+            continue
+        covered = source.coverage.covers(record.owner, department)
+        live.append((source, covered))
+        steps.append(f"{_source_text(source)}: {label} reaches "
+                     f"{_scope_text(snapshot, account, source.holding.permission)}, which "
+                     f"{'covers' if covered else 'does not cover'} this record")
+    if not live:
+        return deny(f"no role or grant of {account} gives {record.type}:{action}", steps)
+    winners = [source for source, covered in live if covered]
+    if not winners:
+        held = ", ".join(sorted({permission_label(s.holding.permission) for s, _ in live}))
+        return deny(f"{account} holds {held}, which does not reach a {subject}", steps,
+                    tuple(s.holding.permission.rule for s, _ in live))
+    first = winners[0]
+    rules = tuple(s.holding.permission.rule for s in winners)
+    if info.parent is not None:
+        if chain(snapshot, account) is None:  # a parent cycle in bad stored data
+            return deny("the sub-account chain has a cycle", steps, rules)
+        above = _tell(snapshot, info.parent, action, record, domain, now)
+        steps.append(f"{account} is a sub-account of {info.parent}, so it is capped by what "
+                     f"{info.parent} may do:")
+        steps.extend("  " + step for step in above.steps)
+        if not above.allowed:
+            return deny(f"{account} would be allowed, but its parent {info.parent} is not: "
+                        f"{above.reason}", steps, (*rules, (R.PARENT, account, info.parent, domain)))
+    permission = first.holding.permission
+    source_name = "a direct grant" if first.holding.role is None else f"role {first.holding.role}"
+    reason = (f"allowed by {source_name}: {permission_label(permission)} reaches "
+              f"{_scope_text(snapshot, account, permission)}")
+    if info.parent is not None:
+        reason += f", within the ceiling of parent {info.parent}"
+    return Decision(True, reason, account, action, record, domain, rules, first.holding.role,
+                    permission.scope, (*steps, "allow: " + reason), first.holding.via)

@@ -1,0 +1,243 @@
+"""The decision semantics of salesauthz, written once (DESIGN.md, "Decision semantics").
+
+Everything that decides asks these functions: ``check``'s cached maps, ``explain``, field modes,
+list filters, the delegation rule and every checker command (who-can, what-can, lint, review,
+diff, test). None of them re-implements scopes, expiry, wildcards, role inheritance or the parent
+ceiling. The Casbin reference (:mod:`salesauthz.reference`) is the one independent
+implementation, on purpose: the differential tests compare the two.
+
+1. Default deny: an unknown domain, account, type or action holds nothing.
+2. Only an ``active`` account is allowed anything (:func:`effective`).
+3. A scope covers records relative to the account (:func:`scope_coverage`); a record with no
+   department is in its owner's current department (``Coverage.covers`` with the snapshot's
+   ``homes``).
+4. An account holds the unexpired permissions of its roles (closed over inheritance) and its
+   direct grants, wildcards expanded over the domain's vocabulary (:func:`holdings`,
+   :func:`own_map`); grants add up (union) and a sub-account is capped by what its parent holds
+   (intersection, up the whole chain, evaluated at decision time: :func:`effective`).
+5. Field modes refine a record a role may see (:func:`field_modes`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Final, NamedTuple
+
+from salesauthz import _rules as R
+from salesauthz.scopes import EVERYTHING, Coverage, Scope, ScopeKind
+
+from .snapshot import EffectiveMap, Key, Permission, Snapshot
+
+ACTIVE: Final = "active"
+Until = float | None
+"""When a computed answer next changes by itself (an expiry), or ``None`` for never."""
+
+
+def expired(expires: float | None, now: float) -> bool:
+    """A grant stops allowing at the instant it expires."""
+    return expires is not None and expires <= now
+
+
+def earliest(first: Until, second: Until) -> Until:
+    if first is None:
+        return second
+    return first if second is None or first <= second else second
+
+
+def expand(snapshot: Snapshot, type: str, action: str) -> Iterator[Key]:
+    """The known ``(type, action)`` pairs a permission names (``*`` is every known one)."""
+    vocabulary = snapshot.vocabulary
+    for known_type in (vocabulary if type == R.WILDCARD else (type,)):
+        actions = vocabulary.get(known_type)
+        if actions is None:
+            continue
+        if action == R.WILDCARD:
+            for known_action in actions:
+                yield known_type, known_action
+        elif action in actions:
+            yield known_type, action
+
+
+
+
+def scope_coverage(snapshot: Snapshot, account: str, scope: Scope, home: str | None = None, *,
+                   moved: bool = False) -> Coverage:
+    """The records ``scope`` reaches for ``account`` (rule 3); with ``moved=True``, as if the
+    account were in department ``home`` (what a planned move would give it)."""
+    kind = scope.kind
+    if kind is ScopeKind.ALL:
+        return EVERYTHING
+    own = frozenset((account,))
+    if kind is ScopeKind.OWN:
+        return Coverage(owners=own)
+    if kind is ScopeKind.CUSTOM:
+        reached: set[str] = set()
+        for top in scope.departments:
+            reached |= snapshot.subtree.get(top, frozenset())
+        return Coverage(owners=own, departments=frozenset(reached))
+    department = home if moved else snapshot.department_of(account)
+    if department is None or department not in snapshot.department_parent:
+        return Coverage(owners=own)  # no (known) department: team and tree reach its own records
+    if kind is ScopeKind.TEAM:
+        return Coverage(owners=own, departments=frozenset((department,)))
+    return Coverage(owners=own, departments=snapshot.subtree[department])
+
+
+_WIDTH: Final = {ScopeKind.OWN: 0, ScopeKind.TEAM: 1, ScopeKind.CUSTOM: 2,
+                 ScopeKind.DEPARTMENT_TREE: 3, ScopeKind.ALL: 4}
+
+
+def scope_within(inner: Scope, outer: Scope, snapshot: Snapshot | None = None) -> bool:
+    """Whether ``outer`` reaches everything ``inner`` does for *any* account (the static order
+    own ⊆ team ⊆ department_tree ⊆ all; own ⊆ custom(D) ⊆ custom(E) when E's subtrees hold D)."""
+    if inner == outer or outer.kind is ScopeKind.ALL or inner.kind is ScopeKind.OWN:
+        return True
+    if inner.kind is ScopeKind.TEAM and outer.kind is ScopeKind.DEPARTMENT_TREE:
+        return True
+    if inner.kind is ScopeKind.CUSTOM and outer.kind is ScopeKind.CUSTOM:
+        reach: set[str] = set()
+        for department in outer.departments:
+            reach |= snapshot.subtree.get(department, {department}) if snapshot else {department}
+        return inner.departments <= reach
+    return False
+
+
+def scope_width(scope: Scope) -> int:
+    """A sort key, narrowest scope kind first."""
+    return _WIDTH[scope.kind]
+
+
+def chain(snapshot: Snapshot, account: str) -> tuple[str, ...] | None:
+    """The account, its parent, its parent's parent …; ``None`` if the chain loops (only bad
+    stored data can make it loop: the account is then denied everything)."""
+    names = [account]
+    seen = {account}
+    parent = snapshot.account(account).parent
+    while parent is not None:
+        if parent in seen:
+            return None
+        names.append(parent)
+        seen.add(parent)
+        parent = snapshot.account(parent).parent
+    return tuple(names)
+
+
+class Holding(NamedTuple):
+    """A permission an account holds, and how: ``via`` is the path assigned role → … → the role
+    that lists it (``()`` for a direct grant)."""
+
+    permission: Permission
+    via: tuple[str, ...]
+
+    @property
+    def role(self) -> str | None:
+        return self.via[-1] if self.via else None
+
+
+def role_holdings(snapshot: Snapshot, role: str) -> Iterator[Holding]:
+    """Everything a role gives, through inheritance (each inherited role once, shortest path)."""
+    for inherited, path in snapshot.role_paths.get(role, ()):
+        for permission in snapshot.role_permissions.get(inherited, ()):
+            yield Holding(permission, path)
+
+
+def holdings(snapshot: Snapshot, account: str) -> Iterator[Holding]:
+    """Every permission the account itself holds (expired ones included): its direct grants,
+    then its roles' (after inheritance, by role name), each reached role once, by its shortest
+    path from a role assigned to the account."""
+    info = snapshot.account(account)
+    for grant in info.grants:
+        yield Holding(grant, ())
+    paths: dict[str, tuple[str, ...]] = {}
+    for assigned in sorted(info.roles):
+        for inherited, path in snapshot.role_paths.get(assigned, ()):
+            known = paths.get(inherited)
+            if known is None or len(path) < len(known):
+                paths[inherited] = path
+    for role in sorted(paths):
+        for permission in snapshot.role_permissions.get(role, ()):
+            yield Holding(permission, paths[role])
+
+
+def own_map(snapshot: Snapshot, account: str, now: float) -> tuple[EffectiveMap, Until]:
+    """What the account's own roles and grants reach at ``now`` (its status and its parent
+    ignored), and when that next changes by itself (its earliest live expiry)."""
+    result: EffectiveMap = {}
+    until: Until = None
+    coverage_of: dict[Scope, Coverage] = {}
+    for held in holdings(snapshot, account):
+        permission = held.permission
+        if permission.expires is not None:
+            if expired(permission.expires, now):
+                continue
+            until = earliest(until, permission.expires)
+        coverage = coverage_of.get(permission.scope)
+        if coverage is None:
+            coverage = coverage_of[permission.scope] = scope_coverage(snapshot, account,
+                                                                      permission.scope)
+        for key in expand(snapshot, permission.type, permission.action):
+            before = result.get(key)
+            result[key] = coverage if before is None else before.union(coverage)
+    return result, until
+
+
+def intersect_maps(held: EffectiveMap, ceiling: EffectiveMap) -> EffectiveMap:
+    """What ``held`` allows within ``ceiling``, key by key."""
+    capped: EffectiveMap = {}
+    for key, coverage in held.items():
+        limit = ceiling.get(key)
+        if limit is not None:
+            both = coverage.intersect(limit)
+            if not both.is_empty:
+                capped[key] = both
+    return capped
+
+
+Ceiling = Callable[[str], tuple[EffectiveMap, Until]]
+"""The effective map of a parent (a cache may serve it)."""
+
+
+def effective(snapshot: Snapshot, account: str, now: float, *, ceiling: Ceiling | None = None,
+              statuses: bool = True) -> tuple[EffectiveMap, Until]:
+    """What ``account`` may do at ``now`` (rules 1, 2 and 4), and until when that holds.
+
+    ``ceiling(parent)`` serves the parent's effective map (default: computed here). With
+    ``statuses=False`` account statuses are ignored (what it would hold were it active; the
+    checker's analyses). A parent chain that loops denies everything.
+    """
+    info = snapshot.accounts.get(account)
+    if info is None or (statuses and info.status != ACTIVE) or chain(snapshot, account) is None:
+        return {}, None
+    result, until = own_map(snapshot, account, now)
+    if info.parent is None:
+        return result, until
+    if ceiling is None:
+        above, above_until = effective(snapshot, info.parent, now, statuses=statuses)
+    else:
+        above, above_until = ceiling(info.parent)
+    return intersect_maps(result, above), earliest(until, above_until)
+
+
+class Source(NamedTuple):
+    """Provenance of one right: a holding naming the key, what its scope reaches for the
+    account, and whether it has expired."""
+
+    holding: Holding
+    coverage: Coverage
+    expired: bool
+
+
+def sources(snapshot: Snapshot, account: str, key: Key, now: float) -> list[Source]:
+    """The account's own holdings that give ``key`` (expired ones included, marked)."""
+    found: list[Source] = []
+    coverage_of: dict[Scope, Coverage] = {}
+    for held in holdings(snapshot, account):
+        permission = held.permission
+        if key not in expand(snapshot, permission.type, permission.action):
+            continue
+        coverage = coverage_of.get(permission.scope)
+        if coverage is None:
+            coverage = coverage_of[permission.scope] = scope_coverage(snapshot, account,
+                                                                      permission.scope)
+        found.append(Source(held, coverage, expired(permission.expires, now)))
+    return found

@@ -1,0 +1,387 @@
+"""The mutable master copy of one domain's rules, and the snapshots it publishes.
+
+:class:`DomainState` is changed only under the authorizer's write lock. After each change it
+publishes an immutable :class:`~.snapshot.Snapshot`, sharing every part the change did not touch.
+
+Each snapshot carries *stamps*: a version per account (``stamps.get(account, base)``). A change to
+roles, departments or the vocabulary moves ``base`` (every cached effective map of the domain goes
+stale); a change to one account's facts gives only that account and its sub-accounts new stamps.
+Stamps come from one process-wide counter, so they never repeat.
+"""
+
+from __future__ import annotations
+
+import gc
+import itertools
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import TypeVar
+
+from salesauthz import _rules as R
+from salesauthz._rules import Rule
+from salesauthz.errors import PolicyError, PolicyIssue
+
+from .snapshot import (
+    NO_ACCOUNT,
+    NO_ROLES,
+    AccountInfo,
+    FieldRule,
+    Permission,
+    Snapshot,
+    parse_field_rule,
+    parse_permission,
+)
+
+__all__ = ["DomainState", "compile_domains", "load_domains"]
+
+V = TypeVar("V")
+_stamp_counter = itertools.count(1)
+_BULK = 10_000  # rules: above this, a first load pauses the cyclic garbage collector
+
+
+@contextmanager
+def _collection_paused(pause: bool) -> Iterator[None]:
+    """Pause the cyclic GC while a bulk load allocates millions of long-lived objects that
+    cannot form garbage cycles: otherwise every full collection re-scans all of them, which
+    nearly doubles the load time of a million rules. The previous state is restored."""
+    if not pause or not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+RolePart = tuple[frozenset[str], dict[str, frozenset[str]], dict[str, tuple[Permission, ...]],
+                 dict[str, tuple[tuple[str, tuple[str, ...]], ...]]]
+
+
+class DomainState:
+    """The mutable master copy of one domain's rules (changed under the authorizer's lock)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.rules: set[Rule] = set()
+        self.vocabulary: dict[str, set[str]] = {}
+        self.roles: set[str] = set()
+        self.links: dict[str, set[str]] = {}  # g: subject -> roles (assignment or inheritance)
+        self.permissions: dict[str, set[Permission]] = {}  # p: subject -> permissions
+        self.department_parent: dict[str, str | None] = {}
+        self.status: dict[str, str] = {}
+        self.membership: dict[str, str] = {}
+        self.parent: dict[str, str] = {}
+        self.field_rules: dict[str, set[Rule]] = {}  # p5: role -> rules
+        self.fields: dict[str, set[str]] = {}  # p6: type -> fields
+        self.snapshot: Snapshot | None = None
+        # Derived structures, rebuilt only when their rules change (None: stale).
+        self._role_part: RolePart | None = None
+        self._department_part: tuple[dict[str, str | None], dict[str, frozenset[str]]] | None = None
+        self._vocabulary_part: dict[str, frozenset[str]] | None = None
+        self._field_part: tuple[dict[str, tuple[FieldRule, ...]], dict[str, frozenset[str]]] | None = None
+        self._role_set_changed = False  # a name became (or stopped being) a role
+
+    # -- applying rules --------------------------------------------------------------------
+
+    def apply(self, added: Iterable[Rule], removed: Iterable[Rule]) -> Snapshot:
+        """Apply a batch (removals first) and publish, and return, a new snapshot."""
+        if self.snapshot is None and not self.rules and not removed:
+            rules = list(added)
+            with _collection_paused(len(rules) > _BULK):
+                return self._load(rules)
+        structural = False
+        touched: set[str] = set()
+        for rule in removed:
+            if rule in self.rules:
+                self.rules.discard(rule)
+                structural |= self._unindex(rule, touched)
+        for rule in added:
+            if rule not in self.rules:
+                self.rules.add(rule)
+                structural |= self._index(rule, touched)
+        return self._publish(structural, touched)
+
+    def _load(self, rules: list[Rule]) -> Snapshot:
+        """The first batch of an empty domain (a whole store being loaded): the same effect as
+        :meth:`_index` on each rule, in one tight loop, since nothing cached can be stale yet."""
+        self.rules = set(rules)
+        links, permissions, status = self.links, self.permissions, self.status
+        membership, parent = self.membership, self.parent
+        for rule in rules:  # the most frequent rule types first: most rules are about accounts
+            ptype = rule[0]
+            if ptype == R.ROLE_LINK:
+                held = links.get(rule[1])
+                if held is None:
+                    links[rule[1]] = {rule[2]}
+                else:
+                    held.add(rule[2])
+            elif ptype == R.ACCOUNT:
+                status[rule[1]] = rule[3]
+            elif ptype == R.MEMBERSHIP:
+                membership[rule[1]] = rule[2]
+            elif ptype == R.PERMISSION:
+                permissions.setdefault(rule[1], set()).add(parse_permission(rule))
+            elif ptype == R.PARENT:
+                parent[rule[1]] = rule[2]
+            else:  # the rare rule types: the general path
+                self._index(rule, set())
+        self._role_part = self._department_part = self._vocabulary_part = None
+        return self._publish(True, set())
+
+    def _index(self, rule: Rule, touched: set[str]) -> bool:
+        """Record one added rule; returns whether it changes what every account may do."""
+        ptype, subject = rule[0], rule[1]
+        if ptype == R.PERMISSION:
+            self.permissions.setdefault(subject, set()).add(parse_permission(rule))
+            return self._subject_changed(subject, touched)
+        if ptype == R.ROLE_LINK:
+            self.links.setdefault(subject, set()).add(rule[2])
+            return self._subject_changed(subject, touched)
+        if ptype in (R.ACCOUNT, R.MEMBERSHIP, R.PARENT):
+            facts = {R.ACCOUNT: self.status, R.MEMBERSHIP: self.membership, R.PARENT: self.parent}
+            facts[ptype][subject] = rule[3] if ptype == R.ACCOUNT else rule[2]
+            touched.add(subject)
+            return False
+        return self._structure(rule, add=True)
+
+    def _unindex(self, rule: Rule, touched: set[str]) -> bool:
+        """Forget one removed rule; returns whether it changes what every account may do."""
+        ptype, subject = rule[0], rule[1]
+        if ptype == R.PERMISSION:
+            _discard(self.permissions, subject, parse_permission(rule))
+            return self._subject_changed(subject, touched)
+        if ptype == R.ROLE_LINK:
+            _discard(self.links, subject, rule[2])
+            return self._subject_changed(subject, touched)
+        if ptype in (R.ACCOUNT, R.MEMBERSHIP, R.PARENT):
+            facts = {R.ACCOUNT: self.status, R.MEMBERSHIP: self.membership, R.PARENT: self.parent}
+            value = rule[3] if ptype == R.ACCOUNT else rule[2]
+            if facts[ptype].get(subject) == value:
+                del facts[ptype][subject]
+            touched.add(subject)
+            return False
+        return self._structure(rule, add=False)
+
+    def _structure(self, rule: Rule, *, add: bool) -> bool:
+        """Departments, roles, the vocabulary and field rules: every account may be affected."""
+        ptype = rule[0]
+        if ptype == R.DEPARTMENT:
+            if add:
+                self.department_parent[rule[1]] = rule[2] or None
+            elif self.department_parent.get(rule[1], "") == (rule[2] or None):
+                del self.department_parent[rule[1]]
+            self._department_part = None
+        elif ptype == R.ROLE:
+            (self.roles.add if add else self.roles.discard)(rule[1])
+            self._role_part = None
+            self._role_set_changed = True
+        elif ptype == R.VOCABULARY:
+            _change(self.vocabulary, rule[2], rule[3], add)
+            self._vocabulary_part = None
+        elif ptype == R.FIELD_RULE:
+            _change(self.field_rules, rule[1], rule, add)
+            self._field_part = None
+        elif ptype == R.FIELD:
+            _change(self.fields, rule[2], rule[3], add)
+            self._field_part = None
+        else:
+            raise AssertionError(f"unhandled rule type {ptype!r}")  # check_rule() ran before
+        return True
+
+    def _subject_changed(self, subject: str, touched: set[str]) -> bool:
+        if subject in self.roles:
+            self._role_part = None
+            return True
+        touched.add(subject)
+        return False
+
+    # -- publishing snapshots --------------------------------------------------------------
+
+    def _publish(self, structural: bool, touched: set[str]) -> Snapshot:
+        previous = self.snapshot
+        if self._role_part is None:
+            self._role_part = self._build_roles()
+        if self._department_part is None:
+            self._department_part = self._build_departments()
+        if self._vocabulary_part is None:
+            self._vocabulary_part = {t: frozenset(a) for t, a in self.vocabulary.items() if a}
+        if self._field_part is None:
+            self._field_part = self._build_fields()
+
+        homes: Mapping[str, str | None]
+        children: Mapping[str, frozenset[str]]
+        if previous is None or self._role_set_changed:  # every subject is sorted again
+            interned: dict[frozenset[str], frozenset[str]] = {}
+            accounts = {name: self._account_info(name, interned) for name in self._account_names()}
+            accounts = {name: info for name, info in accounts.items() if info is not NO_ACCOUNT}
+            homes = {name: info.department for name, info in accounts.items()
+                     if info.department is not None}
+            children = _children_of(accounts)
+        else:
+            accounts = dict(previous.accounts)
+            homes, children = previous.homes, previous.children
+            for name in touched:
+                info = self._account_info(name)
+                before = accounts.pop(name, NO_ACCOUNT)
+                if info is not NO_ACCOUNT:
+                    accounts[name] = info
+                if info.department != before.department:
+                    homes = _with(homes, name, info.department)
+                if info.parent != before.parent:
+                    children = _reparented(children, name, before.parent, info.parent)
+        self._role_set_changed = False
+
+        if previous is None or structural:
+            base, stamps = next(_stamp_counter), {}
+        else:
+            base, stamps = previous.base, dict(previous.stamps)
+            stamp = next(_stamp_counter)
+            stale = set(touched)
+            stack = list(touched)
+            while stack:  # a sub-account's map depends on its parents'
+                for child in children.get(stack.pop(), ()):
+                    if child not in stale:
+                        stale.add(child)
+                        stack.append(child)
+            for name in stale:
+                stamps[name] = stamp
+
+        roles, role_parents, role_permissions, role_paths = self._role_part
+        department_parent, subtree = self._department_part
+        role_fields, field_vocabulary = self._field_part
+        self.snapshot = Snapshot(self.name, self._vocabulary_part, roles, role_parents,
+                                 role_permissions, role_paths, department_parent, subtree, accounts,
+                                 homes, children, stamps, base, role_fields, field_vocabulary)
+        return self.snapshot
+
+    def _account_names(self) -> set[str]:
+        names = set(self.status) | set(self.membership) | set(self.parent)
+        names |= {s for s in self.links if s not in self.roles}
+        names |= {s for s in self.permissions if s not in self.roles}
+        return names
+
+    def _account_info(self, name: str,
+                      interned: dict[frozenset[str], frozenset[str]] | None = None) -> AccountInfo:
+        if name in self.roles:
+            return NO_ACCOUNT
+        held = self.permissions.get(name)
+        grants = tuple(sorted(held, key=lambda p: p.rule)) if held else ()
+        links = self.links.get(name)
+        roles = frozenset(links) if links else NO_ROLES
+        if interned is not None:  # thousands of accounts share a few role sets: keep one copy
+            roles = interned.setdefault(roles, roles)
+        info = AccountInfo(self.status.get(name), self.membership.get(name), self.parent.get(name),
+                           roles, grants)
+        return NO_ACCOUNT if info == NO_ACCOUNT else info
+
+    def _build_roles(self) -> RolePart:
+        roles = frozenset(self.roles)
+        parents = {r: frozenset(self.links.get(r, ())) for r in roles}
+        permissions = {r: tuple(sorted(self.permissions.get(r, ()), key=lambda p: p.rule))
+                       for r in roles}
+        paths: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {}
+        for role in roles:
+            found: dict[str, tuple[str, ...]] = {role: (role,)}
+            queue = [role]
+            for current in queue:  # breadth first: the shortest path to each inherited role
+                for inherited in sorted(parents.get(current, ())):
+                    if inherited not in found:  # a cycle (only in bad data) just stops here
+                        found[inherited] = (*found[current], inherited)
+                        queue.append(inherited)
+            paths[role] = tuple(found.items())
+        return roles, parents, permissions, paths
+
+    def _build_departments(self) -> tuple[dict[str, str | None], dict[str, frozenset[str]]]:
+        parents = dict(self.department_parent)
+        below: dict[str, set[str]] = {d: {d} for d in parents}
+        for department in parents:
+            seen = {department}
+            ancestor = parents.get(department)
+            while ancestor is not None and ancestor not in seen:  # cycle guard for bad data
+                seen.add(ancestor)
+                if ancestor in below:
+                    below[ancestor].add(department)
+                ancestor = parents.get(ancestor)
+        return parents, {d: frozenset(s) for d, s in below.items()}
+
+    def _build_fields(self) -> tuple[dict[str, tuple[FieldRule, ...]], dict[str, frozenset[str]]]:
+        by_role = {role: tuple(sorted((parse_field_rule(r) for r in rules), key=lambda f: f.rule))
+                   for role, rules in self.field_rules.items() if rules}
+        return by_role, {t: frozenset(f) for t, f in self.fields.items() if f}
+
+
+def compile_domains(rules: Iterable[Rule]) -> dict[str, Snapshot]:
+    """One snapshot per domain of ``rules`` (for tools that analyse rules outside an authorizer)."""
+    grouped: dict[str, list[Rule]] = {}
+    for rule in rules:
+        grouped.setdefault(R.domain_of(rule), []).append(rule)
+    return {name: DomainState(name).apply(domain_rules, ()) for name, domain_rules in grouped.items()}
+
+
+def load_domains(rules: Sequence[Rule], names: Collection[str] | None, *,
+                 source: str) -> dict[str, DomainState]:
+    """A fresh state for each domain of ``rules`` (or exactly for ``names``, empty ones
+    included), all or nothing. Malformed rules raise :class:`PolicyError` naming each of them
+    and ``source`` (diagnosed only on failure: a healthy load pays nothing for the check)."""
+    try:
+        grouped: dict[str, list[Rule]] = {}
+        for rule in rules:
+            grouped.setdefault(R.domain_of(rule), []).append(rule)
+        states: dict[str, DomainState] = {}
+        for name in grouped if names is None else names:
+            state = states[name] = DomainState(name)
+            state.apply(grouped.get(name, ()), ())
+        return states
+    except Exception:
+        issues = [PolicyIssue(f"{problem}: {rule!r}", source, code="SA100")
+                  for rule in rules if (problem := R.check_rule(rule)) is not None]
+        if issues:
+            raise PolicyError(issues) from None
+        raise
+
+
+def _children_of(accounts: Mapping[str, AccountInfo]) -> dict[str, frozenset[str]]:
+    children: dict[str, set[str]] = {}
+    for name, info in accounts.items():
+        if info.parent is not None:
+            children.setdefault(info.parent, set()).add(name)
+    return {parent: frozenset(names) for parent, names in children.items()}
+
+
+def _with(mapping: Mapping[str, str | None], key: str, value: str | None) -> dict[str, str | None]:
+    copy = dict(mapping)
+    if value is None:
+        copy.pop(key, None)
+    else:
+        copy[key] = value
+    return copy
+
+
+def _reparented(children: Mapping[str, frozenset[str]], name: str, old: str | None,
+                new: str | None) -> dict[str, frozenset[str]]:
+    copy = dict(children)
+    if old is not None:
+        rest = copy.get(old, frozenset()) - {name}
+        if rest:
+            copy[old] = rest
+        else:
+            copy.pop(old, None)
+    if new is not None:
+        copy[new] = copy.get(new, frozenset()) | {name}
+    return copy
+
+
+def _change(mapping: dict[str, set[V]], key: str, value: V, add: bool) -> None:
+    if add:
+        mapping.setdefault(key, set()).add(value)
+    else:
+        _discard(mapping, key, value)
+
+
+def _discard(mapping: dict[str, set[V]], key: str, value: V) -> None:
+    values = mapping.get(key)
+    if values is not None:
+        values.discard(value)
+        if not values:
+            del mapping[key]
