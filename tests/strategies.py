@@ -39,6 +39,59 @@ class Organisation:
     def departments(self, domain: str) -> list[str]:
         return next(list(d["departments"]) for d in self.documents if d["domain"] == domain)
 
+    def document(self, domain: str) -> dict[str, Any]:
+        return next(d for d in self.documents if d["domain"] == domain)
+
+    def relatives(self, domain: str, account: str) -> tuple[list[str], list[str]]:
+        """The departments strictly below ``account``'s own, and its own with its ancestors:
+        records there are where team, department_tree and custom scopes differ."""
+        document = self.document(domain)
+        home = (document["accounts"].get(account) or {}).get("department")
+        if home is None:
+            return [], []
+        parent_of = {d: (spec or {}).get("parent") for d, spec in document["departments"].items()}
+        below = [d for d in parent_of if d != home and _below(parent_of, d, home)]
+        above = [home]
+        ancestor = parent_of.get(home)
+        while ancestor is not None and ancestor not in above:
+            above.append(ancestor)
+            ancestor = parent_of.get(ancestor)
+        return below, above
+
+    def held_keys(self, domain: str, account: str) -> list[tuple[str, str]]:
+        """The ``(type, action)`` pairs the account's roles (inherited too) and grants name."""
+        document = self.document(domain)
+        spec = document["accounts"].get(account) or {}
+        sets = list(spec.get("grants", []))
+        roles, seen = list(spec.get("roles", [])), set()
+        while roles:
+            role = roles.pop()
+            if role in seen:
+                continue
+            seen.add(role)
+            body = document["roles"].get(role) or {}
+            sets += body.get("permissions", [])
+            roles += body.get("inherits", [])
+        keys = []
+        for permission_set in sets:
+            for typ, actions in permission_set.items():
+                if typ in ("scope", "expires"):
+                    continue
+                for kind in (PERMISSION_TYPES if typ == "*" else [typ]):
+                    pool = PERMISSION_TYPES.get(kind, [])
+                    keys += [(kind, a) for a in (pool if "*" in actions else actions) if a in pool]
+        return sorted(set(keys))
+
+
+def _below(parent_of: dict[str, Any], department: str | None, top: str) -> bool:
+    seen: set[str] = set()
+    while department is not None and department not in seen:
+        if department == top:
+            return True
+        seen.add(department)
+        department = parent_of.get(department)
+    return False
+
 
 def _unique(draw: st.DrawFn, prefix: str, n: int) -> list[str]:
     chosen: list[str] = []
@@ -52,8 +105,13 @@ def _unique(draw: st.DrawFn, prefix: str, n: int) -> list[str]:
     return list(dict.fromkeys(chosen))
 
 
+EXPIRIES = (FIXED_NOW - 3600.0, FIXED_NOW + 3600.0)
+"""Grant expiries the default generators draw from (either side of FIXED_NOW)."""
+
+
 @st.composite
-def permission_sets(draw: st.DrawFn, departments: list[str], *, grant: bool) -> dict[str, Any]:
+def permission_sets(draw: st.DrawFn, departments: list[str], *, grant: bool,
+                    expiries: tuple[float, ...] = EXPIRIES) -> dict[str, Any]:
     scope: Any = draw(st.sampled_from([*SCOPES, "custom"] if departments else SCOPES))
     if scope == "custom":
         scope = {"custom": draw(st.lists(st.sampled_from(departments), min_size=1, max_size=2,
@@ -66,8 +124,7 @@ def permission_sets(draw: st.DrawFn, departments: list[str], *, grant: bool) -> 
                         if typ == "*" else PERMISSION_TYPES[typ])
         body[typ] = draw(st.lists(st.sampled_from(pool), min_size=1, max_size=2, unique=True))
     if grant and draw(st.booleans()):
-        delta = draw(st.sampled_from([-3600.0, 3600.0]))
-        body["expires"] = FIXED_NOW + delta
+        body["expires"] = draw(st.sampled_from(expiries))
     return body
 
 
@@ -91,11 +148,14 @@ def field_rules(draw: st.DrawFn) -> dict[str, Any]:
 
 
 @st.composite
-def domain_documents(draw: st.DrawFn, name: str) -> dict[str, Any]:
+def domain_documents(draw: st.DrawFn, name: str,
+                     expiries: tuple[float, ...] = EXPIRIES) -> dict[str, Any]:
     departments = _unique(draw, "d:", draw(st.integers(0, 6)))
     tree: dict[str, Any] = {}
     for i, dept in enumerate(departments):
-        parent = draw(st.sampled_from([None, *departments[:i]])) if i else None
+        # Often the previous department: deep chains, so many accounts sit in non-leaf departments.
+        choices = [None, *departments[:i]] if i else [None]
+        parent = draw(st.sampled_from([departments[i - 1], *choices])) if i else None
         tree[dept] = {"parent": parent} if parent else {}
     roles = _unique(draw, "r:", draw(st.integers(1, 5)))
     role_docs: dict[str, Any] = {}
@@ -111,10 +171,13 @@ def domain_documents(draw: st.DrawFn, name: str) -> dict[str, Any]:
         doc: dict[str, Any] = {
             "roles": draw(st.lists(st.sampled_from(roles), unique=True, max_size=2)),
             "status": draw(st.sampled_from(["active"] * 5 + ["frozen", "deactivated"])),
-            "grants": draw(st.lists(permission_sets(departments, grant=True), max_size=2)),
+            "grants": draw(st.lists(permission_sets(departments, grant=True, expiries=expiries),
+                                    max_size=2)),
         }
         if departments and draw(st.integers(0, 5)) != 0:
-            doc["department"] = draw(st.sampled_from(departments))
+            # Departments with sub-departments twice as likely: where team and tree differ.
+            parents = [spec["parent"] for spec in tree.values() if spec.get("parent")]
+            doc["department"] = draw(st.sampled_from(departments + parents))
         if i and draw(st.booleans()):
             doc["parent"] = draw(st.sampled_from(accounts[:i]))
         account_docs[account] = doc
@@ -123,9 +186,9 @@ def domain_documents(draw: st.DrawFn, name: str) -> dict[str, Any]:
 
 
 @st.composite
-def organisations(draw: st.DrawFn) -> Organisation:
+def organisations(draw: st.DrawFn, expiries: tuple[float, ...] = EXPIRIES) -> Organisation:
     names = draw(st.sampled_from([["acme"], ["acme", "华东 Corp"]]))
-    documents = [draw(domain_documents(name)) for name in names]
+    documents = [draw(domain_documents(name, expiries)) for name in names]
     rules: list[Rule] = []
     for document in documents:
         rules.extend(compile_document(DomainDocument.model_validate(document)))
@@ -140,6 +203,17 @@ def requests(draw: st.DrawFn, org: Organisation) -> tuple[str, str, Record, str]
     account = draw(st.sampled_from([*known, "ghost"]))
     action = draw(st.sampled_from(["read", "update", "export", "approve", "manage", "frob"]))
     typ = draw(st.sampled_from(["customer", "order", "account", "widget"]))
+    held = org.held_keys(domain, account) if domain in org.domains and account in known else []
+    prefer_held, prefer_near, prefer_below = (draw(st.booleans()) for _ in range(3))
+    if held and prefer_held:  # half the time, something the account holds in some scope
+        typ, action = draw(st.sampled_from(held))
     owner = draw(st.sampled_from([*known, None, "ghost"]))
-    department = draw(st.sampled_from([None, None, *depts, "d:nowhere"]))
+    below, above = org.relatives(domain, account) if domain in org.domains and account in known \
+        else ([], [])
+    # Half the time a department related to the asker's: below it (where team and
+    # department_tree differ), or its own and above.
+    pool: list[str | None] = [None, None, *depts, "d:nowhere"]
+    if above and prefer_near:
+        pool = list(below if below and prefer_below else above)
+    department = draw(st.sampled_from(pool))
     return account, action, Record(typ, owner=owner, department=department), domain

@@ -35,7 +35,7 @@ from .errors import EscalationError, ForbiddenError, UnknownNameError
 from .scopes import Coverage, Scope
 from .values import ScopeFilter
 
-__all__ = ["Admin", "OffboardPlan", "grant_is_covered"]
+__all__ = ["Admin", "Administered", "OffboardPlan"]
 
 _Change = tuple[list[Rule], list[Rule], list[AuditDraft]]
 
@@ -59,7 +59,7 @@ class Administered(Protocol):
     def _snapshot(self, domain: str) -> Snapshot | None: ...
 
 
-def grant_is_covered(actor: Coverage | None, granted: Coverage, snapshot: Snapshot) -> bool:
+def _grant_is_covered(actor: Coverage | None, granted: Coverage, snapshot: Snapshot) -> bool:
     """Whether an actor holding ``actor`` may hand out ``granted`` (rule 2 above).
 
     ``granted`` is compared record-set-wise, with each owner's records taken in that owner's
@@ -100,7 +100,7 @@ def _missing(snapshot: Snapshot, actor_map: EffectiveMap, account: str, departme
     for permission in permissions:
         granted = engine.scope_coverage(snapshot, account, permission.scope, department, moved=True)
         for key in engine.expand(snapshot, permission.type, permission.action):
-            if not grant_is_covered(actor_map.get(key), granted, snapshot):
+            if not _grant_is_covered(actor_map.get(key), granted, snapshot):
                 missing.append(f"{key[0]}:{key[1]}@{permission.scope}")
     return missing
 

@@ -19,7 +19,8 @@ from cachetools import LRUCache
 
 from salesauthz.values import CacheInfo
 
-from .snapshot import EffectiveMap
+from .semantics import effective
+from .snapshot import EffectiveMap, Snapshot
 
 __all__ = ["CacheKey", "EffectiveCache", "Entry"]
 
@@ -40,6 +41,22 @@ class EffectiveCache:
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
+
+    def get(self, snapshot: Snapshot, account: str, now: float) -> Entry:
+        """The account's entry, computed (and kept) unless a kept one is still valid: same stamp
+        as in ``snapshot``, not past its validity. A sub-account's fill reuses its parent's
+        entry, so a chain of sub-accounts is filled once per level, not once per descendant."""
+        entry = self.entries.get((snapshot.name, account))
+        if (entry is None or entry[0] != snapshot.stamps.get(account, snapshot.base)
+                or (entry[2] is not None and now >= entry[2])):
+            stamp = snapshot.stamps.get(account, snapshot.base)
+            held, valid_until = effective(snapshot, account, now,
+                                          ceiling=lambda parent: self.get(snapshot, parent, now)[1:])
+            entry = (stamp, held, valid_until)
+            self.put((snapshot.name, account), entry)
+        else:
+            self.hits += 1
+        return entry
 
     def put(self, key: CacheKey, entry: Entry) -> None:
         """Keep ``entry`` (the strategy may evict others)."""

@@ -133,3 +133,107 @@ def test_no_check_sees_rules_older_than_the_last_completed_change(failure_log: _
     info = authz.cache_info()
     assert info.currsize <= 64
     assert info.misses > 0
+
+
+def _revocations() -> list[Rule]:
+    """A parent with sub-accounts, and waves of grants that will be revoked: a direct grant, a
+    role's permission, and a parent's grant (which caps a sub-account)."""
+    rules: list[Rule] = [
+        ("p4", "viewer", DOMAIN), ("g2", "sales", "", DOMAIN), ("p2", DOMAIN, "customer", "read"),
+        ("p3", "boss", DOMAIN, "active"), ("g3", "boss", "sales", DOMAIN),
+        ("p3", "helper", DOMAIN, "active"), ("g3", "helper", "sales", DOMAIN),
+        ("g4", "helper", "boss", DOMAIN),
+        # The helper holds everything itself: only its parent's grants decide for it.
+        ("p", "helper", DOMAIN, "customer", "*", "all", ""),
+        ("p3", "member", DOMAIN, "active"), ("g", "member", "viewer", DOMAIN),
+        ("g3", "member", "sales", DOMAIN),
+    ]
+    for wave in range(WAVES):
+        rules.append(("p2", DOMAIN, "customer", f"act_{wave}"))
+    return rules
+
+
+def _grant_of(wave: int) -> Rule:
+    """Wave ``w`` grants (then revokes) ``act_w`` to boss, to the viewer role, or directly to
+    the member, in turn."""
+    action = f"act_{wave}"
+    subject = ("boss", "viewer", "member")[wave % 3]
+    return ("p", subject, DOMAIN, "customer", action, "all", "")
+
+
+def _asker(wave: int) -> str:
+    # Boss's grant is checked through the sub-account it caps.
+    return ("helper", "member", "member")[wave % 3]
+
+
+def test_no_check_allows_after_the_revoke_returned(failure_log: _FailureLog) -> None:
+    """A check that starts after a revoke has returned never allows what it revoked — not from a
+    cached map, not through a parent's cached map (the direction that matters for security).
+
+    Each grant is revoked only once a checker has seen it in force, so the map being revoked
+    was really cached (and a grant never seen in force is a failure too: a stale deny)."""
+    authz = Authorizer.from_rules(_revocations(), cache_size=64)
+    revoked = [-1]  # the last wave whose revoke has returned
+    granted = [-1]  # the last wave whose grant has returned
+    in_force = threading.Event()
+    stop = threading.Event()
+    errors: list[BaseException] = []
+    stale_allows: list[int] = []
+    unseen: list[int] = []
+    checks = [0] * CHECKERS
+
+    def mutate() -> None:
+        try:
+            for wave in range(WAVES):
+                if stop.is_set():
+                    return
+                in_force.clear()
+                authz.apply_changes(added=[_grant_of(wave)])
+                granted[0] = wave
+                if not in_force.wait(timeout=2.0):
+                    unseen.append(wave)
+                authz.apply_changes(removed=[_grant_of(wave)])
+                revoked[0] = wave
+        except BaseException as exc:  # any error: reported by the main thread
+            errors.append(exc)
+
+    def check(worker: int) -> None:
+        try:
+            while not stop.is_set():
+                done = revoked[0]  # read BEFORE the check
+                live = granted[0]
+                for wave in {live, done, max(0, done - 1 - worker)}:
+                    if wave < 0:
+                        continue
+                    account = _asker(wave)
+                    record = Record("customer", owner="someone", department="sales")
+                    if worker % 2:
+                        allowed = authz.check_many([(account, f"act_{wave}", record)], domain=DOMAIN)[0]
+                    else:
+                        allowed = authz.check(account, f"act_{wave}", record, domain=DOMAIN)
+                    if allowed and wave <= done:
+                        stale_allows.append(wave)
+                    elif allowed and wave == live:
+                        in_force.set()
+                    checks[worker] += 1
+        except BaseException as exc:  # any error: reported by the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=check, args=(i,)) for i in range(CHECKERS)]
+    threads.append(threading.Thread(target=mutate))
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + DURATION
+    while time.monotonic() < deadline and threads[-1].is_alive() and not unseen:
+        time.sleep(0.05)
+    stop.set()
+    for thread in threads:
+        thread.join(timeout=10)
+
+    assert not any(thread.is_alive() for thread in threads)
+    assert errors == []
+    assert failure_log.messages == []
+    assert stale_allows == []
+    assert unseen == [], f"grants never seen in force before their revoke: waves {unseen[:5]}"
+    assert revoked[0] >= 30, "the mutator hardly ran: the test proved nothing"
+    assert all(count > 0 for count in checks)
