@@ -35,7 +35,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
-import warnings
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -192,10 +192,9 @@ _sessions: dict[Path, _PageSession] = {}
 def _run_python(block: Block, session: _PageSession) -> None:
     code = compile(block.code, f"{block.id} (```python block)", "exec", dont_inherit=True)
     # Examples print for the reader; keep the test output quiet.
-    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-        # Starlette warns on importing its TestClient while httpx (not httpx2) backs it: a
-        # warning about test tooling that examples use, not about salesauthz.
-        warnings.filterwarnings("ignore", message=".*httpx2.*")
+    # No warning filter: an example that warns (a deprecated call, a test client backed by a
+    # deprecated library) fails like any test, so readers never copy a warning.
+    with contextlib.redirect_stdout(io.StringIO()):
         exec(code, session.namespace)
 
 
@@ -389,3 +388,9 @@ def test_policy_reference_is_up_to_date() -> None:
     assert committed == generator.render(), (
         "docs/policy-reference.md is stale: run `python docs/gen_policy_reference.py`"
     )
+
+
+def test_contributing_states_the_coverage_gate() -> None:
+    gate = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["coverage"]["report"]
+    contributing = (ROOT / "CONTRIBUTING.md").read_text(encoding="utf-8")
+    assert f"`pyproject.toml`: {gate['fail_under']} %" in contributing

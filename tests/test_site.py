@@ -361,3 +361,47 @@ def test_bundled_mermaid_matches_its_notice() -> None:
     assert hashlib.sha256(script).hexdigest() == digest.group(1), "mermaid.min.js changed: update NOTICE.txt"
     assert f'version:"{version.group(1)}"'.encode() in script
     assert "Permission is hereby granted" in notice  # the MIT licence travels with the file
+
+
+# -- finding codes --------------------------------------------------------------------------------
+
+
+def _finding_codes() -> set[str]:
+    """Every finding code salesauthz can print: the tables of the checker, and every ``"SAnnn"``
+    literal in the source (a code raised somewhere but missing from the tables counts too)."""
+    from salesauthz.checker.findings import CODES, LOADER_CODES
+
+    written = {code for path in (ROOT / "src").rglob("*.py")
+               for code in re.findall(r'"(SA\d{3})"', path.read_text(encoding="utf-8"))}
+    return set(CODES) | set(LOADER_CODES) | written
+
+
+def _anchors(page: Path) -> set[str]:
+    return set(re.findall(r'\bid="([^"]+)"', page.read_text(encoding="utf-8")))
+
+
+def test_every_finding_code_has_an_anchor_in_the_checker_reference(site: Path) -> None:
+    codes = _finding_codes()
+    assert {"SA100", "SA160", "SA161", "SA209", "SA301"} <= codes
+    missing = sorted(code for code in codes if code.lower() not in _anchors(site / "checker/index.html"))
+    assert not missing, f"docs/checker.md has no heading for {missing}"
+
+
+def test_sarif_help_links_land_on_an_anchor_of_the_site(site: Path) -> None:
+    from salesauthz.checker.findings import CODES, LOADER_CODES, Finding
+    from salesauthz.checker.output import DOCS_URL, sarif_report
+
+    config = (ROOT / "mkdocs.yml").read_text(encoding="utf-8")
+    assert f"site_url: {DOCS_URL}\n" in config  # the links point at the published site
+    log = sarif_report([Finding(code, "error", "m") for code in sorted(_finding_codes())])
+    rules = log["runs"][0]["tool"]["driver"]["rules"]
+    assert len(rules) == len(_finding_codes())
+    for rule in rules:
+        uri: str = rule["helpUri"]
+        assert uri.startswith(DOCS_URL), uri
+        page, _, anchor = uri[len(DOCS_URL):].partition("#")
+        built = site / page / "index.html"
+        assert built.is_file(), f"{rule['id']}: {uri} names no page of the site"
+        assert anchor in _anchors(built), f"{rule['id']}: {uri} names no anchor of {page}"
+        if rule["id"] in CODES or rule["id"] in LOADER_CODES:  # the codes `check` reports
+            assert rule["shortDescription"]["text"] != "policy problem", f"{rule['id']} has no title"
