@@ -215,7 +215,7 @@ _log = logging.getLogger(__name__)
 
 # Public-key signature algorithms only: an HMAC algorithm would let anyone holding the public
 # key sign tokens, and "none" signs nothing.
-ASYMMETRIC_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
+_ASYMMETRIC_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
                                    "ES256", "ES384", "ES512", "EdDSA"})
 
 
@@ -255,7 +255,7 @@ class JWKSTokens:
                  headers: Mapping[str, str] | None = None) -> None:
         if isinstance(algorithms, str):
             raise TypeError("algorithms is a sequence of names, e.g. ('RS256',)")
-        unsafe = sorted(set(algorithms) - ASYMMETRIC_ALGORITHMS)
+        unsafe = sorted(set(algorithms) - _ASYMMETRIC_ALGORITHMS)
         if unsafe or not algorithms:
             raise ValueError(f"JWKSTokens verifies public-key signatures only; not allowed: "
                              f"{', '.join(unsafe) or 'no algorithm at all'}")
