@@ -35,7 +35,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
-import warnings
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -192,10 +192,9 @@ _sessions: dict[Path, _PageSession] = {}
 def _run_python(block: Block, session: _PageSession) -> None:
     code = compile(block.code, f"{block.id} (```python block)", "exec", dont_inherit=True)
     # Examples print for the reader; keep the test output quiet.
-    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-        # Starlette warns on importing its TestClient while httpx (not httpx2) backs it: a
-        # warning about test tooling that examples use, not about salesauthz.
-        warnings.filterwarnings("ignore", message=".*httpx2.*")
+    # No warning filter: an example that warns (a deprecated call, a test client backed by a
+    # deprecated library) fails like any test, so readers never copy a warning.
+    with contextlib.redirect_stdout(io.StringIO()):
         exec(code, session.namespace)
 
 
@@ -389,3 +388,42 @@ def test_policy_reference_is_up_to_date() -> None:
     assert committed == generator.render(), (
         "docs/policy-reference.md is stale: run `python docs/gen_policy_reference.py`"
     )
+
+
+def test_contributing_states_the_coverage_gate() -> None:
+    gate = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["coverage"]["report"]
+    contributing = (ROOT / "CONTRIBUTING.md").read_text(encoding="utf-8")
+    assert f"`pyproject.toml`: {gate['fail_under']} %" in contributing
+
+
+def test_example_crm_readme_installs_what_the_example_imports() -> None:
+    """Every third-party module the example CRM imports comes from an extra (or a package) that
+    its README's install command names."""
+    import ast
+    from importlib.metadata import packages_distributions
+
+    from packaging.requirements import Requirement
+
+    example = ROOT / "examples" / "crm_api"
+    readme = (example / "README.md").read_text(encoding="utf-8")
+    install = re.search(r'pip install -e "\.\[([a-z,]+)\]"((?: [\w-]+)*)', readme)
+    assert install is not None, "the README has no install command"
+    extras, packages = set(install.group(1).split(",")), set(install.group(2).split())
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    specs = [*project["dependencies"],
+             *(spec for extra in extras for spec in project["optional-dependencies"][extra])]
+    provided = {Requirement(spec).name.lower() for spec in specs} | {name.lower() for name in packages}
+    distributions = packages_distributions()
+    imported: set[str] = set()
+    for path in example.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                imported.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                imported.add(node.module.split(".")[0])
+    third_party = sorted(module for module in imported if module not in sys.stdlib_module_names
+                         and module not in {"salesauthz", "examples"})
+    assert {"fastapi", "sqlalchemy", "uvicorn"} <= set(third_party)
+    for module in third_party:
+        names = {name.lower() for name in distributions.get(module, [module])}
+        assert names & provided, f"the example imports {module}, which {install.group(0)!r} does not install"

@@ -147,6 +147,25 @@ def test_suppression_comments(tmp_path: Path) -> None:
     assert [f.code for f in check_directory(target).findings] == ["SA205"]
 
 
+def test_summary_line_counts_suppressed_findings(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / "policies"
+    shutil.copytree(MISTAKES / "role_never_assigned", target)
+    (target / "expected.txt").unlink()
+    acme = target / "acme.yaml"
+    text = acme.read_text(encoding="utf-8")
+    acme.write_text(text.replace("# <-- SA205", "# salesauthz: ignore[SA205]"), encoding="utf-8")
+    assert main(["check", str(target)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].endswith(", no findings (1 suppressed)")
+    # With a finding left, the other summary line counts them too.
+    (target / "more.yaml").write_text(
+        "domain: globex\ndepartments: {d: {}}\nroles: {r: {}}\naccounts: {a: {department: d}}\n",
+        encoding="utf-8")
+    assert main(["check", str(target)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == f"0 error(s), 1 warning(s) in {target} (1 suppressed)"
+    assert main(["check", str(POLICIES)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].endswith("no findings (3 suppressed)")
+
+
 def test_every_code_has_a_title_and_docs() -> None:
     docs = (ROOT / "docs" / "checker.md").read_text(encoding="utf-8")
     for code in [*CODES, *LOADER_CODES]:

@@ -117,5 +117,5 @@ def test_401_carries_www_authenticate() -> None:
     assert missing.headers == (("WWW-Authenticate", 'Bearer realm="crm"'),)
     assert missing.content_type == "application/problem+json"
     bad = problem_for(NotAuthenticatedError("bearer token has expired"))
-    assert bad.headers == (("WWW-Authenticate", 'Bearer realm="salesauthz" error="invalid_token"'),)
+    assert bad.headers == (("WWW-Authenticate", 'Bearer realm="salesauthz", error="invalid_token"'),)
     assert problem_for(NotFoundError("")).body["detail"] == "Not Found"

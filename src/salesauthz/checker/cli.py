@@ -61,12 +61,13 @@ def _cmd_check(args: argparse.Namespace) -> int:
                 doc = sourced.document
                 out.text(f"{doc.domain}: {len(doc.departments)} departments, {len(doc.roles)} roles, "
                          f"{len(doc.accounts)} accounts ({sourced.file})", style="dim")
-        summary = f"{len(result.errors)} error(s), {len(result.warnings)} warning(s) in {result.path}"
-        if result.suppressed:
-            summary += f" ({result.suppressed} suppressed)"
+        # Silenced findings are counted on either line, so a suppression is never invisible.
+        suppressed = f" ({result.suppressed} suppressed)" if result.suppressed else ""
+        summary = (f"{len(result.errors)} error(s), {len(result.warnings)} warning(s) in {result.path}"
+                   + suppressed)
         if not result.findings and result.loaded is not None:
             out.text(f"ok: {len(result.loaded.documents)} domain(s), {len(result.loaded.rules)} rules, "
-                     "no findings", style="green")
+                     f"no findings{suppressed}", style="green")
         else:
             out.text(summary, style="bold red" if result.errors else "yellow")
     if result.unreadable:

@@ -50,6 +50,8 @@ LOADER_CODES: dict[str, str] = {
     "SA151": "role permission with an expiry (only grants expire)",
     "SA152": "unknown resource type",
     "SA153": "unknown action for a resource type",
+    "SA160": "field rules for an unknown resource type",
+    "SA161": "field rule names an undeclared field",
 }
 
 

@@ -21,7 +21,10 @@ from .findings import Finding, title_of
 if TYPE_CHECKING:
     from rich.console import Console
 
-__all__ = ["Output", "sarif_report"]
+__all__ = ["DOCS_URL", "Output", "help_uri", "sarif_report"]
+
+DOCS_URL = "https://salesauthz.readthedocs.io/"
+"""The documentation site (``site_url`` in mkdocs.yml)."""
 
 _SEVERITY_STYLE = {"error": "bold red", "warning": "yellow"}
 
@@ -120,6 +123,11 @@ class Output:
             yield advance
 
 
+def help_uri(code: str) -> str:
+    """Where the checker reference explains finding ``code`` (its heading's anchor)."""
+    return f"{DOCS_URL}checker/#{code.lower()}"
+
+
 def sarif_report(findings: Sequence[Finding], base: Path | None = None) -> dict[str, Any]:
     """A SARIF 2.1.0 log of ``findings`` (code-scanning tools show them on the policy lines)."""
     codes = sorted({f.code for f in findings})
@@ -127,7 +135,7 @@ def sarif_report(findings: Sequence[Finding], base: Path | None = None) -> dict[
         "id": code,
         "name": code,
         "shortDescription": {"text": title_of(code)},
-        "helpUri": f"https://salesauthz.readthedocs.io/checker/#{code.lower()}",
+        "helpUri": help_uri(code),
     } for code in codes]
     results = []
     for finding in findings:
@@ -153,7 +161,7 @@ def sarif_report(findings: Sequence[Finding], base: Path | None = None) -> dict[
         "version": "2.1.0",
         "runs": [{
             "tool": {"driver": {"name": "salesauthz", "version": __version__,
-                                "informationUri": "https://salesauthz.readthedocs.io",
+                                "informationUri": DOCS_URL,
                                 "rules": rules}},
             "results": results,
         }],

@@ -79,7 +79,7 @@ def problem_for(error: AuthorizationError, *, realm: str = "salesauthz", instanc
     headers: tuple[tuple[str, str], ...] = ()
     if status == 401:
         # RFC 6750: a presented but unusable token is "invalid_token"; no token at all has no error code.
-        error_code = ' error="invalid_token"' if str(error) not in ("", _NO_CREDENTIALS) else ""
+        error_code = ', error="invalid_token"' if str(error) not in ("", _NO_CREDENTIALS) else ""
         headers = (("WWW-Authenticate", f'Bearer realm="{realm}"{error_code}'),)
     return Problem(status, body, headers)
 

@@ -6,8 +6,9 @@ the request acts in. Both receive a :class:`RequestInfo`, a framework-neutral vi
 request that still carries the framework's own request object as ``native``.
 
 Client-supplied headers are never trusted by default: no resolver here reads an account name
-from a header. Bearer tokens are *verified* (HS256 JWT with a server-side secret, or a
-server-side table of opaque tokens), never taken at their word.
+from a header. Bearer tokens are *verified* (an HS256 JWT with a server-side secret, an RS256 or
+ES256 JWT signed by an identity provider with a key of its JWKS, or a server-side table of
+opaque tokens), never taken at their word.
 """
 
 from __future__ import annotations
@@ -17,18 +18,23 @@ import binascii
 import hashlib
 import hmac
 import json
+import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from salesauthz.errors import NotAuthenticatedError
+
+if TYPE_CHECKING:
+    from jwt import PyJWK, PyJWKClient
 
 __all__ = [
     "DomainResolver",
     "HS256Tokens",
     "Identity",
     "IdentityResolver",
+    "JWKSTokens",
     "RequestInfo",
     "StaticTokens",
     "bearer_token",
@@ -190,16 +196,179 @@ class HS256Tokens:
         token = bearer_token(info)
         if token is None:
             return None
-        claims = self.verify(token)
-        account = claims.get(self._account_claim)
-        if not isinstance(account, str) or not account:
-            raise NotAuthenticatedError(f"bearer token has no {self._account_claim!r} claim")
-        domain = claims.get(self._domain_claim) if self._domain_claim else None
-        return Identity(account, domain if isinstance(domain, str) else None, claims)
+        return _identity(self.verify(token), self._account_claim, self._domain_claim)
+
+
+def _identity(claims: dict[str, Any], account_claim: str, domain_claim: str | None) -> Identity:
+    account = claims.get(account_claim)
+    if not isinstance(account, str) or not account:
+        raise NotAuthenticatedError(f"bearer token has no {account_claim!r} claim")
+    domain = claims.get(domain_claim) if domain_claim else None
+    return Identity(account, domain if isinstance(domain, str) else None, claims)
 
 
 def _as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
+
+
+_log = logging.getLogger(__name__)
+
+# Public-key signature algorithms only: an HMAC algorithm would let anyone holding the public
+# key sign tokens, and "none" signs nothing.
+_ASYMMETRIC_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
+                                   "ES256", "ES384", "ES512", "EdDSA"})
+
+
+class JWKSTokens:
+    """Verified JWT bearer tokens signed by an identity provider (Auth0, Okta, Keycloak, Entra ID,
+    Cognito …) with a key it publishes as a JSON Web Key Set (JWKS). Needs the ``jwt`` extra
+    (PyJWT with cryptography; keys are fetched and cached by PyJWT's ``PyJWKClient``).
+
+    A token must name its key (``kid``) and an algorithm of ``algorithms`` (default RS256 and
+    ES256) that is also the key's own: HS256 (a token "signed" with the public key as an HMAC
+    secret) and ``none`` are refused before any key is looked up. Its signature, ``exp`` (with
+    ``leeway`` seconds), ``nbf``, ``aud`` (must include ``audience``) and ``iss`` (must equal
+    ``issuer``) are checked; both are required, since any other application of the same provider
+    gets tokens signed with the same keys. The account is the ``account_claim`` (default ``sub``),
+    the domain the ``domain_claim`` (default ``tenant``).
+
+    Keys: the key set is fetched on first use and kept ``cache_ttl`` seconds. A token signed with
+    a key the cached set lacks (the provider rotated its keys) refetches the set at once — but at
+    most once per ``refresh_cooldown`` seconds, so tokens with made-up ``kid`` values cannot
+    make every request call the provider. Each fetch gives up after ``timeout`` seconds.
+
+    Failing closed: any failed check raises :class:`~salesauthz.errors.NotAuthenticatedError`
+    (answered with 401). So does a key set that cannot be fetched (provider down, timeout, not
+    JSON): the token cannot be verified, and nothing is allowed on a token that was not. The
+    failure is logged (WARNING, logger ``salesauthz.middleware.identity``), and for
+    ``retry_after`` seconds after it no fetch is tried again, so requests during an outage are
+    answered at once instead of each waiting out the timeout.
+
+    For ASGI apps pass :meth:`resolve_async` as the guard's identity resolver, so a key fetch
+    never blocks the event loop; synchronous frameworks take the object itself.
+    """
+
+    def __init__(self, jwks_url: str, *, audience: str, issuer: str,
+                 algorithms: Sequence[str] = ("RS256", "ES256"), account_claim: str = "sub",
+                 domain_claim: str | None = "tenant", leeway: float = 30.0, cache_ttl: float = 300.0,
+                 refresh_cooldown: float = 30.0, retry_after: float = 5.0, timeout: float = 5.0,
+                 headers: Mapping[str, str] | None = None) -> None:
+        if isinstance(algorithms, str):
+            raise TypeError("algorithms is a sequence of names, e.g. ('RS256',)")
+        unsafe = sorted(set(algorithms) - _ASYMMETRIC_ALGORITHMS)
+        if unsafe or not algorithms:
+            raise ValueError(f"JWKSTokens verifies public-key signatures only; not allowed: "
+                             f"{', '.join(unsafe) or 'no algorithm at all'}")
+        if not audience or not issuer:
+            raise ValueError("JWKSTokens needs the audience and the issuer your tokens carry")
+        self.jwks_url = jwks_url
+        self._audience = audience
+        self._issuer = issuer
+        self._algorithms = tuple(algorithms)
+        self._account_claim = account_claim
+        self._domain_claim = domain_claim
+        self._leeway = leeway
+        self._client = _key_set_client(jwks_url, cache_ttl=cache_ttl, refresh_cooldown=refresh_cooldown,
+                                       retry_after=retry_after, timeout=timeout, headers=headers)
+
+    def _signing_key(self, kid: str) -> PyJWK:
+        from jwt import PyJWKClientConnectionError, PyJWKClientError
+
+        try:
+            return self._client.get_signing_key(kid)
+        except PyJWKClientConnectionError as error:
+            raise NotAuthenticatedError(
+                "the identity provider's signing keys could not be fetched; try again later") from error
+        except PyJWKClientError as error:
+            # Not in the set even after a refetch (or within the refetch cooldown).
+            raise NotAuthenticatedError("bearer token is signed with a key the identity provider "
+                                        "does not publish") from error
+
+    def verify(self, token: str) -> dict[str, Any]:
+        """The claims of a valid token; :class:`NotAuthenticatedError` saying why otherwise."""
+        import jwt
+
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.InvalidTokenError as error:
+            raise NotAuthenticatedError("malformed bearer token") from error
+        algorithm, kid = header.get("alg"), header.get("kid")
+        if algorithm not in self._algorithms:  # before any key lookup: junk costs no fetch
+            raise NotAuthenticatedError(
+                f"bearer token must be signed with {' or '.join(self._algorithms)}")
+        if not isinstance(kid, str) or not kid:
+            raise NotAuthenticatedError("bearer token names no signing key (kid)")
+        key = self._signing_key(kid)
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token, key, algorithms=[algorithm], audience=self._audience, issuer=self._issuer,
+                leeway=self._leeway, options={"require": ["exp", "aud", "iss"]})
+        except jwt.ExpiredSignatureError as error:
+            raise NotAuthenticatedError("bearer token has expired") from error
+        except jwt.ImmatureSignatureError as error:
+            raise NotAuthenticatedError("bearer token is not valid yet") from error
+        except jwt.MissingRequiredClaimError as error:
+            raise NotAuthenticatedError(f"bearer token has no {error.claim!r} claim") from error
+        except jwt.InvalidAudienceError as error:
+            raise NotAuthenticatedError("bearer token is meant for another audience") from error
+        except jwt.InvalidIssuerError as error:
+            raise NotAuthenticatedError("bearer token comes from an unknown issuer") from error
+        except jwt.InvalidAlgorithmError as error:  # the token's alg is not its key's
+            raise NotAuthenticatedError("bearer token's algorithm does not match its key") from error
+        except jwt.InvalidSignatureError as error:
+            raise NotAuthenticatedError("bearer token signature is invalid") from error
+        except jwt.InvalidTokenError as error:
+            raise NotAuthenticatedError("invalid bearer token") from error
+        return claims
+
+    def __call__(self, info: RequestInfo) -> Identity | None:
+        token = bearer_token(info)
+        if token is None:
+            return None
+        return _identity(self.verify(token), self._account_claim, self._domain_claim)
+
+    async def resolve_async(self, info: RequestInfo) -> Identity | None:
+        """:meth:`__call__` in a worker thread, for ASGI apps: a key fetch (at most once per
+        ``cache_ttl``, or on rotation) then waits there, not on the event loop."""
+        import asyncio
+
+        return await asyncio.to_thread(self, info)
+
+
+def _key_set_client(url: str, *, cache_ttl: float, refresh_cooldown: float, retry_after: float,
+                    timeout: float, headers: Mapping[str, str] | None) -> PyJWKClient:
+    """PyJWT's JWKS client, plus a pause after a failed fetch (PyJWT retries on every request)."""
+    try:
+        from jwt import PyJWKClient, PyJWKClientConnectionError, PyJWKClientError, PyJWKSetError
+    except ImportError as error:
+        raise ImportError("JWKSTokens needs PyJWT with cryptography: "
+                          "pip install 'salesauthz[jwt]'") from error
+
+    class KeySetClient(PyJWKClient):
+        failed_at: float | None = None
+
+        def fetch_data(self) -> Any:
+            now = time.monotonic()
+            if self.failed_at is not None and now - self.failed_at < retry_after:
+                raise PyJWKClientConnectionError(f"fetching {url} failed less than {retry_after:g} s "
+                                                 "ago; not retried yet")
+            try:
+                data = super().fetch_data()
+            # Unreachable, timed out, an HTTP error, not JSON (PyJWT lets that ValueError
+            # through), not a key set: all mean the keys cannot be had now.
+            except (PyJWKClientError, PyJWKSetError, ValueError) as error:
+                self.failed_at = now
+                _log.warning("cannot fetch the identity provider's keys from %s: %s; bearer tokens "
+                             "are refused until it answers", url, error)
+                raise PyJWKClientConnectionError(str(error)) from error
+            self.failed_at = None
+            return data
+
+    try:
+        return KeySetClient(url, cache_jwk_set=True, lifespan=cache_ttl, timeout=timeout,
+                            headers=dict(headers or {}), cooldown_duration=refresh_cooldown)
+    except PyJWKClientError as error:  # e.g. a URL that is not http(s)
+        raise ValueError(f"unusable JWKS URL {url!r}: {error}") from error
 
 
 # -- domain resolvers -------------------------------------------------------------------------
