@@ -55,7 +55,8 @@ def issues_from_validation_error(
             continue
         seen.add(path)
         line, column = position_of(positions, path)
-        where = ".".join(str(p) for p in path) or "document"
+        # repr() for a part that would not print as itself (a newline, a lone surrogate …).
+        where = ".".join(str(p) if str(p).isprintable() else repr(p) for p in path) or "document"
         message = item["msg"]
         if item["type"] == "extra_forbidden":
             message = f"unknown key {path[-1]!r}"
