@@ -166,6 +166,15 @@ tests:
   - what-can: {account: temp}
     expect: []
 """, "other.test.yaml")
+    with pytest.raises(TestFileError, match=r"other\.test\.yaml:3:.*unknown account 'temp'"):
+        run_tests(policies)
+    _write(policies, """\
+domain: acme
+tests:
+  - what-can: {account: temp}
+    expect: []
+    unknown: [temp]
+""", "other.test.yaml")
     assert run_tests(policies).ok
 
 
@@ -209,8 +218,8 @@ tests:
     assert capsys.readouterr().out.count("unknown record 'ghost'") == 2
 
 
-def test_unknown_domain_in_a_case_is_a_deny(policies: Path) -> None:
-    _write(policies, """\
+def test_an_unknown_domain_passes_only_when_the_case_says_so(policies: Path) -> None:
+    text = """\
 domain: nowhere
 tests:
   - check: {account: alice, action: read, record: {type: customer, owner: alice}}
@@ -219,7 +228,17 @@ tests:
     expect: []
   - what-can: {account: alice}
     expect: []
-""")
+"""
+    _write(policies, text)
+    with pytest.raises(TestFileError) as caught:
+        run_tests(policies)
+    # One error, at the file's `domain:` line, not one per case.
+    assert [(f.code, f.line, f.message) for f in caught.value.findings] == [
+        ("SA302", 1, "unknown domain 'nowhere'")]
+    assert caught.value.findings[0].hint is not None
+    assert "the policies define acme, globex" in caught.value.findings[0].hint
+    _write(policies, text.replace("expect: deny", "expect: deny\n    unknown: [nowhere]")
+           .replace("expect: []", "expect: []\n    unknown: [nowhere]"))
     assert run_tests(policies).ok
 
 
@@ -241,7 +260,7 @@ def test_no_tests_and_no_directory(policies: Path, tmp_path: Path,
 
 def test_unreadable_test_file(policies: Path) -> None:
     (policies / "bad.test.yaml").write_bytes(b"domain: caf\xe9\n")
-    with pytest.raises(TestFileError, match="cannot read"):
+    with pytest.raises(TestFileError, match=r"bad\.test\.yaml:1:12: not UTF-8"):
         run_tests(policies)
 
 

@@ -21,6 +21,7 @@ __all__ = [
     "MAX_ALIAS_NODES",
     "MAX_DEPTH",
     "MAX_FILE_BYTES",
+    "MAX_NODES",
     "Path",
     "Positions",
     "line_and_column",
@@ -35,6 +36,11 @@ rules takes about 2.6 MB). Larger files are refused before they are read."""
 
 MAX_DEPTH: Final = 64
 """Deepest nesting of mappings and lists (a policy document needs about 8 levels)."""
+
+MAX_NODES: Final = 1_000_000
+"""Most values (mappings, lists and scalars) in one file, aliases counted as expanded. Bounds
+the memory and time of a file that is small in bytes but dense in values (``[x,x,x,…]``); a
+generated domain of 100,000 rules holds about 140,000."""
 
 MAX_ALIAS_NODES: Final = 100_000
 """Most nodes that aliases (``*name``) may add to one file, each alias counted as the whole
@@ -52,9 +58,11 @@ _COLLECTION_TAGS: Final = frozenset({f"{_TAG}map", f"{_TAG}seq"})
 # custom tags) is refused rather than silently read as a plain value.
 _SCALAR_CONSTRUCTORS: Final = {
     f"{_TAG}{name}": yaml.SafeLoader.yaml_constructors[f"{_TAG}{name}"]
-    for name in ("null", "bool", "int", "float", "binary", "timestamp")
+    for name in ("null", "bool", "int", "float", "timestamp")  # no !!binary: names are text
 }
 _STR_TAGS: Final = frozenset({f"{_TAG}str", f"{_TAG}value", f"{_TAG}merge"})  # `=`, `<<` as text
+# First characters of plain scalars that may be something other than text (`1`, `~`, `yes` …).
+_TYPED_FIRST: Final = frozenset(k for k in yaml.resolver.Resolver.yaml_implicit_resolvers if k)
 
 # Characters YAML does not allow in a stream (PyYAML's own test); NUL is the usual one (binary).
 _NON_PRINTABLE: Final = yaml.reader.Reader.NON_PRINTABLE
@@ -87,7 +95,7 @@ def load_yaml(text: str, file: str | None) -> tuple[Any, Positions]:
     Raises :class:`PolicyError` (with line and column) for invalid YAML, duplicate mapping keys
     (PyYAML would silently keep the last one), merge keys, tags other than the plain YAML types,
     undefined or recursive aliases, several documents in one file, and any resource limit
-    (:data:`MAX_FILE_BYTES`, :data:`MAX_DEPTH`, :data:`MAX_ALIAS_NODES`).
+    (:data:`MAX_FILE_BYTES`, :data:`MAX_DEPTH`, :data:`MAX_NODES`, :data:`MAX_ALIAS_NODES`).
     """
     if len(text) > MAX_FILE_BYTES:
         raise PolicyError([limit_issue(
@@ -101,9 +109,13 @@ def load_yaml(text: str, file: str | None) -> tuple[Any, Positions]:
             "SA101")])
     builder = _Builder(file)
     loader = _LOADER(text)
+    handlers = builder.handlers()
     try:
         while loader.check_event():
-            builder.feed(loader.get_event())
+            event = loader.get_event()
+            handler = handlers.get(type(event))
+            if handler is not None:  # stream and document ends carry nothing
+                handler(event)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)
@@ -193,27 +205,38 @@ class _Builder:
         self.open_anchors: set[str] = set()
         self.anchor_lines: dict[str, int] = {}
         self.alias_nodes = 0
+        self.nodes = 0
         self.documents = 0
         self.root: Any = None
 
     def _issue(self, message: str, mark: Any, hint: str | None = None, code: str = "SA102") -> None:
         self.issues.append(PolicyIssue(message, self.file, *_at(mark), hint, code))
 
-    def feed(self, event: yaml.Event) -> None:
-        if isinstance(event, yaml.ScalarEvent):
-            self._scalar(event)
-        elif isinstance(event, yaml.AliasEvent):
-            self._alias(event)
-        elif isinstance(event, yaml.MappingStartEvent | yaml.SequenceStartEvent):
-            self._start(event)
-        elif isinstance(event, yaml.MappingEndEvent | yaml.SequenceEndEvent):
-            self._end()
-        elif isinstance(event, yaml.DocumentStartEvent):
-            self.documents += 1
-            if self.documents > 1:
-                self._issue("a policy file holds one YAML document; this is a second one",
-                            event.start_mark, "remove the `---` line or split the file", "SA101")
-                raise _Abort
+    def handlers(self) -> dict[type[yaml.Event], Callable[[Any], None]]:
+        """What to do with each kind of parser event."""
+        return {
+            yaml.ScalarEvent: self._scalar,
+            yaml.AliasEvent: self._alias,
+            yaml.MappingStartEvent: self._start,
+            yaml.SequenceStartEvent: self._start,
+            yaml.MappingEndEvent: self._end,
+            yaml.SequenceEndEvent: self._end,
+            yaml.DocumentStartEvent: self._document,
+        }
+
+    def _document(self, event: yaml.DocumentStartEvent) -> None:
+        self.documents += 1
+        if self.documents > 1:
+            self._issue("a policy file holds one YAML document; this is a second one",
+                        event.start_mark, "remove the `---` line or split the file", "SA101")
+            raise _Abort
+
+    def _count(self, nodes: int, mark: Any) -> None:
+        self.nodes += nodes
+        if self.nodes > MAX_NODES:
+            self.issues.append(limit_issue(f"more than {MAX_NODES:,} values", "MAX_NODES", MAX_NODES,
+                                           self.file, *_at(mark)))
+            raise _Abort
 
     # -- where the next node goes ---------------------------------------------------------
 
@@ -246,18 +269,42 @@ class _Builder:
     # -- events ---------------------------------------------------------------------------
 
     def _scalar(self, event: yaml.ScalarEvent) -> None:
-        path, _ = self._next_path()
-        self._record(path, event.start_mark)
+        # The hot path (most events are scalars): _next_path, _record and _attach, inlined.
+        mark: Any = event.start_mark
+        self.nodes += 1
+        if self.nodes > MAX_NODES:
+            self._count(0, mark)
         value = self._construct(event)
         if event.anchor is not None:
-            self._name_anchor(event.anchor, event.start_mark)
+            self._name_anchor(event.anchor, mark)
             self.anchors[event.anchor] = _Anchor(value, 1, 0, range(0), 0)
-        self._attach(value, 1, 1, event.start_mark, plain=event.implicit[0])
+        if not self.stack:
+            self.entries.append(((), _at(mark)))
+            self.root = value
+            return
+        top = self.stack[-1]
+        top.nodes += 1
+        container = top.container
+        if type(container) is list:
+            if top.path is not None:
+                self.entries.append(((*top.path, len(container)), (mark.line + 1, mark.column + 1)))
+            container.append(value)
+        elif top.key is _AWAITING_KEY:
+            top.key = self._key(top, value, mark, plain=event.implicit[0])
+        else:
+            if top.key is not _SKIPPED_KEY:
+                container[top.key] = value
+            top.key = _AWAITING_KEY
 
     def _construct(self, event: yaml.ScalarEvent) -> Any:
         tag = event.tag
         if tag is None or tag == "!":
-            tag = _resolve(yaml.ScalarNode, event.value, event.implicit)
+            value = event.value
+            # Quoted text is text; plain text only if no implicit type starts with its first
+            # character (as PyYAML's resolver decides, without its per-scalar cost).
+            if not event.implicit[0] or tag == "!" or (value and value[0] not in _TYPED_FIRST):
+                return value
+            tag = _resolve(yaml.ScalarNode, value, event.implicit)
         if tag in _STR_TAGS:
             return event.value
         constructor = _SCALAR_CONSTRUCTORS.get(tag)
@@ -289,6 +336,7 @@ class _Builder:
                             "define `&name` on a node before using `*name`", "SA101")
             raise _Abort
         self.alias_nodes += anchor.nodes
+        self._count(anchor.nodes, event.start_mark)
         if self.alias_nodes > MAX_ALIAS_NODES:
             self.issues.append(limit_issue(
                 f"aliases expand to more than {MAX_ALIAS_NODES:,} nodes (at *{name}; an alias bomb?)",
@@ -304,6 +352,7 @@ class _Builder:
         self._attach(anchor.value, anchor.nodes, anchor.depth, event.start_mark, plain=False)
 
     def _start(self, event: yaml.MappingStartEvent | yaml.SequenceStartEvent) -> None:
+        self._count(1, event.start_mark)
         self._check_depth(len(self.stack) + 1, event.start_mark)
         if event.tag not in (None, "!") and event.tag not in _COLLECTION_TAGS:
             self._issue(f"unsupported YAML tag {_tag_text(event.tag)}", event.start_mark,
@@ -326,7 +375,7 @@ class _Builder:
             self._issue(f"anchor &{name} is defined twice (first on line {first})", mark,
                         "give each anchor its own name", "SA103")
 
-    def _end(self) -> None:
+    def _end(self, event: yaml.CollectionEndEvent) -> None:
         frame = self.stack.pop()
         if frame.anchor is not None:
             self.open_anchors.discard(frame.anchor)

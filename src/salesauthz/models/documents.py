@@ -55,8 +55,8 @@ def _valid_text(value: object) -> object:
 
 Name = Annotated[
     str,
-    BeforeValidator(_valid_text),
-    StringConstraints(min_length=1, max_length=1000),
+    StringConstraints(min_length=1, max_length=1000, pattern=r"^[^\x00]*$"),  # (the schema's view)
+    BeforeValidator(_valid_text),  # last, so it runs first: NUL and surrogates get its message
 ]
 """An identifier: any non-empty Unicode text without NUL (commas, quotes, 华东一组 … are fine)."""
 
