@@ -102,14 +102,15 @@ The bundled sample, `policies/acme.yaml`, uses every section:
 
 _LIMIT_ROWS = [
     ("MAX_FILE_BYTES", f"{MAX_FILE_BYTES:,} bytes ({MAX_FILE_BYTES // 2**20} MiB)",
-     "the size of one file, checked before it is read (a generated domain of 100,000 rules is "
-     "about 2.6 MB)"),
+     "the size of one file, checked before it is read (the benchmarks' generated organisation of "
+     "100,000 rules is 2.6 MB in all)"),
     ("MAX_DEPTH", f"{MAX_DEPTH} levels",
      "how deeply mappings and lists nest, aliases counted as expanded (a policy document needs "
      "about 8)"),
     ("MAX_NODES", f"{MAX_NODES:,} values",
      "the mappings, lists and scalars of one file, aliases counted as expanded: the memory and "
-     "time of a file dense in values (a generated domain of 100,000 rules holds about 140,000)"),
+     "time of a file dense in values (the generated organisation of 100,000 rules holds about "
+     "140,000 in all)"),
     ("MAX_ALIAS_NODES", f"{MAX_ALIAS_NODES:,} nodes",
      "the nodes aliases add to one file, each `*alias` counted as the whole subtree it repeats, "
      "before it is expanded: a few hundred bytes of \"billion laughs\" are refused at once"),

@@ -31,16 +31,17 @@ __all__ = [
 ]
 
 MAX_FILE_BYTES: Final = 16 * 1024 * 1024
-"""Largest policy, test or model file read, in bytes (16 MiB; a generated domain of 100,000
-rules takes about 2.6 MB). Larger files are refused before they are read."""
+"""Largest policy, test or model file read, in bytes (16 MiB; the benchmarks' generated
+organisation of 100,000 rules is 2.6 MB in all). Larger files are refused before being read."""
 
 MAX_DEPTH: Final = 64
-"""Deepest nesting of mappings and lists (a policy document needs about 8 levels)."""
+"""Deepest nesting of mappings and lists, aliases counted as expanded (a policy document needs
+about 8 levels)."""
 
 MAX_NODES: Final = 1_000_000
 """Most values (mappings, lists and scalars) in one file, aliases counted as expanded. Bounds
-the memory and time of a file that is small in bytes but dense in values (``[x,x,x,…]``); a
-generated domain of 100,000 rules holds about 140,000."""
+the memory and time of a file that is small in bytes but dense in values (``[x,x,x,…]``); the
+benchmarks' generated organisation of 100,000 rules holds about 140,000 in all."""
 
 MAX_ALIAS_NODES: Final = 100_000
 """Most nodes that aliases (``*name``) may add to one file, each alias counted as the whole
