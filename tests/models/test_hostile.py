@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -116,6 +117,21 @@ def _links(*pairs: tuple[str, str]) -> Callable[[Path], None]:
     return build
 
 
+def _proc_link(file: str, points_to: str) -> Callable[[Path], None]:
+    def build(target: Path) -> None:
+        if not Path(points_to).exists():
+            pytest.skip(f"{points_to} (a regular file whose read fails) exists only on Linux")
+        (target / file).symlink_to(points_to)
+    return build
+
+
+def _socket(file: str) -> Callable[[Path], None]:
+    def build(target: Path) -> None:
+        with socket.socket(socket.AF_UNIX) as listener:
+            listener.bind(str(target / file))  # the file stays when the socket closes
+    return build
+
+
 def _directory(name: str, inside: dict[str, str] | None = None) -> Callable[[Path], None]:
     def build(target: Path) -> None:
         (target / name).mkdir()
@@ -166,6 +182,10 @@ GENERATED = [
     Hostile("directory_link_loop", "sub", None, "SA101", "symbolic link loop", _link("sub", ".")),
     Hostile("link_to_dev_zero", "zero.yaml", None, "SA101", "a character device, not a file",
             _link("zero.yaml", "/dev/zero")),
+    Hostile("unix_socket", "socket.yaml", None, "SA101", "this is a socket, not a file",
+            _socket("socket.yaml")),
+    Hostile("link_to_a_file_that_fails_to_read", "mem.yaml", None, "SA101", "cannot read: Input/output error",
+            _proc_link("mem.yaml", "/proc/self/mem")),
     Hostile("directory_named_yaml", "x.yaml", None, "SA101", "this is a directory, not a file",
             _directory("x.yaml")),
     Hostile("directory_named_yml_with_a_policy_inside", "x.yml", None, "SA101", "this is a directory",

@@ -106,6 +106,12 @@ def test_read_text_file_names_the_display_path(tmp_path: Path) -> None:
     assert str(caught.value).startswith("policies/pipe: this is a named pipe (FIFO), not a file")
 
 
+def test_a_path_that_cannot_be_opened(tmp_path: Path) -> None:
+    (tmp_path / "file.txt").write_text("x", encoding="utf-8")
+    with pytest.raises(PolicyError, match="cannot read: Not a directory"):
+        read_text_file(tmp_path / "file.txt" / "acme.yaml")
+
+
 def test_the_sample_is_read_unchanged(tmp_path: Path) -> None:
     shutil.copytree(ROOT / "policies", tmp_path / "p")
     assert sorted(load_directory(tmp_path / "p").domains) == ["acme", "globex"]

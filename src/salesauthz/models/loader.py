@@ -165,7 +165,19 @@ def _open_issue(path: Path, name: str, exc: OSError) -> PolicyIssue:
     if exc.errno == errno.ENOENT and os.path.islink(path):
         return PolicyIssue(f"dangling symbolic link: its target {os.readlink(path)!r} does not exist",
                            name, hint="point the link at a real file, or remove it", code="SA101")
+    kind = _kind_of(path)  # a socket cannot even be opened (ENXIO): say what it is
+    if kind is not None:
+        return PolicyIssue(f"this is {kind}, not a file", name,
+                           hint="only regular files (or links to them) are read", code="SA101")
     return PolicyIssue(f"cannot read: {exc.strerror or exc}", name, code="SA101")
+
+
+def _kind_of(path: Path) -> str | None:
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    return next((kind for test, kind in _KINDS if test(mode)), None)
 
 
 def _read_at_most(descriptor: int, limit: int) -> bytes:
