@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from salesauthz.models import documents
+from salesauthz.models import MAX_ALIAS_NODES, MAX_DEPTH, MAX_FILE_BYTES, MAX_NODES, documents
 from salesauthz.models.documents import (
     AccountDocument,
     CustomScope,
@@ -74,20 +74,63 @@ HEADER = """\
      Run `python docs/gen_policy_reference.py` after changing salesauthz/models/documents.py. -->
 
 A policy directory holds one YAML document per domain (`*.yaml` or `*.yml`, searched
-recursively; files ending in `.test.yaml` are policy tests, and directories starting with a dot
-are skipped), plus optionally the Casbin `model.conf`, which must then equal the bundled one.
-`salesauthz check DIR` validates all of it and reports every problem with its file, line and
-column; nothing is loaded if any document has an error.
+recursively, following links to directories; files ending in `.test.yaml` are policy tests, and
+names starting with a dot are skipped), plus optionally the Casbin `model.conf`, which must then
+equal the bundled one. `salesauthz check DIR` validates all of it and reports every problem with
+its file, line and column; nothing is loaded if any document has an error.
+
+Files are UTF-8 (a byte-order mark is allowed, CRLF line ends too) and hold one plain YAML
+document: mappings, lists, text, numbers and dates. Anchors and aliases (`&perms`, `*perms`) are
+fine; merge keys (`<<`), tags (`!!python/…`, `!!set`, `!foo`), duplicate keys and duplicate
+anchors are errors. So is anything with a policy file's name that cannot be read as one — a
+directory called `x.yaml`, a dangling link, a link loop, a named pipe or device, an upper-case
+suffix (`x.YAML`), bytes that are not UTF-8, a NUL or other control character: it is refused by
+name, never skipped.
 
 Keys not listed here are errors (a misspelt key never silently does nothing). A **name** is any
-non-empty text of at most 1000 characters without a NUL character: spaces, commas, quotes and
-non-Latin script (`华东一组`) are all fine. An empty value (`east: {}`, or `east:` with nothing
-after it) takes every default.
+non-empty Unicode text of at most 1000 characters without a NUL character: spaces, commas,
+quotes and non-Latin script (`华东一组`) are all fine. An empty value (`east: {}`, or `east:` with
+nothing after it) takes every default.
 
 The bundled sample, `policies/acme.yaml`, uses every section:
 
 ```yaml
 --8<-- "policies/acme.yaml"
+```
+"""
+
+
+_LIMIT_ROWS = [
+    ("MAX_FILE_BYTES", f"{MAX_FILE_BYTES:,} bytes ({MAX_FILE_BYTES // 2**20} MiB)",
+     "the size of one file, checked before it is read (the benchmarks' generated organisation of "
+     "100,000 rules is 2.6 MB in all)"),
+    ("MAX_DEPTH", f"{MAX_DEPTH} levels",
+     "how deeply mappings and lists nest, aliases counted as expanded (a policy document needs "
+     "about 8)"),
+    ("MAX_NODES", f"{MAX_NODES:,} values",
+     "the mappings, lists and scalars of one file, aliases counted as expanded: the memory and "
+     "time of a file dense in values (the generated organisation of 100,000 rules holds about "
+     "140,000 in all)"),
+    ("MAX_ALIAS_NODES", f"{MAX_ALIAS_NODES:,} nodes",
+     "the nodes aliases add to one file, each `*alias` counted as the whole subtree it repeats, "
+     "before it is expanded: a few hundred bytes of \"billion laughs\" are refused at once"),
+]
+_BOMB = (f"acme.yaml:7:8: error SA108: aliases expand to more than {MAX_ALIAS_NODES:,} nodes "
+         f"(at *e; an alias bomb?): over the limit MAX_ALIAS_NODES = {MAX_ALIAS_NODES:,}")
+LIMITS = """\
+## Limits {#limits}
+
+Every file read (policy documents, policy tests, `model.conf`) is bounded, so a hostile or
+broken file is refused quickly with error `SA108`, naming the file, the line where the limit was
+crossed, the limit and its value, instead of exhausting time or memory. Reading stops at the
+first limit crossed. The limits are named
+constants of `salesauthz.models`:
+
+| limit | value | what it bounds |
+|---|---|---|
+""" + "".join(f"| `{name}` | {value} | {meaning} |\n" for name, value, meaning in _LIMIT_ROWS) + f"""
+```text
+{_BOMB}
 ```
 """
 
@@ -196,6 +239,7 @@ def render() -> str:
         model = section[0]
         schema = full if model is DomainDocument else definitions[model.__name__]
         parts.append(_section(section, schema, links))
+    parts.append(LIMITS)
     stale = [k for k in FALLBACK_MEANINGS
              if k[1] not in _model_named(k[0]).model_fields]
     if stale:

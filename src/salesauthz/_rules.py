@@ -26,6 +26,7 @@ p6     domain, type, field                           the field vocabulary of a t
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Final
 
@@ -83,6 +84,8 @@ BUILTIN_VOCABULARY: Final[dict[str, tuple[str, ...]]] = {
 
 WILDCARD: Final = "*"
 
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+
 
 def domain_of(rule: Rule) -> str:
     """The domain a rule belongs to."""
@@ -108,6 +111,9 @@ def check_rule(rule: Rule) -> str | None:
             return f"rule values must be strings, got {type(value).__name__}"
         if "\x00" in value:
             return "rule values must not contain NUL characters"
+        if not value.isascii() and _SURROGATE.search(value):
+            # Not Unicode text: no store could encode it (SQL drivers raise UnicodeEncodeError).
+            return f"rule value {value!r} contains a lone surrogate: values must be valid Unicode text"
     optional = {(PERMISSION, 5), (DEPARTMENT, 1), (FIELD_RULE, 5)}  # expires; root's parent; scope
     for position, value in enumerate(values):
         if value == "" and (ptype, position) not in optional:

@@ -3,6 +3,7 @@ overwrites anything."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from salesauthz import Authorizer, Record
 from salesauthz.checker import init_command
 from salesauthz.checker.cli import main
+from salesauthz.checker.testing import TestFileError, run_tests
 from salesauthz.models.loader import bundled_model_text, load_directory
 
 
@@ -102,3 +104,53 @@ def test_template_files_skip_caches_and_hidden_files(
     written = init_command.scaffold(tmp_path / "out", "mine")
     assert sorted(p.relative_to(tmp_path / "out").as_posix() for p in written) == [
         "model.conf", "nested/org.yaml"]
+
+
+# Every name organisation.test.yaml uses, by kind: renamed in organisation.yaml alone (as a new
+# user reshaping the starter organisation would), none may leave a test passing without testing.
+RENAMED = ["example", "rep_north", "rep_south", "manager_north", "assistant_north", "rep",
+           "customer", "read", "update", "delete", "export"]
+
+
+def _rename_in_the_organisation(directory: Path, name: str) -> None:
+    init_command.scaffold(directory)
+    organisation = directory / "organisation.yaml"
+    text = organisation.read_text(encoding="utf-8")
+    renamed, count = re.subn(rf"(?<![\w-]){re.escape(name)}(?![\w-])", name + "_renamed", text)
+    assert count >= 1
+    organisation.write_text(renamed, encoding="utf-8")
+    assert main(["check", str(directory)]) == 0  # the organisation itself is still sound
+
+
+@pytest.mark.parametrize("name", RENAMED)
+def test_after_a_rename_in_the_organisation_no_test_passes_vacuously(tmp_path: Path, name: str) -> None:
+    _rename_in_the_organisation(tmp_path, name)
+    with pytest.raises(TestFileError) as caught:
+        run_tests(tmp_path)
+    findings = caught.value.findings
+    assert [f.code for f in findings] == ["SA302"] * len(findings)
+    assert all(f.file == str(tmp_path / "organisation.test.yaml") and f.line for f in findings)
+    assert any(f"{name!r}" in f.message for f in findings)
+
+
+def test_a_renamed_account_only_an_exhaustive_answer_lists_fails_that_case(tmp_path: Path) -> None:
+    _rename_in_the_organisation(tmp_path, "owner")  # named only in who-can's `expect:`
+    report = run_tests(tmp_path)
+    assert [r.name for r in report.failures] == [
+        "only the owner and the north manager may export customers of the north"]
+
+
+def test_the_domain_rename_is_reported_once_at_the_domain_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    init_command.scaffold(tmp_path)
+    organisation = tmp_path / "organisation.yaml"
+    organisation.write_text(organisation.read_text(encoding="utf-8").replace(
+        "domain: example", "domain: mycompany"), encoding="utf-8")
+    capsys.readouterr()
+    assert main(["test", str(tmp_path), "--no-color"]) == 1
+    out = capsys.readouterr().out
+    test_file = tmp_path / "organisation.test.yaml"
+    line = test_file.read_text(encoding="utf-8").splitlines().index("domain: example") + 1
+    assert out.count("error SA302") == 1
+    assert f"{test_file}:{line}:1: error SA302: unknown domain 'example'" in out
+    assert "the policies define mycompany" in out

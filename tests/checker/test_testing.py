@@ -166,6 +166,15 @@ tests:
   - what-can: {account: temp}
     expect: []
 """, "other.test.yaml")
+    with pytest.raises(TestFileError, match=r"other\.test\.yaml:3:.*unknown account 'temp'"):
+        run_tests(policies)
+    _write(policies, """\
+domain: acme
+tests:
+  - what-can: {account: temp}
+    expect: []
+    unknown: [temp]
+""", "other.test.yaml")
     assert run_tests(policies).ok
 
 
@@ -209,8 +218,8 @@ tests:
     assert capsys.readouterr().out.count("unknown record 'ghost'") == 2
 
 
-def test_unknown_domain_in_a_case_is_a_deny(policies: Path) -> None:
-    _write(policies, """\
+def test_an_unknown_domain_passes_only_when_the_case_says_so(policies: Path) -> None:
+    text = """\
 domain: nowhere
 tests:
   - check: {account: alice, action: read, record: {type: customer, owner: alice}}
@@ -219,7 +228,17 @@ tests:
     expect: []
   - what-can: {account: alice}
     expect: []
-""")
+"""
+    _write(policies, text)
+    with pytest.raises(TestFileError) as caught:
+        run_tests(policies)
+    # One error, at the file's `domain:` line, not one per case.
+    assert [(f.code, f.line, f.message) for f in caught.value.findings] == [
+        ("SA302", 1, "unknown domain 'nowhere'")]
+    assert caught.value.findings[0].hint is not None
+    assert "the policies define acme, globex" in caught.value.findings[0].hint
+    _write(policies, text.replace("expect: deny", "expect: deny\n    unknown: [nowhere]")
+           .replace("expect: []", "expect: []\n    unknown: [nowhere]"))
     assert run_tests(policies).ok
 
 
@@ -241,7 +260,7 @@ def test_no_tests_and_no_directory(policies: Path, tmp_path: Path,
 
 def test_unreadable_test_file(policies: Path) -> None:
     (policies / "bad.test.yaml").write_bytes(b"domain: caf\xe9\n")
-    with pytest.raises(TestFileError, match="cannot read"):
+    with pytest.raises(TestFileError, match=r"bad\.test\.yaml:1:12: not UTF-8"):
         run_tests(policies)
 
 
@@ -257,3 +276,123 @@ def test_rule_text() -> None:
     assert rule_text(("p", "bob", "acme", "customer", "read", "own", "2030-01-01T00:00:00Z")) == \
         "acme: bob holds customer:read@own until 2030-01-01T00:00:00Z"
     assert rule_text(("g", "bob", "rep", "acme")) == "acme: bob → role rep"
+
+
+# -- unknown names (SA302) ----------------------------------------------------------------
+
+_CHECK = "  - check: {account: %s, action: %s, record: {type: %s, owner: %s}}\n    expect: deny\n"
+
+
+@pytest.mark.parametrize(("case", "line", "message", "name"), [
+    (_CHECK % ("rep_e1aa", "read", "customer", "rep_e1a"), 3,
+     "unknown account 'rep_e1aa' in domain 'acme' (did you mean 'rep_e1a'?)", "rep_e1aa"),
+    (_CHECK % ("rep_e1a", "raed", "customer", "rep_e1a"), 3,
+     "unknown action 'raed' for type 'customer' in domain 'acme' (did you mean 'read'?)", "raed"),
+    (_CHECK % ("rep_e1a", "read", "customers", "rep_e1a"), 3,
+     "unknown type 'customers' in domain 'acme' (did you mean 'customer'?)", "customers"),
+    (_CHECK % ("rep_e1a", "read", "customer", "rep_e9"), 3,
+     "unknown account 'rep_e9' in domain 'acme' (did you mean 'rep_e2'?)", "rep_e9"),
+    ("  - check: {account: rep_e1a, action: read, record: {type: customer, department: east-11}}\n"
+     "    expect: deny\n", 3, "unknown department 'east-11' in domain 'acme' (did you mean 'east-1'?)",
+     "east-11"),
+    ("  - check: {account: rep_e1a, action: read, record: {type: customer, owner: rep_e1a}}\n"
+     "    expect: allow\n    role: junior_rep_x\n", 5,
+     "unknown role 'junior_rep_x' in domain 'acme' (did you mean 'junior_rep'?)", "junior_rep_x"),
+    ("  - check: {account: rep_e1a, action: read, record: {type: customer, owner: rep_e1a}, "
+     "domain: acmee}\n    expect: deny\n", 3, "unknown domain 'acmee' (did you mean 'acme'?)", "acmee"),
+    ("  - who-can: {action: exprot, type: customer}\n    expect: []\n", 3,
+     "unknown action 'exprot' for type 'customer'", "exprot"),
+    ("  - who-can: {action: read, type: tickets}\n    expect: []\n", 3,
+     "unknown type 'tickets' in domain 'acme' (did you mean 'ticket'?)", "tickets"),
+    ("  - who-can: {action: read, type: customer, owner: bobby}\n    expect: []\n", 3,
+     "unknown account 'bobby' in domain 'acme'", "bobby"),
+    ("  - who-can: {action: read, type: customer, department: wests}\n    expect: []\n", 3,
+     "unknown department 'wests' in domain 'acme' (did you mean 'west'?)", "wests"),
+    ("  - what-can: {account: g_rep}\n    expect: []\n", 3, "unknown account 'g_rep' in domain 'acme'",
+     "g_rep"),
+])
+def test_an_unknown_name_is_an_error_unless_the_case_says_so(
+        policies: Path, capsys: pytest.CaptureFixture[str], case: str, line: int, message: str,
+        name: str) -> None:
+    path = _write(policies, "domain: acme\ntests:\n" + case)
+    assert main(["test", str(policies), "--no-color"]) == 1
+    out = capsys.readouterr().out
+    assert f"{path}:{line}:" in out
+    assert f"error SA302: {message}" in out
+    assert f"unknown: [{name}]" in out  # the hint says how to opt in
+    with pytest.raises(TestFileError) as caught:
+        run_tests(policies)
+    assert [f.code for f in caught.value.findings] == ["SA302"]
+    # A deliberate unknown name: the case runs (and passes, or fails on its merits).
+    _write(policies, "domain: acme\ntests:\n" + case + f"    unknown: [{name}]\n")
+    report = run_tests(policies)
+    assert len(report.results) == 1
+
+
+def test_a_name_of_another_domain_says_so(policies: Path) -> None:
+    _write(policies, "domain: globex\ntests:\n" + _CHECK % ("alice", "read", "customer", "g_rep"))
+    with pytest.raises(TestFileError) as caught:
+        run_tests(policies)
+    [finding] = caught.value.findings
+    assert finding.message == "unknown account 'alice' in domain 'globex'"
+    assert finding.hint is not None
+    assert finding.hint.startswith("'alice' is in domain 'acme', but nothing crosses domains")
+
+
+def test_named_records_are_checked_where_they_are_defined(policies: Path) -> None:
+    path = _write(policies, """\
+domain: acme
+fixtures:
+  records:
+    ghost_deal: {type: customer, owner: ghost, department: nowhere}
+    unused: {type: nothing}
+tests:
+  - check: {account: alice, action: read, record: ghost_deal}
+    expect: deny
+  - who-can: {action: read, type: customer, record: ghost_deal}
+    expect: []
+""")
+    with pytest.raises(TestFileError) as caught:
+        run_tests(policies)
+    # Reported once each, at the record's own line, though two cases use it; `unused` is not.
+    assert [(f.file, f.line, f.message) for f in caught.value.findings] == [
+        (str(path), 4, "unknown account 'ghost' in domain 'acme'"),
+        (str(path), 4, "unknown department 'nowhere' in domain 'acme'"),
+    ]
+
+
+def test_fixture_accounts_are_known_in_their_file(policies: Path) -> None:
+    _write(policies, """\
+domain: acme
+fixtures:
+  accounts:
+    temp: {department: east-1, roles: [junior_rep]}
+tests:
+  - check: {account: temp, action: read, record: {type: customer, owner: temp}}
+    expect: allow
+""")
+    assert run_tests(policies).ok
+
+
+def test_a_stale_opt_in_is_an_error(policies: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = _write(policies, "domain: acme\ntests:\n" + _CHECK % ("alice", "read", "customer", "rep_e1a")
+                  + "    unknown: [alice, ghost]\n")
+    assert main(["test", str(policies), "--no-color", "--format", "json"]) == 1
+    errors = json.loads(capsys.readouterr().out)["errors"]
+    assert [(e["code"], e["line"]) for e in errors] == [("SA302", 5), ("SA302", 5)]
+    assert errors[0]["message"] == "'alice' is listed under unknown: but the case uses no unknown name " \
+        "by that spelling"
+    assert errors[0]["file"] == str(path)
+    assert "'ghost' is listed under unknown:" in errors[1]["message"]
+
+
+def test_a_deliberately_unknown_domain_skips_the_other_names(policies: Path) -> None:
+    _write(policies, """\
+domain: acme
+tests:
+  - check: {account: nobody, action: fly, record: {type: dragon, owner: nobody}, domain: elsewhere}
+    expect: deny
+    unknown: [elsewhere]
+""")
+    report = run_tests(policies)
+    assert report.ok

@@ -56,5 +56,6 @@ def test_not_a_directory(tmp_path: Path) -> None:
 
 def test_unreadable_file_is_reported(tmp_path: Path) -> None:
     (tmp_path / "latin1.yaml").write_bytes(b"domain: caf\xe9\n")
-    with pytest.raises(PolicyError, match="cannot read"):
+    with pytest.raises(PolicyError, match="not UTF-8") as caught:
         Authorizer.from_directory(tmp_path)
+    assert (caught.value.line, caught.value.column) == (1, 12)

@@ -28,13 +28,14 @@ CODES: dict[str, tuple[Severity, str]] = {
 # The loader's codes (models/loader.py, models/validate.py, models/_yaml.py): always errors.
 LOADER_CODES: dict[str, str] = {
     "SA100": "malformed rule (from a store)",
-    "SA101": "unreadable file or invalid YAML syntax",
+    "SA101": "unreadable file (not a regular file, a link loop, not UTF-8) or invalid YAML",
     "SA102": "schema error: wrong shape, unknown key, bad value",
     "SA103": "duplicate key, role or action",
     "SA104": "empty policy file",
     "SA105": "invalid Casbin model (model.conf)",
     "SA106": "model.conf differs from salesauthz's model",
     "SA107": "not a policy directory, or no policy documents in it",
+    "SA108": "a resource limit exceeded (file size, nesting depth, number of values, aliases)",
     "SA110": "invalid document",
     "SA111": "domain defined twice",
     "SA112": "reserved or built-in name redeclared",

@@ -20,7 +20,14 @@ tests:
     expect: [alice, mgr_east]                          # exhaustive: exactly these accounts
   - what-can: {account: intern_e1}
     expect: [customer:read@team, customer:update@own]  # exhaustive: exactly these permissions
+  - check: {account: ghost, action: read, record: east2_deal}
+    expect: deny
+    unknown: [ghost]              # names this case uses on purpose without defining them
 ```
+
+Every name a case uses (domain, account, action, type, owner, department, role) must exist in
+the policies or the file's fixtures: a case about a misspelt or renamed name would otherwise
+pass with ``expect: deny`` while testing nothing. ``unknown:`` lists the exceptions.
 
 ``--coverage`` counts the permission (``p``) and role-link (``g``) rules of the policy that some
 case exercised: a check exercises the rules its explanation names (and the role links leading to
@@ -29,6 +36,7 @@ them), a what-can every rule of the account, a who-can every rule reaching the a
 
 from __future__ import annotations
 
+import difflib
 import os
 import time
 from collections.abc import Iterator
@@ -43,10 +51,11 @@ from salesauthz import _rules as R
 from salesauthz._engine import Snapshot
 from salesauthz._rules import Rule
 from salesauthz.errors import PolicyError, PolicyIssue, SalesAuthzError
+from salesauthz.models._yaml import Path as KeyPath
 from salesauthz.models._yaml import Positions, load_yaml, position_of
 from salesauthz.models.compile import compile_document
 from salesauthz.models.documents import AccountDocument, DomainDocument
-from salesauthz.models.loader import LoadedPolicy, load_directory
+from salesauthz.models.loader import TEST_SUFFIXES, LoadedPolicy, load_directory, read_text_file, yaml_files
 from salesauthz.models.validate import SourcedDocument, issues_from_validation_error, validate_documents
 from salesauthz.values import Record
 
@@ -55,9 +64,8 @@ from .findings import Finding
 from .listings import holders, what_can_rows
 from .output import Output
 
-__all__ = ["CaseResult", "TestFileError", "TestReport", "render_report", "run_tests", "test_files"]
-
-TEST_SUFFIXES = (".test.yaml", ".test.yml")
+__all__ = ["CaseResult", "TestFileError", "TestReport", "render_report", "run_tests", "test_files",
+           "unknown_names"]
 
 
 class TestFileError(SalesAuthzError, ValueError):
@@ -113,6 +121,7 @@ class CaseSpec(_Strict):
     expect: Literal["allow", "deny"] | list[str]
     role: str | None = None
     permission: str | None = None
+    unknown: list[str] = Field(default_factory=list)  # names used on purpose without a definition
 
 
 class FixtureSpec(_Strict):
@@ -176,8 +185,8 @@ class TestReport:
 
 
 def test_files(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*") if p.is_file() and p.name.endswith(TEST_SUFFIXES)
-                  and not any(part.startswith(".") for part in p.relative_to(root).parts))
+    # Every entry so named, whatever it is: reading refuses a directory, pipe or broken link.
+    return [p for p in yaml_files(root)[0] if p.name.endswith(TEST_SUFFIXES)]
 
 
 test_files.__test__ = False  # type: ignore[attr-defined]
@@ -207,6 +216,10 @@ def run_tests(path: str | os.PathLike[str], *, out: Output | None = None,
     moment = time.time() if now is None else now
     base = engine.compile_domains(policy.rules)
     specs = [_read_spec(file) for file in files]
+    unknown = [finding for file, spec, positions in specs
+               for finding in unknown_names(policy, file, spec, positions)]
+    if unknown:  # exit 1, as a failing case: the test is wrong, not unreadable
+        raise TestFileError(unknown, policy_findings=True)
     progress = out.progress("testing", len(specs)) if out is not None else None
     advance = progress.__enter__() if progress is not None else None
     try:
@@ -226,11 +239,9 @@ def run_tests(path: str | os.PathLike[str], *, out: Output | None = None,
 def _read_spec(file: Path) -> tuple[str, TestFileSpec, Positions]:
     display = str(file)
     try:
-        data, positions = load_yaml(file.read_text(encoding="utf-8"), display)
+        data, positions = load_yaml(read_text_file(file, display), display)
     except PolicyError as exc:
         raise TestFileError([Finding.from_issue(i, "error") for i in exc.issues]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise TestFileError([Finding("SA101", "error", f"cannot read: {exc}", display)]) from None
     try:
         spec = TestFileSpec.model_validate(data if data is not None else {})
     except ValidationError as exc:
@@ -264,6 +275,133 @@ def _read_spec(file: Path) -> tuple[str, TestFileSpec, Positions]:
     if problems:
         raise TestFileError(problems)
     return display, spec, positions
+
+
+# -- names the cases use ------------------------------------------------------------------
+
+
+def unknown_names(policy: LoadedPolicy, file: str, spec: TestFileSpec,
+                  positions: Positions) -> list[Finding]:
+    """SA302 for every name a case uses that neither the policies nor the file's fixtures
+    define (a case about a ghost passes with ``expect: deny`` while testing nothing), unless the
+    case lists it under ``unknown:``; and for a name listed there that is not an unknown name
+    the case uses (a stale exception)."""
+    documents = {s.document.domain: s.document for s in policy.documents}
+    found: dict[tuple[int | None, int | None, str], Finding] = {}
+    for number, case in enumerate(spec.tests):
+        _CaseNames(documents, file, spec, positions, found, number, case).run()
+    return list(found.values())
+
+
+class _CaseNames:
+    """The name checks of one case; findings go to ``found`` (deduplicated by place and text,
+    so a file-level ``domain:`` that is wrong is reported once, not once per case)."""
+
+    def __init__(self, documents: dict[str, DomainDocument], file: str, spec: TestFileSpec,
+                 positions: Positions, found: dict[tuple[int | None, int | None, str], Finding],
+                 number: int, case: CaseSpec) -> None:
+        self.documents, self.file, self.spec, self.positions = documents, file, spec, positions
+        self.found, self.case, self.here = found, case, ("tests", number)
+        self.used: set[str] = set()  # names of `unknown:` that the case does use
+        self.domain = ""
+
+    def run(self) -> None:
+        case = self.case
+        key, inner = _kind_of(case)
+        self.domain = (inner.domain if inner is not None else None) or self.spec.domain or ""
+        document = self.documents.get(self.domain)
+        if document is None:
+            where = (*self.here, key, "domain") if inner is not None and inner.domain else ("domain",)
+            self.check("domain", self.domain, where, set(self.documents))
+        else:
+            self._check_case(document, key)
+        for name in case.unknown:
+            if name not in self.used:
+                self.report((*self.here, "unknown"), f"{name!r} is listed under unknown: but the case "
+                            "uses no unknown name by that spelling", name, set(),
+                            "remove it from unknown: (the name may have been defined since)")
+
+    def _check_case(self, document: DomainDocument, key: str) -> None:
+        case, here = self.case, self.here
+        self.accounts = set(document.accounts)
+        if self.domain == self.spec.domain:
+            self.accounts |= set(self.spec.fixtures.accounts)
+        self.vocabulary = {t: set(a) for t, a in R.BUILTIN_VOCABULARY.items()}
+        self.vocabulary.update((t, set(a)) for t, a in document.resources.items())
+        self.departments = set(document.departments)
+        if case.check is not None:
+            self.check("account", case.check.account, (*here, key, "account"), self.accounts, "accounts")
+            record = self._record(case.check.record, (*here, key, "record"))
+            if record is not None:
+                self._action(case.check.action, record.type, (*here, key, "action"))
+            if case.role is not None and case.role != "grant":
+                self.check("role", case.role, (*here, "role"), set(document.roles), "roles")
+        elif case.who_can is not None:
+            who = case.who_can
+            self.check("type", who.type, (*here, key, "type"), set(self.vocabulary), "resources")
+            self._action(who.action, who.type, (*here, key, "action"))
+            self.check("account", who.owner, (*here, key, "owner"), self.accounts, "accounts")
+            self.check("department", who.department, (*here, key, "department"), self.departments,
+                       "departments")
+            if who.record is not None:
+                self._record(who.record, (*here, key, "record"))
+        elif case.what_can is not None:
+            self.check("account", case.what_can.account, (*here, key, "account"), self.accounts,
+                       "accounts")
+
+    def _action(self, action: str, typ: str, path: KeyPath) -> None:
+        known = self.vocabulary.get(typ) or set().union(*self.vocabulary.values())
+        self.check("action", action, path, known, qualifier=f" for type {typ!r}" if typ in self.vocabulary
+                   else "")
+
+    def _record(self, record: RecordSpec | str, path: KeyPath) -> RecordSpec | None:
+        found: RecordSpec | None
+        if isinstance(record, str):  # a named record: its fields are checked where it is defined
+            path = ("fixtures", "records", record)
+            found = self.spec.fixtures.records.get(record)  # an unknown one fails its case
+        else:
+            found = record
+        if found is not None:
+            self.check("type", found.type, (*path, "type"), set(self.vocabulary), "resources")
+            self.check("account", found.owner, (*path, "owner"), self.accounts, "accounts")
+            self.check("department", found.department, (*path, "department"), self.departments,
+                       "departments")
+        return found
+
+    def check(self, kind: str, name: str | None, path: KeyPath, known: set[str], section: str = "",
+              qualifier: str = "") -> None:
+        if name is None or name in known:
+            return
+        if name in self.case.unknown:
+            self.used.add(name)
+            return
+        optional = f"if the case is about an unknown name on purpose, list it: unknown: [{name}]"
+        if kind == "domain":
+            self.report(path, f"unknown domain {name!r}", name, known,
+                        f"the policies define {', '.join(sorted(known)) or 'no domain'}; {optional}")
+            return
+        elsewhere = [d for d, doc in self.documents.items() if d != self.domain and section
+                     and name in getattr(doc, section)]
+        hint = (f"{name!r} is in domain {elsewhere[0]!r}, but nothing crosses domains; "
+                if elsewhere else "define it in the policies or this file's fixtures; ")
+        self.report(path, f"unknown {kind} {name!r}{qualifier} in domain {self.domain!r}", name, known,
+                    hint + optional)
+
+    def report(self, path: KeyPath, message: str, name: str, candidates: set[str], hint: str) -> None:
+        line, column = position_of(self.positions, path)
+        close = difflib.get_close_matches(name, sorted(candidates), n=1)
+        if close:
+            message += f" (did you mean {close[0]!r}?)"
+        self.found.setdefault((line, column, message),
+                              Finding("SA302", "error", message, self.file, line, column, hint))
+
+
+def _kind_of(case: CaseSpec) -> tuple[str, CheckSpec | WhoCanSpec | WhatCanSpec | None]:
+    if case.check is not None:
+        return "check", case.check
+    if case.who_can is not None:
+        return "who-can", case.who_can
+    return "what-can", case.what_can
 
 
 def _domain_of(case: CaseSpec, spec: TestFileSpec) -> str | None:

@@ -20,10 +20,11 @@ accounts:
 
 from __future__ import annotations
 
-from datetime import datetime
+import re
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, field_validator
 
 __all__ = [
     "AccountDocument",
@@ -36,11 +37,28 @@ __all__ = [
     "ScopeSpec",
 ]
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _valid_text(value: object) -> object:
+    """Refuse, naming the value, what no store can hold: NUL, and lone surrogates (Python text
+    that is not Unicode: it cannot be encoded to UTF-8, so SQL drivers would raise on it)."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError(f"{value!r} contains a NUL character, which a name may not")
+        surrogate = _SURROGATE.search(value)
+        if surrogate is not None:
+            raise ValueError(f"{value!r} contains a lone surrogate (U+{ord(surrogate.group()):04X}): "
+                             "a name must be valid Unicode text")
+    return value
+
+
 Name = Annotated[
     str,
-    StringConstraints(min_length=1, max_length=1000, pattern=r"^[^\x00]*$"),
+    StringConstraints(min_length=1, max_length=1000, pattern=r"^[^\x00]*$"),  # (the schema's view)
+    BeforeValidator(_valid_text),  # last, so it runs first: NUL and surrogates get its message
 ]
-"""An identifier: any non-empty text without NUL (commas, quotes, 华东一组 … are fine)."""
+"""An identifier: any non-empty Unicode text without NUL (commas, quotes, 华东一组 … are fine)."""
 
 
 class _Strict(BaseModel):
@@ -74,6 +92,17 @@ class PermissionSet(BaseModel):
         default=None,
         description="Direct grants only: when the grant stops allowing (ISO-8601; UTC if naive).",
     )
+
+    @field_validator("expires")
+    @classmethod
+    def _expiry_in_range(cls, value: datetime | None) -> datetime | None:
+        if value is not None:
+            try:  # stored in UTC: a time that has no UTC form (year 1 or 9999) is refused here
+                (value if value.tzinfo is not None else value.replace(tzinfo=UTC)).astimezone(UTC)
+            except OverflowError:
+                raise ValueError(f"expires: {value.isoformat()} is out of range once converted to "
+                                 "UTC") from None
+        return value
 
     @field_validator("scope", mode="before")
     @classmethod

@@ -3,7 +3,10 @@ plus an optional ``model.conf``; all-or-nothing."""
 
 from __future__ import annotations
 
+import codecs
+import errno
 import os
+import stat
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -13,14 +16,23 @@ from pydantic import ValidationError
 from salesauthz._rules import Rule
 from salesauthz.errors import PolicyError, PolicyIssue
 
-from ._yaml import load_yaml
+from ._yaml import MAX_FILE_BYTES, limit_issue, line_and_column, load_yaml
 from .compile import compile_document
 from .documents import DomainDocument
 from .validate import SourcedDocument, issues_from_validation_error, validate_documents
 
-__all__ = ["LoadedPolicy", "bundled_model_text", "load_directory", "load_document", "policy_files"]
+__all__ = [
+    "LoadedPolicy",
+    "bundled_model_text",
+    "load_directory",
+    "load_document",
+    "policy_files",
+    "read_text_file",
+    "yaml_files",
+]
 
 TEST_SUFFIXES = (".test.yaml", ".test.yml")
+YAML_SUFFIXES = (".yaml", ".yml")
 
 
 def bundled_model_text() -> str:
@@ -43,13 +55,163 @@ class LoadedPolicy:
 
 def policy_files(root: Path) -> list[Path]:
     """The policy documents of a directory (recursively), tests excluded, in a stable order."""
-    found = []
-    for path in sorted(root.rglob("*")):
-        if path.suffix in (".yaml", ".yml") and path.is_file() and not path.name.endswith(TEST_SUFFIXES):
-            if any(part.startswith(".") for part in path.relative_to(root).parts):
+    return [p for p in yaml_files(root)[0] if not p.name.endswith(TEST_SUFFIXES)]
+
+
+def yaml_files(root: Path) -> tuple[list[Path], list[PolicyIssue]]:
+    """Every entry under ``root`` named ``*.yaml`` or ``*.yml`` (policy documents and tests),
+    hidden ones (``.git/`` …) aside, in a stable order; and the problems met on the way.
+
+    An entry is listed by its name whatever it is — a directory called ``x.yaml``, a dangling
+    link, a named pipe — so that reading it (:func:`read_text_file`) refuses it by name instead
+    of it being skipped in silence. Links to directories are followed, except one that leads
+    back into a directory it is in (a loop), which is a problem. A suffix in capitals
+    (``x.YAML``) is a problem too: it would otherwise be skipped.
+    """
+    found: list[Path] = []
+    issues: list[PolicyIssue] = []
+    # Each directory to list, with the real paths of the directories it is in (to see loops).
+    stack: list[tuple[Path, tuple[str, ...]]] = [(root, (os.path.realpath(root),))]
+    while stack:
+        directory, chain = stack.pop()
+        try:
+            with os.scandir(directory) as listing:
+                entries = sorted(listing, key=lambda e: e.name)
+        except OSError as exc:
+            issues.append(PolicyIssue(f"cannot list this directory: {exc.strerror or exc}",
+                                      str(directory), code="SA101"))
+            continue
+        for entry in entries:
+            if entry.name.startswith("."):
                 continue
-            found.append(path)
-    return found
+            path = Path(entry.path)
+            if entry.name.endswith(YAML_SUFFIXES):
+                found.append(path)
+            elif entry.name.lower().endswith(YAML_SUFFIXES):
+                issues.append(PolicyIssue(
+                    "the suffix must be lower-case .yaml or .yml; this file would not be read",
+                    str(path), hint="rename it", code="SA101"))
+            if not _is_directory(entry):
+                continue
+            target = os.path.realpath(path)
+            if any(seen == target or seen.startswith(target.rstrip(os.sep) + os.sep) for seen in chain):
+                issues.append(PolicyIssue(
+                    f"symbolic link loop: it leads to {target}, which contains it",
+                    str(path), hint="remove the link, or point it elsewhere", code="SA101"))
+                continue
+            stack.append((path, (*chain, target)))
+    return sorted(found), issues
+
+
+def _is_directory(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_dir()  # follows links; False for a dangling one
+    except OSError:  # a link loop (ELOOP)
+        return False
+
+
+_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+# Open without blocking: a named pipe with no writer would otherwise wait forever. Links are
+# followed (a link to a regular file is fine); the checks below look at what was opened.
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+
+
+def read_text_file(path: Path, display: str | None = None) -> str:
+    """The text of a policy, test or model file.
+
+    Raises :class:`PolicyError` naming the file (and line and column where there is one) if it
+    is not a regular file (a directory, named pipe, device …), a dangling link or a link loop,
+    cannot be read, is larger than :data:`~salesauthz.models._yaml.MAX_FILE_BYTES`, is not
+    UTF-8 or holds a NUL byte. A UTF-8 byte-order mark is dropped. Never blocks on a pipe.
+    """
+    name = display if display is not None else str(path)
+    try:
+        descriptor = os.open(path, _OPEN_FLAGS)
+    except OSError as exc:
+        raise PolicyError([_open_issue(path, name, exc)]) from None
+    try:
+        info = os.fstat(descriptor)
+        for test, kind in _KINDS:
+            if test(info.st_mode):
+                raise PolicyError([PolicyIssue(
+                    f"this is {kind}, not a file", name, code="SA101",
+                    hint="its name (*.yaml, *.yml, model.conf) makes salesauthz read it as a "
+                    "file; rename it or move it out of the policy directory" if kind == "a directory" else
+                    "only regular files (or links to them) are read")])
+        if info.st_size > MAX_FILE_BYTES:
+            raise PolicyError([limit_issue(f"the file is {info.st_size:,} bytes", "MAX_FILE_BYTES",
+                                           MAX_FILE_BYTES, name)])
+        data = _read_at_most(descriptor, MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise PolicyError([PolicyIssue(f"cannot read: {exc.strerror or exc}", name, code="SA101")]) from None
+    finally:
+        os.close(descriptor)
+    if len(data) > MAX_FILE_BYTES:  # it grew after fstat
+        raise PolicyError([limit_issue(f"the file is over {MAX_FILE_BYTES:,} bytes", "MAX_FILE_BYTES",
+                                       MAX_FILE_BYTES, name)])
+    return _decode(data, name)
+
+
+def _open_issue(path: Path, name: str, exc: OSError) -> PolicyIssue:
+    if exc.errno == errno.ELOOP:
+        return PolicyIssue("symbolic link loop: the link leads back to itself", name,
+                           hint="point the link at a real file, or remove it", code="SA101")
+    if exc.errno == errno.ENOENT and os.path.islink(path):
+        return PolicyIssue(f"dangling symbolic link: its target {os.readlink(path)!r} does not exist",
+                           name, hint="point the link at a real file, or remove it", code="SA101")
+    kind = _kind_of(path)  # a socket cannot even be opened (ENXIO): say what it is
+    if kind is not None:
+        return PolicyIssue(f"this is {kind}, not a file", name,
+                           hint="only regular files (or links to them) are read", code="SA101")
+    return PolicyIssue(f"cannot read: {exc.strerror or exc}", name, code="SA101")
+
+
+def _kind_of(path: Path) -> str | None:
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    return next((kind for test, kind in _KINDS if test(mode)), None)
+
+
+def _read_at_most(descriptor: int, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit:
+        chunk = os.read(descriptor, min(1 << 20, limit - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
+def _decode(data: bytes, name: str) -> str:
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise PolicyError([PolicyIssue("the file is UTF-16 (it starts with a UTF-16 byte-order mark)",
+                                       name, 1, 1, "save it as UTF-8", "SA101")])
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        start = data.rfind(b"\n", 0, exc.start) + 1
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = len(data[start:exc.start].decode("utf-8", "replace")) + 1
+        raise PolicyError([PolicyIssue(
+            f"not UTF-8: byte 0x{data[exc.start]:02X} cannot be decoded ({exc.reason})", name, line,
+            column, "save the file as UTF-8 (is it Latin-1, Windows-1252 or a binary file?)",
+            "SA101")]) from None
+    nul = text.find("\x00")
+    if nul >= 0:
+        line, column = line_and_column(text, nul)
+        raise PolicyError([PolicyIssue("a NUL byte: this is not a text file", name, line, column,
+                                       "policy files are UTF-8 text", "SA101")])
+    return text.removeprefix("\ufeff")
 
 
 def load_document(text: str, file: str) -> SourcedDocument:
@@ -71,7 +233,10 @@ def load_document(text: str, file: str) -> SourcedDocument:
 def _check_model(path: Path, display: str) -> list[PolicyIssue]:
     import casbin
 
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = read_text_file(path, display)
+    except PolicyError as exc:
+        return list(exc.issues)
     try:
         model = casbin.Model()
         model.load_model_from_text(text)
@@ -112,21 +277,18 @@ def load_directory(path: str | os.PathLike[str]) -> LoadedPolicy:
                                        hint="pass the directory that holds your policy YAML files")])
     issues: list[PolicyIssue] = []
     model = root / "model.conf"
-    if model.exists():
+    if os.path.lexists(model):  # a dangling link too: refused by name, not skipped
         issues.extend(_check_model(model, str(model)))
     documents: list[SourcedDocument] = []
-    files = policy_files(root)
-    if not files:
+    entries, walk_issues = yaml_files(root)
+    issues.extend(walk_issues)
+    files = [p for p in entries if not p.name.endswith(TEST_SUFFIXES)]
+    if not files and not walk_issues:
         issues.append(PolicyIssue(f"no policy documents (*.yaml) in {root}", str(root), code="SA107",
                                   hint="run `salesauthz init` to start one"))
     for file in files:
         try:
-            text = file.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            issues.append(PolicyIssue(f"cannot read: {exc}", str(file), code="SA101"))
-            continue
-        try:
-            documents.append(load_document(text, str(file)))
+            documents.append(load_document(read_text_file(file), str(file)))
         except PolicyError as exc:
             issues.extend(exc.issues)
     issues.extend(validate_documents(documents))

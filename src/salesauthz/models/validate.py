@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -47,6 +48,7 @@ def issues_from_validation_error(
     """pydantic errors as located policy issues (one per offending value)."""
     issues: list[PolicyIssue] = []
     seen: set[Path] = set()
+    odd_keys: dict[tuple[object, ...], object] | None = None  # built at the first use
     for item in error.errors():
         loc = tuple(item["loc"])
         # Drop pydantic's union-branch tags so the path points at the document's own keys.
@@ -54,16 +56,44 @@ def issues_from_validation_error(
         if path in seen:
             continue
         seen.add(path)
+        hint = _hint_for(item["type"], path)
+        if odd_keys is None:
+            odd_keys = _odd_keys(positions)
+        if odd_keys:
+            path = _keyed(path, odd_keys)
+            if path and (isinstance(path[-1], bool) or path[-1] is None):
+                hint = "YAML reads yes/no/on/off/true/false as booleans and ~ or null as nothing: " \
+                       "quote a name that is one of these words ('no')"
         line, column = position_of(positions, path)
-        where = ".".join(str(p) for p in path) or "document"
+        # repr() for a part that would not print as itself (a newline, a lone surrogate …).
+        where = ".".join(str(p) if str(p).isprintable() else repr(p) for p in path) or "document"
         message = item["msg"]
         if item["type"] == "extra_forbidden":
             message = f"unknown key {path[-1]!r}"
         elif message.startswith("Value error, "):
             message = message[len("Value error, "):]
-        issues.append(PolicyIssue(f"{where}: {message}", file, line, column,
-                                  _hint_for(item["type"], path), "SA102"))
+        issues.append(PolicyIssue(f"{where}: {message}", file, line, column, hint, "SA102"))
     return issues
+
+
+def _odd_keys(positions: Positions) -> dict[tuple[object, ...], object]:
+    """The document's mapping keys that are neither text nor numbers (``~``, ``no``, a date),
+    indexed as pydantic writes them in an error's location: bools as 0 or 1, the others by
+    repr, after their parent's path."""
+    found: dict[tuple[object, ...], object] = {}
+    for path in positions:
+        if path and (isinstance(path[-1], bool) or not isinstance(path[-1], str | int)):
+            key: object = path[-1]
+            found[(path[:-1], int(key) if isinstance(key, bool) else repr(key))] = key
+    return found
+
+
+def _keyed(path: Path, odd_keys: dict[tuple[object, ...], object]) -> Any:
+    """``path`` with each part pydantic rewrote replaced by the document's own key."""
+    keyed: tuple[object, ...] = ()
+    for part in path:
+        keyed = (*keyed, odd_keys.get((keyed, part), part))
+    return keyed
 
 
 def _hint_for(error_type: str, path: Path) -> str | None:
