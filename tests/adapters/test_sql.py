@@ -11,20 +11,24 @@ from salesauthz import Authorizer
 from salesauthz.adapters import open_adapter
 from salesauthz.adapters.base import Adapter
 from salesauthz.adapters.sql import SQLAdapter, engine_url
+from salesauthz.audit import AuditKeyring
 from salesauthz.errors import StorageError
 
 from ._services import postgres_schema, sqlite_url
-from .suite import AdapterSuite
+from .suite import PLAIN, AdapterSuite
 
 
 class SQLSuite(AdapterSuite):
     url: str
 
-    def reopen(self, store: Adapter) -> Adapter:
+    def reopen(self, store: Adapter, *, audit_key: AuditKeyring | str = PLAIN) -> Adapter:
         assert isinstance(store, SQLAdapter)
-        other = SQLAdapter(self.url)
+        other = SQLAdapter(self.url, audit_key=audit_key)
         self.opened.append(other)
         return other
+
+    def shared_url(self) -> str | None:
+        return self.url
 
     @pytest.fixture(autouse=True)
     def _close_reopened(self) -> Iterator[None]:
