@@ -323,8 +323,18 @@ class SQLAdapter:
         query = sa.select(table.c.domain_key, table.c.sequence, table.c.record).order_by(table.c.id)
         if domain is not None:
             query = query.where(table.c.domain_key == domain_key(domain))
-        records = [parse_record(text, domain=domain or f"(domain key {key})", sequence=int(sequence))
-                   for key, sequence, text in conn.execute(query)]
+        records = []
+        for key, sequence, text in conn.execute(query).all():
+            try:
+                records.append(parse_record(text, domain=domain or "", sequence=int(sequence)))
+            except AuditVerificationError as exc:
+                if domain is not None:
+                    raise
+                # Name the domain of a row that is no record: its version row holds the name.
+                versions = self.versions_table
+                name = conn.execute(sa.select(versions.c.domain).where(versions.c.domain_key == key)).scalar()
+                raise AuditVerificationError(name or f"(domain key {key})", exc.sequence,
+                                             exc.problem) from None
         # A domain key is a hash prefix: keep only the exact domain, however unlikely a clash.
         return [r for r in records if domain is None or r.domain == domain]
 
