@@ -14,6 +14,7 @@ import pytest
 
 import salesauthz.errors
 from salesauthz import Authorizer, SalesAuthzError
+from salesauthz._audit_chain import checkpoint_problem
 from salesauthz.adapters.memory import MemoryAdapter
 from salesauthz.audit import (
     GENESIS,
@@ -266,6 +267,13 @@ def test_checkpoint_document() -> None:
 def test_malformed_checkpoint(text: str, message: str) -> None:
     with pytest.raises(AuditError, match=message):
         AuditCheckpoint.from_json(text)
+
+
+def test_checkpoint_of_another_domain() -> None:
+    checkpoint = AuditCheckpoint.make("globex", 0, GENESIS, None)
+    problem = checkpoint_problem("acme", [], checkpoint, AuditKeyring())
+    assert problem is not None
+    assert problem.problem == "the checkpoint is of domain 'globex'"
 
 
 def test_verify_takes_a_checkpoint_document(trail: Authorizer) -> None:

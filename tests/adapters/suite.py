@@ -470,7 +470,7 @@ class AdapterSuite:
         MOVES[move].apply(tamperer_for(handle), "acme", FORGER if keyed else None, saved)
 
         found = trail.problems()
-        detected = (bool(found), not trail.verify("acme", checkpoint=checkpoint))
+        detected = (bool(found), not trail.verify(checkpoint=checkpoint))
         assert detected == expected
         assert [p.domain for p in found] == (["acme"] if found else [])
         assert trail.verify("globex")
@@ -537,6 +537,22 @@ class AdapterSuite:
         assert "nothing written" in str(caught.value)
         assert audit_state(store) == before
         other.apply([], [], [draft("globex")])  # another domain's trail is its own
+
+    def test_reanchor_of_a_domain_without_a_trail(self, store: Adapter) -> None:
+        record = AuditTrail(store).reanchor("acme", actor="ops", reason="start", at=1.0)
+        assert (record.sequence, record.previous_hash) == (1, "0" * 64)
+        assert record.detail == "start (was: no anchor, 0 record(s); it matched the trail)"
+        assert AuditTrail(store).verify(raise_on_failure=True)
+
+    def test_writer_without_a_key_refuses_a_replaced_plain_anchor(self, store: Adapter) -> None:
+        keyed = self.reopen(store, audit_key=KEY)
+        keyed.apply([], [], [draft("acme")])
+        tamper = tamperer_for(keyed)
+        tamper.set_anchor("acme", anchor_for("acme", tamper.records("acme"), None))
+        before = audit_state(store)
+        with pytest.raises(AuditVerificationError, match="anchor is not sealed with a key although its last"):
+            store.apply([], [], [draft("acme")])
+        assert audit_state(store) == before
 
     def test_reanchor_without_the_key_refuses(self, store: Adapter) -> None:
         self.reopen(store, audit_key=KEY).apply([], [], [draft("acme")])

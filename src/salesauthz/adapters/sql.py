@@ -343,11 +343,9 @@ class SQLAdapter:
         query = sa.select(table.c.domain, table.c.record_count, table.c.head, table.c.key_id, table.c.mac)
         if domain is not None:
             query = query.where(table.c.domain_key == domain_key(domain))
-        anchors = {}
-        for name, count, head, key_id, mac in conn.execute(query):
-            if domain is None or name == domain:
-                anchors[name] = AuditAnchor(name, int(count), head, key_id, mac)
-        return anchors
+        # As for records: a domain key is a hash prefix, so keep only the exact domain.
+        return {name: AuditAnchor(name, int(count), head, key_id, mac)
+                for name, count, head, key_id, mac in conn.execute(query) if domain is None or name == domain}
 
     def close(self) -> None:
         if not self._closed:
