@@ -384,12 +384,32 @@ class AdapterSuite:
             except BaseException as exc:  # pragma: no cover - reported below
                 errors.append(exc)
 
+        # Meanwhile an auditor verifies again and again: it reads records and anchor in one
+        # snapshot, so an append between the two reads never shows as a break.
+        verifier = AuditTrail(self.reopen(store, audit_key=key))
+        done = threading.Event()
+        verified: list[int] = []
+
+        def verify() -> None:
+            try:
+                while not done.is_set():
+                    problems = verifier.problems("acme")
+                    assert problems == [], problems
+                    verified.append(1)
+            except BaseException as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+        watcher = threading.Thread(target=verify)
+        watcher.start()
         workers = [threading.Thread(target=write, args=(i,)) for i in range(threads)]
         for worker in workers:
             worker.start()
         for worker in workers:
             worker.join(timeout=60)
+        done.set()
+        watcher.join(timeout=60)
         assert errors == []
+        assert verified
         assert len(store.load(["acme"])) == threads * per_thread
         snapshot = first.read_audit("acme")
         audit = list(snapshot.records)
