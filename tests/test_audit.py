@@ -218,8 +218,11 @@ def test_keyring_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert keys.describe() == "configured: " + ", ".join(
         AuditKey(k).key_id for k in (KEY, old, older))
     assert AuditKeyring().describe() == "no audit key is configured"
-    with pytest.raises(AuditKeyError, match=f"{KEY_ENV} / {RETIRED_KEYS_ENV}: an audit key needs"):
-        AuditKeyring.from_env({RETIRED_KEYS_ENV: "short"})
+    with pytest.raises(AuditKeyError, match=f"^{RETIRED_KEYS_ENV}: an audit key needs"):
+        AuditKeyring.from_env({RETIRED_KEYS_ENV: f"{old} short"})
+    too_short = f"^{KEY_ENV}: an audit key needs at least 32 bytes, this one has 9:"
+    with pytest.raises(AuditKeyError, match=too_short):
+        AuditKeyring.from_env({KEY_ENV: "too short"})
     monkeypatch.setenv(KEY_ENV, KEY)
     assert AuditKeyring.of(None) == AuditKeyring(AuditKey(KEY))
     assert AuditKeyring.of(KEY) == AuditKeyring.of(AuditKey(KEY)) == AuditKeyring(AuditKey(KEY))
@@ -342,3 +345,16 @@ def test_audit_and_the_stores_import_no_cycle() -> None:
     assert graph["salesauthz._audit_chain"] == {"salesauthz.errors", "salesauthz._rules"}
     assert "salesauthz.adapters.base" in graph["salesauthz.audit"]
     assert not any(reaches(store, "salesauthz.audit") for store in stores)
+
+
+def test_a_malformed_key_fails_audited_writes_not_readers(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(KEY_ENV, "too short")
+    authz = Authorizer.from_directory("policies")  # reading rules needs no key
+    rules = authz.rules()
+    assert authz.apply_changes([("p4", "extra", "acme")]) == []  # nor a change without a record
+    with pytest.raises(AuditKeyError, match="at least 32 bytes"):
+        authz.admin("mgr_east", domain="acme").grant("rep_e2", "customer", ["read"], scope="team")
+    assert authz.rules() == sorted([*rules, ("p4", "extra", "acme")])
+    assert authz.audit.records() == []
+    with pytest.raises(AuditKeyError):
+        authz.audit.verify()

@@ -134,14 +134,16 @@ class AuditKeyring:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> AuditKeyring:
         """The keys of ``SALESAUTHZ_AUDIT_KEY`` and ``SALESAUTHZ_AUDIT_RETIRED_KEYS`` (empty: none)."""
         env = os.environ if environ is None else environ
-        current_text = env.get(KEY_ENV, "").strip()
-        retired_text = env.get(RETIRED_KEYS_ENV, "").strip()
-        try:
-            current = AuditKey(current_text) if current_text else None
-            retired = tuple(AuditKey(t) for t in re.split(r"[\s,]+", retired_text) if t)
-        except AuditKeyError as exc:
-            raise AuditKeyError(f"{KEY_ENV} / {RETIRED_KEYS_ENV}: {exc}") from None
-        return cls(current, retired)
+        keys: dict[str, list[AuditKey]] = {}
+        for name in (KEY_ENV, RETIRED_KEYS_ENV):
+            texts = [t for t in re.split(r"[\s,]+", env.get(name, "").strip()) if t]
+            if name == KEY_ENV:  # one key: any spaces or commas inside it are part of it
+                texts = [env[name].strip()] if texts else []
+            try:
+                keys[name] = [AuditKey(t) for t in texts]
+            except AuditKeyError as exc:
+                raise AuditKeyError(f"{name}: {exc}") from None
+        return cls(next(iter(keys[KEY_ENV]), None), tuple(keys[RETIRED_KEYS_ENV]))
 
     @classmethod
     def of(cls, option: AuditKeyOption) -> AuditKeyring:

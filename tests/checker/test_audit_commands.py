@@ -165,3 +165,25 @@ def test_checkpoint_to_an_unwritable_file(url: str, tmp_path: Path,
                                           capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["audit", "checkpoint", "--url", url, "-o", str(tmp_path / "no" / "such" / "f.json")]) == 2
     assert "cannot write" in capsys.readouterr().err
+
+
+def test_import_reports_audit_errors_without_a_traceback(url: str, monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    before = SQLAdapter(url)
+    state = sorted(before.load()), before.read_audit()
+    SQLTamperer(before).set_anchor("acme", None)  # the acme trail was tampered with
+    before.close()
+    assert main(["import", "policies", "--into", url, "--actor", "ci"]) == 2
+    assert "its records (up to 3) have no anchor" in capsys.readouterr().err
+    monkeypatch.setenv(KEY_ENV, "too short")
+    assert main(["import", "policies", "--into", url, "--actor", "ci"]) == 2
+    error = capsys.readouterr().err
+    assert f"{KEY_ENV}: an audit key needs at least 32 bytes" in error
+    assert error.endswith("; nothing was imported\n")
+    after = SQLAdapter(url)
+    assert sorted(after.load()) == state[0]
+    assert after.read_audit().records == state[1].records
+    after.close()
+    # Reading commands need no key at all.
+    assert main(["explain", "rep_e1a", "read", "customer", "policies", "--domain", "acme",
+                 "--owner", "rep_e1a"]) == 0

@@ -33,7 +33,8 @@ class MemoryAdapter:
 
     def __init__(self, rules: Iterable[Rule] = (), *, audit_key: AuditKeyOption = None) -> None:
         self._lock = threading.Lock()
-        self._keys = AuditKeyring.of(audit_key)
+        self._audit_key = audit_key
+        self._keys: AuditKeyring | None = None  # resolved on first use: see audit_keys
         self._rules: dict[Rule, None] = {}  # insertion-ordered set
         self._audit: list[AuditRecord] = []
         self._anchors: dict[str, AuditAnchor] = {}
@@ -52,6 +53,11 @@ class MemoryAdapter:
 
     @property
     def audit_keys(self) -> AuditKeyring:
+        """Resolved on first use, so a malformed ``SALESAUTHZ_AUDIT_KEY`` fails the first audited
+        write or verification (:class:`~salesauthz.errors.AuditKeyError`, nothing written), not
+        every reader of rules."""
+        if self._keys is None:
+            self._keys = AuditKeyring.of(self._audit_key)
         return self._keys
 
     def load(self, domains: Collection[str] | None = None) -> list[Rule]:
@@ -86,12 +92,15 @@ class MemoryAdapter:
 
     def _seal(self, drafts: Sequence[AuditDraft]) -> tuple[list[AuditRecord], dict[str, AuditAnchor]]:
         heads: dict[str, tuple[int, str]] = {}
-        sealed = []
-        key = self._keys.current
+        sealed: list[AuditRecord] = []
+        if not drafts:  # a change of rules only: no key needed
+            return sealed, {}
+        keys = self.audit_keys
+        key = keys.current
         for draft in drafts:
             if draft.domain not in heads:
                 heads[draft.domain] = chain_end(draft.domain, self._anchors.get(draft.domain),
-                                                self._last(draft.domain), self._keys)
+                                                self._last(draft.domain), keys)
             sequence, previous = heads[draft.domain]
             record = seal(draft, sequence + 1, previous, key)
             heads[draft.domain] = (record.sequence, record.hash)
@@ -116,8 +125,8 @@ class MemoryAdapter:
 
     def reanchor(self, draft: AuditDraft) -> AuditRecord:
         with self._lock:
-            sequence, previous = reanchor_end(draft.domain, self._last(draft.domain), self._keys)
-            key = self._keys.current
+            sequence, previous = reanchor_end(draft.domain, self._last(draft.domain), self.audit_keys)
+            key = self.audit_keys.current
             record = seal(draft, sequence + 1, previous, key)
             self._audit.append(record)
             self._anchors[draft.domain] = AuditAnchor.sealed(draft.domain, record.sequence, record.hash, key)

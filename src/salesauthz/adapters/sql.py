@@ -124,7 +124,8 @@ class SQLAdapter:
 
     def __init__(self, url: str, *, create: bool = True, engine_options: dict[str, Any] | None = None,
                  audit_key: AuditKeyOption = None) -> None:
-        self._keys = AuditKeyring.of(audit_key)
+        self._audit_key = audit_key
+        self._keys: AuditKeyring | None = None  # resolved on first use: see audit_keys
         self._url = mask_url(url)
         self._secret = _password_of(url)
         self._listeners: list[CommitListener] = []
@@ -224,7 +225,7 @@ class SQLAdapter:
                 _log.warning("%s: left unanchored (verify reports it)", exc)
                 continue
             anchors.append(AuditAnchor.sealed(record.domain, record.sequence, record.hash,
-                                              self._keys.current))
+                                              self.audit_keys.current))
         if anchors:
             self._write_anchors(conn, anchors)
             _log.warning("audit trails of %d domain(s) in %s anchored where they end now (first open "
@@ -239,6 +240,11 @@ class SQLAdapter:
 
     @property
     def audit_keys(self) -> AuditKeyring:
+        """Resolved on first use, so a malformed ``SALESAUTHZ_AUDIT_KEY`` fails the first audited
+        write or verification (:class:`~salesauthz.errors.AuditKeyError`, nothing written), not
+        every reader of rules."""
+        if self._keys is None:
+            self._keys = AuditKeyring.of(self._audit_key)
         return self._keys
 
     def load(self, domains: Collection[str] | None = None) -> list[Rule]:
@@ -309,8 +315,8 @@ class SQLAdapter:
             with conn.begin():
                 versions = self._bump_versions(conn, [draft.domain])  # the domain's writer lock
                 sequence, previous = reanchor_end(draft.domain, self._last_record(conn, draft.domain),
-                                                  self._keys)
-                key = self._keys.current
+                                                  self.audit_keys)
+                key = self.audit_keys.current
                 record = seal(draft, sequence + 1, previous, key)
                 self._write_records(conn, [record])
                 self._write_anchors(conn, [AuditAnchor.sealed(draft.domain, record.sequence, record.hash,
@@ -404,13 +410,16 @@ class SQLAdapter:
         """Number and chain the drafts after each domain's anchor (checked against the last stored
         record: see :func:`~salesauthz._audit_chain.chain_end`); the new anchors to write."""
         heads: dict[str, tuple[int, str]] = {}
-        sealed = []
-        key = self._keys.current
+        sealed: list[AuditRecord] = []
+        if not drafts:  # a change of rules only: no key needed
+            return sealed, []
+        keys = self.audit_keys
+        key = keys.current
         for draft in drafts:
             if draft.domain not in heads:
                 anchors = self._select_anchors(conn, draft.domain)
                 heads[draft.domain] = chain_end(draft.domain, anchors.get(draft.domain),
-                                                self._last_record(conn, draft.domain), self._keys)
+                                                self._last_record(conn, draft.domain), keys)
             sequence, previous = heads[draft.domain]
             record = seal(draft, sequence + 1, previous, key)
             heads[draft.domain] = (record.sequence, record.hash)
