@@ -195,7 +195,10 @@ class SQLAdapter:
         self.metadata.create_all(self.engine, tables=[t for t in self.metadata.sorted_tables
                                                       if t is not self.anchors_table])
         # The anchors table is created and filled in one write transaction, so no writer ever sees
-        # it existing but empty for a domain that has records (it would refuse to write).
+        # it existing but empty for a domain that has records (it would refuse to write). Once it
+        # exists, opening takes no write lock.
+        if sa.inspect(self.engine).has_table(self.anchors_table.name):
+            return
         with self.engine.connect() as base:
             conn = base.execution_options(salesauthz_write=True)
             with conn.begin():
