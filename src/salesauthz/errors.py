@@ -14,6 +14,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 __all__ = [
+    "AuditError",
+    "AuditKeyError",
+    "AuditVerificationError",
     "AuthorizationError",
     "EscalationError",
     "ForbiddenError",
@@ -154,3 +157,36 @@ class StorageError(SalesAuthzError, OSError):
 class UsageError(SalesAuthzError, ValueError):
     """A command was given bad arguments or input it cannot read: the ``salesauthz`` command
     prints the message and exits with status 2."""
+
+
+class AuditError(SalesAuthzError, ValueError):
+    """The audit trail cannot be verified, sealed or checkpointed as asked (e.g. a malformed
+    checkpoint document). Nothing was written."""
+
+
+class AuditKeyError(AuditError):
+    """An audit key is malformed, or the key a record, anchor or checkpoint was sealed with is not
+    configured in this process (``SALESAUTHZ_AUDIT_KEY`` / ``SALESAUTHZ_AUDIT_RETIRED_KEYS``).
+
+    ``key_id`` names the key that is needed (``None`` when the key itself is malformed). Writes to
+    a trail sealed with a key this process lacks are refused: nothing was written.
+    """
+
+    def __init__(self, message: str, *, key_id: str | None = None) -> None:
+        self.key_id = key_id
+        super().__init__(message)
+
+
+class AuditVerificationError(AuditError):
+    """The audit trail of ``domain`` was changed outside salesauthz: a record, its chain, its anchor
+    or its agreement with a checkpoint is broken. ``sequence`` is the first record concerned
+    (``None`` when the problem is not one record's, e.g. a missing anchor); ``problem`` says what
+    was found. A write refused for this reason changed nothing.
+    """
+
+    def __init__(self, domain: str, sequence: int | None, problem: str) -> None:
+        self.domain = domain
+        self.sequence = sequence
+        self.problem = problem
+        where = f" at record {sequence}" if sequence is not None else ""
+        super().__init__(f"audit trail of domain {domain!r} is broken{where}: {problem}")

@@ -2,13 +2,17 @@
 
 A test module subclasses :class:`AdapterSuite` and provides the ``store`` fixture (a fresh, empty
 store) and, where the store can be opened twice, ``reopen`` (a second handle on the same data,
-as another process would hold).
+as another process would hold, with the audit key given) and ``shared_url`` (the URL another
+process opens it with).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import multiprocessing
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -17,9 +21,23 @@ from hypothesis import strategies as st
 from salesauthz import Authorizer, Record
 from salesauthz._rules import Rule
 from salesauthz.adapters.base import Adapter
-from salesauthz.audit import AuditDraft, find_break
-from salesauthz.errors import PolicyError
+from salesauthz.audit import (
+    KEY_ENV,
+    RETIRED_KEYS_ENV,
+    AuditAnchor,
+    AuditCheckpoint,
+    AuditDraft,
+    AuditKey,
+    AuditKeyring,
+    AuditRecord,
+    AuditTrail,
+    find_break,
+)
+from salesauthz.errors import AuditError, AuditKeyError, AuditVerificationError, PolicyError
 from tests.conftest import examples
+
+from ._audit_worker import append_records
+from ._tamper import Tamperer, anchor_for, relink, tamperer_for
 
 HOSTILE = [
     "华东一组", "a,b", 'quote"d', "single'q", "new\nline", "tab\there", "ctl\x01\x1f\x7f",
@@ -48,6 +66,198 @@ def draft(domain: str, target: str = "t", added: tuple[Rule, ...] = ()) -> Audit
 values = st.text(st.characters(blacklist_characters="\x00", blacklist_categories=["Cs"]),
                  min_size=1, max_size=40)
 
+KEY = "5a" * 32  # the deployment's audit key
+OTHER_KEY = "c3" * 32  # a different deployment's key
+FORGER = AuditKey("f0" * 32)  # a key made up by someone who lacks the real one
+PLAIN = AuditKeyring()  # no key, whatever the environment says
+
+
+# -- tampering moves --------------------------------------------------------------------------
+#
+# The trail under attack: "acme" holds 5 records (``saved`` is its records and anchor after the
+# 3rd, as a database backup would hold them); "globex" holds 2. A checkpoint of acme was taken at
+# record 5. ``forger`` is what the attacker seals with: nothing (plain SHA-256) on a plain trail,
+# a key of its own on a keyed one.
+
+
+@dataclass(frozen=True)
+class Saved:
+    records: list[AuditRecord]
+    anchor: AuditAnchor | None
+
+
+def _edit(records: list[AuditRecord], at: int) -> list[AuditRecord]:
+    edited = list(records)
+    edited[at] = dataclasses.replace(edited[at], target=edited[at].target + " (edited)")
+    return edited
+
+
+def _forged_after(records: list[AuditRecord], forger: AuditKey | None) -> list[AuditRecord]:
+    fake = dataclasses.replace(records[-1], actor="intruder", target="intruder")
+    return relink([*records, fake], len(records), forger)
+
+
+def _anchor(t: Tamperer, d: str) -> AuditAnchor:
+    anchor = t.anchor(d)
+    assert anchor is not None
+    return anchor
+
+
+def edit_record(t: Tamperer, d: str, forger: AuditKey | None, saved: Saved) -> None:
+    t.rewrite(d, _edit(t.records(d), 2))
+
+
+def edit_and_rehash(t: Tamperer, d: str, forger: AuditKey | None, saved: Saved) -> None:
+    t.rewrite(d, relink(_edit(t.records(d), 2), 2, forger))
+
+
+def edit_rehash_and_anchor(t: Tamperer, d: str, forger: AuditKey | None, saved: Saved) -> None:
+    forged = relink(_edit(t.records(d), 2), 2, forger)
+    t.rewrite(d, forged)
+    t.set_anchor(d, anchor_for(d, forged, forger))
+
+
+def delete_last(t: Tamperer, d: str, forger: AuditKey | None, saved: Saved) -> None:
+    t.rewrite(d, t.records(d)[:-1])
+
+
+def delete_last_and_anchor(t: Tamperer, d: str, forger: AuditKey | None, saved: Saved) -> None:
+    kept = t.records(d)[:-1]
+    t.rewrite(d, kept)
+    t.set_anchor(d, anchor_for(d, kept, forger))
+
+
+def delete_middle(t: Tamperer, d: str, forger: AuditKey | None, saved: Saved) -> None:
+    t.rewrite(d, [r for r in t.records(d) if r.sequence != 3])
+
+
+def insert_record(t: Tamperer, d: str, forger: AuditKey | None, saved: Saved) -> None:
+    records = t.records(d)
+    forged = _forged_after(records[:2], forger)[2]  # correctly chained after record 2
+    t.rewrite(d, [*records[:2], forged,
+                  *(dataclasses.replace(r, sequence=r.sequence + 1) for r in records[2:])])
+
+
+def reorder(t: Tamperer, d: str, forger: AuditKey | None, saved: Saved) -> None:
+    records = t.records(d)
+    t.rewrite(d, [records[i] for i in (0, 2, 1, 3, 4)])
+
+
+def append_forged(t: Tamperer, d: str, forger: AuditKey | None, saved: Saved) -> None:
+    t.rewrite(d, _forged_after(t.records(d), forger))
+
+
+def append_forged_and_anchor(t: Tamperer, d: str, forger: AuditKey | None, saved: Saved) -> None:
+    forged = _forged_after(t.records(d), forger)
+    t.rewrite(d, forged)
+    t.set_anchor(d, anchor_for(d, forged, forger))
+
+
+def anchor_count_lowered(t: Tamperer, d: str, forger: AuditKey | None, saved: Saved) -> None:
+    t.set_anchor(d, dataclasses.replace(_anchor(t, d), count=4))
+
+
+def anchor_count_raised(t: Tamperer, d: str, forger: AuditKey | None, saved: Saved) -> None:
+    t.set_anchor(d, dataclasses.replace(_anchor(t, d), count=6))
+
+
+def anchor_head_replaced(t: Tamperer, d: str, forger: AuditKey | None, saved: Saved) -> None:
+    t.set_anchor(d, dataclasses.replace(_anchor(t, d), head=t.records(d)[1].hash))
+
+
+def anchor_mac_replaced(t: Tamperer, d: str, forger: AuditKey | None, saved: Saved) -> None:
+    t.set_anchor(d, dataclasses.replace(_anchor(t, d), mac="0" * 64))
+
+
+def anchor_deleted(t: Tamperer, d: str, forger: AuditKey | None, saved: Saved) -> None:
+    t.set_anchor(d, None)
+
+
+def earlier_anchor_put_back(t: Tamperer, d: str, forger: AuditKey | None, saved: Saved) -> None:
+    t.set_anchor(d, saved.anchor)
+
+
+def other_domains_anchor(t: Tamperer, d: str, forger: AuditKey | None, saved: Saved) -> None:
+    t.set_anchor(d, dataclasses.replace(_anchor(t, "globex"), domain=d))
+
+
+def downgrade_to_plain(t: Tamperer, d: str, forger: AuditKey | None, saved: Saved) -> None:
+    plain = relink(t.records(d), 0, None)
+    t.rewrite(d, plain)
+    t.set_anchor(d, anchor_for(d, plain, None))
+
+
+def roll_back(t: Tamperer, d: str, forger: AuditKey | None, saved: Saved) -> None:
+    t.rewrite(d, saved.records)
+    t.set_anchor(d, saved.anchor)
+
+
+def delete_whole_trail(t: Tamperer, d: str, forger: AuditKey | None, saved: Saved) -> None:
+    t.rewrite(d, [])
+    t.set_anchor(d, None)
+
+
+@dataclass(frozen=True)
+class Move:
+    """A tampering move and whether it is detected: ``(by verify(), against the checkpoint)`` on a
+    plain trail and on a keyed one (``None``: the move does not apply)."""
+
+    apply: Callable[[Tamperer, str, AuditKey | None, Saved], None]
+    plain: tuple[bool, bool] | None
+    keyed: tuple[bool, bool]
+
+
+BOTH = (True, True)
+MOVES: dict[str, Move] = {
+    "edit a record": Move(edit_record, BOTH, BOTH),
+    "edit a record and re-hash the rest": Move(edit_and_rehash, BOTH, BOTH),
+    # Without a key, rewriting the records AND the anchor consistently is undetectable by design;
+    # a checkpoint taken before still shows it.
+    "edit, re-hash the rest and rewrite the anchor": Move(edit_rehash_and_anchor, (False, True), BOTH),
+    "delete the last record": Move(delete_last, BOTH, BOTH),
+    "delete the last record and rewrite the anchor": Move(delete_last_and_anchor, (False, True), BOTH),
+    "delete a middle record": Move(delete_middle, BOTH, BOTH),
+    "insert a record": Move(insert_record, BOTH, BOTH),
+    "reorder two records": Move(reorder, BOTH, BOTH),
+    "append a correctly chained record": Move(append_forged, BOTH, BOTH),
+    # Records appended after the checkpoint with the anchor moved along: without a key nothing
+    # tells (a checkpoint vouches only for what came before it).
+    "append a record and rewrite the anchor": Move(append_forged_and_anchor, (False, False), BOTH),
+    "anchor count lowered": Move(anchor_count_lowered, BOTH, BOTH),
+    "anchor count raised": Move(anchor_count_raised, BOTH, BOTH),
+    "anchor head replaced": Move(anchor_head_replaced, BOTH, BOTH),
+    "anchor MAC replaced": Move(anchor_mac_replaced, None, BOTH),
+    "anchor deleted": Move(anchor_deleted, BOTH, BOTH),
+    "an earlier genuine anchor put back": Move(earlier_anchor_put_back, BOTH, BOTH),
+    "another domain's anchor copied": Move(other_domains_anchor, BOTH, BOTH),
+    "every record and the anchor downgraded to plain hashes": Move(downgrade_to_plain, None, BOTH),
+    # Records and anchor restored from an earlier backup: a consistent, genuine earlier state that
+    # only a checkpoint taken since can show, with or without a key.
+    "trail and anchor rolled back to an earlier state": Move(roll_back, (False, True), (False, True)),
+    "the whole trail and its anchor deleted": Move(delete_whole_trail, (False, True), (False, True)),
+}
+TAMPERING = [pytest.param(name, keyed, id=f"{'keyed' if keyed else 'plain'}: {name}")
+             for name, move in MOVES.items() for keyed in (False, True)
+             if (move.keyed if keyed else move.plain) is not None]
+
+
+def write_trail(store: Adapter) -> Saved:
+    """5 audited changes in acme (returning its state after the 3rd) and 2 in globex."""
+    saved = Saved([], None)
+    for n in range(1, 6):
+        rule = ("p4", f"role-{n}", "acme")
+        store.apply([rule], [], [draft("acme", f"t{n}", (rule,))])
+        if n == 3:
+            snapshot = store.read_audit("acme")
+            saved = Saved(list(snapshot.records), snapshot.anchors["acme"])
+    store.apply([("p4", "g", "globex")], [], [draft("globex", "g1"), draft("globex", "g2")])
+    return saved
+
+
+def audit_state(store: Adapter) -> tuple[object, ...]:
+    snapshot = store.read_audit()
+    return sorted(store.load()), snapshot.records, dict(snapshot.anchors)
+
 
 class AdapterSuite:
     """Mixed into one test class per adapter."""
@@ -56,9 +266,20 @@ class AdapterSuite:
     def store(self) -> Iterator[Adapter]:  # pragma: no cover - always overridden
         raise NotImplementedError
 
-    def reopen(self, store: Adapter) -> Adapter:
-        """Another handle on the same store (the same object where that is all there is)."""
+    @pytest.fixture(autouse=True)
+    def _no_audit_key_from_the_environment(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        # Stores read SALESAUTHZ_AUDIT_KEY by default: the suite decides keys itself.
+        monkeypatch.delenv(KEY_ENV, raising=False)
+        monkeypatch.delenv(RETIRED_KEYS_ENV, raising=False)
+
+    def reopen(self, store: Adapter, *, audit_key: AuditKeyring | str = PLAIN) -> Adapter:
+        """Another handle on the same store, sealing with ``audit_key`` (the same object where
+        that is all there is)."""
         return store
+
+    def shared_url(self) -> str | None:
+        """The URL another process opens this store with (``None``: in-process only)."""
+        return None
 
     # -- round trip ------------------------------------------------------------------------
 
@@ -146,10 +367,14 @@ class AdapterSuite:
 
     # -- concurrent writers ----------------------------------------------------------------
 
-    def test_concurrent_writers_keep_every_rule_and_one_audit_chain(self, store: Adapter) -> None:
+    @pytest.mark.parametrize("keyed", [False, True], ids=["plain", "keyed"])
+    def test_concurrent_writers_keep_every_rule_and_one_audit_chain(self, store: Adapter, keyed: bool,
+                                                                    ) -> None:
         threads, per_thread = 4, 6
         errors: list[BaseException] = []
-        handles = [store if i % 2 == 0 else self.reopen(store) for i in range(threads)]
+        key = KEY if keyed else PLAIN
+        first = self.reopen(store, audit_key=key)
+        handles = [first if i % 2 == 0 else self.reopen(store, audit_key=key) for i in range(threads)]
 
         def write(worker: int) -> None:
             try:
@@ -159,16 +384,63 @@ class AdapterSuite:
             except BaseException as exc:  # pragma: no cover - reported below
                 errors.append(exc)
 
+        # Meanwhile an auditor verifies again and again: it reads records and anchor in one
+        # snapshot, so an append between the two reads never shows as a break.
+        verifier = AuditTrail(self.reopen(store, audit_key=key))
+        done = threading.Event()
+        verified: list[int] = []
+
+        def verify() -> None:
+            try:
+                while not done.is_set():
+                    problems = verifier.problems("acme")
+                    assert problems == [], problems
+                    verified.append(1)
+            except BaseException as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+        watcher = threading.Thread(target=verify)
+        watcher.start()
         workers = [threading.Thread(target=write, args=(i,)) for i in range(threads)]
         for worker in workers:
             worker.start()
         for worker in workers:
             worker.join(timeout=60)
+        done.set()
+        watcher.join(timeout=60)
         assert errors == []
+        assert verified
         assert len(store.load(["acme"])) == threads * per_thread
-        audit = store.load_audit("acme")
+        snapshot = first.read_audit("acme")
+        audit = list(snapshot.records)
         assert [r.sequence for r in audit] == list(range(1, threads * per_thread + 1))
-        assert find_break(audit) is None
+        assert find_break(audit, first.audit_keys) is None
+        # The anchor moved in step with every append: it names the last record.
+        assert (snapshot.anchors["acme"].count, snapshot.anchors["acme"].head) == (len(audit), audit[-1].hash)
+        assert AuditTrail(first).verify(raise_on_failure=True)
+
+    @pytest.mark.parametrize("keyed", [False, True], ids=["plain", "keyed"])
+    def test_two_processes_keep_the_anchor_in_step(self, store: Adapter, keyed: bool) -> None:
+        url = self.shared_url()
+        if url is None:
+            pytest.skip("an in-process store: no second process can open it")
+        per_process = 25
+        context = multiprocessing.get_context("spawn")
+        barrier = context.Barrier(2)
+        workers = [context.Process(target=append_records,
+                                   args=(url, "acme", f"p{i}", per_process, KEY if keyed else None, barrier))
+                   for i in range(2)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(timeout=120)
+        assert [w.exitcode for w in workers] == [0, 0]
+        handle = self.reopen(store, audit_key=KEY if keyed else PLAIN)
+        snapshot = handle.read_audit("acme")
+        assert len(snapshot.records) == 2 * per_process
+        assert {r.actor for r in snapshot.records} == {"p0", "p1"}
+        assert snapshot.anchors["acme"].count == 2 * per_process
+        assert AuditTrail(handle).verify(raise_on_failure=True)
 
     # -- audit -----------------------------------------------------------------------------
 
@@ -190,6 +462,184 @@ class AdapterSuite:
         assert [r.sequence for r in sealed] == [1]
         assert store.load() == []
         assert store.apply([], []) == []
+
+    # -- anchors, keys, checkpoints ----------------------------------------------------------
+
+    def test_anchor_is_written_with_the_records(self, store: Adapter) -> None:
+        store.apply([("p4", "r", "acme")], [])  # no audit record: no anchor
+        assert store.read_audit().anchors == {}
+        sealed = store.apply([], [], [draft("acme"), draft("acme"), draft("globex")])
+        snapshot = self.reopen(store).read_audit()
+        assert snapshot.anchors == {"acme": AuditAnchor("acme", 2, sealed[1].hash),
+                                    "globex": AuditAnchor("globex", 1, sealed[2].hash)}
+        assert snapshot.records == tuple(sealed)
+        assert snapshot.domains() == ["acme", "globex"]
+        only = self.reopen(store).read_audit("globex")
+        assert (only.records, dict(only.anchors)) == ((sealed[2],), {"globex": snapshot.anchors["globex"]})
+        assert AuditTrail(store).verify(raise_on_failure=True)
+
+    @pytest.mark.parametrize(("move", "keyed"), TAMPERING)
+    def test_tampering(self, store: Adapter, move: str, keyed: bool) -> None:
+        handle = self.reopen(store, audit_key=KEY if keyed else PLAIN)
+        trail = AuditTrail(handle)
+        saved = write_trail(handle)
+        checkpoint = trail.checkpoint("acme")
+        assert trail.verify(raise_on_failure=True)
+        assert trail.verify("acme", checkpoint=checkpoint)
+        expected = MOVES[move].keyed if keyed else MOVES[move].plain
+        MOVES[move].apply(tamperer_for(handle), "acme", FORGER if keyed else None, saved)
+
+        found = trail.problems()
+        detected = (bool(found), not trail.verify(checkpoint=checkpoint))
+        assert detected == expected
+        assert [p.domain for p in found] == (["acme"] if found else [])
+        assert trail.verify("globex")
+        if found:
+            with pytest.raises(AuditVerificationError) as caught:
+                trail.verify(raise_on_failure=True)
+            assert caught.value.domain == "acme"
+            assert str(caught.value).startswith("audit trail of domain 'acme' is broken")
+
+        # A legitimate write never hides what was detected: the store refuses it (and writes
+        # nothing), or it goes ahead and the problem is still reported.
+        before = audit_state(handle)
+        rule: Rule = ("p4", "after", "acme")
+        try:
+            handle.apply([rule], [], [draft("acme", "after", (rule,))])
+        except (AuditVerificationError, AuditKeyError):
+            assert audit_state(handle) == before
+        still = (not trail.verify(), not trail.verify("acme", checkpoint=checkpoint))
+        assert [now or not then for now, then in zip(still, detected, strict=True)] == [True, True]
+
+    def test_keyed_trail_round_trip(self, store: Adapter) -> None:
+        key = AuditKey(KEY)
+        keyed = self.reopen(store, audit_key=KEY)
+        sealed = keyed.apply([], [], [draft("acme"), draft("acme")])
+        assert [r.key_id for r in sealed] == [key.key_id, key.key_id]
+        assert sealed[1].hash == sealed[1].compute_hash(key)
+        assert sealed[1].hash != dataclasses.replace(sealed[1], key_id="").compute_hash()
+        assert self.reopen(store).load_audit() == sealed  # key ids survive the store
+        anchor = keyed.read_audit().anchors["acme"]
+        assert anchor == AuditAnchor.sealed("acme", 2, sealed[1].hash, key)
+        assert anchor.key_id == key.key_id
+        assert len(anchor.mac) == 64
+        trail = AuditTrail(keyed)
+        checkpoint = trail.checkpoint("acme")
+        assert (checkpoint.count, checkpoint.head, checkpoint.key_id) == (2, sealed[1].hash, key.key_id)
+        document = checkpoint.to_json()
+        keyed.apply([], [], [draft("acme")])
+        assert trail.verify("acme", checkpoint=document)  # the trail still extends it
+        assert AuditCheckpoint.from_json(document) == checkpoint
+        # An altered checkpoint is refused by its signature.
+        assert "signature does not match" in trail.problems(
+            "acme", checkpoint=dataclasses.replace(checkpoint, count=1, head=sealed[0].hash))[0].problem
+        # Verified with another key, or none: a clear error naming the key it needs.
+        for keys in (AuditKeyring(AuditKey(OTHER_KEY)), PLAIN):
+            problem = AuditTrail(keyed, keys=keys).problems("acme", checkpoint=checkpoint)[0]
+            assert (problem.sequence, key.key_id in problem.problem) == (1, True)
+            assert "not configured here" in problem.problem
+        # Rotation: the new key seals, the retired one still verifies what it sealed.
+        rotated = self.reopen(store, audit_key=AuditKeyring(AuditKey(OTHER_KEY), (key,)))
+        rotated.apply([], [], [draft("acme")])
+        assert [r.key_id for r in rotated.load_audit()] == [key.key_id] * 3 + [AuditKey(OTHER_KEY).key_id]
+        assert AuditTrail(rotated).verify("acme", checkpoint=checkpoint)
+        assert not AuditTrail(keyed).verify()  # the old key alone cannot vouch for the new record
+
+    @pytest.mark.parametrize("option", [PLAIN, OTHER_KEY], ids=["no key", "another key"])
+    def test_writer_without_the_key_refuses(self, store: Adapter, option: AuditKeyring | str) -> None:
+        self.reopen(store, audit_key=KEY).apply([("p4", "a", "acme")], [], [draft("acme")])
+        before = audit_state(store)
+        other = self.reopen(store, audit_key=option)
+        with pytest.raises(AuditKeyError) as caught:
+            other.apply([("p4", "b", "acme")], [], [draft("acme")])
+        assert caught.value.key_id == AuditKey(KEY).key_id
+        assert KEY_ENV in str(caught.value)
+        assert "nothing written" in str(caught.value)
+        assert audit_state(store) == before
+        other.apply([], [], [draft("globex")])  # another domain's trail is its own
+
+    def test_reanchor_of_a_domain_without_a_trail(self, store: Adapter) -> None:
+        record = AuditTrail(store).reanchor("acme", actor="ops", reason="start", at=1.0)
+        assert (record.sequence, record.previous_hash) == (1, "0" * 64)
+        assert record.detail == "start (was: no anchor, 0 record(s); it matched the trail)"
+        assert AuditTrail(store).verify(raise_on_failure=True)
+
+    def test_writer_without_a_key_refuses_a_replaced_plain_anchor(self, store: Adapter) -> None:
+        keyed = self.reopen(store, audit_key=KEY)
+        keyed.apply([], [], [draft("acme")])
+        tamper = tamperer_for(keyed)
+        tamper.set_anchor("acme", anchor_for("acme", tamper.records("acme"), None))
+        before = audit_state(store)
+        with pytest.raises(AuditVerificationError, match="anchor is not sealed with a key although its last"):
+            store.apply([], [], [draft("acme")])
+        assert audit_state(store) == before
+
+    def test_reanchor_without_the_key_refuses(self, store: Adapter) -> None:
+        self.reopen(store, audit_key=KEY).apply([], [], [draft("acme")])
+        before = audit_state(store)
+        with pytest.raises(AuditKeyError, match="nothing written"):  # it would continue unkeyed
+            AuditTrail(store).reanchor("acme", actor="ops", reason="try")
+        assert audit_state(store) == before
+
+    def test_introducing_a_key_is_an_explicit_reanchor(self, store: Adapter) -> None:
+        store.apply([], [], [draft("acme"), draft("acme")])
+        keyed = self.reopen(store, audit_key=KEY)
+        trail = AuditTrail(keyed)
+        assert "not sealed with the configured key" in trail.problems()[0].problem
+        with pytest.raises(AuditVerificationError, match="salesauthz audit anchor"):
+            keyed.apply([("p4", "x", "acme")], [], [draft("acme")])
+        record = trail.reanchor("acme", actor="ops", reason="audit key introduced", at=5.0)
+        assert (record.sequence, record.operation, record.actor) == (3, "audit_reanchor", "ops")
+        assert record.time == 5.0
+        assert record.key_id == AuditKey(KEY).key_id
+        assert "audit key introduced" in record.detail
+        assert "anchor at record 2" in record.detail
+        assert trail.verify(raise_on_failure=True)
+        keyed.apply([("p4", "x", "acme")], [], [draft("acme"), draft("globex")])
+        assert [r.key_id != "" for r in keyed.load_audit()] == [False, False, True, True, True]
+        assert trail.verify(raise_on_failure=True)
+
+    def test_reanchor_after_an_investigated_change(self, store: Adapter) -> None:
+        write_trail(store)
+        trail = AuditTrail(store)
+        tamper = tamperer_for(store)
+        delete_last(tamper, "acme", None, Saved([], None))
+        with pytest.raises(AuditVerificationError, match="ends at record 4, its anchor at record 5"):
+            store.apply([], [], [draft("acme")])
+        record = trail.reanchor("acme", actor="ops", reason="record 5 lost in a restore, ticket 12")
+        assert (record.sequence, record.previous_hash) == (5, store.load_audit("acme")[3].hash)
+        assert "records were removed from its end" in record.detail
+        assert trail.verify(raise_on_failure=True)
+        store.apply([], [], [draft("acme")])  # writes go on
+        # Re-anchoring accepts the end of the trail, not a break inside it.
+        edit_record(tamper, "acme", None, Saved([], None))
+        trail.reanchor("acme", actor="ops", reason="try")
+        assert trail.problems()[0].problem == "its content does not match its hash"
+
+    def test_checkpoint_round_trip_and_misuse(self, store: Adapter) -> None:
+        trail = AuditTrail(store)
+        empty = trail.checkpoint("acme")
+        assert (empty.count, empty.head, empty.key_id, empty.signature) == (0, "0" * 64, "", "")
+        store.apply([], [], [draft("acme"), draft("acme"), draft("acme")])
+        assert trail.verify("acme", checkpoint=empty)
+        checkpoint = trail.checkpoint("acme")
+        assert AuditCheckpoint.from_json(checkpoint.to_json()) == checkpoint
+        assert trail.verify(checkpoint=checkpoint)  # every domain, this one against the checkpoint
+        with pytest.raises(AuditError, match="checkpoint is of domain 'acme', not 'globex'"):
+            trail.verify("globex", checkpoint=checkpoint)
+        # An unsigned checkpoint edited to claim a different head is caught by the head itself.
+        assert "no longer extends" in trail.problems(
+            checkpoint=dataclasses.replace(checkpoint, count=2))[0].problem
+        # A signed checkpoint needs its key, even on a plain store.
+        signed = AuditCheckpoint.make("acme", 3, checkpoint.head, AuditKey(KEY))
+        assert "signed with key" in trail.problems("acme", checkpoint=signed)[0].problem
+        assert AuditTrail(store, keys=AuditKeyring(None, (AuditKey(KEY),))).verify("acme", checkpoint=signed)
+        forged = dataclasses.replace(checkpoint, signature="ab" * 32)  # a signature without a key id
+        assert "signed with key (none)" in trail.problems("acme", checkpoint=forged)[0].problem
+        # A broken trail gives no checkpoint.
+        delete_last(tamperer_for(store), "acme", None, Saved([], None))
+        with pytest.raises(AuditVerificationError, match="removed from its end"):
+            trail.checkpoint("acme")
 
     # -- through the Authorizer ------------------------------------------------------------
 

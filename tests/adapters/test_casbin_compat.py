@@ -13,19 +13,23 @@ import sqlalchemy as sa
 from salesauthz.adapters import CasbinRuleAdapter, open_adapter
 from salesauthz.adapters.base import Adapter
 from salesauthz.adapters.casbin_compat import rules_from_casbin_adapter
+from salesauthz.audit import AuditKeyring
 from salesauthz.reference import reference_enforcer
 
 from ._services import postgres_schema
-from .suite import AdapterSuite
+from .suite import PLAIN, AdapterSuite
 
 
 class CasbinSuite(AdapterSuite):
     url: str
 
-    def reopen(self, store: Adapter) -> Adapter:
-        other = CasbinRuleAdapter(self.url)
+    def reopen(self, store: Adapter, *, audit_key: AuditKeyring | str = PLAIN) -> Adapter:
+        other = CasbinRuleAdapter(self.url, audit_key=audit_key)
         self.opened.append(other)
         return other
+
+    def shared_url(self) -> str | None:
+        return "casbin+" + self.url
 
     @pytest.fixture(autouse=True)
     def _close_reopened(self) -> Iterator[None]:

@@ -1,9 +1,11 @@
 """Atomicity under faults: a multi-rule administrative change that fails after k of its n
 statements — for every k, including the commit itself — leaves the store, the in-memory rules and
-decisions, and the audit trail exactly as they were, and the caller gets a StorageError."""
+decisions, and the audit trail and its anchors exactly as they were (and verifying), and the
+caller gets a StorageError. A writer process that dies mid-transaction leaves them as they were."""
 
 from __future__ import annotations
 
+import multiprocessing
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,9 +18,10 @@ from salesauthz import Authorizer, Record
 from salesauthz._rules import Rule
 from salesauthz.adapters.casbin_compat import CasbinRuleAdapter
 from salesauthz.adapters.sql import SQLAdapter
-from salesauthz.audit import AuditDraft
+from salesauthz.audit import AuditDraft, AuditKeyring, AuditTrail
 from salesauthz.errors import StorageError
 
+from ._audit_worker import CRASH_EXIT, crash_while_writing
 from ._services import admin_connect, postgres_schema
 
 pytestmark = pytest.mark.timeout(120)
@@ -69,8 +72,14 @@ class Injector:
 
 
 def state(authz: Authorizer, store: SQLAdapter) -> tuple[object, ...]:
-    return (sorted(store.load()), authz.rules(), store.load_audit(), store.versions(),
+    audit = store.read_audit()
+    return (sorted(store.load()), authz.rules(), (audit.records, dict(audit.anchors)), store.versions(),
             [authz.check(a, "read", RECORD, domain=d) for a, d in (("ann", "acme"), ("bo,b", "华东"))])
+
+
+@pytest.fixture(autouse=True)
+def _no_audit_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SALESAUTHZ_AUDIT_KEY", raising=False)
 
 
 def run_every_injection_point(store: SQLAdapter, injector: Injector) -> int:
@@ -93,11 +102,16 @@ def run_every_injection_point(store: SQLAdapter, injector: Injector) -> int:
         assert caught.value.url == store.url
         after = state(authz, store)
         assert after[:2] + after[4:] == before, f"partial state after a fault at statement {k}"
-        assert after[2] == audit_before, f"audit trail changed by a fault at statement {k}"
+        assert after[2] == audit_before, f"audit trail or anchors changed by a fault at statement {k}"
         assert after[3] == versions_before, f"versions changed by a fault at statement {k}"
+        assert authz.audit.verify(raise_on_failure=True)
     injector.fail_at = None
     sealed = authz.apply_changes(ADDED, REMOVED, audit=AUDIT)  # the store is not wedged
     assert [r.domain for r in sealed] == ["acme", "华东"]
+    anchors = store.read_audit().anchors
+    assert [(anchors[r.domain].count, anchors[r.domain].head) for r in sealed] == [
+        (r.sequence, r.hash) for r in sealed]
+    assert authz.audit.verify(raise_on_failure=True)
     assert not authz.check("ann", "read", RECORD, domain="acme")
     assert authz.check("bo,b", "read", RECORD, domain="华东")
     return statements
@@ -138,3 +152,44 @@ def test_connection_killed_mid_transaction_postgresql(pg_url: str) -> None:
     statements = run_every_injection_point(store, Injector(store.engine, kill=terminate))
     assert statements >= 6
     store.close()
+
+
+# -- a writer process that dies in the middle of its transaction -------------------------------
+
+CRASH_POINTS = [
+    pytest.param("INSERT INTO salesauthz_audit_anchors", id="records inserted, anchor not yet written"),
+    pytest.param("COMMIT", id="at the commit"),
+]
+
+
+def crash_a_writer(url: str, marker: str) -> None:
+    """A store with an anchored trail; a child process dies inside a change; the parent finds the
+    rules, records and anchors as they were, verifying, and writes on."""
+    store = SQLAdapter(url, audit_key=AuditKeyring())
+    store.apply([("p4", "kept", "acme")], [], [AuditDraft(0.0, "root", "acme", "seed", "kept")])
+    before = (sorted(store.load()), store.read_audit())
+    store.close()
+    child = multiprocessing.get_context("spawn").Process(target=crash_while_writing, args=(url, marker))
+    child.start()
+    child.join(timeout=120)
+    assert child.exitcode == CRASH_EXIT  # it died where we wanted, not elsewhere
+    again = SQLAdapter(url, audit_key=AuditKeyring())
+    try:
+        assert (sorted(again.load()), again.read_audit()) == before
+        assert AuditTrail(again).verify(raise_on_failure=True)
+        sealed = again.apply([], [], [AuditDraft(1.0, "root", "acme", "after", "crash")])
+        assert sealed[0].sequence == 2
+        assert AuditTrail(again).verify(raise_on_failure=True)
+    finally:
+        again.close()
+
+
+@pytest.mark.parametrize("marker", CRASH_POINTS)
+def test_writer_killed_mid_transaction_sqlite(tmp_path: Path, marker: str) -> None:
+    crash_a_writer(f"sqlite:///{tmp_path / 'crash.db'}", marker)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("marker", CRASH_POINTS)
+def test_writer_killed_mid_transaction_postgresql(pg_url: str, marker: str) -> None:
+    crash_a_writer(pg_url, marker)

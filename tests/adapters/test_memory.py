@@ -8,8 +8,9 @@ import pytest
 
 from salesauthz.adapters import MemoryAdapter, open_adapter
 from salesauthz.adapters.base import Adapter
+from salesauthz.audit import AuditKeyring
 
-from .suite import AdapterSuite
+from .suite import PLAIN, AdapterSuite
 
 
 class TestMemoryAdapter(AdapterSuite):
@@ -19,3 +20,14 @@ class TestMemoryAdapter(AdapterSuite):
         assert isinstance(store, MemoryAdapter)
         yield store
         store.close()
+
+    def reopen(self, store: Adapter, *, audit_key: AuditKeyring | str = PLAIN) -> Adapter:
+        assert isinstance(store, MemoryAdapter)
+        keys = AuditKeyring.of(audit_key)
+        if keys == store.audit_keys:
+            return store
+        # Another handle with other keys on the very same data (and lock).
+        other = MemoryAdapter(audit_key=keys)
+        other._lock, other._rules, other._audit, other._anchors = (
+            store._lock, store._rules, store._audit, store._anchors)
+        return other

@@ -2,29 +2,38 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from salesauthz import Authorizer
 from salesauthz.adapters import open_adapter
 from salesauthz.adapters.base import Adapter
+from salesauthz.adapters.casbin_compat import CasbinRuleAdapter
 from salesauthz.adapters.sql import SQLAdapter, engine_url
-from salesauthz.errors import StorageError
+from salesauthz.audit import AuditDraft, AuditKeyring, AuditSnapshot, AuditTrail
+from salesauthz.errors import AuditVerificationError, StorageError
 
 from ._services import postgres_schema, sqlite_url
-from .suite import AdapterSuite
+from ._tamper import SQLTamperer
+from .suite import PLAIN, AdapterSuite
 
 
 class SQLSuite(AdapterSuite):
     url: str
 
-    def reopen(self, store: Adapter) -> Adapter:
+    def reopen(self, store: Adapter, *, audit_key: AuditKeyring | str = PLAIN) -> Adapter:
         assert isinstance(store, SQLAdapter)
-        other = SQLAdapter(self.url)
+        other = SQLAdapter(self.url, audit_key=audit_key)
         self.opened.append(other)
         return other
+
+    def shared_url(self) -> str | None:
+        return self.url
 
     @pytest.fixture(autouse=True)
     def _close_reopened(self) -> Iterator[None]:
@@ -138,3 +147,108 @@ def test_sql_adapters_are_imported_lazily() -> None:
     assert adapters.CasbinRuleAdapter is CasbinRuleAdapter
     with pytest.raises(AttributeError, match="no attribute 'Nope'"):
         adapters.Nope  # noqa: B018
+
+
+# -- the audit anchors table: databases from before it, rows that are not records -------------
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def any_sql_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield sqlite_url(tmp_path)
+    else:
+        with postgres_schema() as url:
+            yield url
+
+
+def legacy_store(url: str, adapter: type[SQLAdapter], audit_key: str | AuditKeyring) -> AuditSnapshot:
+    """A database as an earlier salesauthz left it: audited changes, no anchors table."""
+    store = adapter(url, audit_key=audit_key)
+    store.apply([("p4", "a", "acme")], [], [AuditDraft(1.0, "root", "acme", "grant", "a")] * 3)
+    store.apply([], [], [AuditDraft(2.0, "root", "globex", "grant", "g")])
+    snapshot = store.read_audit()
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE salesauthz_audit_anchors"))
+    store.close()
+    return snapshot
+
+
+@pytest.mark.parametrize("adapter", [SQLAdapter, CasbinRuleAdapter])
+@pytest.mark.parametrize("keyed", [False, True], ids=["plain", "keyed"])
+def test_first_open_anchors_existing_trails(any_sql_url: str, adapter: type[SQLAdapter], keyed: bool,
+                                            caplog: pytest.LogCaptureFixture) -> None:
+    key: str | AuditKeyring = "5a" * 32 if keyed else AuditKeyring()
+    before = legacy_store(any_sql_url, adapter, AuditKeyring())
+    with caplog.at_level(logging.WARNING, logger="salesauthz.audit"):
+        store = adapter(any_sql_url, audit_key=key)
+    assert "audit trails of 2 domain(s)" in caplog.text
+    assert "first open after upgrading" in caplog.text
+    after = store.read_audit()
+    assert after.records == before.records
+    assert {d: (a.count, a.head) for d, a in after.anchors.items()} == {
+        d: (a.count, a.head) for d, a in before.anchors.items()}
+    assert AuditTrail(store).verify(raise_on_failure=True)  # keyed: the anchors carry the key
+    # Only the first open migrates: an anchor deleted later is not silently re-created.
+    caplog.clear()
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM salesauthz_audit_anchors WHERE domain = 'acme'"))
+    store.close()
+    with caplog.at_level(logging.WARNING, logger="salesauthz.audit"):
+        store = adapter(any_sql_url, audit_key=key)
+    assert caplog.text == ""
+    assert "have no anchor" in AuditTrail(store).problems()[0].problem
+    with pytest.raises(AuditVerificationError, match="no anchor"):
+        store.apply([], [], [AuditDraft(3.0, "root", "acme", "grant", "b")])
+    store.close()
+
+
+def test_concurrent_first_opens_migrate_once(any_sql_url: str) -> None:
+    before = legacy_store(any_sql_url, SQLAdapter, AuditKeyring())
+    opened: list[SQLAdapter] = []
+    errors: list[BaseException] = []
+
+    def open_store() -> None:
+        try:
+            opened.append(SQLAdapter(any_sql_url, audit_key=AuditKeyring()))
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_store) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    assert [s.read_audit().anchors == before.anchors for s in opened] == [True] * 4
+    for store in opened:
+        store.close()
+
+
+def test_legacy_row_that_is_no_record_stays_unanchored(tmp_path: Path,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    url = sqlite_url(tmp_path)
+    legacy_store(url, SQLAdapter, AuditKeyring())
+    with sa.create_engine(url).begin() as conn:
+        conn.execute(sa.text("UPDATE salesauthz_audit SET record = 'garbage' WHERE sequence = 3"))
+    with caplog.at_level(logging.WARNING, logger="salesauthz.audit"):
+        store = SQLAdapter(url, audit_key=AuditKeyring())
+    assert "record 3: the stored row is not an audit record (JSONDecodeError): left unanchored" in caplog.text
+    assert "audit trails of 1 domain(s)" in caplog.text  # globex
+    store.close()
+
+
+def test_a_row_that_is_no_record_is_reported_not_raised(tmp_path: Path) -> None:
+    store = SQLAdapter(sqlite_url(tmp_path), audit_key=AuditKeyring())
+    store.apply([], [], [AuditDraft(1.0, "root", "acme", "grant", "a")] * 2)
+    SQLTamperer(store).corrupt("acme", 2, '{"not": "a record"}')
+    (problem,) = AuditTrail(store).problems()
+    assert (problem.domain, problem.sequence) == ("acme", 2)
+    assert problem.problem == "the stored row is not an audit record (KeyError)"
+    for domain in (None, "acme"):
+        with pytest.raises(AuditVerificationError, match="domain 'acme' is broken at record 2"):
+            store.load_audit(domain)
+    rules = store.load()
+    with pytest.raises(AuditVerificationError):
+        store.apply([("p4", "x", "acme")], [], [AuditDraft(2.0, "root", "acme", "grant", "x")])
+    assert store.load() == rules
+    store.close()

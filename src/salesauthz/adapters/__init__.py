@@ -13,6 +13,8 @@ from .base import Adapter, mask_url
 from .memory import MemoryAdapter
 
 if TYPE_CHECKING:
+    from salesauthz._audit_chain import AuditKeyOption
+
     from .casbin_compat import CasbinRuleAdapter
     from .sql import SQLAdapter
 
@@ -21,25 +23,29 @@ __all__ = ["Adapter", "CasbinRuleAdapter", "MemoryAdapter", "SQLAdapter", "mask_
 _SQL_SCHEMES = ("sqlite:", "postgresql:", "postgres:", "postgresql+psycopg:")
 
 
-def open_adapter(url: str, *, domains: list[str] | None = None) -> Adapter:
+def open_adapter(url: str, *, domains: list[str] | None = None, audit_key: AuditKeyOption = None,
+                 ) -> Adapter:
     """Open the store at ``url``:
 
     * ``memory://`` — in this process only;
     * ``sqlite:///salesauthz.db`` — an embedded SQLite file (the default for one process);
     * ``postgresql://user:password@host/db`` — shared by several app processes (psycopg 3);
     * ``casbin+sqlite:///…`` / ``casbin+postgresql://…`` — an existing Casbin ``casbin_rule`` table.
+
+    ``audit_key`` seals the audit trail (default: the ``SALESAUTHZ_AUDIT_KEY`` environment variable;
+    see :meth:`~salesauthz._audit_chain.AuditKeyring.of`).
     """
     del domains  # filtering happens at load time; kept for adapters that pre-filter
     if url.startswith("memory:"):
-        return MemoryAdapter()
+        return MemoryAdapter(audit_key=audit_key)
     if url.startswith("casbin+"):
         from .casbin_compat import CasbinRuleAdapter
 
-        return CasbinRuleAdapter(url[len("casbin+"):])
+        return CasbinRuleAdapter(url[len("casbin+"):], audit_key=audit_key)
     if url.startswith(_SQL_SCHEMES):
         from .sql import SQLAdapter
 
-        return SQLAdapter(url)
+        return SQLAdapter(url, audit_key=audit_key)
     from salesauthz.errors import StorageError
 
     raise StorageError(f"no adapter for store URL {mask_url(url)!r} (expected memory://, sqlite:///…, "

@@ -25,6 +25,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from salesauthz._audit_chain import AuditKeyOption
 from salesauthz._rules import DOMAIN_FIELD, Rule
 
 from .sql import VALUE_COLUMNS, SQLAdapter, rows_to_rules, rule_values
@@ -48,13 +49,16 @@ class CasbinRuleAdapter(SQLAdapter):
         create: create the table if missing (with ``TEXT`` columns; an existing table keeps its
             own column types — ``casbin-sqlalchemy-adapter`` creates ``VARCHAR(255)``, so longer
             values are refused by PostgreSQL with a :class:`~salesauthz.errors.StorageError`),
-            and add the indexes a filtered load needs, plus the version and audit tables.
+            and add the indexes a filtered load needs, plus the version, audit and audit anchor
+            tables.
+        audit_key: the key audit links are sealed with (as for
+            :class:`~salesauthz.adapters.sql.SQLAdapter`).
     """
 
     def __init__(self, url: str, *, table: str = "casbin_rule", create: bool = True,
-                 engine_options: dict[str, Any] | None = None) -> None:
+                 engine_options: dict[str, Any] | None = None, audit_key: AuditKeyOption = None) -> None:
         self._table_name = table
-        super().__init__(url, create=create, engine_options=engine_options)
+        super().__init__(url, create=create, engine_options=engine_options, audit_key=audit_key)
 
     def _define_tables(self) -> None:
         super()._define_tables()

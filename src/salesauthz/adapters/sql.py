@@ -1,6 +1,6 @@
 """The SQL store (SQLAlchemy 2.x Core): an SQLite file embedded, or PostgreSQL (psycopg 3) shared.
 
-Three tables, written in ONE transaction per change:
+Four tables, written in ONE transaction per change:
 
 ``salesauthz_rules``
     one row per rule: ``rule_key`` (SHA-256 of the rule, the primary key — it gives set semantics
@@ -14,14 +14,20 @@ Three tables, written in ONE transaction per change:
     chains never fork.
 ``salesauthz_audit``
     the sealed audit records (``domain_key``, ``sequence`` unique; the record as canonical JSON).
+``salesauthz_audit_anchors``
+    ``domain_key`` → the anchor of the domain's audit trail: ``record_count``, ``head`` (the last
+    record's link) and, with an audit key, ``key_id`` and ``mac``. Updated with the records it
+    counts, under the version row's lock. Created (and filled from the existing trails, with a
+    logged warning) on the first open of a database written before anchors existed.
 
 The Casbin-compatible variant (:mod:`salesauthz.adapters.casbin_compat`) swaps the rules table for
-an existing ``casbin_rule`` table and keeps the other two.
+an existing ``casbin_rule`` table and keeps the other three.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -31,9 +37,20 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
+from salesauthz._audit_chain import (
+    AuditAnchor,
+    AuditDraft,
+    AuditKeyOption,
+    AuditKeyring,
+    AuditRecord,
+    AuditSnapshot,
+    chain_end,
+    parse_record,
+    reanchor_end,
+    seal,
+)
 from salesauthz._rules import ARITY, Rule, check_rule, domain_of
-from salesauthz.audit import GENESIS, AuditDraft, AuditRecord, seal
-from salesauthz.errors import PolicyError, PolicyIssue, StorageError
+from salesauthz.errors import AuditVerificationError, PolicyError, PolicyIssue, StorageError
 
 from .base import mask_url
 
@@ -43,6 +60,13 @@ CommitListener = Callable[[dict[str, int]], None]
 """Called after every committed change with ``{domain: new version}``."""
 
 VALUE_COLUMNS = ("v0", "v1", "v2", "v3", "v4", "v5")
+
+_log = logging.getLogger("salesauthz.audit")
+
+# Serialises the one-off creation and filling of the anchors table between processes opening
+# the same PostgreSQL database at once (a transaction-level advisory lock: released at commit).
+_ANCHOR_MIGRATION_LOCK = int.from_bytes(hashlib.sha256(b"salesauthz_audit_anchors").digest()[:8],
+                                        "big", signed=True)
 
 
 def rule_key(rule: Rule) -> str:
@@ -91,13 +115,17 @@ class SQLAdapter:
         url: ``sqlite:///salesauthz.db`` or ``postgresql://user:password@host/db`` (psycopg 3).
         create: create missing tables and indexes.
         engine_options: passed to :func:`sqlalchemy.create_engine`.
+        audit_key: the key audit links are sealed with (see
+            :meth:`~salesauthz._audit_chain.AuditKeyring.of`; default: ``SALESAUTHZ_AUDIT_KEY``).
 
     Raises :class:`~salesauthz.errors.StorageError` naming the URL (password masked) when the
     store cannot be reached.
     """
 
     def __init__(self, url: str, *, create: bool = True, engine_options: dict[str, Any] | None = None,
-                 ) -> None:
+                 audit_key: AuditKeyOption = None) -> None:
+        self._audit_key = audit_key
+        self._keys: AuditKeyring | None = None  # resolved on first use: see audit_keys
         self._url = mask_url(url)
         self._secret = _password_of(url)
         self._listeners: list[CommitListener] = []
@@ -117,7 +145,7 @@ class SQLAdapter:
                 _serialise_sqlite_writers(self.engine)
             if create:
                 with self._guard("create the tables of"):
-                    self.metadata.create_all(self.engine)
+                    self._create_schema()
             else:
                 with self._guard("connect to"), self.engine.connect():
                     pass
@@ -153,12 +181,74 @@ class SQLAdapter:
             sa.Column("record", sa.Text, nullable=False),
             sa.UniqueConstraint("domain_key", "sequence", name="salesauthz_audit_chain"),
         )
+        self.anchors_table = sa.Table(
+            "salesauthz_audit_anchors", self.metadata,
+            sa.Column("domain_key", sa.String(32), primary_key=True),
+            sa.Column("domain", sa.Text, nullable=False),
+            sa.Column("record_count", sa.BigInteger, nullable=False),
+            sa.Column("head", sa.String(64), nullable=False),
+            sa.Column("key_id", sa.String(64), nullable=False),
+            sa.Column("mac", sa.String(64), nullable=False),
+        )
+
+    def _create_schema(self) -> None:
+        self.metadata.create_all(self.engine, tables=[t for t in self.metadata.sorted_tables
+                                                      if t is not self.anchors_table])
+        # The anchors table is created and filled in one write transaction, so no writer ever sees
+        # it existing but empty for a domain that has records (it would refuse to write). Once it
+        # exists, opening takes no write lock.
+        if sa.inspect(self.engine).has_table(self.anchors_table.name):
+            return
+        with self.engine.connect() as base:
+            conn = base.execution_options(salesauthz_write=True)
+            with conn.begin():
+                if conn.dialect.name == "postgresql":
+                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"),
+                                 {"key": _ANCHOR_MIGRATION_LOCK})
+                if not sa.inspect(conn).has_table(self.anchors_table.name):
+                    self.anchors_table.create(conn)
+                    self._anchor_existing_trails(conn)
+
+    def _anchor_existing_trails(self, conn: Connection) -> None:
+        """A database from before anchors: anchor each domain's trail where it now ends. Trust on
+        first use — changes made before this moment are caught only by the links themselves or
+        by a checkpoint taken earlier — so say so in the log."""
+        audit = self.audit_table
+        last = (sa.select(audit.c.domain_key, sa.func.max(audit.c.sequence).label("last"))
+                .group_by(audit.c.domain_key).subquery())
+        rows = conn.execute(
+            sa.select(audit.c.domain_key, audit.c.sequence, audit.c.record)
+            .join(last, sa.and_(audit.c.domain_key == last.c.domain_key, audit.c.sequence == last.c.last))
+        ).all()
+        anchors = []
+        for key, sequence, text in rows:
+            try:
+                record = parse_record(text, domain=f"(domain key {key})", sequence=int(sequence))
+            except AuditVerificationError as exc:
+                _log.warning("%s: left unanchored (verify reports it)", exc)
+                continue
+            anchors.append(AuditAnchor.sealed(record.domain, record.sequence, record.hash,
+                                              self.audit_keys.current))
+        if anchors:
+            self._write_anchors(conn, anchors)
+            _log.warning("audit trails of %d domain(s) in %s anchored where they end now (first open "
+                         "after upgrading): earlier removals from their ends cannot be detected, except "
+                         "against checkpoints taken before", len(anchors), self._url)
 
     # -- the Adapter protocol --------------------------------------------------------------
 
     @property
     def url(self) -> str:
         return self._url
+
+    @property
+    def audit_keys(self) -> AuditKeyring:
+        """Resolved on first use, so a malformed ``SALESAUTHZ_AUDIT_KEY`` fails the first audited
+        write or verification (:class:`~salesauthz.errors.AuditKeyError`, nothing written), not
+        every reader of rules."""
+        if self._keys is None:
+            self._keys = AuditKeyring.of(self._audit_key)
+        return self._keys
 
     def load(self, domains: Collection[str] | None = None) -> list[Rule]:
         if domains is not None and not domains:
@@ -194,13 +284,11 @@ class SQLAdapter:
             conn = base.execution_options(salesauthz_write=True)
             with conn.begin():
                 versions = self._bump_versions(conn, touched)
-                sealed = self._seal(conn, audit)
+                sealed, anchors = self._seal(conn, audit)
                 self._remove_rules(conn, remove)
                 self._add_rules(conn, add)
-                if sealed:
-                    conn.execute(self.audit_table.insert(), [
-                        {"domain_key": domain_key(r.domain), "sequence": r.sequence, "hash": r.hash,
-                         "record": r.to_json()} for r in sealed])
+                self._write_records(conn, sealed)
+                self._write_anchors(conn, anchors)
         self._notify(versions)
         return sealed
 
@@ -211,14 +299,62 @@ class SQLAdapter:
             return sorted(rows)
 
     def load_audit(self, domain: str | None = None) -> list[AuditRecord]:
+        with self._guard("read the audit trail from"), self.engine.connect() as conn:
+            return self._select_records(conn, domain)
+
+    def read_audit(self, domain: str | None = None) -> AuditSnapshot:
+        with self._guard("read the audit trail from"), self.engine.connect() as base:
+            # One snapshot for both reads: PostgreSQL needs REPEATABLE READ for that; a SQLite
+            # transaction in WAL mode reads one snapshot from its first read on.
+            conn = base if self._sqlite else base.execution_options(isolation_level="REPEATABLE READ")
+            with conn.begin():
+                records = self._select_records(conn, domain)
+                anchors = self._select_anchors(conn, domain)
+        return AuditSnapshot(tuple(records), anchors)
+
+    def reanchor(self, draft: AuditDraft) -> AuditRecord:
+        with self._guard("write to"), self.engine.connect() as base:
+            conn = base.execution_options(salesauthz_write=True)
+            with conn.begin():
+                versions = self._bump_versions(conn, [draft.domain])  # the domain's writer lock
+                sequence, previous = reanchor_end(draft.domain, self._last_record(conn, draft.domain),
+                                                  self.audit_keys)
+                key = self.audit_keys.current
+                record = seal(draft, sequence + 1, previous, key)
+                self._write_records(conn, [record])
+                self._write_anchors(conn, [AuditAnchor.sealed(draft.domain, record.sequence, record.hash,
+                                                              key)])
+        self._notify(versions)
+        return record
+
+    def _select_records(self, conn: Connection, domain: str | None) -> list[AuditRecord]:
         table = self.audit_table
-        query = sa.select(table.c.record).order_by(table.c.id)
+        query = sa.select(table.c.domain_key, table.c.sequence, table.c.record).order_by(table.c.id)
         if domain is not None:
             query = query.where(table.c.domain_key == domain_key(domain))
-        with self._guard("read the audit trail from"), self.engine.connect() as conn:
-            records = [AuditRecord.from_json(text) for text in conn.execute(query).scalars()]
+        records = []
+        for key, sequence, text in conn.execute(query).all():
+            try:
+                records.append(parse_record(text, domain=domain or "", sequence=int(sequence)))
+            except AuditVerificationError as exc:
+                if domain is not None:
+                    raise
+                # Name the domain of a row that is no record: its version row holds the name.
+                versions = self.versions_table
+                name = conn.execute(sa.select(versions.c.domain).where(versions.c.domain_key == key)).scalar()
+                raise AuditVerificationError(name or f"(domain key {key})", exc.sequence,
+                                             exc.problem) from None
         # A domain key is a hash prefix: keep only the exact domain, however unlikely a clash.
         return [r for r in records if domain is None or r.domain == domain]
+
+    def _select_anchors(self, conn: Connection, domain: str | None) -> dict[str, AuditAnchor]:
+        table = self.anchors_table
+        query = sa.select(table.c.domain, table.c.record_count, table.c.head, table.c.key_id, table.c.mac)
+        if domain is not None:
+            query = query.where(table.c.domain_key == domain_key(domain))
+        # As for records: a domain key is a hash prefix, so keep only the exact domain.
+        return {name: AuditAnchor(name, int(count), head, key_id, mac)
+                for name, count, head, key_id, mac in conn.execute(query) if domain is None or name == domain}
 
     def close(self) -> None:
         if not self._closed:
@@ -272,23 +408,50 @@ class SQLAdapter:
             bumped[domain] = int(conn.execute(statement).scalar_one())
         return bumped
 
-    def _seal(self, conn: Connection, drafts: Sequence[AuditDraft]) -> list[AuditRecord]:
-        table = self.audit_table
+    def _seal(self, conn: Connection, drafts: Sequence[AuditDraft],
+              ) -> tuple[list[AuditRecord], list[AuditAnchor]]:
+        """Number and chain the drafts after each domain's anchor (checked against the last stored
+        record: see :func:`~salesauthz._audit_chain.chain_end`); the new anchors to write."""
         heads: dict[str, tuple[int, str]] = {}
-        sealed = []
+        sealed: list[AuditRecord] = []
+        if not drafts:  # a change of rules only: no key needed
+            return sealed, []
+        keys = self.audit_keys
+        key = keys.current
         for draft in drafts:
             if draft.domain not in heads:
-                row = conn.execute(
-                    sa.select(table.c.sequence, table.c.hash)
-                    .where(table.c.domain_key == domain_key(draft.domain))
-                    .order_by(table.c.sequence.desc()).limit(1)
-                ).first()
-                heads[draft.domain] = (int(row[0]), str(row[1])) if row is not None else (0, GENESIS)
+                anchors = self._select_anchors(conn, draft.domain)
+                heads[draft.domain] = chain_end(draft.domain, anchors.get(draft.domain),
+                                                self._last_record(conn, draft.domain), keys)
             sequence, previous = heads[draft.domain]
-            record = seal(draft, sequence + 1, previous)
+            record = seal(draft, sequence + 1, previous, key)
             heads[draft.domain] = (record.sequence, record.hash)
             sealed.append(record)
-        return sealed
+        return sealed, [AuditAnchor.sealed(d, count, head, key) for d, (count, head) in heads.items()]
+
+    def _last_record(self, conn: Connection, domain: str) -> AuditRecord | None:
+        table = self.audit_table
+        row = conn.execute(
+            sa.select(table.c.sequence, table.c.record)
+            .where(table.c.domain_key == domain_key(domain))
+            .order_by(table.c.sequence.desc()).limit(1)
+        ).first()
+        return None if row is None else parse_record(row[1], domain=domain, sequence=int(row[0]))
+
+    def _write_records(self, conn: Connection, records: Sequence[AuditRecord]) -> None:
+        if records:
+            conn.execute(self.audit_table.insert(), [
+                {"domain_key": domain_key(r.domain), "sequence": r.sequence, "hash": r.hash,
+                 "record": r.to_json()} for r in records])
+
+    def _write_anchors(self, conn: Connection, anchors: Sequence[AuditAnchor]) -> None:
+        table = self.anchors_table
+        insert = _dialect_insert(conn)
+        for anchor in anchors:
+            values = {"domain": anchor.domain, "record_count": anchor.count, "head": anchor.head,
+                      "key_id": anchor.key_id, "mac": anchor.mac}
+            conn.execute(insert(table).values(domain_key=domain_key(anchor.domain), **values)
+                         .on_conflict_do_update(index_elements=[table.c.domain_key], set_=values))
 
     def _remove_rules(self, conn: Connection, rules: Sequence[Rule]) -> None:
         if rules:

@@ -1,7 +1,7 @@
 """``salesauthz`` — the command line for policy authors.
 
 Commands: ``check``, ``test``, ``explain``, ``who-can``, ``what-can``, ``diff``, ``review`` (and
-the ones other modules register: ``init``, ``import``, ``export``).
+the ones other modules register: ``init``, ``import``, ``export``, ``audit``).
 
 Exit codes: 0 clean, 1 findings or failures, 2 usage error or unreadable input.
 """
@@ -263,9 +263,10 @@ def build_parser() -> argparse.ArgumentParser:
     review.set_defaults(handler=_cmd_review)
 
     # Commands that live in their own modules register themselves here.
-    from . import init_command, storage_commands
+    from . import audit_commands, init_command, storage_commands
 
     storage_commands.register(commands)
+    audit_commands.register(commands)
     init_command.register(commands)
     return parser
 

@@ -92,7 +92,7 @@ def _default_actor() -> str:
 
 def _cmd_import(args: argparse.Namespace) -> int:
     from salesauthz.adapters import mask_url
-    from salesauthz.errors import PolicyError, StorageError
+    from salesauthz.errors import AuditError, PolicyError, StorageError
 
     if not Path(args.path).is_dir():
         _error(f"{args.path} is not a directory of policy files")
@@ -104,8 +104,8 @@ def _cmd_import(args: argparse.Namespace) -> int:
             print(str(issue), file=sys.stderr)
         _error(f"{len(exc.issues)} problem(s) in {args.path}; nothing was imported")
         return EXIT_FINDINGS
-    except StorageError as exc:
-        _error(str(exc))
+    except (StorageError, AuditError) as exc:  # AuditError: a malformed key, a tampered trail
+        _error(f"{exc}; nothing was imported" if isinstance(exc, AuditError) else str(exc))
         return EXIT_USAGE
     target = mask_url(args.into)
     if args.format == "json":

@@ -1,0 +1,110 @@
+"""Someone with write access to a store's data but not to salesauthz: rewrites audit rows and
+anchors directly (raw SQL on the SQL stores, the lists of the in-memory store)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Protocol
+
+import sqlalchemy as sa
+
+from salesauthz._audit_chain import GENESIS, AuditAnchor, AuditKey, AuditRecord
+from salesauthz.adapters.base import Adapter
+from salesauthz.adapters.memory import MemoryAdapter
+from salesauthz.adapters.sql import SQLAdapter, domain_key
+
+
+class Tamperer(Protocol):
+    def records(self, domain: str) -> list[AuditRecord]: ...
+
+    def rewrite(self, domain: str, records: Sequence[AuditRecord]) -> None:
+        """Replace the domain's stored records with ``records``, stored in this order."""
+
+    def anchor(self, domain: str) -> AuditAnchor | None: ...
+
+    def set_anchor(self, domain: str, anchor: AuditAnchor | None) -> None: ...
+
+
+class MemoryTamperer:
+    def __init__(self, store: MemoryAdapter) -> None:
+        self.store = store
+
+    def records(self, domain: str) -> list[AuditRecord]:
+        return [r for r in self.store._audit if r.domain == domain]
+
+    def rewrite(self, domain: str, records: Sequence[AuditRecord]) -> None:
+        self.store._audit[:] = [r for r in self.store._audit if r.domain != domain] + list(records)
+
+    def anchor(self, domain: str) -> AuditAnchor | None:
+        return self.store._anchors.get(domain)
+
+    def set_anchor(self, domain: str, anchor: AuditAnchor | None) -> None:
+        if anchor is None:
+            self.store._anchors.pop(domain, None)
+        else:
+            self.store._anchors[domain] = anchor
+
+
+class SQLTamperer:
+    def __init__(self, store: SQLAdapter) -> None:
+        self.store = store
+
+    def records(self, domain: str) -> list[AuditRecord]:
+        return self.store.load_audit(domain)
+
+    def rewrite(self, domain: str, records: Sequence[AuditRecord]) -> None:
+        table = self.store.audit_table
+        with self.store.engine.begin() as conn:
+            conn.execute(table.delete().where(table.c.domain_key == domain_key(domain)))
+            for record in records:  # one by one: ids (the stored order) follow the list
+                conn.execute(table.insert().values(domain_key=domain_key(domain), sequence=record.sequence,
+                                                   hash=record.hash, record=record.to_json()))
+
+    def anchor(self, domain: str) -> AuditAnchor | None:
+        return self.store.read_audit(domain).anchors.get(domain)
+
+    def set_anchor(self, domain: str, anchor: AuditAnchor | None) -> None:
+        table = self.store.anchors_table
+        with self.store.engine.begin() as conn:
+            conn.execute(table.delete().where(table.c.domain_key == domain_key(domain)))
+            if anchor is not None:
+                conn.execute(table.insert().values(
+                    domain_key=domain_key(domain), domain=anchor.domain, record_count=anchor.count,
+                    head=anchor.head, key_id=anchor.key_id, mac=anchor.mac))
+
+    def corrupt(self, domain: str, sequence: int, text: str) -> None:
+        """Overwrite one stored record's JSON with ``text``."""
+        table = self.store.audit_table
+        with self.store.engine.begin() as conn:
+            conn.execute(sa.update(table).where(table.c.domain_key == domain_key(domain),
+                                                table.c.sequence == sequence).values(record=text))
+
+
+def tamperer_for(store: Adapter) -> Tamperer:
+    if isinstance(store, MemoryAdapter):
+        return MemoryTamperer(store)
+    assert isinstance(store, SQLAdapter)
+    return SQLTamperer(store)
+
+
+# -- what an attacker without the key can compute --------------------------------------------
+
+
+def relink(records: Sequence[AuditRecord], start: int, key: AuditKey | None) -> list[AuditRecord]:
+    """``records`` renumbered and re-chained from index ``start`` on, each link recomputed with
+    ``key`` (``None``: plain SHA-256)."""
+    out = list(records[:start])
+    previous = out[-1].hash if out else GENESIS
+    for position, record in enumerate(records[start:], start=start + 1):
+        unsealed = dataclasses.replace(record, sequence=position, previous_hash=previous,
+                                       key_id=key.key_id if key is not None else "", hash="")
+        sealed = dataclasses.replace(unsealed, hash=unsealed.compute_hash(key))
+        out.append(sealed)
+        previous = sealed.hash
+    return out
+
+
+def anchor_for(domain: str, records: Sequence[AuditRecord], key: AuditKey | None) -> AuditAnchor:
+    """The anchor matching ``records``, sealed with ``key``."""
+    return AuditAnchor.sealed(domain, len(records), records[-1].hash if records else GENESIS, key)
