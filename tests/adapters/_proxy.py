@@ -17,6 +17,7 @@ import contextlib
 import socket
 import threading
 import time
+from collections.abc import Callable
 
 
 class _Link:
@@ -37,7 +38,7 @@ class Proxy:
         self._flowing = threading.Condition(self._lock)
         self._held = False  # blackhole: nothing moves until heal()
         self._refusing = False  # strand: new connections are closed at once
-        self._trigger: bytes | None = None
+        self._trigger: tuple[bytes, Callable[[], None]] | None = None  # (pattern, fault)
         self.fault_started: float | None = None  # time.monotonic() of the last fault
         probe = socket.socket()
         probe.bind(("127.0.0.1", 0))
@@ -54,16 +55,17 @@ class Proxy:
     def blackhole_on(self, pattern: bytes) -> None:
         """Blackhole as soon as a client sends ``pattern`` (that message is held too)."""
         with self._lock:
-            self._trigger = pattern
+            self._trigger = (pattern, self._hold)
 
     def strand(self) -> None:
         """Leave every open connection half-open for good; refuse new ones until heal()."""
         with self._lock:
-            for link in self._links:
-                link.stranded = True
-            self._refusing = True
-            self.fault_started = time.monotonic()
-            self._flowing.notify_all()
+            self._strand()
+
+    def strand_on(self, pattern: bytes) -> None:
+        """Strand as soon as a client sends ``pattern`` (that message is lost)."""
+        with self._lock:
+            self._trigger = (pattern, self._strand)
 
     def heal(self) -> None:
         """End a blackhole (held bytes are delivered) or a strand (new connections work again;
@@ -98,6 +100,13 @@ class Proxy:
         if not self._held:
             self._held = True
             self.fault_started = time.monotonic()
+
+    def _strand(self) -> None:
+        for link in self._links:
+            link.stranded = True
+        self._refusing = True
+        self.fault_started = time.monotonic()
+        self._flowing.notify_all()
 
     # -- forwarding --------------------------------------------------------------------------
 
@@ -137,9 +146,10 @@ class Proxy:
         try:
             while data := source.recv(65536):
                 with self._lock:
-                    if outbound and self._trigger is not None and self._trigger in data:
+                    if outbound and self._trigger is not None and self._trigger[0] in data:
+                        fault = self._trigger[1]
                         self._trigger = None
-                        self._hold()
+                        fault()
                     while self._held and not link.stranded:
                         self._flowing.wait()
                     if link.stranded:

@@ -1,16 +1,19 @@
-"""Watchers: a change committed in one process reaches the others; lost connections, lost
-messages and an unreachable channel never leave a process allowing what was revoked."""
+"""Watchers: a change committed in one process reaches the others; lost connections and lost
+messages never leave a process allowing what was revoked; the watcher needs nothing of an
+Authorizer but the small Follower protocol. (Faults behind a proxy: test_watch_faults.py.)"""
 
 from __future__ import annotations
 
+import ast
 import multiprocessing
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 
 import pytest
 
+import salesauthz.adapters
 from salesauthz import Authorizer
 from salesauthz._rules import Rule
 from salesauthz.adapters.sql import SQLAdapter
@@ -124,38 +127,6 @@ def test_revoke_in_a_is_denied_in_b_within_a_second(kind: str, pg_store: str, ch
             process_b.kill()
 
 
-# -- one process, a cut channel ------------------------------------------------------------
-
-
-@pytest.mark.postgres
-@pytest.mark.parametrize("kind", ["redis", "postgresql"])
-def test_unreachable_channel_fails_closed_then_recovers(kind: str, pg_store: str, channel: str) -> None:
-    watch_url(kind, channel)  # skips when the service is absent
-    proxy = Proxy(REDIS_HOST if kind == "redis" else PG_HOST, REDIS_PORT if kind == "redis" else PG_PORT)
-    proxy.start()
-    writer = SQLAdapter(pg_store)
-    try:
-        with Authorizer.from_url(pg_store, watch=watch_url(kind, channel, port=proxy.port),
-                                 staleness=0.6) as process_b:
-            assert process_b.check(ACCOUNT, "read", RECORD, domain=DOMAIN)
-            proxy.cut()
-            # Nothing changed in the store, but B cannot know: it denies past the bound.
-            took = wait_until(lambda: not process_b.check(ACCOUNT, "read", RECORD, domain=DOMAIN), 5.0)
-            assert took is not None
-            assert took < 0.6 + 0.5
-            writer.apply([], [GRANT])  # revoked while B is cut off: no message reaches B
-            writer.apply([("p4", "other", DOMAIN)], [])
-            proxy.start()
-            assert wait_until(lambda: ("p4", "other", DOMAIN) in process_b.rules(DOMAIN), 5.0)
-            assert process_b.index(DOMAIN) is not None  # resumed, with the rules of now
-            assert not process_b.check(ACCOUNT, "read", RECORD, domain=DOMAIN)
-            writer.apply([GRANT], [])
-            assert wait_until(lambda: process_b.check(ACCOUNT, "read", RECORD, domain=DOMAIN), 5.0)
-    finally:
-        proxy.cut()
-        writer.close()
-
-
 # -- lost messages, own changes, configuration ---------------------------------------------
 
 
@@ -254,3 +225,92 @@ def test_changes_commit_while_the_channel_is_down(tmp_path: Path, channel: str,
         authz.close()
     finally:
         proxy.cut()
+
+
+# -- the watcher's own contract ------------------------------------------------------------------
+
+
+class RecordingFollower:
+    """A Follower that is not an Authorizer: the watcher must need nothing more."""
+
+    def __init__(self, store: SQLAdapter) -> None:
+        self.store = store
+        self.held = {DOMAIN}
+        self.reloaded: list[list[str] | None] = []
+        self.suspended: list[list[str]] = []
+        self.closers: list[Callable[[], None]] = []
+
+    def domains(self) -> list[str]:
+        return sorted(self.held)
+
+    def reload(self, domains: Collection[str] | None = None) -> None:
+        self.store.load(domains)
+        self.reloaded.append(None if domains is None else sorted(domains))
+
+    def suspend(self, domains: Collection[str]) -> None:
+        self.suspended.append(sorted(domains))
+
+    def add_closer(self, close: Callable[[], None]) -> None:
+        self.closers.append(close)
+
+
+@pytest.mark.redis
+def test_watcher_needs_only_the_follower_protocol(tmp_path: Path, channel: str) -> None:
+    url = sqlite_store(tmp_path)
+    store = SQLAdapter(url)
+    follower = RecordingFollower(store)
+    watcher = start_watcher(follower, watch_url("redis", channel), staleness=0.8)
+    assert follower.closers == [watcher.stop]
+    writer = Authorizer.from_url(url, watch=watch_url("redis", channel))
+    writer.apply_changes([("p4", "new-role", DOMAIN)])
+    assert wait_until(lambda: [DOMAIN] in follower.reloaded, 3.0) is not None
+    assert follower.suspended == []
+    writer.close()
+    store.close()  # the store is gone: past the bound, every held domain is suspended
+    took = wait_until(lambda: follower.suspended == [[DOMAIN]], 3.0)
+    assert took is not None
+    assert watcher.suspended
+    assert not watcher.healthy
+    watcher.stop()
+
+
+def test_watch_url_options(tmp_path: Path) -> None:
+    authz = Authorizer(SQLAdapter(sqlite_store(tmp_path)))
+    with pytest.raises(StorageError, match=r"heartbeat='soon' in watch URL"):
+        start_watcher(authz, "redis://127.0.0.1:1/0?heartbeat=soon")
+    with pytest.raises(ValueError, match="positive"):
+        start_watcher(authz, "redis://127.0.0.1:1/0?timeout=0")
+    authz.close()
+
+
+@pytest.mark.redis
+def test_watch_url_options_are_applied(tmp_path: Path, channel: str) -> None:
+    authz = Authorizer(SQLAdapter(sqlite_store(tmp_path)))
+    watcher = start_watcher(authz, watch_url("redis", channel) + "&staleness=8&heartbeat=0.7&timeout=1.5")
+    assert (watcher.staleness, watcher.heartbeat, watcher.timeout) == (8.0, 0.7, 1.5)
+    authz.close()
+    defaults = Authorizer(SQLAdapter(sqlite_store(tmp_path)))
+    watcher = start_watcher(defaults, watch_url("redis", channel), staleness=2.0)
+    assert (watcher.heartbeat, watcher.timeout) == (0.5, 0.5)
+    defaults.close()
+
+
+def test_adapters_never_import_the_authorizer() -> None:
+    """The store layer does not drive the facade: no module under adapters/ imports
+    salesauthz.authorizer, not even inside a function or under TYPE_CHECKING."""
+    root = Path(salesauthz.adapters.__file__).parent
+    offenders = []
+    for path in sorted(root.rglob("*.py")):
+        package = ["salesauthz", *path.relative_to(root.parent).with_suffix("").parts[:-1]]
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = package[:len(package) - node.level + 1] if node.level else []
+                module = ".".join([*base, *([node.module] if node.module else [])])
+                names = [module, *(f"{module}.{alias.name}" for alias in node.names)]
+            else:
+                continue
+            if any(n == "salesauthz.authorizer" or n.startswith("salesauthz.authorizer.") for n in names):
+                offenders.append(f"{path.relative_to(root.parent)}:{node.lineno}")
+    assert offenders == []

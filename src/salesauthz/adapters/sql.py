@@ -322,7 +322,8 @@ class SQLAdapter:
         @event.listens_for(engine, "commit")
         @event.listens_for(engine, "rollback")
         def _end(conn: Connection) -> None:
-            arm(conn.connection.info, conn.connection.dbapi_connection, answer)
+            if not conn.invalidated:  # an invalidated connection's rollback does no I/O
+                arm(conn.connection.info, conn.connection.dbapi_connection, answer)
 
         @event.listens_for(engine, "reset")
         def _reset(dbapi_connection: Any, record: Any, state: Any) -> None:
