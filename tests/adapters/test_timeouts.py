@@ -220,3 +220,15 @@ def test_sqlite_calls_are_interrupted_at_the_thread_deadline(tmp_path: Path) -> 
         assert time.monotonic() - started < 1.0
     finally:
         store.close()
+
+
+def test_the_watchdog_keeps_no_trace_of_disarmed_deadlines() -> None:
+    dog = Watchdog()
+    for _ in range(1_000):
+        dog.disarm(dog.arm(time.monotonic() + 60.0, fail))
+    assert len(dog._heap) <= 64
+
+
+def test_a_malformed_store_url_is_a_storage_error() -> None:
+    with pytest.raises(StorageError, match="not a store URL"):
+        SQLAdapter("::nonsense")

@@ -204,15 +204,16 @@ def test_unknown_watch_scheme_and_unreachable_channel(tmp_path: Path) -> None:
     authz.close()
 
 
-@pytest.mark.redis
-def test_changes_commit_while_the_channel_is_down(tmp_path: Path, channel: str,
+@pytest.mark.parametrize("kind", [pytest.param("redis", marks=pytest.mark.redis),
+                                  pytest.param("postgresql", marks=pytest.mark.postgres)])
+def test_changes_commit_while_the_channel_is_down(kind: str, tmp_path: Path, channel: str,
                                                   caplog: pytest.LogCaptureFixture) -> None:
-    require_service("Redis", REDIS_HOST, REDIS_PORT)
+    watch_url(kind, channel)  # skips when the service is absent
     url = sqlite_store(tmp_path)
-    proxy = Proxy(REDIS_HOST, REDIS_PORT)
+    proxy = Proxy(*((REDIS_HOST, REDIS_PORT) if kind == "redis" else (PG_HOST, PG_PORT)))
     proxy.start()
     try:
-        authz = Authorizer.from_url(url, watch=watch_url("redis", channel, port=proxy.port), staleness=30.0)
+        authz = Authorizer.from_url(url, watch=watch_url(kind, channel, port=proxy.port), staleness=30.0)
         proxy.cut()
         started = time.monotonic()
         authz.apply_changes(removed=[GRANT])  # commits; publishing fails in the background
@@ -221,7 +222,10 @@ def test_changes_commit_while_the_channel_is_down(tmp_path: Path, channel: str,
         store = SQLAdapter(url)
         assert GRANT not in store.load()
         store.close()
-        assert wait_until(lambda: "cannot publish" in caplog.text or "lost" in caplog.text, 5.0)
+        assert wait_until(lambda: "cannot publish" in caplog.text, 5.0)
+        proxy.start()
+        authz.apply_changes([GRANT])
+        assert wait_until(lambda: "works again" in caplog.text, 5.0)
         authz.close()
     finally:
         proxy.cut()
@@ -239,12 +243,15 @@ class RecordingFollower:
         self.reloaded: list[list[str] | None] = []
         self.suspended: list[list[str]] = []
         self.closers: list[Callable[[], None]] = []
+        self.delays: list[float] = []  # seconds the next reloads take
 
     def domains(self) -> list[str]:
         return sorted(self.held)
 
     def reload(self, domains: Collection[str] | None = None) -> None:
         self.store.load(domains)
+        if self.delays:
+            time.sleep(self.delays.pop())
         self.reloaded.append(None if domains is None else sorted(domains))
 
     def suspend(self, domains: Collection[str]) -> None:
@@ -314,3 +321,28 @@ def test_adapters_never_import_the_authorizer() -> None:
             if any(n == "salesauthz.authorizer" or n.startswith("salesauthz.authorizer.") for n in names):
                 offenders.append(f"{path.relative_to(root.parent)}:{node.lineno}")
     assert offenders == []
+
+
+@pytest.mark.redis
+def test_a_reload_that_outlives_the_bound_does_not_reopen_what_the_guard_closed(
+        tmp_path: Path, channel: str) -> None:
+    url = sqlite_store(tmp_path)
+    store = SQLAdapter(url)
+    follower = RecordingFollower(store)
+    watcher = start_watcher(follower, watch_url("redis", channel), staleness=0.8)
+    # The next reload outlives the bound. This follower's suspend does not wait for its reload
+    # (today's Authorizer's does; the Follower protocol asks it not to).
+    follower.delays = [1.2]
+    writer = SQLAdapter(url)
+    writer.apply([("p4", "new-role", DOMAIN)], [])
+    writer.close()
+    # The guard closes the domain while the reload runs; the reload reopens it; the watcher
+    # closes it again at once, and resumes only with a reload that is fresh.
+    assert wait_until(lambda: len(follower.suspended) == 2, 5.0) is not None
+    assert follower.suspended == [[DOMAIN], [DOMAIN]]
+    assert follower.reloaded[:1] == [[DOMAIN]]
+    assert wait_until(lambda: not watcher.suspended, 3.0) is not None
+    assert follower.reloaded[-1] is None  # resumed by reloading everything
+    assert watcher.suspensions == 1
+    watcher.stop()
+    store.close()

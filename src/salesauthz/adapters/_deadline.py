@@ -59,13 +59,19 @@ class Watchdog:
                 self._thread = threading.Thread(target=self._run, name="salesauthz-deadlines",
                                                 daemon=True)
                 self._thread.start()
-            self._wake.notify()
+            if self._heap[0][1] == ticket:  # wake the thread only if it must wake earlier
+                self._wake.notify()
             return ticket
 
     def disarm(self, ticket: int) -> bool:
         """Cancel a ticket; ``False`` if its action has already run."""
         with self._lock:
-            return self._actions.pop(ticket, None) is not None
+            armed = self._actions.pop(ticket, None) is not None
+            # Cancelled entries leave the heap lazily; keep it from growing with them.
+            if len(self._heap) > 64 + 2 * len(self._actions):
+                self._heap = [entry for entry in self._heap if entry[1] in self._actions]
+                heapq.heapify(self._heap)
+            return armed
 
     @contextlib.contextmanager
     def guard(self, at: float, action: Callable[[], None]) -> Iterator[None]:
