@@ -18,6 +18,7 @@ from salesauthz import Authorizer
 from salesauthz._rules import Rule
 from salesauthz.adapters.sql import SQLAdapter
 from salesauthz.adapters.watch import Watcher, snapshot_versions, start_watcher
+from salesauthz.adapters.watch.redis_channel import RedisChannel
 from salesauthz.errors import StorageError
 from tests.conftest import require_service
 
@@ -237,8 +238,9 @@ def test_changes_commit_while_the_channel_is_down(kind: str, tmp_path: Path, cha
 class RecordingFollower:
     """A Follower that is not an Authorizer: the watcher must need nothing more."""
 
-    def __init__(self, store: SQLAdapter) -> None:
-        self.store = store
+    def __init__(self, store: SQLAdapter, watched: object | None = None) -> None:
+        self._rules = store
+        self.store = watched if watched is not None else store  # what the watcher follows
         self.held = {DOMAIN}
         self.reloaded: list[list[str] | None] = []
         self.suspended: list[list[str]] = []
@@ -249,7 +251,7 @@ class RecordingFollower:
         return sorted(self.held)
 
     def reload(self, domains: Collection[str] | None = None) -> None:
-        self.store.load(domains)
+        self._rules.load(domains)
         if self.delays:
             time.sleep(self.delays.pop())
         self.reloaded.append(None if domains is None else sorted(domains))
@@ -344,5 +346,60 @@ def test_a_reload_that_outlives_the_bound_does_not_reopen_what_the_guard_closed(
     assert wait_until(lambda: not watcher.suspended, 3.0) is not None
     assert follower.reloaded[-1] is None  # resumed by reloading everything
     assert watcher.suspensions == 1
+    watcher.stop()
+    store.close()
+
+
+@pytest.mark.redis
+def test_a_silent_reconnect_of_the_redis_client_makes_the_watcher_compare_versions(
+        tmp_path: Path, channel: str) -> None:
+    url = sqlite_store(tmp_path)
+    authz = Authorizer(SQLAdapter(url))
+    watcher = start_watcher(authz, watch_url("redis", channel), staleness=60.0, heartbeat=30.0)
+    time.sleep(0.3)  # past the first catch-up; the next heartbeat is 30 s away
+    silent = SQLAdapter(url)
+    silent.apply([], [GRANT])  # nobody publishes this
+    silent.close()
+    transport = watcher._channel
+    assert isinstance(transport, RedisChannel)
+    transport._on_reconnect(None)  # what redis-py calls when it reconnects by itself
+    assert wait_until(lambda: not authz.check(ACCOUNT, "read", RECORD, domain=DOMAIN), 3.0) is not None
+    authz.close()
+
+
+@pytest.mark.redis
+def test_an_unconfirmed_subscribe_is_a_failed_connection(channel: str) -> None:
+    require_service("Redis", REDIS_HOST, REDIS_PORT)
+    proxy = Proxy(REDIS_HOST, REDIS_PORT)
+    proxy.start()
+    transport = RedisChannel(f"redis://{REDIS_HOST}:{proxy.port}/0", channel, timeout=0.3)
+    try:
+        proxy.blackhole_on(b"SUBSCRIBE")
+        with pytest.raises(TimeoutError, match=r"no confirmation of SUBSCRIBE within 0\.3 s"):
+            transport.connect()
+    finally:
+        proxy.heal()
+        transport.close()
+        proxy.cut()
+
+
+class VersionsOnly:
+    """A store with the Versioned capability but no per-thread deadlines."""
+
+    def __init__(self, store: SQLAdapter) -> None:
+        self.url = store.url
+        self.versions = store.versions
+        self.add_commit_listener = store.add_commit_listener
+
+
+@pytest.mark.redis
+def test_a_store_without_deadlines_can_be_watched(tmp_path: Path, channel: str) -> None:
+    store = SQLAdapter(sqlite_store(tmp_path))
+    follower = RecordingFollower(store, watched=VersionsOnly(store))
+    watcher = start_watcher(follower, watch_url("redis", channel), staleness=2.0)
+    writer = Authorizer.from_url(store.url, watch=watch_url("redis", channel))
+    writer.apply_changes([("p4", "new-role", DOMAIN)])
+    assert wait_until(lambda: [DOMAIN] in follower.reloaded, 3.0) is not None
+    writer.close()
     watcher.stop()
     store.close()

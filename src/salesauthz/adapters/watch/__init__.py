@@ -120,8 +120,6 @@ def start_watcher(
     beat = default_heartbeat(bound) if beat is None else beat
     limit = timeout if timeout is not None else _seconds(options, "timeout", url)
     limit = default_timeout(beat) if limit is None else limit
-    if bound <= 0 or beat <= 0 or limit <= 0:
-        raise ValueError("staleness, heartbeat and timeout must be positive")
     store = require_versioned(follower.store)
     if versions is None:
         versions = store.versions()
@@ -138,8 +136,12 @@ def start_watcher(
     else:
         raise StorageError(f"no watcher for {mask_url(url)!r} (expected redis://… or postgresql://…)",
                            url=mask_url(url))
-    watcher = Watcher(follower, store, transport, url, staleness=bound, heartbeat=beat, timeout=limit,
-                      versions=versions)
+    try:
+        watcher = Watcher(follower, store, transport, url, staleness=bound, heartbeat=beat,
+                          timeout=limit, versions=versions)
+    except ValueError:
+        transport.close()
+        raise
     watcher.start(wait=connect_timeout)
     follower.add_closer(watcher.stop)
     return watcher

@@ -68,11 +68,6 @@ class PostgresChannel:
         self._bounded(listener, lambda: listener.execute(
             sql.SQL("LISTEN {}").format(sql.Identifier(self._name))))
 
-    @property
-    def backend_pid(self) -> int | None:
-        """The listening connection's server process (tests terminate it)."""
-        return None if self._listener is None else int(self._listener.info.backend_pid)
-
     def receive(self, timeout: float) -> list[tuple[str, int]]:
         found: list[tuple[str, int]] = []
         # Wake on the first notification, then drain whatever else is already queued.
