@@ -232,3 +232,37 @@ def test_the_watchdog_keeps_no_trace_of_disarmed_deadlines() -> None:
 def test_a_malformed_store_url_is_a_storage_error() -> None:
     with pytest.raises(StorageError, match="not a store URL"):
         SQLAdapter("::nonsense")
+
+
+def test_sqlite_statements_have_no_client_deadline_of_their_own(tmp_path: Path) -> None:
+    store = SQLAdapter(sqlite_url(tmp_path) + "?statement_timeout=0.05")  # busy timeout only
+    try:
+        with store.engine.connect() as conn:
+            count = conn.exec_driver_sql("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n "
+                                         "WHERE i < 300000) SELECT count(*) FROM n").scalar()
+            assert count == 300_000
+            assert "salesauthz_deadline" not in conn.connection.info  # nothing was armed
+            with store.deadline(time.monotonic() + 60.0):
+                conn.exec_driver_sql("SELECT 1")
+                assert "salesauthz_deadline" in conn.connection.info  # a thread deadline is
+    finally:
+        store.close()
+
+
+@pytest.mark.postgres
+def test_bulk_writes_are_left_to_the_servers_per_statement_limit(pg_url: str) -> None:
+    store = SQLAdapter(pg_url)
+    armed: list[tuple[bool, bool]] = []
+
+    @sa.event.listens_for(store.engine, "before_cursor_execute")
+    def spy(conn: sa.Connection, cursor: Any, statement: str, parameters: Any, context: Any,
+            executemany: bool) -> None:
+        armed.append((executemany, "salesauthz_deadline" in conn.connection.info))
+
+    try:
+        store.apply([("p4", "a", "acme"), ("p4", "b", "acme")], [])  # the insert is an executemany
+        assert (True, False) in armed  # the import of a million rules is not cut at 32 s
+        assert (False, True) in armed  # every other statement has its deadline
+        assert all(deadline != many for many, deadline in armed)
+    finally:
+        store.close()

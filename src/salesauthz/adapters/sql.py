@@ -119,8 +119,8 @@ class StoreTimeouts:
     * ``statement_timeout`` (salesauthz's; taken out of the URL before it reaches the driver):
       PostgreSQL cancels a statement running longer (server-side ``statement_timeout``, also
       used as ``idle_in_transaction_session_timeout``), and the client gives a connection up if
-      no answer came ``CLIENT_GRACE`` seconds later; on SQLite it is the busy timeout (how long
-      a writer waits for another's lock). Default 30.
+      no answer came ``CLIENT_GRACE`` seconds later (not for a bulk ``executemany``); on SQLite
+      it is the busy timeout (how long a writer waits for another's lock). Default 30.
     * libpq's ``keepalives*`` and ``tcp_user_timeout`` keywords (defaults in ``LIBPQ_DEFAULTS``).
     """
 
@@ -271,9 +271,17 @@ class SQLAdapter:
         return deadline
 
     def _watch_connections(self) -> None:
-        """Give every call on a pooled connection a deadline (see the module docstring)."""
+        """Give every call on a pooled connection a deadline (see the module docstring).
+
+        A thread's own deadline (``deadline()``) applies to everything. Otherwise: on PostgreSQL
+        each statement, commit and rollback must be answered within ``timeouts.answer`` and a
+        checkout's pre-ping within ``timeouts.connect``. A bulk ``executemany`` (an import of a
+        million rules is one) gets no such limit — the server still cancels each of its
+        statements at ``statement_timeout`` and TCP keepalives watch the connection. SQLite,
+        local, has only its busy timeout."""
         engine, sqlite, local = self.engine, self._sqlite, self._local
-        answer, ping = self.timeouts.answer, self.timeouts.connect
+        answer: float | None = None if sqlite else self.timeouts.answer
+        ping: float | None = None if sqlite else self.timeouts.connect
         key = "salesauthz_deadline"
 
         def cut(dbapi_connection: Any, status: _CallStatus) -> Callable[[], None]:
@@ -285,13 +293,14 @@ class SQLAdapter:
                     shutdown_socket(dbapi_connection.fileno())
             return action
 
-        def arm(info: dict[str, Any], dbapi_connection: Any, limit: float) -> None:
+        def arm(info: dict[str, Any], dbapi_connection: Any, limit: float | None) -> None:
             disarm(info)
-            at = time.monotonic() + limit
-            deadline: float | None = getattr(local, "deadline", None)
-            if deadline is not None:
-                at = min(at, deadline)
-            info[key] = watchdog.arm(at, cut(dbapi_connection, _call_status(local)))
+            candidates = [getattr(local, "deadline", None)]
+            if limit is not None:
+                candidates.append(time.monotonic() + limit)
+            deadlines = [at for at in candidates if at is not None]
+            if deadlines:
+                info[key] = watchdog.arm(min(deadlines), cut(dbapi_connection, _call_status(local)))
 
         def disarm(info: dict[str, Any]) -> None:
             ticket = info.pop(key, None)
@@ -316,8 +325,9 @@ class SQLAdapter:
                 raise sa.exc.DisconnectionError(f"pre-ping failed: {type(exc).__name__}") from exc
 
         @event.listens_for(engine, "before_cursor_execute")
-        def _statement(conn: Connection, *args: Any) -> None:
-            arm(conn.connection.info, conn.connection.dbapi_connection, answer)
+        def _statement(conn: Connection, cursor: Any, statement: str, parameters: Any, context: Any,
+                       executemany: bool) -> None:
+            arm(conn.connection.info, conn.connection.dbapi_connection, None if executemany else answer)
 
         @event.listens_for(engine, "commit")
         @event.listens_for(engine, "rollback")
