@@ -301,8 +301,12 @@ class Watcher:
             with self._lock:
                 newer = any(item == _RESYNC or item[1] > self._known.get(item[0], 0) for item in items)
             if newer or time.monotonic() >= next_beat:
-                confirmed = self._catch_up()
-                next_beat = time.monotonic() + (self.heartbeat if confirmed else self._retry)
+                if self._catch_up():
+                    # After a slow reload, confirm again before the guard would act.
+                    next_beat = min(time.monotonic() + self.heartbeat,
+                                    self._confirmed + self.staleness / 2)
+                else:
+                    next_beat = time.monotonic() + self._retry
 
     def _catch_up(self) -> bool:
         """Compare every version with the store and reload what moved; ``True`` if the rules are
