@@ -246,6 +246,7 @@ class RecordingFollower:
         self.suspended: list[list[str]] = []
         self.closers: list[Callable[[], None]] = []
         self.delays: list[float] = []  # seconds the next reloads take
+        self.suspend_errors: list[Exception] = []  # raised by the next suspends
 
     def domains(self) -> list[str]:
         return sorted(self.held)
@@ -257,6 +258,8 @@ class RecordingFollower:
         self.reloaded.append(None if domains is None else sorted(domains))
 
     def suspend(self, domains: Collection[str]) -> None:
+        if self.suspend_errors:
+            raise self.suspend_errors.pop()
         self.suspended.append(sorted(domains))
 
     def add_closer(self, close: Callable[[], None]) -> None:
@@ -403,3 +406,16 @@ def test_a_store_without_deadlines_can_be_watched(tmp_path: Path, channel: str) 
     writer.close()
     watcher.stop()
     store.close()
+
+
+@pytest.mark.redis
+def test_a_failing_suspend_is_retried(tmp_path: Path, channel: str, caplog: pytest.LogCaptureFixture) -> None:
+    store = SQLAdapter(sqlite_store(tmp_path))
+    follower = RecordingFollower(store)
+    follower.suspend_errors = [RuntimeError("a follower's bug")]
+    watcher = start_watcher(follower, watch_url("redis", channel), staleness=0.5)
+    store.close()  # nothing can be confirmed any more
+    assert wait_until(lambda: follower.suspended == [[DOMAIN]], 3.0) is not None
+    assert "could not suspend the rules" in caplog.text
+    assert watcher.suspended
+    watcher.stop()

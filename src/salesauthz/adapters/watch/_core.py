@@ -301,12 +301,19 @@ class Watcher:
             with self._lock:
                 newer = any(item == _RESYNC or item[1] > self._known.get(item[0], 0) for item in items)
             if newer or time.monotonic() >= next_beat:
-                if self._catch_up():
+                if self._catch_up_safely():
                     # After a slow reload, confirm again before the guard would act.
                     next_beat = min(time.monotonic() + self.heartbeat,
                                     self._confirmed + self.staleness / 2)
                 else:
                     next_beat = time.monotonic() + self._retry
+
+    def _catch_up_safely(self) -> bool:
+        try:
+            return self._catch_up()
+        except Exception:  # a follower's bug must not end the thread that keeps it fresh
+            logger.exception("salesauthz: catching up with the store failed")
+            return False
 
     def _catch_up(self) -> bool:
         """Compare every version with the store and reload what moved; ``True`` if the rules are
@@ -387,7 +394,10 @@ class Watcher:
 
     def _guard(self) -> None:
         while not self._stop.wait(min(0.05, self.heartbeat / 2)):
-            self._check_staleness()
+            try:
+                self._check_staleness()
+            except Exception:  # retried at the next tick: the guard thread must never end
+                logger.exception("salesauthz: the staleness guard could not suspend the rules")
 
     def _check_staleness(self) -> None:
         with self._flags:
@@ -397,9 +407,14 @@ class Watcher:
             self._suspended = True
             self._epoch += 1
             self.suspensions += 1
-        with self._suspending:
-            domains = self._follower.domains()
-            self._follower.suspend(domains)
+        try:
+            with self._suspending:
+                domains = self._follower.domains()
+                self._follower.suspend(domains)
+        except BaseException:
+            with self._flags:
+                self._suspended = False  # not suspended after all: try again
+            raise
         logger.error("salesauthz: rules not confirmed fresh for %.1f s (bound %.1f s) via %s: "
                      "denying every check in %d domain(s) until the store is reachable again",
                      overdue, self.staleness, self.url, len(domains))
