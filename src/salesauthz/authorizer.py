@@ -129,11 +129,11 @@ class Authorizer(FieldAccess):
 
     def suspend(self, domains: Collection[str]) -> None:
         """Fail closed for ``domains``: every check there denies until :meth:`reload` brings
-        them back (used by watchers when rules may be stale beyond the allowed bound)."""
-        with self._write_lock:
-            for name in domains:
-                self._suspended.add(name)
-                self._snapshots.pop(name, None)
+        them back (used by watchers when rules may be stale beyond the allowed bound). Takes no
+        lock, so a write stuck on a hung store cannot delay it (``_publish`` re-checks)."""
+        for name in domains:
+            self._suspended.add(name)
+            self._snapshots.pop(name, None)
 
     def add_closer(self, close: Callable[[], None]) -> None:
         """Register something (e.g. a watcher's stop function) for :meth:`close` to call."""
@@ -327,3 +327,5 @@ class Authorizer(FieldAccess):
         self._states[name] = state
         if name not in self._suspended and state.snapshot is not None:
             self._snapshots[name] = state.snapshot
+            if name in self._suspended:  # suspend() ran meanwhile (it takes no lock)
+                self._snapshots.pop(name, None)

@@ -22,15 +22,33 @@ Four tables, written in ONE transaction per change:
 
 The Casbin-compatible variant (:mod:`salesauthz.adapters.casbin_compat`) swaps the rules table for
 an existing ``casbin_rule`` table and keeps the other three.
+
+Two more things make the store safe to share (docs/adapters.md, "Timeouts" and "Writes made
+outside salesauthz"):
+
+* **No call waits forever.** Connections get a connect timeout, TCP keepalives and, on
+  PostgreSQL, a server-side ``statement_timeout``; a client-side deadline (a watchdog that shuts
+  the socket down) ends a call whose answer never comes — a frozen server or a half-open
+  connection, which TCP alone takes ~15 minutes to notice. :meth:`SQLAdapter.deadline` tightens
+  that for the calls of one thread (a watcher uses it, so that a hung store cannot hold a lock
+  past its staleness bound).
+* **Writes made by others are noticed.** Triggers on the rules table bump the version of each
+  domain that a foreign write (pycasbin, a DBA's SQL) touched: directly on PostgreSQL (and
+  ``NOTIFY`` the watchers), through a small queue table on SQLite that :meth:`SQLAdapter.versions`
+  folds into version bumps. salesauthz's own write transactions mark themselves so that they are
+  not counted twice.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import threading
+import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -52,9 +70,11 @@ from salesauthz._audit_chain import (
 from salesauthz._rules import ARITY, Rule, check_rule, domain_of
 from salesauthz.errors import AuditVerificationError, PolicyError, PolicyIssue, StorageError
 
+from ._deadline import call_before, shutdown_socket, watchdog
 from .base import mask_url
 
-__all__ = ["CommitListener", "SQLAdapter", "domain_key", "engine_url", "rule_key"]
+__all__ = ["CommitListener", "SQLAdapter", "StoreTimeouts", "domain_key", "engine_url",
+           "install_change_triggers", "rule_key"]
 
 CommitListener = Callable[[dict[str, int]], None]
 """Called after every committed change with ``{domain: new version}``."""
@@ -88,6 +108,98 @@ def engine_url(url: str) -> str:
     return url
 
 
+# -- timeouts ---------------------------------------------------------------------------------
+
+DEFAULT_CONNECT_TIMEOUT = 5.0
+DEFAULT_STATEMENT_TIMEOUT = 30.0
+CLIENT_GRACE = 2.0
+"""Seconds the client waits past ``statement_timeout`` for the server's own cancellation to come
+back before it gives the connection up as dead."""
+
+# libpq keywords salesauthz sets unless the URL sets them itself: a dead peer of an idle pooled
+# connection is noticed by the kernel in about 5 + 3 x 2 = 11 s, and data the server does not
+# acknowledge for 10 s breaks the connection (instead of ~15 minutes of retransmissions).
+LIBPQ_DEFAULTS = {"keepalives": "1", "keepalives_idle": "5", "keepalives_interval": "2",
+                  "keepalives_count": "3", "tcp_user_timeout": "10000"}
+
+OWN_WRITE_SETTING = "salesauthz.writer"
+"""PostgreSQL: set (transaction-local) by salesauthz's write transactions; the change triggers
+skip those, which bump their versions themselves."""
+CHANNEL_SETTING = "salesauthz.channel"
+"""PostgreSQL: the ``NOTIFY`` channel of the change triggers (default ``salesauthz``), e.g.
+``ALTER DATABASE crm SET salesauthz.channel = 'crm_authz'`` for a watcher on ``?channel=crm_authz``."""
+OWN_WRITES_TABLE = "salesauthz_own_writes"
+EXTERNAL_CHANGES_TABLE = "salesauthz_external_changes"
+"""SQLite: the marker of salesauthz's own write transactions, and the queue of domains touched by
+other writers (both tiny and usually empty)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoreTimeouts:
+    """How long a store call may take (seconds). Set through the store URL:
+
+    * ``connect_timeout`` (PostgreSQL, libpq's own keyword; whole seconds, at least 2): opening a
+      connection. Default 5.
+    * ``statement_timeout`` (salesauthz's; taken out of the URL before it reaches the driver):
+      PostgreSQL cancels a statement running longer (server-side ``statement_timeout``, also
+      used as ``idle_in_transaction_session_timeout``), and the client gives a connection up if
+      no answer came ``CLIENT_GRACE`` seconds later (not for a bulk ``executemany``); on SQLite
+      it is the busy timeout (how long a writer waits for another's lock). Default 30.
+    * libpq's ``keepalives*`` and ``tcp_user_timeout`` keywords (defaults in ``LIBPQ_DEFAULTS``).
+    """
+
+    connect: float = DEFAULT_CONNECT_TIMEOUT
+    statement: float = DEFAULT_STATEMENT_TIMEOUT
+
+    @property
+    def answer(self) -> float:
+        """The client-side limit for one statement, commit or rollback."""
+        return self.statement + CLIENT_GRACE
+
+
+def _positive_seconds(name: str, value: str, url: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not seconds > 0 or math.isinf(seconds):
+        raise StorageError(f"{name}={value!r} in store URL {mask_url(url)}: expected a positive number "
+                           "of seconds", url=mask_url(url))
+    return seconds
+
+
+def prepare_url(url: str) -> tuple[sa.URL, StoreTimeouts]:
+    """The SQLAlchemy URL for a store URL, with salesauthz's defaults for connect and statement
+    timeouts and TCP keepalives filled in wherever the URL does not set its own."""
+    try:
+        target = sa.engine.make_url(engine_url(url))
+    except Exception as exc:
+        raise StorageError(f"cannot open store {mask_url(url)}: {type(exc).__name__}: not a store URL",
+                           url=mask_url(url)) from None
+    query = dict(target.query)
+    statement = query.pop("statement_timeout", None)
+    timeouts = StoreTimeouts(
+        statement=DEFAULT_STATEMENT_TIMEOUT if statement is None
+        else _positive_seconds("statement_timeout", str(statement), url))
+    if target.get_backend_name() == "postgresql":
+        connect = query.get("connect_timeout")
+        if connect is None:
+            query["connect_timeout"] = str(math.ceil(timeouts.connect))
+        else:
+            timeouts = StoreTimeouts(_positive_seconds("connect_timeout", str(connect), url),
+                                     timeouts.statement)
+        for keyword, value in LIBPQ_DEFAULTS.items():
+            query.setdefault(keyword, value)
+        options = str(query.get("options", ""))
+        milliseconds = int(timeouts.statement * 1000)
+        if "statement_timeout" not in options:
+            options += f" -c statement_timeout={milliseconds}"
+        if "idle_in_transaction_session_timeout" not in options:
+            options += f" -c idle_in_transaction_session_timeout={milliseconds}"
+        query["options"] = options.strip()
+    return target.set(query=query), timeouts
+
+
 def rule_values(rule: Rule) -> dict[str, str | None]:
     """The ``ptype``/``v0``…``v5`` columns of a rule (``None`` past its arity)."""
     values: dict[str, str | None] = {"ptype": rule[0]}
@@ -112,8 +224,10 @@ class SQLAdapter:
     """Rules, per-domain versions and the audit trail in one SQL database.
 
     Args:
-        url: ``sqlite:///salesauthz.db`` or ``postgresql://user:password@host/db`` (psycopg 3).
-        create: create missing tables and indexes.
+        url: ``sqlite:///salesauthz.db`` or ``postgresql://user:password@host/db`` (psycopg 3);
+            timeouts are set in it (:class:`StoreTimeouts`).
+        create: create missing tables and indexes, and the triggers that notice writes made
+            outside salesauthz (idempotent).
         engine_options: passed to :func:`sqlalchemy.create_engine`.
         audit_key: the key audit links are sealed with (see
             :meth:`~salesauthz._audit_chain.AuditKeyring.of`; default: ``SALESAUTHZ_AUDIT_KEY``).
@@ -131,29 +245,140 @@ class SQLAdapter:
         self._listeners: list[CommitListener] = []
         self._listeners_lock = threading.Lock()
         self._closed = False
-        options: dict[str, Any] = {"pool_pre_ping": True}
-        target = engine_url(url)
-        self._sqlite = target.startswith("sqlite")
+        self._local = threading.local()  # this thread's deadline (see deadline())
+        target, self.timeouts = prepare_url(url)
+        self._sqlite = target.get_backend_name() == "sqlite"
+        # Pre-pinging is done in _watch_connections (under a deadline), not by the pool.
+        options: dict[str, Any] = {"pool_pre_ping": False}
         if self._sqlite:
-            options["connect_args"] = {"timeout": 30.0, "check_same_thread": False}
+            options["connect_args"] = {"timeout": self.timeouts.statement, "check_same_thread": False}
         options.update(engine_options or {})
         self.metadata = sa.MetaData()
         self._define_tables()
+        self._tracks_own_writes = False  # SQLite: the own-write marker table exists
         try:
             self.engine: Engine = sa.create_engine(target, **options)
+            self._watch_connections()
             if self._sqlite:
-                _serialise_sqlite_writers(self.engine)
+                _serialise_sqlite_writers(self.engine, self)
+            else:
+                _mark_postgresql_writers(self.engine)
             if create:
                 with self._guard("create the tables of"):
                     self._create_schema()
+                    with self.engine.connect() as conn, conn.begin():
+                        install_change_triggers(conn, self.rules_table.name, self._domain_sql)
+                self._tracks_own_writes = self._sqlite
             else:
-                with self._guard("connect to"), self.engine.connect():
-                    pass
+                with self._guard("connect to"), self.engine.connect() as conn:
+                    if self._sqlite:
+                        self._tracks_own_writes = sa.inspect(conn).has_table(OWN_WRITES_TABLE)
         except StorageError:
             raise
         except Exception as exc:  # bad URL, missing driver …
             raise StorageError(f"cannot open store {self._url}: {_describe(exc, self._secret)}",
                                url=self._url) from None
+
+    # -- deadlines -------------------------------------------------------------------------
+
+    @contextmanager
+    def deadline(self, at: float) -> Iterator[None]:
+        """Inside the block, every store call made by this thread fails with a
+        :class:`~salesauthz.errors.StorageError` unless it is done by ``at``
+        (``time.monotonic()`` seconds) — whatever the network does. Blocks nest (the earlier
+        deadline wins)."""
+        outer: float | None = getattr(self._local, "deadline", None)
+        self._local.deadline = at if outer is None else min(outer, at)
+        try:
+            yield
+        finally:
+            self._local.deadline = outer
+
+    def _deadline_of_thread(self) -> float | None:
+        deadline: float | None = getattr(self._local, "deadline", None)
+        return deadline
+
+    def _watch_connections(self) -> None:
+        """Give every call on a pooled connection a deadline (see the module docstring).
+
+        A thread's own deadline (``deadline()``) applies to everything. Otherwise: on PostgreSQL
+        each statement, commit and rollback must be answered within ``timeouts.answer`` and a
+        checkout's pre-ping within ``timeouts.connect``. A bulk ``executemany`` (an import of a
+        million rules is one) gets no such limit — the server still cancels each of its
+        statements at ``statement_timeout`` and TCP keepalives watch the connection. SQLite,
+        local, has only its busy timeout."""
+        engine, sqlite, local = self.engine, self._sqlite, self._local
+        answer: float | None = None if sqlite else self.timeouts.answer
+        ping: float | None = None if sqlite else self.timeouts.connect
+        key = "salesauthz_deadline"
+
+        def cut(dbapi_connection: Any, status: _CallStatus) -> Callable[[], None]:
+            def action() -> None:
+                status.cut = True
+                if sqlite:
+                    dbapi_connection.interrupt()
+                else:
+                    shutdown_socket(dbapi_connection.fileno())
+            return action
+
+        def arm(info: dict[str, Any], dbapi_connection: Any, limit: float | None) -> None:
+            disarm(info)
+            candidates = [getattr(local, "deadline", None)]
+            if limit is not None:
+                candidates.append(time.monotonic() + limit)
+            deadlines = [at for at in candidates if at is not None]
+            if deadlines:
+                info[key] = watchdog.arm(min(deadlines), cut(dbapi_connection, _call_status(local)))
+
+        def disarm(info: dict[str, Any]) -> None:
+            ticket = info.pop(key, None)
+            if ticket is not None:
+                watchdog.disarm(ticket)
+
+        @event.listens_for(engine, "connect")
+        def _fresh(dbapi_connection: Any, record: Any) -> None:
+            record.info["salesauthz_fresh"] = True
+
+        @event.listens_for(engine, "checkout")
+        def _checkout(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+            if record.info.pop("salesauthz_fresh", False):
+                return
+            # What pool_pre_ping does, but with a deadline: a stranded pooled connection is
+            # replaced (DisconnectionError makes the pool open a new one) instead of hanging.
+            arm(record.info, dbapi_connection, ping)
+            try:
+                engine.dialect.do_ping(dbapi_connection)
+            except Exception as exc:
+                disarm(record.info)
+                raise sa.exc.DisconnectionError(f"pre-ping failed: {type(exc).__name__}") from exc
+
+        @event.listens_for(engine, "before_cursor_execute")
+        def _statement(conn: Connection, cursor: Any, statement: str, parameters: Any, context: Any,
+                       executemany: bool) -> None:
+            arm(conn.connection.info, conn.connection.dbapi_connection, None if executemany else answer)
+
+        @event.listens_for(engine, "commit")
+        @event.listens_for(engine, "rollback")
+        def _end(conn: Connection) -> None:
+            if not conn.invalidated:  # an invalidated connection's rollback does no I/O
+                arm(conn.connection.info, conn.connection.dbapi_connection, answer)
+
+        @event.listens_for(engine, "reset")
+        def _reset(dbapi_connection: Any, record: Any, state: Any) -> None:
+            arm(record.info, dbapi_connection, answer)
+
+        for name in ("checkin", "invalidate", "soft_invalidate", "close", "detach"):
+            # Disarmed before the connection is closed: its descriptor number may be reused.
+            event.listen(engine, name, lambda dbapi_connection, record, *rest: disarm(record.info))
+
+        if not sqlite:
+            @event.listens_for(engine, "do_connect")
+            def _connect(dialect: Any, record: Any, cargs: Any, cparams: Any) -> Any:
+                deadline: float | None = getattr(local, "deadline", None)
+                if deadline is None:
+                    return None  # libpq's connect_timeout bounds it
+                return call_before(deadline, lambda: dialect.connect(*cargs, **cparams),
+                                   lambda late: late.close())
 
     # -- schema ----------------------------------------------------------------------------
 
@@ -190,6 +415,19 @@ class SQLAdapter:
             sa.Column("key_id", sa.String(64), nullable=False),
             sa.Column("mac", sa.String(64), nullable=False),
         )
+        if self._sqlite:
+            # The triggers' bookkeeping on SQLite (see install_change_triggers).
+            self.own_writes_table = sa.Table(OWN_WRITES_TABLE, self.metadata,
+                                             sa.Column("marker", sa.Integer, nullable=False))
+            self.external_table = sa.Table(
+                EXTERNAL_CHANGES_TABLE, self.metadata,
+                sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+                sa.Column("domain", sa.Text, nullable=True),
+            )
+
+    def _domain_sql(self, row: str) -> str:
+        """SQL for the domain of a rules-table row (``row`` is ``NEW.``, ``OLD.`` or ``""``)."""
+        return f"{row}domain"
 
     def _create_schema(self) -> None:
         self.metadata.create_all(self.engine, tables=[t for t in self.metadata.sorted_tables
@@ -364,13 +602,32 @@ class SQLAdapter:
     # -- versions and change listeners (the capability watchers use) ------------------------
 
     def versions(self, domains: Collection[str] | None = None) -> dict[str, int]:
-        """``{domain: version}`` (domains never changed through salesauthz are absent: 0)."""
+        """``{domain: version}`` (domains never changed are absent: 0). Includes the changes
+        made outside salesauthz (on SQLite, folded into version bumps here)."""
+        if self._tracks_own_writes:
+            self._fold_external_changes()
         table = self.versions_table
         query = sa.select(table.c.domain, table.c.version)
         if domains is not None:
             query = query.where(table.c.domain_key.in_([domain_key(d) for d in domains]))
         with self._guard("read the versions from"), self.engine.connect() as conn:
             return {domain: int(version) for domain, version in conn.execute(query)}
+
+    def _fold_external_changes(self) -> None:
+        """SQLite: turn the domains queued by the triggers into version bumps (one transaction;
+        a concurrent reader that folds at the same time finds the queue already empty)."""
+        table = self.external_table
+        with self._guard("read the changes made outside salesauthz in"), self.engine.connect() as conn:
+            if conn.execute(sa.select(table.c.id).limit(1)).first() is None:
+                return
+        with self._guard("record the changes made outside salesauthz in"), \
+                self.engine.connect() as base:
+            conn = base.execution_options(salesauthz_write=True)
+            with conn.begin():
+                queued = conn.execute(table.delete().returning(table.c.domain)).scalars().all()
+                touched = sorted({domain for domain in queued if domain})
+                if touched:
+                    self._bump_versions(conn, touched)
 
     def add_commit_listener(self, listener: CommitListener) -> Callable[[], None]:
         """Call ``listener({domain: version})`` after every committed change; returns a remover."""
@@ -485,11 +742,120 @@ class SQLAdapter:
         """Turn driver errors into a :class:`StorageError` naming the store (password masked)."""
         if self._closed:
             raise StorageError(f"the store {self._url} is closed", url=self._url)
+        deadline = self._deadline_of_thread()
+        if deadline is not None and time.monotonic() >= deadline:
+            raise StorageError(f"cannot {doing} store {self._url}: its deadline has passed",
+                               url=self._url)
+        status = _call_status(self._local)
+        status.cut = False
         try:
             yield
-        except sa.exc.SQLAlchemyError as exc:
-            raise StorageError(f"cannot {doing} store {self._url}: {_describe(exc, self._secret)}",
-                               url=self._url) from exc
+        except (sa.exc.SQLAlchemyError, TimeoutError) as exc:
+            reason = (f"no answer in time (the connection was given up: {_describe(exc, self._secret)})"
+                      if status.cut or isinstance(exc, TimeoutError) else _describe(exc, self._secret))
+            raise StorageError(f"cannot {doing} store {self._url}: {reason}", url=self._url) from exc
+
+
+# -- writes made outside salesauthz --------------------------------------------------------------
+
+
+def install_change_triggers(conn: Connection, table: str, domain_sql: Callable[[str], str]) -> None:
+    """Install (or replace: idempotent) the triggers that make a write to the rules table
+    ``table`` that salesauthz did not make — pycasbin on a shared ``casbin_rule`` table, a DBA's
+    SQL — visible to the watchers as a version bump of each domain it touched.
+
+    ``domain_sql(row)`` is the SQL expression of a row's domain, for ``row`` = ``"NEW."``,
+    ``"OLD."`` or ``""`` (a column of a transition table); rows it maps to ``NULL`` (rule types
+    salesauthz does not know) are ignored. Run inside the schema-creating transaction.
+
+    * PostgreSQL (11 or later): statement-level triggers (one run per statement, not per row)
+      bump the versions of the touched domains and ``NOTIFY`` each new version on the channel
+      named by the ``salesauthz.channel`` setting (default ``salesauthz``); ``TRUNCATE`` bumps
+      every domain. The function is ``SECURITY DEFINER`` with the installer's ``search_path``, so
+      a foreign writer needs no rights on salesauthz's tables.
+    * SQLite: row triggers queue the touched domain in ``salesauthz_external_changes``;
+      :meth:`SQLAdapter.versions` folds the queue into version bumps (SQLite has no hash function
+      to compute a domain key in SQL).
+
+    salesauthz's own write transactions are skipped (they bump versions themselves): on
+    PostgreSQL they set ``salesauthz.writer``, on SQLite they hold a row in
+    ``salesauthz_own_writes`` (see :func:`_serialise_sqlite_writers`).
+    """
+    tag = hashlib.sha256(table.encode("utf-8")).hexdigest()[:12]
+    quoted = conn.dialect.identifier_preparer.quote(table)
+    if conn.dialect.name == "postgresql":
+        _install_postgresql_triggers(conn, quoted, tag, domain_sql)
+    elif conn.dialect.name == "sqlite":
+        _install_sqlite_triggers(conn, quoted, tag, domain_sql)
+
+
+def _install_sqlite_triggers(conn: Connection, table: str, tag: str,
+                             domain_sql: Callable[[str], str]) -> None:
+    queue = f"INSERT INTO {EXTERNAL_CHANGES_TABLE} (domain) VALUES"
+    bodies = {
+        "insert": f"{queue} ({domain_sql('NEW.')});",
+        "update": f"{queue} ({domain_sql('OLD.')}), ({domain_sql('NEW.')});",
+        "delete": f"{queue} ({domain_sql('OLD.')});",
+    }
+    for operation, body in bodies.items():
+        name = f"salesauthz_external_{operation}_{tag}"
+        conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {name}")
+        conn.exec_driver_sql(
+            f"CREATE TRIGGER {name} AFTER {operation.upper()} ON {table} "
+            f"WHEN NOT EXISTS (SELECT 1 FROM {OWN_WRITES_TABLE}) BEGIN {body} END")
+
+
+def _install_postgresql_triggers(conn: Connection, table: str, tag: str,
+                                 domain_sql: Callable[[str], str]) -> None:
+    function = f"salesauthz_external_{tag}"
+    domain = domain_sql("")
+    # Two processes creating the schema at once would fail on CREATE OR REPLACE FUNCTION.
+    conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock(x'{tag[:15]}'::bigint)")
+    conn.exec_driver_sql(f"""
+CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql
+SECURITY DEFINER SET search_path FROM CURRENT AS $body$
+DECLARE
+    touched text[];
+    changed record;
+    channel text := coalesce(nullif(current_setting('{CHANNEL_SETTING}', true), ''), 'salesauthz');
+BEGIN
+    IF current_setting('{OWN_WRITE_SETTING}', true) = 'on' THEN
+        RETURN NULL;  -- salesauthz's own transaction: it bumps its versions itself
+    END IF;
+    IF TG_OP = 'INSERT' THEN
+        SELECT array_agg(DISTINCT d) INTO touched FROM (SELECT {domain} AS d FROM new_rows) s;
+    ELSIF TG_OP = 'DELETE' THEN
+        SELECT array_agg(DISTINCT d) INTO touched FROM (SELECT {domain} AS d FROM old_rows) s;
+    ELSIF TG_OP = 'UPDATE' THEN
+        SELECT array_agg(DISTINCT d) INTO touched FROM (
+            SELECT {domain} AS d FROM old_rows UNION SELECT {domain} AS d FROM new_rows) s;
+    ELSE  -- TRUNCATE
+        SELECT array_agg(domain) INTO touched FROM salesauthz_versions;
+    END IF;
+    -- In code point order, as salesauthz's writers lock version rows: no deadlock between them.
+    FOR changed IN
+        INSERT INTO salesauthz_versions AS v (domain_key, domain, version)
+        SELECT substr(encode(sha256(convert_to(d, 'UTF8')), 'hex'), 1, 32), d, 1
+        FROM unnest(touched) AS d WHERE d IS NOT NULL ORDER BY d COLLATE "C"
+        ON CONFLICT (domain_key) DO UPDATE SET version = v.version + 1
+        RETURNING v.domain, v.version
+    LOOP
+        PERFORM pg_notify(channel, json_build_object('d', changed.domain, 'v', changed.version)::text);
+    END LOOP;
+    RETURN NULL;
+END
+$body$""")
+    triggers = {
+        "insert": "AFTER INSERT ON {t} REFERENCING NEW TABLE AS new_rows",
+        "delete": "AFTER DELETE ON {t} REFERENCING OLD TABLE AS old_rows",
+        "update": "AFTER UPDATE ON {t} REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows",
+        "truncate": "AFTER TRUNCATE ON {t}",
+    }
+    for operation, when in triggers.items():
+        name = f"salesauthz_external_{operation}_{tag}"
+        conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {name} ON {table}")
+        conn.exec_driver_sql(f"CREATE TRIGGER {name} {when.format(t=table)} "
+                             f"FOR EACH STATEMENT EXECUTE FUNCTION {function}()")
 
 
 def _dialect_insert(conn: Connection) -> Any:
@@ -502,9 +868,34 @@ def _dialect_insert(conn: Connection) -> Any:
     return sqlite_insert
 
 
-def _serialise_sqlite_writers(engine: Engine) -> None:
+class _CallStatus:
+    """Per thread: whether the watchdog gave up the connection of the call in progress."""
+
+    cut = False
+
+
+def _call_status(local: threading.local) -> _CallStatus:
+    status: _CallStatus | None = getattr(local, "status", None)
+    if status is None:
+        status = local.status = _CallStatus()
+    return status
+
+
+def _mark_postgresql_writers(engine: Engine) -> None:
+    """PostgreSQL: salesauthz's write transactions set ``salesauthz.writer`` (transaction-local),
+    so the change triggers leave them alone."""
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        if conn.get_execution_options().get("salesauthz_write", False):
+            conn.exec_driver_sql(f"SELECT set_config('{OWN_WRITE_SETTING}', 'on', true)")
+
+
+def _serialise_sqlite_writers(engine: Engine, store: SQLAdapter) -> None:
     """SQLite: write transactions start with ``BEGIN IMMEDIATE`` (take the write lock first, so
-    two writers queue instead of failing on lock upgrade); WAL lets readers run meanwhile."""
+    two writers queue instead of failing on lock upgrade); WAL lets readers run meanwhile. They
+    also hold a row in the own-writes table until just before they commit, which the change
+    triggers read as "salesauthz is writing" (nobody else can be: the write lock is ours)."""
 
     @event.listens_for(engine, "connect")
     def _connect(dbapi_connection: Any, record: Any) -> None:
@@ -519,6 +910,13 @@ def _serialise_sqlite_writers(engine: Engine) -> None:
     def _begin(conn: Connection) -> None:
         write = conn.get_execution_options().get("salesauthz_write", False)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+        if write and store._tracks_own_writes:
+            conn.exec_driver_sql(f"INSERT INTO {OWN_WRITES_TABLE} (marker) VALUES (1)")
+
+    @event.listens_for(engine, "commit")
+    def _commit(conn: Connection) -> None:
+        if conn.get_execution_options().get("salesauthz_write", False) and store._tracks_own_writes:
+            conn.exec_driver_sql(f"DELETE FROM {OWN_WRITES_TABLE}")
 
 
 def _describe(exc: BaseException, password: str | None) -> str:
