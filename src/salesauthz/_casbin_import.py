@@ -69,6 +69,8 @@ UNLISTED_NAME: Final = ("the object or action is named by no translated rule of 
                         "wildcard or pattern matches it, salesauthz's '*' covers declared types and "
                         "actions only")
 UNTRANSLATED_DOMAIN: Final = "the domain could not be translated (see above)"
+OTHER_DOMAIN: Final = ("the domain is named by no rule: Casbin applies rules without a domain (and "
+                       "role assignments in '*') there too, salesauthz knows the policy's domains only")
 UNTRANSLATED: Final = "what could not be translated, or was translated more narrowly (see above)"
 UNEXPLAINED: Final = "unexplained (please report it)"
 
@@ -284,7 +286,10 @@ def _analyse(model: Any, where: str, notes: list[ImportNote]) -> _Shape:
                            deny_override=effect == _DENY_OVERRIDE)
         if isinstance(found, str):
             written = f"`{_casbin_text(alternative)}`"
-            why = f"{written} {found[len(written):].strip()}" if found.startswith(written) else f"{written}: {found}"
+            if found.startswith(written):  # the whole alternative is the term it names
+                why = f"{written} {found[len(written):].strip()}"
+            else:
+                why = f"{written}: {found}"
             reasons.append(why)
             notes.append(ImportNote("untranslated", f"the matcher's alternative {why}; what only it "
                                     "allows, Casbin allows and salesauthz denies", "[matchers] m"))
@@ -475,6 +480,27 @@ def _load_line(model: Any, line: str, where: str, located: dict[tuple[str, ...],
                 located.setdefault((key, *assertion.policy[-1]), where)
 
 
+def _drop_malformed(model: Any, located: dict[tuple[str, ...], str], notes: list[ImportNote]) -> None:
+    """Take out the lines pycasbin itself cannot use — a ``p`` line of the wrong width fails
+    every ``enforce`` ("invalid policy size"), a short ``g`` line fails building the role links —
+    and report them."""
+    for section in ("p", "g"):
+        for ptype, assertion in model.model.get(section, {}).items():
+            width = len(assertion.tokens)
+            kept = []
+            for values in assertion.policy:
+                if len(values) == width:
+                    kept.append(values)
+                    continue
+                failure = ("invalid policy size" if section == "p"
+                           else "grouping policy elements do not meet role definition")
+                notes.append(ImportNote(
+                    "untranslated", f"`{ptype}, {', '.join(values)}`: {len(values)} values where the model's "
+                    f"{ptype} takes {width}; pycasbin fails on it too ({failure!r})",
+                    located.get((ptype, *values), f"{ptype}, {', '.join(values)}")))
+            assertion.policy[:] = kept
+
+
 # -- translating ----------------------------------------------------------------------------
 
 
@@ -528,6 +554,7 @@ def import_policy(model: str | Path, policy: str | Path | Iterable[Iterable[str]
     notes: list[ImportNote] = []
     shape = _analyse(casbin_model, model_where, notes)
     source_name, located = _load_policy(casbin_model, policy)
+    _drop_malformed(casbin_model, located, notes)
     enforcer = casbin.Enforcer(casbin_model)
     if wildcard_domains and shape.role_ptype is not None and shape.role_domain:
         from casbin.util import key_match2_func
@@ -543,11 +570,10 @@ def import_policy(model: str | Path, policy: str | Path | Iterable[Iterable[str]
         elif assertion.policy:
             notes.append(ImportNote("info", f"{len(assertion.policy)} `{ptype}` line(s) ignored: the "
                                     "matcher does not read them (nor does Casbin's enforce)"))
-    width = len(casbin_model.model["p"]["p"].tokens)
     for ptype, assertion in casbin_model.model["p"].items():
         if ptype == "p":
             for values in assertion.policy:
-                translation.policy_line(ptype, values, width)
+                translation.policy_line(ptype, values)
         elif assertion.policy:
             notes.append(ImportNote("info", f"{len(assertion.policy)} `{ptype}` line(s) ignored: "
                                     "Casbin's enforce reads only `p`"))
@@ -595,12 +621,7 @@ class _Translation:
         self.notes.append(ImportNote(kind, f"{line}: {why}", self.where(ptype, values)))
 
     def role_line(self, ptype: str, values: list[str]) -> None:
-        width = 3 if self.shape.role_domain else 2
         self.seen["sub"].update(values[:2])
-        if len(values) != width:
-            self.note("untranslated", ptype, values, f"{len(values)} values where the model's {ptype} "
-                      f"takes {width}")
-            return
         user, role = values[0], values[1]
         if problem := _name_problem(user, "subject") or _name_problem(role, "role"):
             self.note("untranslated", ptype, values, problem)
@@ -627,12 +648,8 @@ class _Translation:
         else:
             self.domain(dom).links.append((user, role))
 
-    def policy_line(self, ptype: str, values: list[str], width: int) -> None:
+    def policy_line(self, ptype: str, values: list[str]) -> None:
         shape = self.shape
-        if len(values) != width:
-            self.note("untranslated", ptype, values, f"{len(values)} values where the model's p takes "
-                      f"{width} (pycasbin's enforce fails on it: 'invalid policy size')")
-            return
         field = {role: values[index] for role, index in shape.policy_index.items()}
         for role in ("sub", "dom", "obj", "act"):
             if role in field:
@@ -706,8 +723,9 @@ class _Translation:
                 target.objects |= all_objects
                 target.actions |= all_actions
         if self.wildcards:
-            self.notes.append(ImportNote("differs", "'*' covers the objects and actions the policy "
-                                         "names; in Casbin it also matches names no rule mentions"))
+            self.notes.append(ImportNote("differs", "'*' reaches the objects and actions the policy "
+                                         "names (an object '*' is written out as those objects); in "
+                                         "Casbin it also matches names no rule mentions"))
         return domains
 
 
@@ -726,9 +744,13 @@ def _document(name: str, source: _Domain, shape: _Shape, enforcer: Any,
         notes.append(ImportNote("untranslated", f"`g, {back_edge[0]}, {back_edge[1]}` closes a cycle of "
                                 "roles, which salesauthz does not allow: left out",
                                 f"domain {name!r}"))
+    # A type is declared with actions; '*' for the object is written out as the declared types,
+    # so that it never reaches salesauthz's built-in types (account:manage, role:escalate).
+    types = sorted(source.objects) if source.actions else []
     permissions: dict[str, dict[str, set[str]]] = {}
     for sub, obj, act in source.permissions:
-        permissions.setdefault(sub, {}).setdefault(obj, set()).add(act)
+        for typ in types if obj == R.WILDCARD else [obj] if obj in types else []:
+            permissions.setdefault(sub, {}).setdefault(typ, set()).add(act)
 
     flattened: dict[str, str] = {}
     for account in sorted(accounts):
@@ -762,7 +784,7 @@ def _document(name: str, source: _Domain, shape: _Shape, enforcer: Any,
 
     return DomainDocument(
         domain=name,
-        resources={obj: sorted(source.actions) for obj in sorted(source.objects)},
+        resources={typ: sorted(source.actions) for typ in types},
         roles={role: RoleDocument(inherits=sorted(set(links.get(role, []))), permissions=sets(role))
                for role in sorted(roles)},
         accounts={account: AccountDocument(roles=sorted(set(links.get(account, []))), grants=sets(account))
@@ -823,7 +845,7 @@ def _compare(result: ImportResult, shape: _Shape, enforcer: Any, limit: int, *, 
 
     authz = Authorizer.from_rules(result.rules)
     pools = [[*sorted(v for v in pool if v), _PROBE] for pool in (subjects, objects, actions)]
-    domain_pool = sorted(d for d in domains if d)
+    domain_pool = [*sorted(d for d in domains if d), *([_PROBE] if shape.has_domain else [])]
     result.universe = len(domain_pool) * len(pools[0]) * len(pools[1]) * len(pools[2])
     by_domain = {d.domain: d for d in result.documents}
     has_untranslated = bool(result.untranslated) or any(
@@ -839,7 +861,9 @@ def _compare(result: ImportResult, shape: _Shape, enforcer: Any, limit: int, *, 
         if expected == got:
             continue
         document = by_domain.get(dom)
-        if document is None:
+        if document is None and dom not in domains:
+            reason = OTHER_DOMAIN
+        elif document is None:
             reason = UNTRANSLATED_DOMAIN if has_untranslated else UNEXPLAINED
         elif sub in document.roles:
             reason = ROLE_AS_SUBJECT
