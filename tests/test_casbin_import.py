@@ -500,3 +500,39 @@ def test_fixture_folder_is_attributed() -> None:
     readme = (PYCASBIN / "README.md").read_text(encoding="utf-8")
     assert "Apache License 2.0" in readme
     assert len(list(_csv_files())) >= 10
+
+
+STAR_MODEL = WILDCARD_DENY_MODEL.replace(", eft", "").replace(
+    "some(where (p.eft == allow)) && !some(where (p.eft == deny))", "some(where (p.eft == allow))")
+
+
+def test_an_object_wildcard_never_reaches_salesauthz_built_in_types() -> None:
+    """Casbin's '*' has no account or role objects to reach; salesauthz's '*' type would grant
+    account:manage and role:escalate — so an imported '*' is written out as the named objects."""
+    result = import_policy(STAR_MODEL, [["p", "admin", "d1", "*", "*"], ["g", "alice", "admin", "d1"],
+                                        ["p", "rep", "d1", "data1", "read"]])
+    authz = Authorizer.from_rules(result.rules)
+    assert authz.check("alice", "read", Record("data1"), domain="d1")
+    assert not authz.check("alice", "manage", Record("account", owner="rep"), domain="d1")
+    assert not authz.check("alice", "escalate", Record("role"), domain="d1")
+    admin = result.documents[0].roles["admin"]
+    assert admin is not None
+    assert [p.actions for p in admin.permissions] == [{"data1": ["*"]}]
+    assert any("'*' reaches the objects and actions the policy names" in n.message
+               for n in result.differences)
+
+
+def test_hostile_and_long_names_come_through_the_files(tmp_path: Path) -> None:
+    names = ["o'brien", 'say "hi"', "华东一组", "tab\tinside", "#hash", "x" * 300, "yes", "null", "1.5"]
+    lines = [["g", name, "role: " + name, "d1"] for name in names]
+    lines += [["p", "role: " + name, "d1", name, "read"] for name in names]
+    result = import_policy(PYCASBIN / "rbac_with_domains_model.conf", lines)
+    assert result.untranslated == []
+    written = result.write(tmp_path / "policies")
+    authz = Authorizer.from_directory(tmp_path / "policies")
+    for name in names:
+        assert authz.check(name, "read", Record(name), domain="d1"), name
+    checked = check_directory(tmp_path / "policies")
+    assert checked.errors == []
+    assert "SA206" not in {f.code for f in checked.findings}
+    assert [p.name for p in written] == ["model.conf", "d1.yaml"]
