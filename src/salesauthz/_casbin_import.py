@@ -232,9 +232,9 @@ def _roles_of(tokens: Sequence[str]) -> dict[str, int] | None:
     return None
 
 
-def _casbin_text(node: ast.AST) -> str:
+def _casbin_text(node: ast.AST, source: str) -> str:
     """A matcher fragment written back in Casbin's syntax (for messages)."""
-    text = ast.unparse(node)
+    text = " ".join((ast.get_source_segment(source, node) or ast.unparse(node)).split())
     text = re.sub(r"\b([rp])_(\w)", r"\1.\2", text)
     return text.replace(" and ", " && ").replace(" or ", " || ").replace("not ", "!")
 
@@ -273,7 +273,8 @@ def _analyse(model: Any, where: str, notes: list[ImportNote]) -> _Shape:
     text = sections["m"]["m"].value
     python = re.sub(r"!(?!=)", " not ", text.replace("&&", " and ").replace("||", " or "))
     try:
-        tree = ast.parse(python.strip(), mode="eval").body
+        python = python.strip()
+        tree = ast.parse(python, mode="eval").body
     except SyntaxError as exc:
         raise refuse(f"the matcher does not parse: {exc.msg}") from None
     role_ptypes = {ptype: len(a.tokens) for ptype, a in sections.get("g", {}).items()}
@@ -282,10 +283,10 @@ def _analyse(model: Any, where: str, notes: list[ImportNote]) -> _Shape:
     shape: _Shape | None = None
     reasons: list[str] = []
     for alternative in _split(tree, ast.Or):
-        found = _recognise(alternative, names, role_ptypes, request_index, policy_index,
+        found = _recognise(alternative, python, names, role_ptypes, request_index, policy_index,
                            deny_override=effect == _DENY_OVERRIDE)
         if isinstance(found, str):
-            written = f"`{_casbin_text(alternative)}`"
+            written = f"`{_casbin_text(alternative, python)}`"
             if found.startswith(written):  # the whole alternative is the term it names
                 why = f"{written} {found[len(written):].strip()}"
             else:
@@ -298,14 +299,14 @@ def _analyse(model: Any, where: str, notes: list[ImportNote]) -> _Shape:
             shape = found
         else:
             notes.append(ImportNote("untranslated", f"the matcher's further RBAC alternative "
-                                    f"`{_casbin_text(alternative)}` (only one is translated)",
+                                    f"`{_casbin_text(alternative, python)}` (only one is translated)",
                                     "[matchers] m"))
     if shape is None:
         raise refuse("no alternative of the matcher is RBAC: " + "; ".join(reasons))
     return shape
 
 
-def _recognise(node: ast.expr, names: dict[str, dict[str, str]], role_ptypes: dict[str, int],
+def _recognise(node: ast.expr, source: str, names: dict[str, dict[str, str]], role_ptypes: dict[str, int],
                request_index: dict[str, int], policy_index: dict[str, int], *,
                deny_override: bool) -> _Shape | str:
     """The shape of one AND-alternative, or why it is not RBAC."""
@@ -367,7 +368,7 @@ def _recognise(node: ast.expr, names: dict[str, dict[str, str]], role_ptypes: di
                     compare[role] = "eq_or_star"
                     break
             else:
-                return f"`{_casbin_text(term)}` is not an RBAC comparison"
+                return f"`{_casbin_text(term, source)}` is not an RBAC comparison"
             continue
         if isinstance(term, ast.Call) and isinstance(term.func, ast.Name) and not term.keywords:
             function = term.func.id
@@ -380,7 +381,8 @@ def _recognise(node: ast.expr, names: dict[str, dict[str, str]], role_ptypes: di
                         return "the subject is compared twice"
                     subject, role_ptype, role_domain = "roles", function, len(args) == 3
                     continue
-                return f"`{_casbin_text(term)}`: only g(r.sub, p.sub) or g(r.sub, p.sub, r.dom) maps to roles"
+                return (f"`{_casbin_text(term, source)}`: only g(r.sub, p.sub) or "
+                        "g(r.sub, p.sub, r.dom) maps to roles")
             if function in _EXACT_PATTERN_FUNCTIONS | _LOOSE_PATTERN_FUNCTIONS and len(term.args) == 2:
                 role = pair(term.args[0], term.args[1])
                 if role in ("obj", "act"):
@@ -388,8 +390,9 @@ def _recognise(node: ast.expr, names: dict[str, dict[str, str]], role_ptypes: di
                         return f"r.{role} is compared twice"
                     compare[role] = function
                     continue
-                return f"`{_casbin_text(term)}`: patterns are translated for objects and actions only"
-        return f"`{_casbin_text(term)}` is not an RBAC term (attribute conditions cannot be translated)"
+                return f"`{_casbin_text(term, source)}`: patterns are translated for objects and actions only"
+        return (f"`{_casbin_text(term, source)}` is not an RBAC term "
+                "(attribute conditions cannot be translated)")
     if subject is None:
         return "it never compares the subject (g(r.sub, p.sub) or r.sub == p.sub)"
     missing = [role for role in ("obj", "act") if role not in compare]

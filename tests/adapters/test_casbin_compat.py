@@ -384,6 +384,21 @@ def test_export_of_malformed_rows_is_a_clear_error_and_writes_nothing(
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no scratch left
 
 
+def test_export_of_rules_no_document_can_hold_is_a_clear_error(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """Well-formed rules that are still no policy document: a resource type named ``scope``."""
+    url = "casbin+sqlite:///" + str(tmp_path / "shared.db")
+    store = open_adapter(url)
+    store.apply([("p2", "acme", "scope", "read"), ("p4", "rep", "acme"),
+                 ("p", "rep", "acme", "scope", "read", "all", "")], [])
+    store.close()
+    assert main(["export", url, "--domain", "acme", "--to", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot write the rules as a policy document" in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
 def test_rules_from_another_casbin_adapter_must_be_salesauthz_rules(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'old.db'}"
     theirs = casbin_sqlalchemy_adapter.Adapter(url)

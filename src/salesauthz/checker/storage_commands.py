@@ -101,7 +101,6 @@ def _default_actor() -> str:
 
 def _cmd_import(args: argparse.Namespace) -> int:
     from salesauthz.adapters import mask_url
-    from salesauthz.errors import PolicyError, StorageError
 
     if args.from_casbin is not None:
         return _cmd_import_casbin(args)
@@ -112,23 +111,12 @@ def _cmd_import(args: argparse.Namespace) -> int:
     if not Path(args.path).is_dir():
         _error(f"{args.path} is not a directory of policy files")
         return EXIT_USAGE
-    try:
-        diff = import_directory(args.path, args.into, dry_run=args.dry_run, actor=args.actor)
-    except PolicyError as exc:
-        for issue in exc.issues:
-            print(str(issue), file=sys.stderr)
-        _error(f"{len(exc.issues)} problem(s) in {args.path}; nothing was imported")
-        return EXIT_FINDINGS
-    except StorageError as exc:
-        _error(str(exc))
-        return EXIT_USAGE
+    diff = _store_directory(args)
+    if isinstance(diff, int):
+        return diff
     target = mask_url(args.into)
     if args.format == "json":
-        print(json.dumps({
-            "into": target, "dry_run": args.dry_run,
-            "domains": {d: {"added": [list(r) for r in a], "removed": [list(r) for r in rm]}
-                        for d, (a, rm) in diff.items()},
-        }, ensure_ascii=False, indent=2))
+        print(json.dumps(_diff_json(args, diff), ensure_ascii=False, indent=2))
         return EXIT_OK
     for domain, (added, removed) in diff.items():
         if args.dry_run:
@@ -142,6 +130,33 @@ def _cmd_import(args: argparse.Namespace) -> int:
         print(f"{domain}: {verb} (+{len(added)} -{len(removed)} rules)")
     print(("dry run: nothing written to " if args.dry_run else "imported into ") + target)
     return EXIT_OK
+
+
+def _store_directory(args: argparse.Namespace) -> dict[str, tuple[list[Rule], list[Rule]]] | int:
+    """:func:`import_directory` of ``args.path`` into ``args.into``, or the exit code of its
+    failure (reported)."""
+    from salesauthz.errors import PolicyError, StorageError
+
+    try:
+        return import_directory(args.path, args.into, dry_run=args.dry_run, actor=args.actor)
+    except PolicyError as exc:
+        for issue in exc.issues:
+            print(str(issue), file=sys.stderr)
+        _error(f"{len(exc.issues)} problem(s) in {args.path}; nothing was imported")
+        return EXIT_FINDINGS
+    except StorageError as exc:
+        _error(str(exc))
+        return EXIT_USAGE
+
+
+def _diff_json(args: argparse.Namespace, diff: dict[str, tuple[list[Rule], list[Rule]]]) -> dict[str, Any]:
+    from salesauthz.adapters import mask_url
+
+    return {
+        "into": mask_url(args.into), "dry_run": args.dry_run,
+        "domains": {d: {"added": [list(r) for r in a], "removed": [list(r) for r in rm]}
+                    for d, (a, rm) in diff.items()},
+    }
 
 
 def _cmd_import_casbin(args: argparse.Namespace) -> int:
@@ -175,30 +190,23 @@ def _cmd_import_casbin(args: argparse.Namespace) -> int:
     except OSError as exc:
         _error(f"cannot write {target}: {exc}; nothing written")
         return EXIT_USAGE
-    if args.format == "json":
-        print(json.dumps({**result.to_json(), "written": [str(f) for f in written]},
-                         ensure_ascii=False, indent=2))
-    else:
+    report: dict[str, Any] = {**result.to_json(), "written": [str(f) for f in written]}
+    if args.format == "text":
         for line in result.report():
             print(line)
         print(f"wrote {target} ({', '.join(f.name for f in written)})")
-    if args.into is None:
-        return EXIT_OK
-    try:
-        diff = import_directory(target, args.into, dry_run=args.dry_run, actor=args.actor)
-    except PolicyError as exc:
-        for issue in exc.issues:
-            print(str(issue), file=sys.stderr)
-        _error(f"{len(exc.issues)} problem(s) storing {target} in {mask_url(args.into)}; "
-               "nothing was imported into the store")
-        return EXIT_FINDINGS
-    except StorageError as exc:
-        _error(str(exc))
-        return EXIT_USAGE
-    if args.format != "json":
-        changed = sum(len(a) + len(r) for a, r in diff.values())
-        print(("dry run: would change " if args.dry_run else "imported into ")
-              + f"{mask_url(args.into)} ({changed} rule change(s))")
+    if args.into is not None:
+        args.path = str(target)
+        diff = _store_directory(args)
+        if isinstance(diff, int):
+            return diff
+        report["import"] = _diff_json(args, diff)
+        if args.format == "text":
+            changed = sum(len(a) + len(r) for a, r in diff.values())
+            print(("dry run: would change " if args.dry_run else "imported into ")
+                  + f"{mask_url(args.into)} ({changed} rule change(s))")
+    if args.format == "json":
+        print(json.dumps(report, ensure_ascii=False, indent=2))
     return EXIT_OK
 
 
@@ -285,16 +293,15 @@ def _foreign_hint(url: str) -> str:
     from salesauthz.adapters.casbin_compat import CasbinRuleAdapter
     from salesauthz.errors import StorageError
 
+    store: CasbinRuleAdapter | None = None
     try:
         store = CasbinRuleAdapter(url[len("casbin+"):], create=False)
-    except StorageError:
-        return ""
-    try:
         count = len(store.foreign_rows())
-    except StorageError:
+    except StorageError:  # only a hint: it must not hide the error being reported
         return ""
     finally:
-        store.close()
+        if store is not None:
+            store.close()
     if not count:
         return ""
     return (f" (its table holds {count} row(s) of another Casbin application, which salesauthz "
