@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from salesauthz import Authorizer, PolicyError, Record
+from salesauthz import Authorizer, PolicyError, Record, StorageError
 from salesauthz._rules import Rule, domain_of
 from salesauthz.adapters import CasbinRuleAdapter, open_adapter
 from salesauthz.adapters.base import Adapter
@@ -301,15 +301,16 @@ def test_a_table_an_older_salesauthz_wrote_is_migrated(shared_url: str) -> None:
         {"ptype": "g", "v0": "alice", "v1": "admin", "v2": "domain1"},
         {"ptype": "p", "v0": "admin", "v1": "domain1", "v2": "data1", "v3": "read"},
     ]
-    legacy_malformed = {"ptype": "p4", "v0": "", "v1": "acme"}  # not a valid rule: left alone
-    write_as_older_salesauthz(shared_url, RULES, [*foreign, legacy_malformed])
-    assert stored_ptypes(shared_url) == {"p": 2, "p2": 1, "p3": 1, "p4": 2, "g": 2}
+    malformed = [{"ptype": "p4", "v0": "", "v1": "acme"},  # not valid rules: left alone
+                 {"ptype": "p4", "v0": "x", "v1": "acme", "v2": "too wide"}]
+    write_as_older_salesauthz(shared_url, RULES, [*foreign, *malformed])
+    assert stored_ptypes(shared_url) == {"p": 2, "p2": 1, "p3": 1, "p4": 3, "g": 2}
     migrated = CasbinRuleAdapter(shared_url)
     assert sorted(migrated.load()) == sorted(RULES)
     assert migrated.versions()["acme"] == 4  # bumped: watching processes reload
     assert migrated.migrate_legacy_rows() == {}  # idempotent
     migrated.close()
-    assert stored_ptypes(shared_url) == {"p": 1, "p4": 1, "g": 1,
+    assert stored_ptypes(shared_url) == {"p": 1, "p4": 2, "g": 1,
                                          **{PTYPE_PREFIX + t: 1 for t in ("p", "p2", "p3", "p4", "g")}}
     # The other application's rows were left alone, and it can load the table now.
     theirs = TheirApp(shared_url)
@@ -422,13 +423,24 @@ def test_foreign_rows_and_duplicates_are_tolerated(tmp_path: Path) -> None:
             {"ptype": None, "v0": "x", "v1": None},
             {"ptype": PTYPE_PREFIX + "p4", "v0": "a,b", "v1": "acme"},  # written before values were checked
         ])
+        conn.execute(store.rules_table.insert(), {"ptype": "p", **{f"v{i}": str(i + 1) for i in range(6)}})
     assert sorted(store.load(["acme"])) == [("p4", "a,b", "acme"), ("p4", "dup", "acme")]
     store.apply([], [("p4", "dup", "acme"), ("p4", "a,b", "acme")])  # removing such a value is allowed
     assert store.load() == []
-    assert store.foreign_rows() == [("p9", "other app", "acme")]
+    assert store.foreign_rows() == [("p9", "other app", "acme"), ("p", "1", "2", "3", "4", "5", "6")]
     with store.engine.connect() as conn:
-        assert conn.execute(sa.select(sa.func.count()).select_from(store.rules_table)).scalar() == 2
+        assert conn.execute(sa.select(sa.func.count()).select_from(store.rules_table)).scalar() == 3
     store.close()
+
+
+def test_a_table_of_that_name_that_is_not_casbins_is_a_clear_error(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'other.db'}"
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE casbin_rule (id INTEGER PRIMARY KEY, note TEXT)"))
+    engine.dispose()
+    with pytest.raises(StorageError, match=r"cannot index store sqlite:///.*other\.db"):
+        CasbinRuleAdapter(url)
 
 
 def test_custom_table_name(tmp_path: Path) -> None:

@@ -273,9 +273,7 @@ def _legacy_rule(row: tuple[Any, ...]) -> Rule | None:
     """The rule an older salesauthz stored in ``row`` (``ptype, v0..v5``), or ``None`` if the
     row is not exactly such a rule."""
     ptype, values = row[0], row[1:]
-    width = ARITY.get(ptype)
-    if width is None:
-        return None
+    width = ARITY[ptype]  # the query took only salesauthz's rule types
     if any(v is None for v in values[:width]) or any(v is not None for v in values[width:]):
         return None
     rule: Rule = (ptype, *values[:width])
