@@ -685,3 +685,21 @@ def test_import_into_a_store_as_json(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert main(["import", "--from-casbin", *basic, str(tmp_path / "again"),
                  "--into", "postgresql://u:secret@127.0.0.1:1/x"]) == 2
     assert "u:***@" in capsys.readouterr().err
+
+
+def test_more_lines_that_are_reported() -> None:
+    # With a domain matching function (keyMatch2) 'd.1' is a pattern too: it matches 'dx1'.
+    lines = [["g", "", "admin", "d1"], ["g", "alice", "admin", ""], ["g", "bob", "admin", "d.*"],
+             ["g", "dan", "admin", "d.1"], ["g", "carol", "admin", "d1"], ["p", "admin", "d1", "", "read"],
+             ["p", "admin", "d1", "data1", "read"]]
+    result = import_policy(PYCASBIN / "rbac_with_domains_model.conf", lines, wildcard_domains=True)
+    assert sorted(n.message.rsplit(": ", 1)[-1] for n in result.untranslated) == [
+        "an empty domain", "an empty object", "an empty subject", "only '*' is translated",
+        "only '*' is translated"]
+    authz = Authorizer.from_rules(result.rules)
+    assert authz.check("carol", "read", Record("data1"), domain="d1")
+    keymatch = model("r.sub == p.sub && keyMatch(r.obj, p.obj) && r.act == p.act")
+    everything = import_policy(keymatch, [["p", "alice", "*", "read"], ["p", "bob", "data1", "read"]])
+    authz = Authorizer.from_rules(everything.rules)
+    assert authz.check("alice", "read", Record("data1"), domain="default")
+    assert {m.reason for m in everything.mismatches} == {importer.UNLISTED_NAME}

@@ -218,10 +218,6 @@ class _Shape:
     def has_domain(self) -> bool:
         return "dom" in self.request_index
 
-    @property
-    def policy_domain(self) -> bool:
-        return "dom" in self.policy_index
-
 
 def _roles_of(tokens: Sequence[str]) -> dict[str, int] | None:
     """Casbin's conventional order: ``sub, obj, act`` or ``sub, dom, obj, act``."""
@@ -802,9 +798,7 @@ def _back_edges(edges: dict[str, list[str]]) -> list[tuple[str, str]]:
 
     def visit(node: str) -> None:
         state[node] = 1
-        for child in list(edges.get(node, [])):
-            if child not in edges:
-                continue
+        for child in list(edges[node]):  # a role's links all lead to roles
             if state.get(child) == 1:
                 found.append((node, child))
             elif not state.get(child):

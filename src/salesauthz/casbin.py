@@ -117,9 +117,10 @@ def enforcer(store: str | Adapter | Iterable[Rule], *, clock: Callable[[], float
              domains: Collection[str] | None = None) -> Any:
     """A plain pycasbin ``Enforcer`` on the shipped ``model.conf``, with the helper functions
     registered and the rules of ``store`` (a store URL, an open adapter, or rules) loaded."""
-    if isinstance(store, str) or hasattr(store, "load"):
-        adapter = StoreAdapter(store, domains=domains)  # type: ignore[arg-type]  # checked above
-        built = casbin.Enforcer(model_path(), adapter)
+    from salesauthz.adapters.base import Adapter
+
+    if isinstance(store, str | Adapter):
+        built = casbin.Enforcer(model_path(), StoreAdapter(store, domains=domains))
     else:
         built = casbin.Enforcer(model_path())
         load_rules(built.get_model(), store)
