@@ -17,7 +17,7 @@ import casbin
 import casbin_sqlalchemy_adapter
 import pytest
 from casbin.util import key_match2_func
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from salesauthz import Authorizer, PolicyError, Record
@@ -348,7 +348,7 @@ def test_the_report_as_text_and_json(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert main(["import", "--from-casbin", str(PYCASBIN / example.model), str(PYCASBIN / example.policy),
                  str(again), "--compare-limit", "10"]) == 0
     text = capsys.readouterr().out
-    assert "compared 10 requests (of 108; limit reached)" in text
+    assert "compared 10 requests (a sample of 108: limit reached)" in text
     assert f"wrote {again} (model.conf, domain1.yaml, domain2.yaml)" in text
 
 
@@ -468,6 +468,9 @@ m = g(r.sub, p.sub, r.dom) && r.dom == p.dom \
 
 @settings(max_examples=examples(60), deadline=None)
 @given(lines=rbac_policies())
+# Found by this test: a cycle of roles hid a deny rule behind the link the import leaves out.
+@example(lines=[["g", "u1", "u2", "d2"], ["g", "u2", "u1", "d2"], ["g", "r1", "u2", "d2"],
+                ["p", "u1", "d2", "o1", "read", "deny"], ["p", "u2", "d2", "o1", "read", "allow"]])
 def test_random_policies_never_allow_what_casbin_denies(lines: list[list[str]]) -> None:
     """Role cycles, self-links, wildcards and deny rules in any mix: every difference the
     import finds is one it explains, and salesauthz is only ever the stricter side."""
@@ -632,7 +635,7 @@ def test_lines_casbin_itself_ignores_are_noted_not_translated() -> None:
 
 def test_rules_for_every_domain_but_no_domain_named() -> None:
     result = import_policy(PYCASBIN / "rbac_with_domains_without_policy_matcher.conf",
-                           [["p", "alice", "data1", "read"]], verify_limit=0)
+                           [["p", "alice", "data1", "read"]], compare_limit=0)
     assert result.documents == []
     assert [n.message for n in result.untranslated] == [
         "rules for every domain, but no rule names a domain: there is no domain to put them in"]

@@ -30,9 +30,11 @@ from __future__ import annotations
 
 import ast
 import itertools
+import random
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,7 +106,9 @@ class ImportResult:
 
     ``documents`` are the salesauthz policy documents (one per domain) and ``rules`` their
     compiled rules; ``notes`` the report; ``compared`` how many requests both engines decided
-    (out of ``universe``), and ``mismatches`` every one they decided differently.
+    (out of ``universe``; a sample spread over all of them when there are more than the limit,
+    ``stopped_by_time`` when the time limit cut it short), and ``mismatches`` every one they
+    decided differently.
     ``default_domain`` is the salesauthz domain of a Casbin model without domains (else ``None``).
     """
 
@@ -116,6 +120,7 @@ class ImportResult:
     mismatches: list[Mismatch] = field(default_factory=list)
     default_domain: str | None = None
     source: str = ""
+    stopped_by_time: bool = False
 
     @property
     def untranslated(self) -> list[ImportNote]:
@@ -146,7 +151,10 @@ class ImportResult:
                 lines.extend(f"  {note}" for note in notes)
         if self.compared:
             agree = self.compared - len(self.mismatches)
-            scope = "" if self.compared == self.universe else f" (of {self.universe}; limit reached)"
+            scope = ""
+            if self.compared < self.universe:
+                why = "time limit" if self.stopped_by_time else "limit"
+                scope = f" (a sample of {self.universe}: {why} reached)"
             lines.append(f"compared {self.compared} requests{scope} in pycasbin and salesauthz: "
                          f"{agree} agree, {len(self.mismatches)} differ")
             for reason, count in sorted(self.mismatch_counts().items(), key=lambda kv: -kv[1]):
@@ -164,6 +172,7 @@ class ImportResult:
             "notes": [{"kind": n.kind, "message": n.message, "where": n.where} for n in self.notes],
             "compared": self.compared,
             "universe": self.universe,
+            "stopped_by_time": self.stopped_by_time,
             "mismatches": [{"request": list(m.request), "casbin": m.casbin, "salesauthz": m.salesauthz,
                             "reason": m.reason} for m in self.mismatches],
         }
@@ -543,9 +552,15 @@ class _Domain:
     actions: set[str] = field(default_factory=set)
 
 
+@dataclass(frozen=True, slots=True)
+class _Budget:
+    requests: int
+    seconds: float | None
+
+
 def import_policy(model: str | Path, policy: str | Path | Iterable[Iterable[str]], *,
                   default_domain: str = "default", wildcard_domains: bool = False,
-                  verify_limit: int = 200_000) -> ImportResult:
+                  compare_limit: int = 10_000, compare_seconds: float | None = 60.0) -> ImportResult:
     """See :func:`salesauthz.casbin.import_policy`."""
     if _name_problem(default_domain, "domain") or default_domain == R.WILDCARD:
         raise PolicyError(f"invalid default domain {default_domain!r}")
@@ -555,10 +570,15 @@ def import_policy(model: str | Path, policy: str | Path | Iterable[Iterable[str]
     source_name, located = _load_policy(casbin_model, policy)
     _drop_malformed(casbin_model, located, notes)
     enforcer = casbin.Enforcer(casbin_model)
-    if wildcard_domains and shape.role_ptype is not None and shape.role_domain:
-        from casbin.util import key_match2_func
+    if shape.role_ptype is not None:
+        manager = enforcer.get_named_role_manager(shape.role_ptype)
+        # The domain manager's default name matcher is plain equality written as a function,
+        # which makes every lookup scan all roles; without it the answers are the same, faster.
+        manager.matching_func = None
+        if wildcard_domains and shape.role_domain:
+            from casbin.util import key_match2_func
 
-        enforcer.get_named_role_manager(shape.role_ptype).add_domain_matching_func(key_match2_func)
+            manager.add_domain_matching_func(key_match2_func)
     enforcer.build_role_links()
 
     translation = _Translation(shape, notes, located, wildcard_domains=wildcard_domains)
@@ -586,9 +606,9 @@ def import_policy(model: str | Path, policy: str | Path | Iterable[Iterable[str]
     rules = [rule for document in documents for rule in compile_document(document)]
     result = ImportResult(documents, rules, notes, source=f"{model_where} + {source_name}",
                           default_domain=None if shape.has_domain else default_domain)
-    if verify_limit > 0:
+    if compare_limit > 0:
         seen = translation.seen
-        _compare(result, shape, enforcer, verify_limit, subjects=seen["sub"],
+        _compare(result, shape, enforcer, _Budget(compare_limit, compare_seconds), subjects=seen["sub"],
                  domains=seen["dom"] if shape.has_domain else {default_domain},
                  objects=seen["obj"], actions=seen["act"],
                  wildcards=translation.wildcards or any(k != "eq" for k in shape.compare.values()))
@@ -738,6 +758,9 @@ def _document(name: str, source: _Domain, shape: _Shape, enforcer: Any,
     links: dict[str, list[str]] = {}
     for user, role in dict.fromkeys(source.links):
         links.setdefault(user, []).append(role)
+    # Casbin's own view, cycles included: what deny rules and its depth limit reach is decided
+    # on it (leaving a link of a cycle out must not hide a deny rule behind it).
+    casbin_links = {user: list(targets) for user, targets in links.items()}
     for back_edge in _back_edges({r: links.get(r, []) for r in roles}):
         links[back_edge[0]].remove(back_edge[1])
         notes.append(ImportNote("untranslated", f"`g, {back_edge[0]}, {back_edge[1]}` closes a cycle of "
@@ -753,23 +776,27 @@ def _document(name: str, source: _Domain, shape: _Shape, enforcer: Any,
 
     flattened: dict[str, str] = {}
     for account in sorted(accounts):
-        reach = _distances(account, links)
+        reach = _distances(account, casbin_links)
         if {sub for sub, _, _ in source.denies} & ({account} | set(reach)):
             flattened[account] = "a deny rule reaches it"
         elif reach and max(reach.values()) > _CASBIN_MAX_HOPS:
             flattened[account] = (f"its role chain is deeper than the {_CASBIN_MAX_HOPS + 1} levels "
                                   "Casbin's role manager follows")
+    unflattened = {subject: dict(held) for subject, held in permissions.items()}
     for account, why in flattened.items():
+        # Only what its translated roles and grants would give it can be allowed (a deny or a
+        # depth limit only takes away): ask Casbin about exactly those.
+        candidates = {(obj, act) for subject in [account, *_distances(account, casbin_links)]
+                      for obj, acts in unflattened.get(subject, {}).items()
+                      for wanted in acts for act in (source.actions if wanted == R.WILDCARD else {wanted})}
         granted: dict[str, set[str]] = {}
-        for obj in sorted(source.objects):
-            for act in sorted(source.actions):
-                request = _casbin_request(shape, account, name, obj, act)
-                if enforcer.enforce(*request):
-                    granted.setdefault(obj, set()).add(act)
+        for obj, act in sorted(candidates):
+            if enforcer.enforce(*_casbin_request(shape, account, name, obj, act)):
+                granted.setdefault(obj, set()).add(act)
         permissions[account] = granted
         links.pop(account, None)
         notes.append(ImportNote("info", f"account {account!r}: {why}, so it gets its Casbin decisions "
-                                "on the domain's objects and actions as direct grants instead of roles",
+                                "on what its roles would give it as direct grants instead of roles",
                                 f"domain {name!r}"))
 
     def sets(subject: str) -> list[PermissionSet]:
@@ -835,7 +862,7 @@ def _casbin_request(shape: _Shape, sub: str, dom: str, obj: str, act: str) -> tu
     return tuple(values)
 
 
-def _compare(result: ImportResult, shape: _Shape, enforcer: Any, limit: int, *, subjects: set[str],
+def _compare(result: ImportResult, shape: _Shape, enforcer: Any, budget: _Budget, *, subjects: set[str],
              domains: set[str], objects: set[str], actions: set[str], wildcards: bool) -> None:
     """Decide the requests over the policy's names in both engines; record every difference."""
     from salesauthz import Authorizer, Record
@@ -848,8 +875,10 @@ def _compare(result: ImportResult, shape: _Shape, enforcer: Any, limit: int, *, 
     has_untranslated = bool(result.untranslated) or any(
         n.kind == "differs" and n.where for n in result.notes)  # lines translated more narrowly
     compared = 0
-    for dom, sub, obj, act in _product(domain_pool, *pools):
-        if compared >= limit:
+    deadline = time.monotonic() + budget.seconds if budget.seconds is not None else None
+    for dom, sub, obj, act in _requests(domain_pool, *pools, limit=budget.requests):
+        if deadline is not None and time.monotonic() > deadline:
+            result.stopped_by_time = True
             break
         compared += 1
         request = _casbin_request(shape, sub, dom, obj, act)
@@ -872,8 +901,21 @@ def _compare(result: ImportResult, shape: _Shape, enforcer: Any, limit: int, *, 
     result.compared = compared
 
 
-def _product(*pools: list[str]) -> Iterator[tuple[str, str, str, str]]:
-    yield from itertools.product(*pools)
+def _requests(*pools: list[str], limit: int) -> Iterator[tuple[str, str, str, str]]:
+    """Every (domain, subject, object, action) — or, when there are more than ``limit``, a
+    sample of ``limit`` spread evenly over all of them (the same sample on every run)."""
+    sizes = [len(pool) for pool in pools]
+    total = sizes[0] * sizes[1] * sizes[2] * sizes[3]
+    if total <= limit:
+        yield from itertools.product(*pools)
+        return
+    for number in sorted(random.Random(0).sample(range(total), limit)):
+        picked = []
+        for pool, size in zip(reversed(pools), reversed(sizes), strict=True):
+            number, index = divmod(number, size)
+            picked.append(pool[index])
+        dom, sub, obj, act = reversed(picked)
+        yield dom, sub, obj, act
 
 
 _HEADER = """\

@@ -162,7 +162,7 @@ def value_problem(value: str) -> str | None:
 
 def import_policy(model: str | Path, policy: str | Path | Iterable[Iterable[str]], *,
                   default_domain: str = "default", wildcard_domains: bool = False,
-                  verify_limit: int = 200_000) -> ImportResult:
+                  compare_limit: int = 10_000, compare_seconds: float | None = 60.0) -> ImportResult:
     """Translate a Casbin RBAC (or RBAC-with-domains) policy into salesauthz policy documents.
 
     Args:
@@ -174,10 +174,15 @@ def import_policy(model: str | Path, policy: str | Path | Iterable[Iterable[str]
         default_domain: the salesauthz domain of a model without domains.
         wildcard_domains: read a role assignment in domain ``*`` as "in every domain" (as an
             application does that registers a domain matching function, e.g.
-            ``add_domain_matching_func(key_match2_func)``); otherwise ``*`` is a literal
-            domain, which salesauthz cannot hold, and such assignments are reported.
-        verify_limit: at most this many requests are decided by both pycasbin and salesauthz
-            to find every difference (0 to skip the comparison).
+            ``add_domain_matching_func(key_match2_func)`` — pass it only then, or the import
+            allows what Casbin does not); otherwise ``*`` is a literal domain, which salesauthz
+            cannot hold, and such assignments are reported.
+        compare_limit: at most this many requests are decided by both pycasbin and salesauthz
+            to find the differences — all of them when there are no more, else a sample spread
+            over all of them, the same on every run (0 skips the comparison).
+        compare_seconds: stop the comparison after this long (``None``: no time limit);
+            pycasbin decides a request by scanning every policy line, so on large policies
+            this bounds the wait.
 
     Returns an :class:`ImportResult`: the documents, the rules, and the report. Raises
     :class:`~salesauthz.errors.PolicyError` when the model is not one this translator knows
@@ -186,8 +191,8 @@ def import_policy(model: str | Path, policy: str | Path | Iterable[Iterable[str]
     """
     from salesauthz._casbin_import import import_policy as translate
 
-    return translate(model, policy, default_domain=default_domain,
-                     wildcard_domains=wildcard_domains, verify_limit=verify_limit)
+    return translate(model, policy, default_domain=default_domain, wildcard_domains=wildcard_domains,
+                     compare_limit=compare_limit, compare_seconds=compare_seconds)
 
 
 def __getattr__(name: str) -> object:

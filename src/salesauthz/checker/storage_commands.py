@@ -176,7 +176,8 @@ def _cmd_import_casbin(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     try:
         result = import_policy(model, policy, default_domain=args.default_domain,
-                               wildcard_domains=args.wildcard_domains, verify_limit=args.compare_limit)
+                               wildcard_domains=args.wildcard_domains, compare_limit=args.compare_limit,
+                               compare_seconds=args.compare_seconds or None)
     except PolicyError as exc:
         for issue in exc.issues:
             print(str(issue), file=sys.stderr)
@@ -357,9 +358,11 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     casbin.add_argument("--wildcard-domains", action="store_true",
                         help="read a role assignment in domain '*' as one in every domain (your "
                              "application registers a domain matching function)")
-    casbin.add_argument("--compare-limit", type=int, default=200_000, metavar="N",
-                        help="decide at most N requests in both engines to find differences "
-                             "(0: skip; default 200000)")
+    casbin.add_argument("--compare-limit", type=int, default=10_000, metavar="N",
+                        help="decide at most N requests in both engines to find differences: all, or "
+                             "a sample spread over all (0: skip; default 10000)")
+    casbin.add_argument("--compare-seconds", type=float, default=60.0, metavar="S",
+                        help="stop comparing after S seconds (0: no time limit; default 60)")
     importer.set_defaults(handler=_cmd_import)
 
     exporter = commands.add_parser("export", help="write domains of a store back as policy files")
