@@ -706,3 +706,21 @@ def test_more_lines_that_are_reported() -> None:
     authz = Authorizer.from_rules(everything.rules)
     assert authz.check("alice", "read", Record("data1"), domain="default")
     assert {m.reason for m in everything.mismatches} == {importer.UNLISTED_NAME}
+
+
+def test_the_comparison_is_bounded_by_count_and_time() -> None:
+    model_file, policy = PYCASBIN / "rbac_with_domains_model.conf", PYCASBIN / "rbac_with_domains_policy2.csv"
+    full = import_policy(model_file, policy)
+    sample = import_policy(model_file, policy, compare_limit=40)
+    assert (full.compared, sample.compared, sample.universe) == (full.universe, 40, full.universe)
+    assert {m.request for m in sample.mismatches} <= {m.request for m in full.mismatches}
+    assert len({m.request[1] for m in full.mismatches}) > 1
+    again = import_policy(model_file, policy, compare_limit=40)
+    assert again.mismatches == sample.mismatches  # the same sample on every run
+    domains_sampled = {r for r in ("domain1", "domain2", "domain3")
+                       if any(m.request[1] == r for m in import_policy(model_file, policy, compare_limit=80)
+                              .mismatches)}
+    assert len(domains_sampled) >= 2  # spread over the domains, not the first ones only
+    hurried = import_policy(model_file, policy, compare_seconds=1e-9)
+    assert hurried.stopped_by_time
+    assert hurried.compared < hurried.universe
