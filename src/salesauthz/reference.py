@@ -4,6 +4,10 @@ decision path is tested against (and a fallback for tools that want pure Casbin)
 The matcher's helper functions read only the Casbin enforcer's own policy state: department
 subtrees come from Casbin's role manager for ``g2``, statuses from ``p3`` and so on. A
 sub-account's ceiling is the enforcer asking itself about the parent (``capped``).
+
+:func:`register_functions` is the one place those helpers are defined; it is public (as
+:func:`salesauthz.casbin.register_functions`) so that a plain pycasbin ``Enforcer`` can evaluate
+the shipped ``model.conf`` too.
 """
 
 from __future__ import annotations
@@ -17,7 +21,14 @@ import casbin
 from . import _rules as R
 from ._rules import Rule
 
-__all__ = ["reference_enforcer"]
+__all__ = ["MATCHER_FUNCTIONS", "reference_enforcer", "register_functions"]
+
+MATCHER_FUNCTIONS = ("known", "active", "unexpired", "covers", "capped")
+"""The functions ``model.conf``'s matcher calls besides Casbin's own ``g``."""
+
+# Casbin's role managers stop following links after 10 levels; a department tree or a role
+# hierarchy may be deeper, and salesauthz follows every level.
+_UNLIMITED_HIERARCHY = 10_000
 
 
 def reference_enforcer(rules: Iterable[Rule], *, clock: Callable[[], float] = time.time) -> Any:
@@ -36,9 +47,29 @@ def reference_enforcer(rules: Iterable[Rule], *, clock: Callable[[], float] = ti
         # already unique, so append them directly.
         section = "g" if ptype.startswith("g") else "p"
         model[section][ptype].policy.extend(list(v) for v in values)
+    register_functions(enforcer, clock=clock)  # also builds the role links
+    return enforcer
+
+
+def register_functions(enforcer: Any, *, clock: Callable[[], float] = time.time) -> None:
+    """Teach a pycasbin ``Enforcer`` built on salesauthz's ``model.conf`` the matcher's helper
+    functions (``known``, ``active``, ``unexpired``, ``covers``, ``capped``), lift the role
+    managers' 10-level limit, and rebuild the role links.
+
+    The functions read the enforcer's current policy on every call, so they stay right after
+    ``load_policy()``. ``load_filtered_policy()`` replaces the role managers: call this again
+    after it. ``clock`` gives seconds since the epoch (grant expiry).
+    """
+    sections = enforcer.get_model().model
+    missing = [ptype for ptype in R.ARITY if ptype not in sections.get(ptype[0], {})]
+    if missing:
+        from .errors import PolicyError
+
+        raise PolicyError(f"the enforcer's model is not salesauthz's model.conf: it defines no "
+                          f"{', '.join(missing)} (use salesauthz.casbin.model_path())")
     for ptype in ("g", "g2", "g3", "g4"):
         manager = enforcer.get_named_role_manager(ptype)
-        manager.max_hierarchy_level = 10_000  # Casbin stops at 10 levels by default
+        manager.max_hierarchy_level = _UNLIMITED_HIERARCHY
         # The domain manager's default name matcher is plain equality, written as a function
         # that makes every lookup scan all roles; without it the answers are the same.
         manager.matching_func = None
@@ -95,7 +126,8 @@ def reference_enforcer(rules: Iterable[Rule], *, clock: Callable[[], float] = ti
             return True
         return bool(enforcer.enforce(parent, dom, typ, act, owner, dept))
 
-    for name, function in {"known": known, "active": active, "unexpired": unexpired,
-                           "covers": covers, "capped": capped}.items():
-        enforcer.add_function(name, function)
-    return enforcer
+    functions: dict[str, Callable[..., bool]] = {
+        "known": known, "active": active, "unexpired": unexpired, "covers": covers, "capped": capped,
+    }
+    for name in MATCHER_FUNCTIONS:
+        enforcer.add_function(name, functions[name])

@@ -26,19 +26,21 @@ from ._services import admin_connect, postgres_schema
 
 pytestmark = pytest.mark.timeout(120)
 
+# "(bo,b)": a comma, but inside brackets, so that casbin+ stores (which refuse a value Casbin's
+# line loaders would split, see salesauthz.casbin.value_problem) hold it too.
 BASE: list[Rule] = [
     ("p2", "acme", "customer", "read"), ("p3", "ann", "acme", "active"), ("p4", "rep", "acme"),
     ("g", "ann", "rep", "acme"), ("p", "rep", "acme", "customer", "read", "all", ""),
-    ("p2", "华东", "customer", "read"), ("p3", "bo,b", "华东", "active"), ("p4", "rep", "华东"),
-    ("g", "bo,b", "rep", "华东"), ("p", "rep", "华东", "customer", "read", "own", ""),
+    ("p2", "华东", "customer", "read"), ("p3", "(bo,b)", "华东", "active"), ("p4", "rep", "华东"),
+    ("g", "(bo,b)", "rep", "华东"), ("p", "rep", "华东", "customer", "read", "own", ""),
 ]
 # Revoke ann's grant and give bob a wider one, in two domains at once, with two audit records.
 REMOVED: list[Rule] = [("p", "rep", "acme", "customer", "read", "all", ""),
                        ("p", "rep", "华东", "customer", "read", "own", "")]
 ADDED: list[Rule] = [("p", "rep", "华东", "customer", "read", "all", ""), ("p4", "mgr", "acme"),
-                     ("g", "bo,b", "mgr", "华东"), ("p4", "mgr", "华东")]
+                     ("g", "(bo,b)", "mgr", "华东"), ("p4", "mgr", "华东")]
 AUDIT = [AuditDraft(1.0, "root", "acme", "revoke", "rep", removed=(REMOVED[0],)),
-         AuditDraft(1.0, "root", "华东", "grant", "bo,b", added=tuple(ADDED))]
+         AuditDraft(1.0, "root", "华东", "grant", "(bo,b)", added=tuple(ADDED))]
 RECORD = Record("customer", owner="someone")
 
 
@@ -74,7 +76,7 @@ class Injector:
 def state(authz: Authorizer, store: SQLAdapter) -> tuple[object, ...]:
     audit = store.read_audit()
     return (sorted(store.load()), authz.rules(), (audit.records, dict(audit.anchors)), store.versions(),
-            [authz.check(a, "read", RECORD, domain=d) for a, d in (("ann", "acme"), ("bo,b", "华东"))])
+            [authz.check(a, "read", RECORD, domain=d) for a, d in (("ann", "acme"), ("(bo,b)", "华东"))])
 
 
 @pytest.fixture(autouse=True)
@@ -113,7 +115,7 @@ def run_every_injection_point(store: SQLAdapter, injector: Injector) -> int:
         (r.sequence, r.hash) for r in sealed]
     assert authz.audit.verify(raise_on_failure=True)
     assert not authz.check("ann", "read", RECORD, domain="acme")
-    assert authz.check("bo,b", "read", RECORD, domain="华东")
+    assert authz.check("(bo,b)", "read", RECORD, domain="华东")
     return statements
 
 

@@ -30,7 +30,9 @@ def open_adapter(url: str, *, domains: list[str] | None = None, audit_key: Audit
     * ``memory://`` — in this process only;
     * ``sqlite:///salesauthz.db`` — an embedded SQLite file (the default for one process);
     * ``postgresql://user:password@host/db`` — shared by several app processes (psycopg 3);
-    * ``casbin+sqlite:///…`` / ``casbin+postgresql://…`` — an existing Casbin ``casbin_rule`` table.
+    * ``casbin+sqlite:///…`` / ``casbin+postgresql://…`` — a Casbin ``casbin_rule`` table, which
+      another Casbin application may share (salesauthz's rows are namespaced, ``salesauthz:p`` …;
+      see :mod:`~salesauthz.adapters.casbin_compat`).
 
     ``audit_key`` seals the audit trail (default: the ``SALESAUTHZ_AUDIT_KEY`` environment variable;
     see :meth:`~salesauthz._audit_chain.AuditKeyring.of`).

@@ -39,7 +39,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
     out = _output(args)
     with out.progress("checking", 1) as advance:
-        result = check_directory(args.path, strict=args.strict, progress=advance)
+        result = check_directory(args.path, strict=args.strict, progress=advance, target=args.target)
     if args.format == "json":
         out.data({
             "path": result.path,
@@ -200,6 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check", parents=[common], help="validate and lint a policy directory")
     check.add_argument("path", metavar="PATH", help="the policy directory (e.g. policies/)")
     check.add_argument("--strict", action="store_true", help="treat warnings as errors")
+    check.add_argument("--target", choices=("casbin",), default=None,
+                       help="also warn about what that store cannot hold (casbin: names a "
+                            "casbin+ store refuses, SA210)")
     check.add_argument("--format", choices=("text", "json", "sarif"), default="text")
     check.set_defaults(handler=_cmd_check)
 

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from salesauthz.errors import PolicyIssue
 
-__all__ = ["CODES", "LOADER_CODES", "Finding", "Severity", "title_of"]
+__all__ = ["CODES", "LOADER_CODES", "TARGET_CODES", "Finding", "Severity", "title_of"]
 
 Severity = Literal["error", "warning"]
 
@@ -23,6 +23,11 @@ CODES: dict[str, tuple[Severity, str]] = {
     "SA207": ("warning", "frozen or deactivated account still holding roles or grants"),
     "SA208": ("warning", "frozen or deactivated account with sub-accounts"),
     "SA209": ("warning", "direct grant already expired"),
+}
+
+# Lints for a storage target, run only when asked for (``salesauthz check --target casbin``).
+TARGET_CODES: dict[str, tuple[Severity, str]] = {
+    "SA210": ("warning", "name a Casbin store cannot hold (check --target casbin)"),
 }
 
 # The loader's codes (models/loader.py, models/validate.py, models/_yaml.py): always errors.
@@ -59,6 +64,8 @@ LOADER_CODES: dict[str, str] = {
 def title_of(code: str) -> str:
     if code in CODES:
         return CODES[code][1]
+    if code in TARGET_CODES:
+        return TARGET_CODES[code][1]
     return LOADER_CODES.get(code, "policy problem")
 
 

@@ -60,8 +60,9 @@ class CheckResult:
 
 
 def check_directory(path: str | os.PathLike[str], *, strict: bool = False, now: float | None = None,
-                    progress: Progress | None = None) -> CheckResult:
-    """Load ``path`` (every loader error is a finding) and, if it loads, lint it."""
+                    progress: Progress | None = None, target: str | None = None) -> CheckResult:
+    """Load ``path`` (every loader error is a finding) and, if it loads, lint it (with the lints
+    of a storage ``target`` too, e.g. ``"casbin"``: see :mod:`~salesauthz.checker.casbin_lint`)."""
     root = Path(path)
     if not root.is_dir():
         finding = Finding("SA107", "error", f"{root} is not a directory", str(root),
@@ -72,7 +73,10 @@ def check_directory(path: str | os.PathLike[str], *, strict: bool = False, now: 
     except PolicyError as exc:
         findings = sorted((Finding.from_issue(i, "error") for i in exc.issues), key=Finding.sort_key)
         return CheckResult(str(root), findings)
-    findings = lint_policy(loaded, now=now, progress=progress)
+    from .casbin_lint import target_findings
+
+    findings = sorted(lint_policy(loaded, now=now, progress=progress) + target_findings(loaded, target),
+                      key=Finding.sort_key)
     kept = _without_suppressed(findings)
     if strict:
         kept = [f.escalated() for f in kept]

@@ -5,11 +5,17 @@ document has an error), then makes every domain the directory defines equal to i
 and removing rules — in ONE store transaction with one audit record per domain. Domains the
 directory does not define are left alone. ``--dry-run`` prints the rule diff and writes nothing.
 
-``export URL --domain acme --to DIR`` writes the domain back as a policy document (plus the
-bundled ``model.conf``); importing that directory again changes nothing.
+``import --from-casbin MODEL.conf POLICY DIR`` translates a Casbin RBAC policy (a CSV file, or the
+other application's rows of a ``casbin+URL`` store) into a new policy directory ``DIR`` and prints
+what could not be translated and which decisions differ (:func:`salesauthz.casbin.import_policy`);
+with ``--into URL`` it then imports ``DIR`` into that store.
 
-Exit codes: 0 done, 1 the policy has errors, 2 usage error or unreadable input (including a
-store that cannot be reached).
+``export URL --domain acme --to DIR`` writes the domain back as a policy document (plus the
+bundled ``model.conf``); importing that directory again changes nothing. It writes into a
+temporary directory first and moves the files into place only when all of them are written.
+
+Exit codes: 0 done, 1 the policy has errors (or a Casbin model cannot be translated), 2 usage
+error or unreadable input (including a store that cannot be reached, or holds malformed rules).
 """
 
 from __future__ import annotations
@@ -18,13 +24,16 @@ import argparse
 import getpass
 import hashlib
 import json
+import os
 import re
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from salesauthz._rules import Rule, domain_of
+from salesauthz._rules import Rule, check_rule, domain_of
 
 __all__ = ["document_file_name", "export_domains", "import_directory", "register"]
 
@@ -92,28 +101,22 @@ def _default_actor() -> str:
 
 def _cmd_import(args: argparse.Namespace) -> int:
     from salesauthz.adapters import mask_url
-    from salesauthz.errors import AuditError, PolicyError, StorageError
 
+    if args.from_casbin is not None:
+        return _cmd_import_casbin(args)
+    if args.into is None:
+        _error("the store to import into is missing: --into URL (or --from-casbin MODEL POLICY DIR "
+               "to translate a Casbin policy)")
+        return EXIT_USAGE
     if not Path(args.path).is_dir():
         _error(f"{args.path} is not a directory of policy files")
         return EXIT_USAGE
-    try:
-        diff = import_directory(args.path, args.into, dry_run=args.dry_run, actor=args.actor)
-    except PolicyError as exc:
-        for issue in exc.issues:
-            print(str(issue), file=sys.stderr)
-        _error(f"{len(exc.issues)} problem(s) in {args.path}; nothing was imported")
-        return EXIT_FINDINGS
-    except (StorageError, AuditError) as exc:  # AuditError: a malformed key, a tampered trail
-        _error(f"{exc}; nothing was imported" if isinstance(exc, AuditError) else str(exc))
-        return EXIT_USAGE
+    diff = _store_directory(args)
+    if isinstance(diff, int):
+        return diff
     target = mask_url(args.into)
     if args.format == "json":
-        print(json.dumps({
-            "into": target, "dry_run": args.dry_run,
-            "domains": {d: {"added": [list(r) for r in a], "removed": [list(r) for r in rm]}
-                        for d, (a, rm) in diff.items()},
-        }, ensure_ascii=False, indent=2))
+        print(json.dumps(_diff_json(args, diff), ensure_ascii=False, indent=2))
         return EXIT_OK
     for domain, (added, removed) in diff.items():
         if args.dry_run:
@@ -126,6 +129,85 @@ def _cmd_import(args: argparse.Namespace) -> int:
             verb = "unchanged"
         print(f"{domain}: {verb} (+{len(added)} -{len(removed)} rules)")
     print(("dry run: nothing written to " if args.dry_run else "imported into ") + target)
+    return EXIT_OK
+
+
+def _store_directory(args: argparse.Namespace) -> dict[str, tuple[list[Rule], list[Rule]]] | int:
+    """:func:`import_directory` of ``args.path`` into ``args.into``, or the exit code of its
+    failure (reported)."""
+    from salesauthz.errors import AuditError, PolicyError, StorageError
+
+    try:
+        return import_directory(args.path, args.into, dry_run=args.dry_run, actor=args.actor)
+    except PolicyError as exc:
+        for issue in exc.issues:
+            print(str(issue), file=sys.stderr)
+        _error(f"{len(exc.issues)} problem(s) in {args.path}; nothing was imported")
+        return EXIT_FINDINGS
+    except (StorageError, AuditError) as exc:  # AuditError: a malformed key, a tampered trail
+        _error(f"{exc}; nothing was imported" if isinstance(exc, AuditError) else str(exc))
+        return EXIT_USAGE
+
+
+def _diff_json(args: argparse.Namespace, diff: dict[str, tuple[list[Rule], list[Rule]]]) -> dict[str, Any]:
+    from salesauthz.adapters import mask_url
+
+    return {
+        "into": mask_url(args.into), "dry_run": args.dry_run,
+        "domains": {d: {"added": [list(r) for r in a], "removed": [list(r) for r in rm]}
+                    for d, (a, rm) in diff.items()},
+    }
+
+
+def _cmd_import_casbin(args: argparse.Namespace) -> int:
+    from salesauthz.adapters import mask_url
+    from salesauthz.casbin import import_policy
+    from salesauthz.errors import PolicyError, StorageError
+
+    model, policy = args.from_casbin
+    target = Path(args.path)
+    shown_policy = mask_url(policy)
+    for path, what in ((model, "model"), *(() if policy.startswith("casbin+") else ((policy, "policy"),))):
+        if not Path(path).is_file():
+            _error(f"the Casbin {what} {path} is not a file")
+            return EXIT_USAGE
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        _error(f"{target} already exists and is not an empty directory; nothing written")
+        return EXIT_USAGE
+    try:
+        result = import_policy(model, policy, default_domain=args.default_domain,
+                               wildcard_domains=args.wildcard_domains, compare_limit=args.compare_limit,
+                               compare_seconds=args.compare_seconds or None)
+    except PolicyError as exc:
+        for issue in exc.issues:
+            print(str(issue), file=sys.stderr)
+        _error(f"cannot translate {model} + {shown_policy}; nothing written")
+        return EXIT_FINDINGS
+    except StorageError as exc:
+        _error(str(exc))
+        return EXIT_USAGE
+    try:
+        written = result.write(target)
+    except OSError as exc:
+        _error(f"cannot write {target}: {exc}; nothing written")
+        return EXIT_USAGE
+    report: dict[str, Any] = {**result.to_json(), "written": [str(f) for f in written]}
+    if args.format == "text":
+        for line in result.report():
+            print(line)
+        print(f"wrote {target} ({', '.join(f.name for f in written)})")
+    if args.into is not None:
+        args.path = str(target)
+        diff = _store_directory(args)
+        if isinstance(diff, int):
+            return diff
+        report["import"] = _diff_json(args, diff)
+        if args.format == "text":
+            changed = sum(len(a) + len(r) for a, r in diff.values())
+            print(("dry run: would change " if args.dry_run else "imported into ")
+                  + f"{mask_url(args.into)} ({changed} rule change(s))")
+    if args.format == "json":
+        print(json.dumps(report, ensure_ascii=False, indent=2))
     return EXIT_OK
 
 
@@ -150,10 +232,17 @@ def document_yaml(document: Any) -> str:
 def export_domains(url: str, domains: list[str], directory: str | Path) -> list[Path]:
     """Write each domain of the store at ``url`` as a policy document into ``directory``.
 
-    Raises :class:`LookupError` naming a domain the store does not hold (nothing is written), or
-    :class:`~salesauthz.errors.StorageError`.
+    All or nothing: the rules are read and validated and every file is written into a temporary
+    directory first; only then are the files moved into ``directory``. Raises
+    :class:`LookupError` naming a domain the store does not hold,
+    :class:`~salesauthz.errors.PolicyError` when the store holds malformed or inconsistent rules
+    for them, :class:`~salesauthz.errors.StorageError`, or :class:`OSError` — in each case having
+    written nothing.
     """
-    from salesauthz.adapters import open_adapter
+    from pydantic import ValidationError
+
+    from salesauthz.adapters import mask_url, open_adapter
+    from salesauthz.errors import PolicyError, PolicyIssue
     from salesauthz.models import decompile_rules
     from salesauthz.models.loader import bundled_model_text
 
@@ -162,33 +251,79 @@ def export_domains(url: str, domains: list[str], directory: str | Path) -> list[
         rules = store.load(domains)
     finally:
         store.close()
+    # Shape only: an inconsistent store (a dangling reference …) is still exported, so that it
+    # can be reviewed and repaired; a malformed rule cannot be written as a document at all.
+    malformed = [PolicyIssue(f"{problem}: {rule!r}", mask_url(url), code="SA100")
+                 for rule in rules if (problem := check_rule(rule)) is not None]
+    if malformed:
+        raise PolicyError(malformed)
     found = {domain_of(r) for r in rules}
     missing = [d for d in domains if d not in found]
     if missing:
         raise LookupError(", ".join(repr(d) for d in missing))
+    try:
+        documents = decompile_rules(rules)
+    except ValidationError as exc:
+        raise PolicyError([PolicyIssue(f"cannot write the rules as a policy document: {error['msg']}",
+                                       mask_url(url), code="SA100") for error in exc.errors()]) from None
+    files = {document_file_name(d.domain): document_yaml(d) for d in documents}
     target = Path(directory)
-    target.mkdir(parents=True, exist_ok=True)
-    written = []
-    model = target / "model.conf"
-    if not model.exists():
-        model.write_text(bundled_model_text(), encoding="utf-8")
-        written.append(model)
-    for document in decompile_rules(rules):
-        file = target / document_file_name(document.domain)
-        file.write_text(document_yaml(document), encoding="utf-8")
-        written.append(file)
-    return written
+    if target.exists() and not target.is_dir():
+        raise NotADirectoryError(f"{target} is not a directory")
+    if not (target / "model.conf").exists():
+        files = {"model.conf": bundled_model_text(), **files}
+    target.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}.export.", dir=target.parent))
+    try:
+        for name, text in files.items():
+            (scratch / name).write_text(text, encoding="utf-8")
+        if not target.exists():
+            scratch.rename(target)
+        else:
+            for name in files:
+                os.replace(scratch / name, target / name)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return [target / name for name in files]
+
+
+def _foreign_hint(url: str) -> str:
+    """A hint when a ``casbin+`` store holds another Casbin application's rows."""
+    if not url.startswith("casbin+"):
+        return ""
+    from salesauthz.adapters.casbin_compat import CasbinRuleAdapter
+    from salesauthz.errors import StorageError
+
+    store: CasbinRuleAdapter | None = None
+    try:
+        store = CasbinRuleAdapter(url[len("casbin+"):], create=False)
+        count = len(store.foreign_rows())
+    except StorageError:  # only a hint: it must not hide the error being reported
+        return ""
+    finally:
+        if store is not None:
+            store.close()
+    if not count:
+        return ""
+    return (f" (its table holds {count} row(s) of another Casbin application, which salesauthz "
+            "ignores; translate them with `salesauthz import --from-casbin MODEL.conf URL DIR`)")
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
     from salesauthz.adapters import mask_url
-    from salesauthz.errors import StorageError
+    from salesauthz.errors import PolicyError, StorageError
 
     domains = list(dict.fromkeys(args.domain))
     try:
         written = export_domains(args.url, domains, args.to)
     except LookupError as exc:
-        _error(f"no rules for domain {exc.args[0]} in {mask_url(args.url)}; nothing written")
+        _error(f"no rules for domain {exc.args[0]} in {mask_url(args.url)}; nothing written"
+               + _foreign_hint(args.url))
+        return EXIT_USAGE
+    except PolicyError as exc:
+        for issue in exc.issues:
+            print(str(issue), file=sys.stderr)
+        _error(f"{mask_url(args.url)} holds rules that are not a valid salesauthz policy; nothing written")
         return EXIT_USAGE
     except StorageError as exc:
         _error(str(exc))
@@ -204,13 +339,30 @@ def _cmd_export(args: argparse.Namespace) -> int:
 def register(commands: argparse._SubParsersAction[Any]) -> None:
     """Add this module's subcommands to the ``salesauthz`` parser."""
     importer = commands.add_parser(
-        "import", help="validate a policy directory and write it into a store, in one transaction")
-    importer.add_argument("path", metavar="PATH", help="the policy directory (e.g. policies/)")
-    importer.add_argument("--into", required=True, metavar="URL",
+        "import", help="validate a policy directory and write it into a store, in one transaction; "
+                       "or translate a Casbin policy into a policy directory (--from-casbin)")
+    importer.add_argument("path", metavar="PATH",
+                          help="the policy directory (e.g. policies/); with --from-casbin, the new "
+                               "directory to write")
+    importer.add_argument("--into", metavar="URL",
                           help="the store: sqlite:///salesauthz.db, postgresql://…, casbin+<url>")
     importer.add_argument("--dry-run", action="store_true", help="print the rule diff; write nothing")
     importer.add_argument("--actor", default=None, help="who to name in the audit trail")
     importer.add_argument("--format", choices=("text", "json"), default="text")
+    casbin = importer.add_argument_group("translating a Casbin policy")
+    casbin.add_argument("--from-casbin", nargs=2, metavar=("MODEL", "POLICY"), default=None,
+                        help="a Casbin model.conf and its policy: a CSV file, or casbin+<url> (the "
+                             "rows of another application in a casbin_rule table)")
+    casbin.add_argument("--default-domain", default="default", metavar="NAME",
+                        help="the domain of a Casbin model without domains (default: default)")
+    casbin.add_argument("--wildcard-domains", action="store_true",
+                        help="read a role assignment in domain '*' as one in every domain (your "
+                             "application registers a domain matching function)")
+    casbin.add_argument("--compare-limit", type=int, default=10_000, metavar="N",
+                        help="decide at most N requests in both engines to find differences: all, or "
+                             "a sample spread over all (0: skip; default 10000)")
+    casbin.add_argument("--compare-seconds", type=float, default=60.0, metavar="S",
+                        help="stop comparing after S seconds (0: no time limit; default 60)")
     importer.set_defaults(handler=_cmd_import)
 
     exporter = commands.add_parser("export", help="write domains of a store back as policy files")
