@@ -22,10 +22,8 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import hashlib
 import json
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -34,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from salesauthz._rules import Rule, check_rule, domain_of
+from salesauthz.models.write import document_file_name, document_yaml
 
 __all__ = ["document_file_name", "export_domains", "import_directory", "register"]
 
@@ -41,7 +40,6 @@ EXIT_OK = 0
 EXIT_FINDINGS = 1
 EXIT_USAGE = 2
 
-_PLAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,80}$")
 
 
 def _error(message: str) -> None:
@@ -212,21 +210,6 @@ def _cmd_import_casbin(args: argparse.Namespace) -> int:
 
 
 # -- export ---------------------------------------------------------------------------------
-
-
-def document_file_name(domain: str) -> str:
-    """A safe file name for a domain's document (the document itself carries the real name)."""
-    if _PLAIN_NAME.match(domain) and not domain.endswith((".test", ".test.yaml")):
-        return f"{domain}.yaml"
-    return "domain-" + hashlib.sha256(domain.encode("utf-8")).hexdigest()[:12] + ".yaml"
-
-
-def document_yaml(document: Any) -> str:
-    import yaml
-
-    data = document.model_dump(mode="json", by_alias=True, exclude_none=True, exclude_defaults=True)
-    body = yaml.safe_dump(data, allow_unicode=True, sort_keys=False, width=1_000_000)
-    return "# Exported by `salesauthz export`; `salesauthz import` restores it exactly.\n" + body
 
 
 def export_domains(url: str, domains: list[str], directory: str | Path) -> list[Path]:
