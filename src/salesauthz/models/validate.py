@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from pydantic import ValidationError
 
@@ -26,7 +26,8 @@ from .documents import (
     RoleDocument,
 )
 
-__all__ = ["SourcedDocument", "issues_from_validation_error", "validate_documents", "validate_rules"]
+__all__ = ["SINGLE_VALUED", "SourcedDocument", "issues_from_validation_error", "single_valued_key",
+           "stored_rule_issues", "validate_documents", "validate_rules"]
 
 
 @dataclass(slots=True)
@@ -313,8 +314,7 @@ def validate_rules(rules: Sequence[Rule]) -> None:
     inconsistent; the problems name the offending rules."""
     from .compile import decompile_rules
 
-    issues = [PolicyIssue(f"{p}: {r!r}", code="SA100") for r in rules
-              if (p := R.check_rule(r)) is not None]
+    issues = stored_rule_issues(rules)
     if issues:
         raise PolicyError(issues)
     registered = {(r[1], r[2]) for r in rules if r[0] == R.ACCOUNT}
@@ -338,3 +338,60 @@ def validate_rules(rules: Sequence[Rule]) -> None:
     problems = validate_documents([SourcedDocument(d) for d in documents])
     if problems:
         raise PolicyError(problems)
+
+
+SINGLE_VALUED: Final[dict[str, str]] = {R.ACCOUNT: "status", R.MEMBERSHIP: "department",
+                                        R.PARENT: "parent account"}
+"""The rule types that state a single-valued fact of an account: at most one rule of each type
+per account and domain (its status, its main department, its parent account)."""
+
+
+def single_valued_key(rule: Rule) -> tuple[str, str, str] | None:
+    """``(ptype, domain, account)`` for a rule stating a single-valued fact, else ``None``."""
+    if rule[0] not in SINGLE_VALUED:
+        return None
+    return rule[0], rule[1 + R.DOMAIN_FIELD[rule[0]]], rule[1]
+
+
+def stored_rule_issues(rules: Iterable[Rule], source: str | None = None) -> list[PolicyIssue]:
+    """Every invariant that rules held in a store must keep, broken by ``rules`` — one domain's
+    rules as loaded, or the rules a write would leave for the accounts it touches. Empty when
+    they keep them all. Each issue names the offending rules (and ``source``, the store):
+
+    * **SA100** a malformed rule (:func:`salesauthz._rules.check_rule`) — among them a stored
+      row with a ``NULL`` (missing) value, e.g. a ``p`` row written by a Casbin adapter without
+      the expiry (``""`` means "never expires"; a missing value is not that);
+    * **SA115** a single-valued fact stated twice: two statuses (``p3``), two departments
+      (``g3``) or two parent accounts (``g4``) for one account of one domain. Which one holds
+      is unknowable, so neither may be used ("last row wins" could bring back an account an
+      administrator deactivated).
+
+    The load path of the :class:`~salesauthz.Authorizer` refuses a domain with any of these (it
+    stays closed: every check there denies) and every store's write path refuses a change that
+    would create one.
+    """
+    issues: list[PolicyIssue] = []
+    facts: dict[tuple[str, str, str], list[Rule]] = {}
+    for rule in rules:
+        problem = R.check_rule(rule)
+        if problem is not None:
+            hint = None
+            if isinstance(rule, tuple) and None in rule:
+                problem = f"a stored value is missing (NULL): {problem}"
+                if rule[:1] == (R.PERMISSION,) and len(rule) == 1 + R.ARITY[R.PERMISSION] \
+                        and rule[-1] is None and None not in rule[:-1]:
+                    hint = ("a 'p' rule has six values; write the expiry as '' (never expires) "
+                            "instead of leaving it out")
+            issues.append(PolicyIssue(f"{problem}: {rule!r}", source, code="SA100", hint=hint))
+            continue
+        key = single_valued_key(rule)
+        if key is not None:
+            facts.setdefault(key, []).append(rule)
+    for (ptype, domain, account), stated in facts.items():
+        distinct = sorted(set(stated))
+        if len(distinct) > 1:
+            issues.append(PolicyIssue(
+                f"account {account!r} of domain {domain!r} has {len(distinct)} {SINGLE_VALUED[ptype]} "
+                f"rules, and may have only one: {', '.join(repr(r) for r in distinct)}", source,
+                code="SA115", hint="remove all but one of them (in one change)"))
+    return issues
