@@ -30,4 +30,8 @@ class TestMemoryAdapter(AdapterSuite):
         other = MemoryAdapter(audit_key=keys)
         other._lock, other._rules, other._audit, other._anchors = (
             store._lock, store._rules, store._audit, store._anchors)
+        other._versions, other._log, other._facts = store._versions, store._log, store._facts
         return other
+
+    def with_log_retention(self, store: Adapter, retention: int) -> Adapter:
+        return MemoryAdapter(log_retention=retention)

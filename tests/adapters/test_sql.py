@@ -35,6 +35,11 @@ class SQLSuite(AdapterSuite):
     def shared_url(self) -> str | None:
         return self.url
 
+    def with_log_retention(self, store: Adapter, retention: int) -> Adapter:
+        other = SQLAdapter(self.url, log_retention=retention)
+        self.opened.append(other)
+        return other
+
     @pytest.fixture(autouse=True)
     def _close_reopened(self) -> Iterator[None]:
         self.opened: list[SQLAdapter] = []

@@ -10,13 +10,13 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from typing import Protocol, runtime_checkable
 
 from salesauthz.adapters.base import mask_url
-from salesauthz.errors import StorageError
+from salesauthz.errors import PolicyError, StorageError
 
-__all__ = ["Channel", "Deadlines", "Follower", "Versioned", "Watcher", "decode", "encode",
+__all__ = ["Channel", "Deadlines", "Follower", "Incremental", "Versioned", "Watcher", "decode", "encode",
            "require_versioned", "snapshot_versions"]
 
 logger = logging.getLogger("salesauthz.watch")
@@ -43,6 +43,21 @@ class Follower(Protocol):
 
     def suspend(self, domains: Collection[str]) -> None:
         """Deny every check in ``domains`` until they are reloaded."""
+        ...
+
+
+@runtime_checkable
+class Incremental(Protocol):
+    """An optional follower capability (an :class:`~salesauthz.Authorizer` has it): catch up with
+    the store by applying its change log — what changed, not the whole domain. A watcher uses it
+    instead of :meth:`Follower.reload` when the follower has it.
+
+    A :class:`~salesauthz.errors.PolicyError` from it means a domain was refused (its stored
+    rules break an invariant) and is closed: it denies, so it is not stale."""
+
+    def catch_up(self, versions: Mapping[str, int], *, reopen: bool = False) -> None:
+        """Bring each domain of ``versions`` to at least that store version; with ``reopen``,
+        open every suspended domain afterwards."""
         ...
 
 
@@ -345,7 +360,12 @@ class Watcher:
         try:
             # Done before the guard needs to act (see _margin), whatever the store does.
             with self._store_deadline(self._confirmed + self.staleness - self._margin):
-                self._follower.reload(domains)
+                if isinstance(self._follower, Incremental):
+                    self._follower.catch_up({d: versions.get(d, 0) for d in domains})
+                else:
+                    self._follower.reload(domains)
+        except PolicyError as exc:
+            self._refused(exc)  # those domains are closed: denying is not being stale
         except Exception as exc:
             with self._lock:
                 self._pending.update(domains)
@@ -370,7 +390,12 @@ class Watcher:
         try:
             # What is reloaded is fresh as of `started`; it may be served until started + bound.
             with self._store_deadline(started + self.staleness - self._margin):
-                self._follower.reload()
+                if isinstance(self._follower, Incremental):
+                    self._follower.catch_up(versions, reopen=True)
+                else:
+                    self._follower.reload()
+        except PolicyError as exc:
+            self._refused(exc)
         except Exception as exc:
             self._incident("store", f"cannot reload the rules from the store: {exc}")
             return False
@@ -420,6 +445,11 @@ class Watcher:
                      overdue, self.staleness, self.url, len(domains))
 
     # -- logging -----------------------------------------------------------------------------
+
+    def _refused(self, error: PolicyError) -> None:
+        # The follower has logged the rows (at each load); say once that the watcher goes on.
+        self._incident("refused", f"the store holds rules that break an invariant; the domains "
+                       f"concerned stay closed until they are repaired ({len(error.issues)} problem(s))")
 
     def _incident(self, kind: str, message: str) -> None:
         # Once per incident, not once per retry.
