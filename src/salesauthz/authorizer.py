@@ -218,8 +218,8 @@ class Authorizer(FieldAccess):
         """Bring each domain of ``versions`` (``{domain: store version}``) to at least that
         version: by applying the store's change log to the rules held — the way a change made
         here is applied — or, where the log cannot bridge the gap (pruned, a write made outside
-        salesauthz, a domain not held yet), by reloading the domain. With ``reopen``, every held
-        domain is open again afterwards (a watcher resuming after a suspension).
+        salesauthz, a domain not held yet), by reloading the domain. With ``reopen``, those
+        domains are open again afterwards if suspended (a watcher resuming after a suspension).
 
         Raises like :meth:`reload` (the other domains are brought up to date first)."""
         behind: list[str] = []
@@ -234,11 +234,12 @@ class Authorizer(FieldAccess):
         finally:
             if reopen:
                 with self._write_lock:
-                    for name in list(self._suspended):
-                        self._suspended.discard(name)
-                        state = self._states.get(name)
-                        if state is not None:
-                            self._publish(name, state)
+                    for name in versions:
+                        if name in self._suspended:
+                            self._suspended.discard(name)
+                            state = self._states.get(name)
+                            if state is not None:
+                                self._publish(name, state)
 
     def _advance(self, name: str, target: int) -> bool:
         """Apply the change log of ``name`` up to the store's version (at least ``target``);

@@ -31,10 +31,19 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from salesauthz.adapters.base import mask_url
 from salesauthz.errors import StorageError
 
-from ._core import Channel, Deadlines, Follower, Versioned, Watcher, require_versioned, snapshot_versions
+from ._core import (
+    Channel,
+    Deadlines,
+    Follower,
+    Incremental,
+    Versioned,
+    Watcher,
+    require_versioned,
+    snapshot_versions,
+)
 
-__all__ = ["Deadlines", "Follower", "Versioned", "WatchedFollower", "Watcher", "snapshot_versions",
-           "start_watcher"]
+__all__ = ["Deadlines", "Follower", "Incremental", "Versioned", "WatchedFollower", "Watcher",
+           "snapshot_versions", "start_watcher"]
 
 DEFAULT_STALENESS = 5.0
 DEFAULT_CHANNEL = "salesauthz"
