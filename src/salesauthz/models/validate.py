@@ -346,6 +346,17 @@ SINGLE_VALUED: Final[dict[str, str]] = {R.ACCOUNT: "status", R.MEMBERSHIP: "depa
 per account and domain (its status, its main department, its parent account)."""
 
 
+# Rule types whose values check_rule only requires to be non-empty text without NUL or lone
+# surrogates (and, for p3, a known status): what the fast screen of stored_rule_issues accepts.
+_PLAIN_WIDTH: Final[dict[str, int]] = {
+    ptype: 1 + R.ARITY[ptype]
+    for ptype in (R.VOCABULARY, R.ACCOUNT, R.ROLE, R.ROLE_LINK, R.DEPARTMENT, R.MEMBERSHIP, R.PARENT, R.FIELD)
+}
+
+
+_FACT_DOMAIN: Final[dict[str, int]] = {ptype: 1 + R.DOMAIN_FIELD[ptype] for ptype in SINGLE_VALUED}
+
+
 def single_valued_key(rule: Rule) -> tuple[str, str, str] | None:
     """``(ptype, domain, account)`` for a rule stating a single-valued fact, else ``None``."""
     if rule[0] not in SINGLE_VALUED:
@@ -371,9 +382,18 @@ def stored_rule_issues(rules: Iterable[Rule], source: str | None = None) -> list
     would create one.
     """
     issues: list[PolicyIssue] = []
-    facts: dict[tuple[str, str, str], list[Rule]] = {}
+    first: dict[tuple[str, str, str], Rule] = {}  # each single-valued fact -> its first rule
+    doubled: dict[tuple[str, str, str], set[Rule]] = {}
     for rule in rules:
-        problem = R.check_rule(rule)
+        # The common shapes are screened with a few C-level tests (a load reads millions of
+        # rules); anything else gets the full check.
+        ptype = rule[0] if type(rule) is tuple and rule else None
+        if ptype in _PLAIN_WIDTH and len(rule) == _PLAIN_WIDTH[ptype] and None not in rule \
+                and "" not in rule and (ptype != R.ACCOUNT or rule[3] in R.STATUSES):
+            joined = "".join(rule)
+            problem = None if joined.isascii() and "\x00" not in joined else R.check_rule(rule)
+        else:
+            problem = R.check_rule(rule)
         if problem is not None:
             hint = None
             if isinstance(rule, tuple) and None in rule:
@@ -384,14 +404,16 @@ def stored_rule_issues(rules: Iterable[Rule], source: str | None = None) -> list
                             "instead of leaving it out")
             issues.append(PolicyIssue(f"{problem}: {rule!r}", source, code="SA100", hint=hint))
             continue
-        key = single_valued_key(rule)
-        if key is not None:
-            facts.setdefault(key, []).append(rule)
-    for (ptype, domain, account), stated in facts.items():
-        distinct = sorted(set(stated))
-        if len(distinct) > 1:
-            issues.append(PolicyIssue(
-                f"account {account!r} of domain {domain!r} has {len(distinct)} {SINGLE_VALUED[ptype]} "
-                f"rules, and may have only one: {', '.join(repr(r) for r in distinct)}", source,
-                code="SA115", hint="remove all but one of them (in one change)"))
+        position = _FACT_DOMAIN.get(rule[0])
+        if position is not None:
+            key = (rule[0], rule[position], rule[1])
+            held = first.setdefault(key, rule)
+            if held != rule:
+                doubled.setdefault(key, {held}).add(rule)
+    for (ptype, domain, account), stated in doubled.items():
+        distinct = sorted(stated)
+        issues.append(PolicyIssue(
+            f"account {account!r} of domain {domain!r} has {len(distinct)} {SINGLE_VALUED[ptype]} "
+            f"rules, and may have only one: {', '.join(repr(r) for r in distinct)}", source,
+            code="SA115", hint="remove all but one of them (in one change)"))
     return issues
