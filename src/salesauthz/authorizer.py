@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import random
 import sys
 import threading
 import time
@@ -506,7 +507,10 @@ class Authorizer(FieldAccess):
                         raise ConflictError(domain, expected=version, actual=conflict.actual,
                                             attempts=attempts, url=self._store.url) from None
                     actual = conflict.actual if conflict.actual is not None else version + 1
-            try:  # outside the lock: checks and this process's other writers go on meanwhile
+            # A short random pause, so that two processes that keep meeting each other's
+            # changes fall out of step; then, outside the lock (checks go on), catch up.
+            time.sleep(random.uniform(0.0, 0.005 * attempts))
+            try:
                 self.catch_up({domain: actual})
             except PolicyError:
                 continue  # closed now: the next attempt says so
