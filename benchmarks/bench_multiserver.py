@@ -11,19 +11,23 @@ Parts (each can be run alone with ``--only``):
    one account's roles at a steady rate. The follower reports its own CPU time (user + system)
    over the run, minus what it burns idle over the same time (heartbeats): divided by the number
    of changes, that is what one change made elsewhere costs every other process.
-2. ``propagation`` — **four processes, 1M rules over 16 tenants.** Three followers load every
-   tenant; one writer process (this one) makes changes at a steady rate, round-robin over the
-   tenants, each a grant or a revoke of one account's role whose effect a follower can observe
-   with ``check``. Each follower busy-polls the decision the last change flips and reports when
-   it flipped: propagation = flip time - commit time. Reported: p50/p99/max, changes a follower
-   never saw (missed), and the watchers' deny-all suspensions.
+2. ``propagation`` — **four processes, 1M rules over 16 tenants** (``orggen``). Three
+   followers load every tenant; one writer process (this one, holding no tenant itself) makes
+   changes at a steady rate (``--rate``), round-robin over the tenants, each giving or taking one
+   account's ``sales_ops`` role, which a follower observes with ``check``. Each follower is armed
+   before the commit, busy-polls the decision and reports when it flipped: propagation = flip
+   time - the moment the writer called ``apply_changes`` (commit included). Reported:
+   p50/p99/max, changes a follower never saw within 5 s (missed), and the watchers' deny-all
+   and single-domain suspensions.
 3. ``conflicts`` — **two processes making conflicting administrative changes** for ``--seconds``
-   (default 20) through ``authz.admin(...)``: assigning and unassigning the managing role of the
-   actors, granting, moving, freezing and unfreezing accounts, all in one tenant. Afterwards the
-   audit trail is replayed: each committed record's rules are applied in order to an in-memory
-   copy of the store, and the operation is decided again on the rules *as they were just before
-   that commit* (the delegation rules). Reported: commits, conflicts retried, refusals, illegal
-   commits (must be 0), contradictory facts (must be 0), audit records vs committed changes.
+   (default 20) through ``authz.admin(...)`` on the sample organisation: taking and giving back
+   mgr_east's role, freezing it, granting, revoking, moving and freezing its reports
+   (``tests/adapters/_stress.py``). Afterwards the audit trail is replayed: each committed
+   operation is decided again on the rules *as they were just before it committed*. Reported:
+   commits, compare-and-set failures (decided again), operations given up after the retries,
+   refusals, illegal commits (must be 0), store states with a doubled fact (must be 0), whether
+   the audit records are exactly the committed changes. Run once more with the compare-and-set
+   switched off (``without_cas``: what a process did before this release) for comparison.
 
 Writes the results as JSON (``--out``) and a PNG plot next to it (``--plot``). Needs PostgreSQL
 (127.0.0.1:5432, database ``test``) and Redis (127.0.0.1:6379).
@@ -47,6 +51,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE.parent / "src"))
 
 from salesauthz import Authorizer  # noqa: E402
@@ -172,6 +177,103 @@ def cpu_per_change(rules_per_tenant: int, changes: int, rate: float) -> dict[str
 _DOMAIN_AT = {"p": 1, "p2": 0, "p3": 1, "p4": 1, "g": 2, "g2": 2, "g3": 2, "g4": 2, "p5": 1, "p6": 0}
 
 
+# -- 2. propagation to three followers -----------------------------------------------------------
+
+
+def propagation(target_rules: int, changes: int, rate: float) -> dict[str, Any]:
+    from orggen import generate
+    from tests.adapters._stress import run_propagation
+
+    org = generate(target_rules)
+    rules = list(dict.fromkeys(org.rules))
+    # Per tenant, a junior rep with no other role: it may delete customers only with sales_ops.
+    probes = [(d, next(a for a in org.top_level_active[d] if org.roles_of[(d, a)] == ["junior_rep"]))
+              for d in org.domains]
+    with pg_schema() as url:
+        started = time.monotonic()
+        seed(url, rules)
+        print(f"propagation: {len(rules):,} rules written in {time.monotonic() - started:.0f} s", flush=True)
+        watch = f"{REDIS}?channel=bench_prop_{uuid.uuid4().hex[:8]}"
+        result = run_propagation(url, watch, probes, followers=3, changes=changes, rate=rate)
+    summary = result.summary()
+    summary["rules"] = len(rules)
+    summary["tenants"] = len(org.domains)
+    summary["latencies_ms"] = [round(1000 * x, 3) for x in result.latencies]
+    return summary
+
+
+# -- 3. conflicting administrators ---------------------------------------------------------------
+
+
+def conflicts(seconds: float, *, without_cas: bool) -> dict[str, Any]:
+    from tests.adapters._stress import run_conflicts
+
+    from salesauthz.models.loader import load_directory
+
+    with pg_schema() as url:
+        seed(url, list(load_directory(HERE.parent / "policies").rules))
+        watch = f"{REDIS}?channel=bench_conf_{uuid.uuid4().hex[:8]}"
+        result = run_conflicts(url, watch, seconds, without_cas=without_cas)
+    return {"compare_and_set": not without_cas, **result.summary()}
+
+
+# -- output ---------------------------------------------------------------------------------------
+
+
+def plot(result: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (left, middle, right) = plt.subplots(1, 3, figsize=(15, 4.4))
+    cpu = result.get("cpu") or {}
+    if cpu:
+        runs = [label for label in ("before", "after") if cpu.get(label)]
+        sizes = [row["rules_per_tenant"] for row in cpu[runs[0]]]
+        width = 0.8 / len(runs)
+        for i, label in enumerate(runs):
+            values = [row["cpu_ms_per_change"] for row in cpu[label]]
+            name = "whole-tenant reload (before)" if label == "before" else "change log (after)"
+            bars = left.bar([x + i * width for x in range(len(sizes))], values, width, label=name,
+                            color="tab:gray" if label == "before" else "tab:blue")
+            left.bar_label(bars, labels=[f"{v:.1f}" for v in values], fontsize=8)
+        left.set_xticks([x + width * (len(runs) - 1) / 2 for x in range(len(sizes))],
+                        [f"{s:,} rules/tenant" for s in sizes])
+        left.set_ylabel("follower CPU ms per remote change")
+        left.set_yscale("log")
+        left.set_title("What one change elsewhere costs a follower")
+        left.legend(fontsize=8)
+    prop = result.get("propagation")
+    if prop:
+        ordered = sorted(prop["latencies_ms"])
+        middle.plot(ordered, [(i + 1) / len(ordered) for i in range(len(ordered))], color="tab:blue")
+        middle.axvline(1000, color="tab:red", linestyle="--", linewidth=1, label="target p99: 1 s")
+        middle.set_xscale("log")
+        middle.set_xlabel("commit in the writer → check flips in a follower (ms)")
+        middle.set_ylabel("fraction of (change, follower)")
+        middle.set_title(f"4 processes, {prop['rules']:,} rules / {prop['tenants']} tenants:\n"
+                         f"p50 {prop['p50_ms']} ms, p99 {prop['p99_ms']} ms, {prop['missed']} missed, "
+                         f"{prop['deny_all_suspensions']} suspensions", fontsize=9)
+        middle.grid(True, alpha=0.3)
+        middle.legend(fontsize=8)
+    runs = result.get("conflicts") or []
+    if runs:
+        labels = ["without\ncompare-and-set" if not r["compare_and_set"] else "with\ncompare-and-set"
+                  for r in runs]
+        committed = [r.get("committed", 0) for r in runs]
+        illegal = [r["illegal_commits"] for r in runs]
+        positions = range(len(runs))
+        right.bar([x - 0.2 for x in positions], committed, 0.4, label="committed", color="tab:blue")
+        bars = right.bar([x + 0.2 for x in positions], illegal, 0.4, label="illegal commits", color="tab:red")
+        right.bar_label(bars, labels=[str(v) for v in illegal])
+        right.set_xticks(list(positions), labels)
+        right.set_title(f"2 processes, conflicting administration for {runs[0]['seconds']:g} s", fontsize=9)
+        right.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--out", type=Path, required=True, help="JSON file for the results")
@@ -179,14 +281,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", choices=("cpu", "propagation", "conflicts"), action="append")
     parser.add_argument("--cpu-changes", type=int, default=30)
     parser.add_argument("--cpu-rate", type=float, default=2.0)
-    parser.add_argument("--label", default="", help="a note stored with the results (e.g. 'before')")
+    parser.add_argument("--baseline", type=Path,
+                        help="the JSON of a --only cpu run of the previous release, shown as 'before'")
+    parser.add_argument("--rules", type=int, default=1_000_000, help="rules for the propagation run")
+    parser.add_argument("--changes", type=int, default=300, help="changes in the propagation run")
+    parser.add_argument("--rate", type=float, default=5.0, help="changes per second in the propagation run")
+    parser.add_argument("--seconds", type=float, default=20.0, help="length of each conflicts run")
     args = parser.parse_args(argv)
     parts = args.only or ["cpu", "propagation", "conflicts"]
-    result: dict[str, Any] = {
-        "label": args.label,
-        "machine": {"python": platform.python_version(), "platform": platform.platform(),
-                    "cpus": multiprocessing.cpu_count()},
-    }
+    # A run of some parts updates those parts of an existing results file.
+    result: dict[str, Any] = json.loads(args.out.read_text()) if args.out.exists() and args.only else {}
+    result["machine"] = {"python": platform.python_version(), "platform": platform.platform(),
+                         "cpus": multiprocessing.cpu_count()}
     if "cpu" in parts:
         rows = []
         for size in (20_000, 62_500):
@@ -194,9 +300,22 @@ def main(argv: list[str] | None = None) -> int:
             print(f"cpu: {row['rules_per_tenant']:,} rules/tenant: {row['cpu_ms_per_change']} ms CPU "
                   "per remote change", flush=True)
             rows.append(row)
-        result["cpu"] = rows
+        before = json.loads(args.baseline.read_text())["cpu"] if args.baseline else None
+        result["cpu"] = {"before": before.get("after", before) if isinstance(before, dict) else before,
+                         "after": rows}
+    if "propagation" in parts:
+        result["propagation"] = propagation(args.rules, args.changes, args.rate)
+        print("propagation:", json.dumps({k: v for k, v in result["propagation"].items()
+                                          if k != "latencies_ms"}), flush=True)
+    if "conflicts" in parts:
+        result["conflicts"] = []
+        for without_cas in (True, False):
+            row = conflicts(args.seconds, without_cas=without_cas)
+            print("conflicts:", json.dumps(row), flush=True)
+            result["conflicts"].append(row)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    plot(result, args.plot or args.out.with_suffix(".png"))
     return 0
 
 

@@ -260,7 +260,18 @@ def propagation_follower(pipe: Connection, url: str, watch: str, staleness: floa
     versions = snapshot_versions(store)
     authz = Authorizer(store)
     watcher: Watcher = start_watcher(authz, watch, staleness=staleness, versions=versions)
-    pipe.send(("ready", time.monotonic() - started, len(authz.rules())))
+    suspended_at: list[float] = []  # seconds after this process was ready
+    suspend = authz.suspend
+    ready = time.monotonic()
+
+    def recording(domains: Any) -> None:
+        suspended_at.append(round(time.monotonic() - ready, 2))
+        suspend(domains)
+
+    vars(authz)["suspend"] = recording  # instrumentation only: when did the guard act?
+    # (Not len(authz.rules()): sorting a million rules holds the GIL for seconds, long enough
+    # to stall the watcher's threads past the bound and make the guard suspend this process.)
+    pipe.send(("ready", ready - started, len(authz.domains())))
     cpu_start = _cpu()
     try:
         while True:
@@ -270,7 +281,8 @@ def propagation_follower(pipe: Connection, url: str, watch: str, staleness: floa
             if command[0] == "stats":
                 pipe.send({"suspensions": watcher.suspensions,
                            "domain_suspensions": getattr(watcher, "domain_suspensions", 0),
-                           "cpu_seconds": round(_cpu() - cpu_start, 3)})
+                           "cpu_seconds": round(_cpu() - cpu_start, 3),
+                           "suspended_at": list(suspended_at)})
             elif command[0] == "arm":  # ("arm", domain, account, expected, timeout)
                 _, domain, account, expected, timeout = command
                 pipe.send("armed")
@@ -300,6 +312,7 @@ class PropagationResult:
     missed: int
     follower_stats: list[dict[str, Any]]
     load_seconds: list[float]
+    stats_at_start: list[dict[str, Any]] = field(default_factory=list)  # once all were loaded
 
     def summary(self) -> dict[str, Any]:
         ordered = sorted(self.latencies)
@@ -314,6 +327,9 @@ class PropagationResult:
                 "mean_ms": round(1000 * statistics.fmean(ordered), 2) if ordered else None,
                 "deny_all_suspensions": sum(s["suspensions"] for s in self.follower_stats),
                 "domain_suspensions": sum(s["domain_suspensions"] for s in self.follower_stats),
+                "suspensions_while_loading": sum(s["suspensions"] + s["domain_suspensions"]
+                                                 for s in self.stats_at_start),
+                "suspended_at_s": [s["suspended_at"] for s in self.follower_stats],
                 "follower_cpu_seconds": [s["cpu_seconds"] for s in self.follower_stats],
                 "follower_load_seconds": [round(x, 1) for x in self.load_seconds]}
 
@@ -343,6 +359,10 @@ def run_propagation(url: str, watch: str, probes: Sequence[tuple[str, str]], *, 
                 raise RuntimeError("a follower did not load in time")
             _, took, _ = pipe.recv()
             loads.append(took)
+        at_start = []
+        for pipe in pipes:
+            pipe.send(("stats",))
+            at_start.append(pipe.recv())
         holds: dict[str, bool] = {domain: False for domain, _ in probes}
         # The writer holds no tenant itself: it only commits (and announces) the changes.
         with Authorizer.from_url(url, watch=watch, domains=[], staleness=staleness) as writer:
@@ -382,4 +402,5 @@ def run_propagation(url: str, watch: str, probes: Sequence[tuple[str, str]], *, 
         for process in processes:
             if process.is_alive():
                 process.kill()
-    return PropagationResult(followers, changes, round(achieved, 2), latencies, missed, stats, loads)
+    return PropagationResult(followers, changes, round(achieved, 2), latencies, missed, stats, loads,
+                             at_start)
