@@ -901,3 +901,14 @@ class AdapterSuite:
             authz.apply_changes(removed=[tuple(str(v) for v in rows[0])])
             assert authz.quarantined == {}
             assert authz.check("alice", "read", customer, domain="acme")
+
+    def test_a_row_without_a_domain_is_reported_and_closes_no_domain(self, store: Adapter) -> None:
+        store.apply(sample_rules(), [])
+        row: RawRow = ("g", "rep_e2", "sales_manager", None)
+        tamperer_for(store).insert_rows([row])
+        authz = Authorizer(self.reopen(store))
+        assert list(authz.quarantined) == [""]  # it belongs to no domain it could open
+        assert repr(row) in str(authz.quarantined[""])
+        assert authz.domains() == ["acme", "globex"]
+        assert not authz.check("rep_e2", "read", Record("customer", owner="rep_w1", department="west-1"),
+                               domain="acme")

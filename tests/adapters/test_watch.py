@@ -25,6 +25,7 @@ from tests.conftest import require_service
 from . import _worker
 from ._proxy import Proxy
 from ._services import PG_HOST, PG_PORT, REDIS_HOST, REDIS_PORT, admin_connect, postgres_schema
+from ._tamper import tamperer_for
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -382,6 +383,7 @@ def test_a_domain_that_cannot_catch_up_is_closed_alone(tmp_path: Path, channel: 
     store = SQLAdapter(url)
     follower = HalfBroken(store)
     assert isinstance(follower, Incremental)
+    follower.suspend_errors = [RuntimeError("a follower's bug")]  # the first suspend: retried
     watcher = start_watcher(follower, watch_url("redis", channel), staleness=0.8)
     writer = SQLAdapter(url)
     writer.apply([("p4", "r", "globex"), ("p4", "r", DOMAIN)], [])  # both move; globex is stuck
@@ -390,7 +392,7 @@ def test_a_domain_that_cannot_catch_up_is_closed_alone(tmp_path: Path, channel: 
     writer.apply([("p4", "r2", DOMAIN)], [])
     assert wait_until(lambda: ([DOMAIN], False) in follower.caught_up[1:], 3.0) is not None
     assert follower.suspended == [["globex"]]
-    assert (watcher.suspensions, watcher.domain_suspensions) == (0, 1)
+    assert (watcher.suspensions, watcher.domain_suspensions) == (0, 2)  # the failed one, then it
     assert not watcher.suspended
     follower.broken = False  # globex catches up, and opens again
     assert wait_until(lambda: (["globex"], True) in follower.caught_up, 3.0) is not None
@@ -466,3 +468,28 @@ def test_a_failing_suspend_is_retried(tmp_path: Path, channel: str, caplog: pyte
     assert "could not suspend the rules" in caplog.text
     assert watcher.suspended
     watcher.stop()
+
+
+@pytest.mark.redis
+def test_a_corrupt_write_made_outside_salesauthz_closes_just_that_domain(tmp_path: Path,
+                                                                         channel: str) -> None:
+    url = sqlite_store(tmp_path)
+    dba = SQLAdapter(url)
+    other: list[Rule] = [("p2", "globex", "customer", "read"), ("p3", "g", "globex", "active"),
+                         ("p4", "rep", "globex"), ("g", "g", "rep", "globex"),
+                         ("p", "rep", "globex", "customer", "read", "all", "")]
+    dba.apply(other, [])
+    authz = Authorizer(SQLAdapter(url))
+    watcher = start_watcher(authz, watch_url("redis", channel) + "&heartbeat=0.1", staleness=1.0)
+    doubled: Rule = ("p3", ACCOUNT, DOMAIN, "frozen")  # besides its "active"
+    tamperer_for(dba).insert_rows([doubled])
+    assert wait_until(lambda: DOMAIN in authz.quarantined, 3.0) is not None
+    assert not authz.check(ACCOUNT, "read", RECORD, domain=DOMAIN)
+    time.sleep(1.5)  # past the bound: the watcher goes on, and nothing else is closed
+    assert authz.check("g", "read", RECORD, domain="globex")
+    assert (watcher.suspended, watcher.suspensions, watcher.domain_suspensions) == (False, 0, 0)
+    dba.apply([], [doubled])  # repaired: the domain opens again
+    assert wait_until(lambda: authz.check(ACCOUNT, "read", RECORD, domain=DOMAIN), 3.0) is not None
+    assert authz.quarantined == {}
+    authz.close()
+    dba.close()
