@@ -43,7 +43,7 @@ def test_acceptance_senior_rep_gains_export_at_team(tmp_path: Path,
     assert main(["diff", str(POLICIES), str(new), "--no-color"]) == 0
     out = capsys.readouterr().out
     assert "+ acme  lead_e1  gains customer:export@team" in out
-    assert "1 gain(s), 0 loss(es)" in out
+    assert "1 gain, 0 losses" in out
     assert main(["diff", str(POLICIES), str(new), "--fail-on-gain", "--format", "json"]) == 1
     payload = json.loads(capsys.readouterr().out)
     assert payload["gains"] == 1

@@ -19,6 +19,8 @@ from contextlib import closing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from salesauthz._wording import count
+
 from .storage_commands import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, _default_actor, _error
 
 if TYPE_CHECKING:
@@ -95,10 +97,11 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         }, ensure_ascii=False, indent=2))
     else:
         for domain in domains:
-            print(found[domain] if domain in found else f"{domain}: intact ({counts.get(domain, 0)} records)")
-        against = f", {len(checkpoints)} checkpoint(s)" if checkpoints else ""
-        verdict = f"{len(found)} broken trail(s)" if found else "every trail intact"
-        print(f"{verdict} in {mask_url(args.url)} ({len(domains)} domain(s){against})")
+            print(found[domain] if domain in found
+                  else f"{domain}: intact ({count(counts.get(domain, 0), 'record')})")
+        against = f", {count(len(checkpoints), 'checkpoint')}" if checkpoints else ""
+        verdict = count(len(found), "broken trail") if found else "every trail intact"
+        print(f"{verdict} in {mask_url(args.url)} ({count(len(domains), 'domain')}{against})")
     return EXIT_FINDINGS if found else EXIT_OK
 
 
@@ -127,7 +130,7 @@ def _cmd_checkpoint(args: argparse.Namespace) -> int:
         except OSError as exc:
             _error(f"cannot write {args.output}: {exc.strerror or exc}")
             return EXIT_USAGE
-        print(f"wrote {args.output} ({len(checkpoints)} checkpoint(s))", file=sys.stderr)
+        print(f"wrote {args.output} ({count(len(checkpoints), 'checkpoint')})", file=sys.stderr)
     else:
         sys.stdout.write(text)
     return EXIT_OK

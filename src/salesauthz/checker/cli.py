@@ -15,16 +15,29 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from salesauthz import __version__
+from salesauthz._wording import count
 from salesauthz.errors import UsageError
 
 from .output import Output
 
 if TYPE_CHECKING:
+    from .findings import Finding
+    from .lint import CheckResult
     from .listings import Source
 
 EXIT_OK = 0
 EXIT_FINDINGS = 1
 EXIT_USAGE = 2
+
+
+def _count_option(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or more, not {value}")
+    return value
 
 
 def _output(args: argparse.Namespace) -> Output:
@@ -35,11 +48,16 @@ def _output(args: argparse.Namespace) -> Output:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
+    from .findings import by_code, select
     from .lint import check_directory
 
     out = _output(args)
-    with out.progress("checking", 1) as advance:
-        result = check_directory(args.path, strict=args.strict, progress=advance, target=args.target)
+    with out.progress() as report:
+        result = check_directory(args.path, strict=args.strict, progress=report, target=args.target)
+    limit = args.max_findings if args.max_findings is not None else (
+        TEXT_MAX_FINDINGS if args.format == "text" else 0)
+    shown = select(result.findings, limit)
+    omitted = len(result.findings) - len(shown)
     if args.format == "json":
         out.data({
             "path": result.path,
@@ -47,33 +65,61 @@ def _cmd_check(args: argparse.Namespace) -> int:
             "errors": len(result.errors),
             "warnings": len(result.warnings),
             "suppressed": result.suppressed,
-            "findings": [f.to_json() for f in result.findings],
+            "by_code": {code: n for code, _, n in by_code(result.findings)},
+            "omitted": omitted,
+            "findings": [f.to_json() for f in shown],
         })
     elif args.format == "sarif":
         from .output import sarif_report
 
-        out.data(sarif_report(result.findings, Path.cwd()))
+        out.data(sarif_report(shown, Path.cwd()))
     else:
-        for finding in result.findings:
-            out.finding(finding)
-        if result.loaded is not None:
-            for sourced in result.loaded.documents:
-                doc = sourced.document
-                out.text(f"{doc.domain}: {len(doc.departments)} departments, {len(doc.roles)} roles, "
-                         f"{len(doc.accounts)} accounts ({sourced.file})", style="dim")
-        # Silenced findings are counted on either line, so a suppression is never invisible.
-        suppressed = f" ({result.suppressed} suppressed)" if result.suppressed else ""
-        summary = (f"{len(result.errors)} error(s), {len(result.warnings)} warning(s) in {result.path}"
-                   + suppressed)
-        if not result.findings and result.loaded is not None:
-            out.text(f"ok: {len(result.loaded.documents)} domain(s), {len(result.loaded.rules)} rules, "
-                     f"no findings{suppressed}", style="green")
-        else:
-            out.text(summary, style="bold red" if result.errors else "yellow")
+        _render_check(result, shown, omitted, out)
     if result.unreadable:
         return EXIT_USAGE
     # Warnings are reported but only fail the run under --strict (which makes them errors).
     return EXIT_FINDINGS if result.errors else EXIT_OK
+
+
+TEXT_MAX_FINDINGS = 50
+"""How many findings ``check`` prints by default (text only): enough to act on; a summary by
+code says how many of each there are."""
+
+
+def _render_check(result: CheckResult, shown: list[Finding], omitted: int, out: Output) -> None:
+    from .findings import by_code, title_of
+
+    for finding in shown:
+        out.finding(finding)
+    if omitted:
+        out.text(f"… and {count(omitted, 'more finding')} not shown (--max-findings 0 lists every "
+                 "one; --format json or sarif gives them all)", style="dim")
+    if result.loaded is not None:
+        documents = result.loaded.documents
+        for sourced in documents[:DOMAIN_LINES]:
+            doc = sourced.document
+            out.text(f"{doc.domain}: {count(len(doc.departments), 'department')}, "
+                     f"{count(len(doc.roles), 'role')}, {count(len(doc.accounts), 'account')} "
+                     f"({sourced.file})", style="dim")
+        if len(documents) > DOMAIN_LINES:
+            out.text(f"… and {count(len(documents) - DOMAIN_LINES, 'more domain')}", style="dim")
+    if omitted or len(result.findings) > SUMMARY_FROM:
+        for code, severity, number in by_code(result.findings):
+            out.styled((f"  {code}  ", "bold"), (f"{count(number, severity):>15}", _SEVERITY_STYLE[severity]),
+                       (f"  {title_of(code)}", None))
+    # Silenced findings are counted on either line, so a suppression is never invisible.
+    suppressed = f" ({result.suppressed:,} suppressed)" if result.suppressed else ""
+    if not result.findings and result.loaded is not None:
+        out.text(f"ok: {count(len(result.loaded.documents), 'domain')}, "
+                 f"{count(len(result.loaded.rules), 'rule')}, no findings{suppressed}", style="green")
+    else:
+        out.text(f"{count(len(result.errors), 'error')}, {count(len(result.warnings), 'warning')} in "
+                 f"{result.path}{suppressed}", style="bold red" if result.errors else "yellow")
+
+
+DOMAIN_LINES = 20  # per-domain lines of a check; more domains are counted
+SUMMARY_FROM = 10  # the summary by code is printed from this many findings (or when some are hidden)
+_SEVERITY_STYLE = {"error": "bold red", "warning": "yellow"}
 
 
 # -- test -----------------------------------------------------------------------------------
@@ -84,7 +130,8 @@ def _cmd_test(args: argparse.Namespace) -> int:
 
     out = _output(args)
     try:
-        report = run_tests(args.path, out=out)
+        with out.progress() as progress:
+            report = run_tests(args.path, progress=progress)
     except TestFileError as exc:
         if args.format == "json":
             out.data({"ok": False, "errors": [f.to_json() for f in exc.findings]})
@@ -169,8 +216,9 @@ def _cmd_review(args: argparse.Namespace) -> int:
     out = _output(args)
     try:
         source = open_source(args.path, args.url)
-        with out.progress("reviewing", 1) as advance:
-            review = build_review(source, args.domain, progress=advance)
+        with out.progress() as progress:
+            review = build_review(source, args.domain,
+                                  progress=lambda done, total: progress("reviewing", done, total))
     except UsageError as exc:
         print(f"salesauthz: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -204,6 +252,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="also warn about what that store cannot hold (casbin: names a "
                             "casbin+ store refuses, SA210)")
     check.add_argument("--format", choices=("text", "json", "sarif"), default="text")
+    check.add_argument("--max-findings", type=_count_option, default=None, metavar="N",
+                       help=f"list at most N findings, each code in turn (0: all; default "
+                            f"{TEXT_MAX_FINDINGS} for text, all for json and sarif); a summary by "
+                            "code counts them all")
     check.set_defaults(handler=_cmd_check)
 
     test = commands.add_parser("test", parents=[common], help="run the policy tests (*.test.yaml)")

@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from salesauthz import _engine as engine
 from salesauthz._engine import Snapshot
+from salesauthz._wording import count
 from salesauthz.errors import PolicyError, UsageError
 from salesauthz.models.loader import load_directory
 
@@ -166,5 +167,5 @@ def render_diff(result: DiffResult, out: Output, *, fmt: str = "text") -> None:
         out.styled((f"{sign} ", style), (f"{change.domain}  {change.account}  ", "bold"),
                    (f"{'gains' if change.kind == 'gain' else 'loses'} {change.permission}{was}{now}", style),
                    (f"  [{change.records}]", "dim"))
-    out.text(f"{len(result.gains)} gain(s), {len(result.losses)} loss(es) between {result.old} and "
-             f"{result.new}")
+    out.text(f"{count(len(result.gains), 'gain')}, {count(len(result.losses), 'loss')} between "
+             f"{result.old} and {result.new}")

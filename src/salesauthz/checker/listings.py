@@ -8,6 +8,7 @@ from typing import Any
 
 from salesauthz import _engine as engine
 from salesauthz._engine import Snapshot
+from salesauthz._wording import count
 from salesauthz.errors import UsageError
 from salesauthz.values import Record
 
@@ -150,7 +151,7 @@ def who_can(source: Source, action: str, type: str, *, owner: str | None, depart
         return 0
     out.table(["account", "scope", "capped by parent"],
               [[r["account"], r["scope"], r["capped_by"] or ""] for r in rows],
-              title=f"{len(rows)} account(s) may {target} in {domain}")
+              title=f"{count(len(rows), 'account')} may {target} in {domain}")
     return 0
 
 
@@ -170,5 +171,5 @@ def what_can(source: Source, account: str, *, domain: str, out: Output, fmt: str
         out.text(f"{account} is {info.status}: it may do nothing")
         return 0
     out.table(["permission"], [[r["permission"]] for r in rows],
-              title=f"{account} may do {len(rows)} thing(s) in {domain}")
+              title=f"{account} may do {count(len(rows), 'thing')} in {domain}")
     return 0

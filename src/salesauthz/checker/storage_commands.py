@@ -34,6 +34,9 @@ from pathlib import Path
 from typing import Any
 
 from salesauthz._rules import Rule, check_rule, domain_of
+from salesauthz._wording import count
+
+from .output import Progress
 
 __all__ = ["document_file_name", "export_domains", "import_directory", "register"]
 
@@ -57,28 +60,34 @@ def _rule_text(rule: Rule) -> str:
 
 
 def import_directory(path: str | Path, url: str, *, dry_run: bool = False, actor: str | None = None,
-                     ) -> dict[str, tuple[list[Rule], list[Rule]]]:
+                     progress: Progress | None = None) -> dict[str, tuple[list[Rule], list[Rule]]]:
     """Make the store at ``url`` hold exactly the rules of every domain defined under ``path``.
 
     Returns ``domain → (added, removed)``. Raises :class:`~salesauthz.errors.PolicyError` (the
     directory is invalid; nothing written) or :class:`~salesauthz.errors.StorageError`.
+    ``progress`` hears of the ``loading``, ``validating`` and ``importing`` phases (reading the
+    store, comparing, writing: the write is one transaction).
     """
     from salesauthz.adapters import open_adapter
     from salesauthz.audit import AuditDraft
     from salesauthz.models import load_directory
 
-    policy = load_directory(path)  # validate everything before touching the store
+    report = progress or (lambda phase, done, total: None)
+    policy = load_directory(path, progress=progress)  # validate everything before touching the store
     wanted: dict[str, set[Rule]] = {domain: set() for domain in policy.domains}
     for rule in policy.rules:
         wanted.setdefault(domain_of(rule), set()).add(rule)
+    report("importing", 0, 3)
     store = open_adapter(url)
     try:
         present: dict[str, set[Rule]] = {domain: set() for domain in wanted}
         for rule in store.load(sorted(wanted)):
             present[domain_of(rule)].add(rule)
+        report("importing", 1, 3)
         diff = {domain: (sorted(wanted[domain] - present[domain]), sorted(present[domain] - wanted[domain]))
                 for domain in sorted(wanted)}
         changed = {domain: change for domain, change in diff.items() if change[0] or change[1]}
+        report("importing", 2, 3)
         if not dry_run and changed:
             who = actor or _default_actor()
             now = time.time()
@@ -87,6 +96,7 @@ def import_directory(path: str | Path, url: str, *, dry_run: bool = False, actor
                      for domain, (added, removed) in changed.items()]
             store.apply([r for a, _ in changed.values() for r in a],
                         [r for _, rm in changed.values() for r in rm], audit)
+        report("importing", 3, 3)
         return diff
     finally:
         store.close()
@@ -137,12 +147,16 @@ def _store_directory(args: argparse.Namespace) -> dict[str, tuple[list[Rule], li
     failure (reported)."""
     from salesauthz.errors import AuditError, PolicyError, StorageError
 
+    from .output import Output
+
     try:
-        return import_directory(args.path, args.into, dry_run=args.dry_run, actor=args.actor)
+        with Output().progress() as progress:
+            return import_directory(args.path, args.into, dry_run=args.dry_run, actor=args.actor,
+                                    progress=progress)
     except PolicyError as exc:
         for issue in exc.issues:
             print(str(issue), file=sys.stderr)
-        _error(f"{len(exc.issues)} problem(s) in {args.path}; nothing was imported")
+        _error(f"{count(len(exc.issues), 'problem')} in {args.path}; nothing was imported")
         return EXIT_FINDINGS
     except (StorageError, AuditError) as exc:  # AuditError: a malformed key, a tampered trail
         _error(f"{exc}; nothing was imported" if isinstance(exc, AuditError) else str(exc))
@@ -205,7 +219,7 @@ def _cmd_import_casbin(args: argparse.Namespace) -> int:
         if args.format == "text":
             changed = sum(len(a) + len(r) for a, r in diff.values())
             print(("dry run: would change " if args.dry_run else "imported into ")
-                  + f"{mask_url(args.into)} ({changed} rule change(s))")
+                  + f"{mask_url(args.into)} ({count(changed, 'rule change')})")
     if args.format == "json":
         print(json.dumps(report, ensure_ascii=False, indent=2))
     return EXIT_OK
@@ -297,15 +311,15 @@ def _foreign_hint(url: str) -> str:
     store: CasbinRuleAdapter | None = None
     try:
         store = CasbinRuleAdapter(url[len("casbin+"):], create=False)
-        count = len(store.foreign_rows())
+        rows = len(store.foreign_rows())
     except StorageError:  # only a hint: it must not hide the error being reported
         return ""
     finally:
         if store is not None:
             store.close()
-    if not count:
+    if not rows:
         return ""
-    return (f" (its table holds {count} row(s) of another Casbin application, which salesauthz "
+    return (f" (its table holds {count(rows, 'row')} of another Casbin application, which salesauthz "
             "ignores; translate them with `salesauthz import --from-casbin MODEL.conf URL DIR`)")
 
 
