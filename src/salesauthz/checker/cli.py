@@ -105,7 +105,8 @@ def _render_check(result: CheckResult, shown: list[Finding], omitted: int, out: 
             out.text(f"… and {count(len(documents) - DOMAIN_LINES, 'more domain')}", style="dim")
     if omitted or len(result.findings) > SUMMARY_FROM:
         for code, severity, number in by_code(result.findings):
-            out.styled((f"  {code}  ", "bold"), (f"{count(number, severity):>15}", _SEVERITY_STYLE[severity]),
+            noun = severity if number == 1 else severity + "s"
+            out.styled((f"  {code}  ", "bold"), (f"{number:>9,} {noun:<8}", _SEVERITY_STYLE[severity]),
                        (f"  {title_of(code)}", None))
     # Silenced findings are counted on either line, so a suppression is never invisible.
     suppressed = f" ({result.suppressed:,} suppressed)" if result.suppressed else ""
