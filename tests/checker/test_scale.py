@@ -27,7 +27,8 @@ def _organisation(directory: Path) -> Path:
               "  admin:", "    permissions:", "      - scope: all", "        '*': ['*']",
               "  manager:", "    permissions:", "      - scope: department_tree",
               "        customer: [read, update]", "        account: [manage]",
-              "  analyst:", "    permissions:", "      - scope: all", "        customer: [read, update, export]",
+              "  analyst:", "    permissions:", "      - scope: all",
+              "        customer: [read, update, export]",
               "  unused: {}",
               "accounts:", "  root: {department: hq, roles: [admin]}"]
     for i in range(DEPARTMENTS):

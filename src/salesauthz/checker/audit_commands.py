@@ -47,7 +47,12 @@ def read_checkpoints(path: str) -> list[AuditCheckpoint]:
         raise AuditError(f"{path}: {exc}") from None
 
 
-def _open(url: str) -> Adapter:
+def _open(url: str, *, read_only: bool = True) -> Adapter:
+    """The store: verifying and checkpointing only read it (no file, no table is created)."""
+    if read_only:
+        from .readonly import open_read_only
+
+        return open_read_only(url)
     from salesauthz.adapters import open_adapter
 
     return open_adapter(url)
@@ -141,7 +146,7 @@ def _cmd_anchor(args: argparse.Namespace) -> int:
     from salesauthz.errors import AuditError, StorageError
 
     try:
-        with closing(_open(args.url)) as store:
+        with closing(_open(args.url, read_only=False)) as store:
             trail = AuditTrail(store)
             for domain in dict.fromkeys(args.domain):
                 record = trail.reanchor(domain, actor=args.actor or _default_actor(), reason=args.reason)

@@ -9,13 +9,14 @@ Exit codes: 0 clean, 1 findings or failures, 2 usage error or unreadable input.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from salesauthz import __version__
-from salesauthz._wording import count
+from salesauthz._wording import closest, count, did_you_mean
 from salesauthz.errors import UsageError
 
 from .output import Output
@@ -194,15 +195,20 @@ def _cmd_diff(args: argparse.Namespace) -> int:
     from .diff import diff_sources, render_diff
 
     out = _output(args)
+    sides = [side for side in (args.old, args.new) if side is not None]
+    if args.url is not None:
+        sides.insert(0, args.url)  # the live store is the old side: what would NEW change in it?
+    if len(sides) != 2:
+        args.parser.error("compare two versions: OLD NEW, or --url URL NEW")
     try:
-        result = diff_sources(args.old, args.new)
+        result = diff_sources(sides[0], sides[1], domains=args.domain)
     except UsageError as exc:
         print(f"salesauthz: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     render_diff(result, out, fmt=args.format)
-    if args.fail_on_gain and result.gains:
+    if args.fail_on_gain and result.gained:
         return EXIT_FINDINGS
-    if args.fail_on_change and result.changes:
+    if args.fail_on_change and result.changed:
         return EXIT_FINDINGS
     return EXIT_OK
 
@@ -235,14 +241,48 @@ def _cmd_review(args: argparse.Namespace) -> int:
 # -- the parser -----------------------------------------------------------------------------
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a "did you mean" for a mistyped command, option or choice (each
+    subcommand is one of these too, so its error shows its own usage)."""
+
+    words: Sequence[str] = ()  # the command line being parsed (main() sets it), for suggestions
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}{self._suggestion(message)}\n")
+
+    def _misspelt(self, words: Sequence[str]) -> list[str]:
+        """``--domian: did you mean '--domain'?`` for each option word this parser lacks."""
+        options = [o for o in self._option_string_actions if o.startswith("--")]
+        hints = []
+        for word in words:
+            name = word.split("=", 1)[0]
+            if word.startswith("--") and name not in options and not any(o.startswith(name) for o in options):
+                # Compared without the dashes, which every option shares.
+                close = closest(name[2:], [o[2:] for o in options])
+                if close:
+                    hints.append(f"{word}: did you mean '--{close[0]}'?")
+        return hints
+
+    def _suggestion(self, message: str) -> str:
+        choice = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if choice is not None:
+            close = did_you_mean(choice.group(1), re.findall(r"'([^']*)'", choice.group(2)))
+            return f" — {close}" if close else ""
+        unknown = re.search(r"unrecognized arguments: (.*)", message)
+        # A misspelt option is left over, and often reported as the option it meant missing.
+        hints = self._misspelt(unknown.group(1).split() if unknown is not None else self.words)
+        return f" — {'; '.join(hints)}" if hints else ""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="salesauthz",
         description="Check, test and explain salesauthz policies.",
         epilog="Exit codes: 0 clean, 1 findings or failures, 2 usage error or unreadable input.",
     )
     parser.add_argument("--version", action="version", version=f"salesauthz {__version__}")
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--no-color", action="store_true", help="plain output, no colours")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -270,8 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     explain = commands.add_parser("explain", parents=[common],
                                   help="explain one decision, step by step")
-    explain.add_argument("account")
-    explain.add_argument("action")
+    explain.add_argument("account", metavar="ACCOUNT")
+    explain.add_argument("action", metavar="ACTION")
     explain.add_argument("type", metavar="TYPE")
     explain.add_argument("path", metavar="PATH", nargs="?", default=None,
                          help="policy directory (default: policies)")
@@ -283,7 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     who = commands.add_parser("who-can", parents=[common],
                               help="every account that may do an action on a type (or a record)")
-    who.add_argument("action")
+    who.add_argument("action", metavar="ACTION")
     who.add_argument("type", metavar="TYPE")
     who.add_argument("path", metavar="PATH", nargs="?", default=None)
     record = who.add_mutually_exclusive_group()
@@ -295,7 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     what = commands.add_parser("what-can", parents=[common],
                                help="everything an account may do, with scopes")
-    what.add_argument("account")
+    what.add_argument("account", metavar="ACCOUNT")
     what.add_argument("path", metavar="PATH", nargs="?", default=None)
     _source_options(what)
     what.add_argument("--format", choices=("text", "json"), default="text")
@@ -303,9 +343,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     diff = commands.add_parser("diff", parents=[common],
                                help="who gains or loses which effective access between two policy versions")
-    diff.add_argument("old", metavar="OLD", help="a directory, or git:REV[:PATH]")
-    diff.add_argument("new", metavar="NEW", help="a directory, or git:REV[:PATH]")
-    diff.add_argument("--fail-on-gain", action="store_true", help="exit 1 if any account gains access")
+    diff.add_argument("old", metavar="OLD", nargs="?",
+                      help="a directory, git:REV[:PATH], or a store URL (read only)")
+    diff.add_argument("new", metavar="NEW", nargs="?",
+                      help="a directory, git:REV[:PATH], or a store URL (read only)")
+    diff.add_argument("--url", metavar="URL", default=None,
+                      help="the live store as OLD: `diff --url URL policies/` shows what importing "
+                           "policies/ would change")
+    diff.add_argument("--domain", action="append", default=None,
+                      help="compare only this domain (repeat for several; default: all, or the "
+                           "directory's domains when the other side is a store)")
+    diff.add_argument("--fail-on-gain", action="store_true",
+                      help="exit 1 if any account gains access, or sight of a field")
     diff.add_argument("--fail-on-change", action="store_true", help="exit 1 on any gain or loss")
     diff.add_argument("--format", choices=("text", "json"), default="text")
     diff.set_defaults(handler=_cmd_diff)
@@ -324,11 +373,14 @@ def build_parser() -> argparse.ArgumentParser:
     storage_commands.register(commands)
     audit_commands.register(commands)
     init_command.register(commands)
+    for subparser in commands.choices.values():
+        subparser.set_defaults(parser=subparser)  # main() reports leftovers in its usage
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    _Parser.words = list(sys.argv[1:] if argv is None else argv)
     try:
         args, extra = parser.parse_known_args(argv)
         # argparse cannot take an optional positional (PATH) after options, as in
@@ -336,11 +388,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if len(extra) == 1 and not extra[0].startswith("-") and getattr(args, "path", "") is None:
             args.path = extra[0]
         elif extra:
-            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+            getattr(args, "parser", parser).error(f"unrecognized arguments: {' '.join(extra)}")
     except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help/--version
         return int(exc.code or 0)
     try:
         return int(args.handler(args))
+    except SystemExit as exc:  # a handler's usage error (argparse's error())
+        return int(exc.code or 0)
     except BrokenPipeError:  # pragma: no cover - e.g. `salesauthz review | head`
         return EXIT_OK
 

@@ -1,0 +1,160 @@
+"""The command line helps whoever mistypes: "did you mean" for commands, options, choices and
+names; errors that say what is wrong (an unknown action is one); counts in good English;
+read-only commands that never create a database or a table."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from salesauthz._wording import capped, closest, count, did_you_mean, docs_url
+from salesauthz.checker.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+POLICIES = str(ROOT / "policies")
+
+
+def _error(capsys: pytest.CaptureFixture[str]) -> str:
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    return captured.err
+
+
+def test_mistyped_command_option_and_choice(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["chek", POLICIES]) == 2
+    assert "invalid choice: 'chek'" in (err := _error(capsys))
+    assert err.rstrip().endswith("did you mean 'check'?")
+    assert main(["check", POLICIES, "--formt", "json"]) == 2
+    err = _error(capsys)
+    assert err.startswith("usage: salesauthz check ")  # the subcommand's usage, not the top level's
+    assert "unrecognized arguments: --formt json — --formt: did you mean '--format'?" in err
+    assert main(["check", POLICIES, "--format", "jsn"]) == 2
+    assert "invalid choice: 'jsn'" in (err := _error(capsys))
+    assert err.rstrip().endswith("did you mean 'json'?")
+    # A misspelt required option is reported as the one missing, with what was typed instead.
+    assert main(["who-can", "read", "customer", "--domian", "acme", POLICIES]) == 2
+    err = _error(capsys)
+    assert err.startswith("usage: salesauthz who-can ")
+    assert "required: --domain — --domian: did you mean '--domain'?" in err
+    assert main(["check", POLICIES, "--frobnicate"]) == 2
+    assert _error(capsys).rstrip().endswith("unrecognized arguments: --frobnicate")  # nothing close
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["who-can", "fly", "customer"],
+     "unknown action 'fly' for customer in domain 'acme'; customer has: assign, create, delete, "
+     "export, read, share, update"),
+    (["who-can", "raed", "customer"],
+     "unknown action 'raed' for customer in domain 'acme': did you mean 'read'?"),
+    (["who-can", "read", "custmer"],
+     "unknown resource type 'custmer' in domain 'acme': did you mean 'customer'?"),
+    (["who-can", "read", "customer", "--department", "east1"],
+     "unknown department 'east1' in domain 'acme': did you mean 'east-1'?"),
+    (["who-can", "read", "customer", "--owner", "rep_e1c"],
+     "unknown account 'rep_e1c' (--owner) in domain 'acme': did you mean 'rep_e1b'?"),
+    (["what-can", "mgr_eats"], "unknown account 'mgr_eats' in domain 'acme': did you mean 'mgr_east'?"),
+    (["what-can", "senior_rep"], "'senior_rep' is a role of domain 'acme', not an account"),
+    (["explain", "rep_e1a", "read", "customer", "--owner", "nobody"],
+     "unknown account 'nobody' (--owner) in domain 'acme'"),
+])
+def test_unknown_names_are_errors_with_a_suggestion(argv: list[str], message: str,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([*argv, "--domain", "acme", POLICIES]) == 2
+    assert _error(capsys) == f"salesauthz: error: {message}\n"
+
+
+def test_unknown_domain_suggests_one(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["review", "--domain", "acm", POLICIES]) == 2
+    assert "domain 'acm' is not in" in (err := _error(capsys))
+    assert "did you mean 'acme'?" in err
+
+
+def test_wording_helpers() -> None:
+    assert [count(n, "error") for n in (0, 1, 2, 1234)] == ["0 errors", "1 error", "2 errors", "1,234 errors"]
+    assert count(2, "loss") == "2 losses"
+    assert capped(["a"]) == "a"
+    assert capped(["a", "b"]) == "a and b"
+    assert capped(["a", "b", "c", "d"]) == "a, b, c and d"  # "and 1 more" would be longer
+    assert capped([f"d{i}" for i in range(650)], noun="department") == "d0, d1, d2 and 647 more departments"
+    assert capped(["a", "b", "c", "d", "e"], 3, noun="account") == "a, b, c and 2 more accounts"
+    assert did_you_mean("senoir_rep", ["senior_rep", "junior_rep"]) == "did you mean 'senior_rep'?"
+    assert did_you_mean("xyz", ["senior_rep"]) is None
+    assert closest("REP_E1A", ["rep_e1a"]) == ["rep_e1a"]  # case alone
+    assert closest("rep", ["rep"]) == []  # the name itself is no suggestion
+    assert docs_url("checker", "sa201") == "https://salesauthz.readthedocs.io/checker/#sa201"
+
+
+def test_hints_point_at_the_documentation_site_not_the_repository() -> None:
+    sources = (ROOT / "src" / "salesauthz").rglob("*.py")
+    offenders = []
+    for path in sources:
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            stripped = line.strip()
+            if "docs/" in line and not stripped.startswith("#") and ("hint" in line or "PolicyIssue" in line
+                                                                     or "Finding(" in line):
+                offenders.append(f"{path.name}:{number}: {stripped}")
+    assert offenders == []
+
+
+def _store(tmp_path: Path) -> str:
+    url = f"sqlite:///{tmp_path / 'rules.db'}"
+    assert main(["import", POLICIES, "--into", url]) == 0
+    return url
+
+
+def _schema(path: Path) -> list[tuple[str, str]]:
+    with sqlite3.connect(path) as connection:
+        return sorted(connection.execute("SELECT type, name FROM sqlite_master"))
+
+
+def test_read_only_commands_never_create_a_database(tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "typo.db"
+    url = f"sqlite:///{missing}"
+    for argv in (["who-can", "read", "customer", "--domain", "acme", "--url", url],
+                 ["what-can", "alice", "--domain", "acme", "--url", url],
+                 ["explain", "alice", "read", "customer", "--domain", "acme", "--url", url],
+                 ["review", "--domain", "acme", "--url", url],
+                 ["diff", url, POLICIES],
+                 ["audit", "verify", "--url", url],
+                 ["audit", "checkpoint", "--url", url]):
+        assert main(argv) == 2, argv
+        assert f"{missing} does not exist" in capsys.readouterr().err, argv
+        assert not missing.exists(), argv
+    assert not list(tmp_path.iterdir())
+
+
+def test_read_only_commands_run_no_ddl(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    url = _store(tmp_path)
+    database = tmp_path / "rules.db"
+    # Remove what opening a store for writing (re)creates: a trigger and an index.
+    with sqlite3.connect(database) as connection:
+        dropped = [row for row in connection.execute("SELECT type, name FROM sqlite_master")
+                   if row[0] in ("trigger", "index") and not row[1].startswith("sqlite_")]
+        assert dropped, "the store has triggers and indexes to drop"
+        for kind, name in dropped:
+            connection.execute(f'DROP {kind.upper()} "{name}"')
+    before = _schema(database)
+    capsys.readouterr()
+    for argv in (["who-can", "read", "customer", "--domain", "acme", "--url", url],
+                 ["what-can", "alice", "--domain", "acme", "--url", url],
+                 ["explain", "alice", "read", "customer", "--domain", "acme", "--url", url],
+                 ["review", "--domain", "acme", "--url", url],
+                 ["diff", url, POLICIES, "--domain", "acme"],
+                 ["audit", "verify", "--url", url]):
+        assert main(argv) == 0, (argv, capsys.readouterr())
+        assert _schema(database) == before, argv
+    # The control: a command that writes does recreate them.
+    assert main(["import", POLICIES, "--into", url]) == 0
+    assert _schema(database) != before
+
+
+def test_a_copy_of_the_sample_is_not_needed_for_the_read_only_check(tmp_path: Path) -> None:
+    # A store URL whose directory does not exist is refused by name too.
+    url = f"sqlite:///{tmp_path / 'nope' / 'rules.db'}"
+    assert main(["who-can", "read", "customer", "--domain", "acme", "--url", url]) == 2
+    assert not (tmp_path / "nope").exists()
+    shutil.rmtree(tmp_path, ignore_errors=True)
