@@ -30,11 +30,12 @@ import shutil
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from salesauthz._rules import Rule, check_rule, domain_of
-from salesauthz._wording import count
+from salesauthz._wording import capped, count
 
 from .output import Progress
 
@@ -119,7 +120,8 @@ def _cmd_import(args: argparse.Namespace) -> int:
                "to translate a Casbin policy)")
         return EXIT_USAGE
     if not Path(args.path).is_dir():
-        _error(f"{args.path} is not a directory of policy files")
+        _error(f"{args.path} does not exist" if not os.path.lexists(args.path)
+               else f"{args.path} is not a directory of policy files")
         return EXIT_USAGE
     diff = _store_directory(args)
     if isinstance(diff, int):
@@ -235,32 +237,79 @@ def document_file_name(domain: str) -> str:
     return "domain-" + hashlib.sha256(domain.encode("utf-8")).hexdigest()[:12] + ".yaml"
 
 
-def document_yaml(document: Any) -> str:
-    import yaml
-
-    data = document.model_dump(mode="json", by_alias=True, exclude_none=True, exclude_defaults=True)
-    body = yaml.safe_dump(data, allow_unicode=True, sort_keys=False, width=1_000_000)
-    return "# Exported by `salesauthz export`; `salesauthz import` restores it exactly.\n" + body
+EXPORT_HEADER = "# Exported by `salesauthz export`; `salesauthz import` restores it exactly.\n"
 
 
-def export_domains(url: str, domains: list[str], directory: str | Path) -> list[Path]:
+def document_yaml(document: Any, base: str | None = None) -> str:
+    """A domain document as YAML; merged with ``base``, the domain's existing document, when
+    given (its descriptions and comments kept: see :mod:`~salesauthz.checker.export_merge`)."""
+    from .export_merge import render_document
+
+    return render_document(document, base, header=EXPORT_HEADER).text
+
+
+def base_documents(directory: Path) -> dict[str, tuple[Path, str]]:
+    """domain → (file, text) of the policy documents in ``directory`` (tests aside). Raises
+    :class:`~salesauthz.errors.PolicyError` for a document that does not load: merging with it
+    could only lose more."""
+    from salesauthz.errors import PolicyError
+    from salesauthz.models.loader import load_directory
+
+    if not directory.is_dir():
+        return {}
+    try:
+        policy = load_directory(directory)
+    except PolicyError as exc:
+        documents = [i for i in exc.issues if i.code != "SA107"]  # no documents at all: nothing to merge
+        if documents:
+            raise
+        return {}
+    return {s.document.domain: (Path(s.file or ""), Path(s.file or "").read_text(encoding="utf-8"))
+            for s in policy.documents}
+
+
+@dataclass(slots=True)
+class Exported:
+    """What :func:`export_domains` wrote, and what merging with the existing documents dropped."""
+
+    files: list[Path]
+    merged_with: dict[str, Path] = field(default_factory=dict)  # domain -> the document it kept from
+    kept: int = 0  # comments put back
+    dropped: list[str] = field(default_factory=list)  # comments whose key is no longer in the store
+
+
+def export_domains(url: str, domains: list[str], directory: str | Path, *,
+                   base: str | Path | None = None, merge: bool = True) -> Exported:
     """Write each domain of the store at ``url`` as a policy document into ``directory``.
+
+    When the domain already has a document — in ``base``, by default ``directory`` itself — the
+    new one is merged with it (unless ``merge`` is false): the rules come from the store; the
+    descriptions, comments (``# salesauthz: ignore[…]`` suppressions among them), key order and
+    layout from the existing document, which keeps its file name.
 
     All or nothing: the rules are read and validated and every file is written into a temporary
     directory first; only then are the files moved into ``directory``. Raises
     :class:`LookupError` naming a domain the store does not hold,
     :class:`~salesauthz.errors.PolicyError` when the store holds malformed or inconsistent rules
-    for them, :class:`~salesauthz.errors.StorageError`, or :class:`OSError` — in each case having
-    written nothing.
+    for them (or an existing document to merge with does not load),
+    :class:`~salesauthz.errors.StorageError`, or :class:`OSError` — in each case having written
+    nothing.
     """
     from pydantic import ValidationError
 
-    from salesauthz.adapters import mask_url, open_adapter
+    from salesauthz.adapters import mask_url
     from salesauthz.errors import PolicyError, PolicyIssue
     from salesauthz.models import decompile_rules
     from salesauthz.models.loader import bundled_model_text
 
-    store = open_adapter(url)
+    from .export_merge import render_document
+    from .readonly import open_read_only
+
+    target = Path(directory)
+    if target.exists() and not target.is_dir():
+        raise NotADirectoryError(f"{target} is not a directory")
+    bases = base_documents(Path(base) if base is not None else target) if merge else {}
+    store = open_read_only(url)
     try:
         rules = store.load(domains)
     finally:
@@ -280,25 +329,38 @@ def export_domains(url: str, domains: list[str], directory: str | Path) -> list[
     except ValidationError as exc:
         raise PolicyError([PolicyIssue(f"cannot write the rules as a policy document: {error['msg']}",
                                        mask_url(url), code="SA100") for error in exc.errors()]) from None
-    files = {document_file_name(d.domain): document_yaml(d) for d in documents}
-    target = Path(directory)
-    if target.exists() and not target.is_dir():
-        raise NotADirectoryError(f"{target} is not a directory")
+    result = Exported([])
+    files: dict[str, str] = {}
+    for document in documents:
+        existing = bases.get(document.domain)
+        if existing is None:
+            files[document_file_name(document.domain)] = render_document(document, header=EXPORT_HEADER).text
+            continue
+        file, text = existing
+        merged = render_document(document, text, header=EXPORT_HEADER)
+        root = Path(base) if base is not None else target
+        files[file.relative_to(root).as_posix() if file.is_relative_to(root) else file.name] = merged.text
+        result.merged_with[document.domain] = file
+        result.kept += merged.kept
+        result.dropped.extend(merged.dropped)
     if not (target / "model.conf").exists():
         files = {"model.conf": bundled_model_text(), **files}
     target.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}.export.", dir=target.parent))
     try:
         for name, text in files.items():
+            (scratch / name).parent.mkdir(parents=True, exist_ok=True)
             (scratch / name).write_text(text, encoding="utf-8")
         if not target.exists():
             scratch.rename(target)
         else:
             for name in files:
+                (target / name).parent.mkdir(parents=True, exist_ok=True)
                 os.replace(scratch / name, target / name)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    return [target / name for name in files]
+    result.files = [target / name for name in files]
+    return result
 
 
 def _foreign_hint(url: str) -> str:
@@ -329,7 +391,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
     domains = list(dict.fromkeys(args.domain))
     try:
-        written = export_domains(args.url, domains, args.to)
+        exported = export_domains(args.url, domains, args.to, base=args.base, merge=not args.no_merge)
     except LookupError as exc:
         _error(f"no rules for domain {exc.args[0]} in {mask_url(args.url)}; nothing written"
                + _foreign_hint(args.url))
@@ -337,7 +399,12 @@ def _cmd_export(args: argparse.Namespace) -> int:
     except PolicyError as exc:
         for issue in exc.issues:
             print(str(issue), file=sys.stderr)
-        _error(f"{mask_url(args.url)} holds rules that are not a valid salesauthz policy; nothing written")
+        if any(issue.file is not None and issue.code != "SA100" for issue in exc.issues):
+            _error("the existing documents to merge with do not load (fix them, or export with "
+                   "--no-merge); nothing written")
+        else:
+            _error(f"{mask_url(args.url)} holds rules that are not a valid salesauthz policy; "
+                   "nothing written")
         return EXIT_USAGE
     except StorageError as exc:
         _error(str(exc))
@@ -345,8 +412,13 @@ def _cmd_export(args: argparse.Namespace) -> int:
     except OSError as exc:
         _error(f"cannot write to {args.to}: {exc}")
         return EXIT_USAGE
-    for file in written:
+    for file in exported.files:
         print(f"wrote {file}")
+    for domain, file in exported.merged_with.items():
+        print(f"{domain}: kept the descriptions, comments and layout of {file}")
+    if exported.dropped:
+        print(f"dropped {count(len(exported.dropped), 'comment')} about keys no longer in the store: "
+              + capped([repr(c) for c in exported.dropped], 3), file=sys.stderr)
     return EXIT_OK
 
 
@@ -384,4 +456,9 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     exporter.add_argument("--domain", action="append", required=True,
                           help="a domain to export (repeat for several)")
     exporter.add_argument("--to", required=True, metavar="DIR", help="the directory to write into")
+    exporter.add_argument("--base", metavar="DIR", default=None,
+                          help="keep the descriptions, comments (suppressions too) and layout of the "
+                               "domain's documents in DIR (default: the --to directory)")
+    exporter.add_argument("--no-merge", action="store_true",
+                          help="write the documents from the store alone, ignoring existing ones")
     exporter.set_defaults(handler=_cmd_export)
