@@ -9,6 +9,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from tests.conftest import examples
+from tests.strategies import Organisation, organisations
 
 from salesauthz import Authorizer
 from salesauthz.adapters.sql import SQLAdapter
@@ -111,7 +114,7 @@ def test_a_base_that_does_not_load_writes_nothing(tmp_path: Path, capsys: pytest
     url = _store(tmp_path)
     broken = tmp_path / "broken"
     broken.mkdir()
-    (broken / "acme.yaml").write_text("domain: acme\naccounts: {a: {roles: [nope]}}\n", encoding="utf-8")
+    (broken / "acme.yaml").write_text("domain: acme\naccounts: [\n", encoding="utf-8")  # not YAML
     out = str(tmp_path / "out")
     assert main(["export", url, "--domain", "acme", "--to", out, "--base", str(broken)]) == 2
     assert "--no-merge" in capsys.readouterr().err
@@ -196,3 +199,20 @@ def test_suppressions_are_merged_per_line() -> None:
     assert out[3] == "d: 4"
     _ensure_suppressed(out, 3, "# salesauthz: ignore")
     assert out[3] == "d: 4  # salesauthz: ignore"
+
+
+@settings(max_examples=examples(10), suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(org=organisations())
+def test_exporting_over_an_export_changes_nothing_hostile_names_too(
+        tmp_path_factory: pytest.TempPathFactory, org: Organisation) -> None:
+    work = tmp_path_factory.mktemp("merge")
+    url = f"sqlite:///{work / 'rules.db'}"
+    store = SQLAdapter(url)
+    store.apply(org.rules, [])
+    store.close()
+    first = export_domains(url, org.domains, work / "out")
+    texts = {path: path.read_text(encoding="utf-8") for path in first.files if path.suffix == ".yaml"}
+    second = export_domains(url, org.domains, work / "out")  # merged with the first
+    assert set(second.merged_with) == set(org.domains)
+    assert {path: path.read_text(encoding="utf-8") for path in second.files} == texts
+    assert all(change == ([], []) for change in import_directory(work / "out", url, dry_run=True).values())

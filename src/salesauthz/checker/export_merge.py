@@ -20,7 +20,7 @@ role by its name, a permission set by its scope and expiry), not by their positi
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,7 +62,8 @@ def document_data(document: DomainDocument) -> dict[str, Any]:
 
 def render_document(document: DomainDocument, base: str | None = None, *, header: str = "") -> Merged:
     """The YAML text of ``document``, merged with the existing text ``base`` of the same domain
-    (see the module documentation); ``header`` is the comment a fresh document starts with."""
+    (see the module documentation); ``header`` is the comment a fresh document (no ``base``)
+    starts with."""
     data = document_data(document)
     if base is None:
         return Merged(header + _emit(data, {}))
@@ -72,7 +73,8 @@ def render_document(document: DomainDocument, base: str | None = None, *, header
     _keep_descriptions(data, old_data)
     data = _order_like(data, old_data)
     styles = _styles(old_data, old_positions)
-    return _with_comments(_emit(data, styles), base, old_data, old_positions, header)
+    return _with_comments(_emit(data, styles, indentless=_indentless(base, old_data, old_positions)),
+                          base, old_data, old_positions)
 
 
 # -- the data -------------------------------------------------------------------------------
@@ -118,6 +120,20 @@ def _order_like(new: Any, old: Any) -> Any:
         return [_order_like(item, rank[_identity(item)][1]) if _identity(item) in rank else item
                 for _, item in placed]
     return new
+
+
+def _indentless(text: str, data: Any, positions: Positions) -> bool:
+    """Whether the document writes a block list's ``- `` at its key's indentation (the first
+    block list of mappings decides)."""
+    lines = text.splitlines()
+    for path, value in _nodes(data):
+        if isinstance(value, list) and value and isinstance(value[0], dict) and path in positions \
+                and (*path, 0) in positions:
+            line, column = positions[(*path, 0)]
+            before = lines[line - 1][:column - 1]
+            if line != positions[path][0] and before.rstrip().endswith("-"):
+                return before.index("-") + 1 <= positions[path][1]
+    return False
 
 
 def _canonical(data: Any, path: Path) -> tuple[Any, ...] | None:
@@ -167,18 +183,39 @@ def _styles(old: Any, positions: Positions) -> Styles:
 # -- the text -------------------------------------------------------------------------------
 
 
-def _scalar(value: Any) -> str:
+# Text that YAML reads back as the same text when written plainly, in a block or a flow: no
+# punctuation YAML gives a meaning to, and not a word it reads as a number, date or boolean.
+_PLAIN = re.compile(r"[A-Za-z_](?:[A-Za-z0-9_.\-/ ]*[A-Za-z0-9_.\-/])?\Z")
+_STR = "tag:yaml.org,2002:str"
+# PyYAML's implicit typing of plain text, held in a typed name (its stubs leave it unannotated).
+_resolve: Callable[[type[yaml.Node], str, tuple[bool, bool]], str] = yaml.resolver.Resolver().resolve
+
+
+def _plain(value: object) -> bool:
+    return isinstance(value, str) and bool(_PLAIN.match(value)) and \
+        _resolve(yaml.ScalarNode, value, (True, False)) == _STR
+
+
+def _scalar(value: Any, *, flow: bool = False) -> str:
+    """One value, quoted when YAML needs it (always on one line)."""
+    if _plain(value):
+        return str(value)
     text = yaml.safe_dump(value, allow_unicode=True, width=float("inf")).removesuffix("\n...\n").rstrip("\n")
-    if "\n" in text:  # a value with a line break: one double-quoted line
-        text = yaml.safe_dump(value, allow_unicode=True, width=float("inf"), default_style='"').rstrip("\n")
-    return text
+    if "\n" not in text and (not flow or not isinstance(value, str) or text[:1] in "'\""):
+        return text
+    if "\n" not in text and isinstance(value, str) and text.isprintable():
+        return "'" + value.replace("'", "''") + "'"  # plain in a block, not in a flow (`,` `[` …)
+    # A line break (or a character only an escape can write): one double-quoted line.
+    return yaml.safe_dump(value, allow_unicode=True, width=float("inf"), default_style='"').rstrip("\n")
 
 
-def _flow(value: Any) -> str | None:
-    """``value`` on one line, or ``None`` when it cannot be (a value with a line break)."""
-    text = yaml.safe_dump(value, allow_unicode=True, width=float("inf"), default_flow_style=True,
-                          sort_keys=False).rstrip("\n")
-    return None if "\n" in text else text
+def _flow(value: Any) -> str:
+    """``value`` written on one line."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_scalar(k, flow=True)}: {_flow(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_flow(v) for v in value) + "]"
+    return _scalar(value, flow=True)
 
 
 def _has_mapping(value: Any) -> bool:
@@ -186,9 +223,11 @@ def _has_mapping(value: Any) -> bool:
     return any(isinstance(v, dict) or (isinstance(v, list) and _has_mapping(v)) for v in items)
 
 
-def _emit(data: dict[str, Any], styles: Styles) -> str:
+def _emit(data: dict[str, Any], styles: Styles, *, indentless: bool = False) -> str:
     """The YAML text of ``data``: each collection on one line or as a block as ``styles`` (by
-    canonical path) says, or by a simple rule where it says nothing."""
+    canonical path) says, or by a simple rule where it says nothing; ``indentless``: a list's
+    ``- `` at its key's indentation (PyYAML's way), not two spaces in (the sample's)."""
+    step = 0 if indentless else 2
     lines: list[str] = []
 
     def flow_or_none(value: Any, path: Path, depth: int) -> str | None:
@@ -206,7 +245,7 @@ def _emit(data: dict[str, Any], styles: Styles) -> str:
         if not wanted:
             return None
         text = _flow(value)
-        if text is None or (canonical not in styles and len(text) > _FLOW_WIDTH):
+        if style is None and len(text) > _FLOW_WIDTH:
             return None
         return text
 
@@ -220,7 +259,7 @@ def _emit(data: dict[str, Any], styles: Styles) -> str:
                     lines.append(f"{lead}{_scalar(key)}: {inline}")
                 else:
                     lines.append(f"{lead}{_scalar(key)}:")
-                    block(item, (*path, key), indent + 2)
+                    block(item, (*path, key), indent + (2 if isinstance(item, dict) else step))
             return
         for index, item in enumerate(value):  # "- " indented under its key, as people write it
             inline = flow_or_none(item, (*path, index), len(path) + 1)
@@ -229,7 +268,7 @@ def _emit(data: dict[str, Any], styles: Styles) -> str:
             elif isinstance(item, dict):
                 block(item, (*path, index), indent + 2, first_prefix=f"{' ' * indent}- ")
             else:  # a list in a list: not in a policy document
-                lines.append(f"{' ' * indent}- {_flow(item) or _scalar(repr(item))}")
+                lines.append(f"{' ' * indent}- {_flow(item)}")
 
     block(data, (), 0)
     return "\n".join(lines) + "\n"
@@ -266,7 +305,7 @@ def comments_of(text: str) -> list[_Comment]:
 _COMMENT = re.compile(r"(?:^|\s)(#.*)$")
 
 
-def _with_comments(text: str, base: str, old_data: Any, old_positions: Positions, header: str) -> Merged:
+def _with_comments(text: str, base: str, old_data: Any, old_positions: Positions) -> Merged:
     new_data, new_positions = load_yaml(text, None)
     old_lines = _paths_by_line(old_positions)
     new_line_of: dict[tuple[Any, ...], int] = {}
@@ -317,7 +356,7 @@ def _with_comments(text: str, base: str, old_data: Any, old_positions: Positions
     # Top-level keys that had a blank line (before their comments) keep it: the air of the file.
     air = {new_line_of.get((path[0],)) for path in old_positions if len(path) == 1
            and _blank_above(base.splitlines(), old_positions[path][0])}
-    out: list[str] = list(heading) if heading else header.splitlines()
+    out: list[str] = list(heading)  # (an existing document keeps its own header, or none)
     position: dict[int, int] = {}  # line of the new text -> its index in ``out``
     for number, written in enumerate(text.splitlines(), 1):
         if number in air and out and out[-1].strip():

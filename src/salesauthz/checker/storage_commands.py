@@ -30,6 +30,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -248,24 +249,53 @@ def document_yaml(document: Any, base: str | None = None) -> str:
     return render_document(document, base, header=EXPORT_HEADER).text
 
 
-def base_documents(directory: Path) -> dict[str, tuple[Path, str]]:
-    """domain → (file, text) of the policy documents in ``directory`` (tests aside). Raises
-    :class:`~salesauthz.errors.PolicyError` for a document that does not load: merging with it
-    could only lose more."""
-    from salesauthz.errors import PolicyError
-    from salesauthz.models.loader import load_directory
+def base_documents(directory: Path, domains: Collection[str]) -> dict[str, tuple[Path, str]]:
+    """domain → (file, text) of the policy documents of ``domains`` in ``directory`` (tests
+    aside). Raises :class:`~salesauthz.errors.PolicyError` for such a document that does not
+    load: merging with it could only lose more."""
+    from salesauthz.errors import PolicyError, PolicyIssue
+    from salesauthz.models.loader import load_document, policy_files, read_text_file
 
     if not directory.is_dir():
         return {}
+    found: dict[str, tuple[Path, str]] = {}
+    problems: list[PolicyIssue] = []
+    for file in policy_files(directory):
+        try:
+            text = read_text_file(file)
+        except PolicyError:
+            continue  # not a document of ours to merge with: `check` reports it
+        named = _domain_line(text)
+        if named is not None and named not in domains:
+            continue  # (only the documents being exported are parsed: a directory may be large)
+        try:
+            document = load_document(text, str(file))
+        except PolicyError as exc:
+            if named is not None:
+                problems.extend(exc.issues)
+            continue
+        if document.document.domain in domains:
+            found.setdefault(document.document.domain, (file, text))
+    if problems:
+        raise PolicyError(problems)
+    return found
+
+
+_DOMAIN_LINE = re.compile(r"^domain:[ \t]*(.+?)[ \t]*(?:#.*)?$", re.MULTILINE)
+
+
+def _domain_line(text: str) -> str | None:
+    """The domain a document names on its top-level ``domain:`` line (``None``: not found)."""
+    import yaml
+
+    match = _DOMAIN_LINE.search(text)
+    if match is None:
+        return None
     try:
-        policy = load_directory(directory)
-    except PolicyError as exc:
-        documents = [i for i in exc.issues if i.code != "SA107"]  # no documents at all: nothing to merge
-        if documents:
-            raise
-        return {}
-    return {s.document.domain: (Path(s.file or ""), Path(s.file or "").read_text(encoding="utf-8"))
-            for s in policy.documents}
+        value = yaml.safe_load("domain: " + match.group(1))
+    except yaml.YAMLError:
+        return None
+    return value.get("domain") if isinstance(value, dict) and isinstance(value.get("domain"), str) else None
 
 
 @dataclass(slots=True)
@@ -308,7 +338,7 @@ def export_domains(url: str, domains: list[str], directory: str | Path, *,
     target = Path(directory)
     if target.exists() and not target.is_dir():
         raise NotADirectoryError(f"{target} is not a directory")
-    bases = base_documents(Path(base) if base is not None else target) if merge else {}
+    bases = base_documents(Path(base) if base is not None else target, domains) if merge else {}
     store = open_read_only(url)
     try:
         rules = store.load(domains)
