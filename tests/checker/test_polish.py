@@ -4,6 +4,8 @@ read-only commands that never create a database or a table."""
 
 from __future__ import annotations
 
+import ast
+import re
 import shutil
 import sqlite3
 from pathlib import Path
@@ -87,15 +89,19 @@ def test_wording_helpers() -> None:
     assert docs_url("checker", "sa201") == "https://salesauthz.readthedocs.io/checker/#sa201"
 
 
-def test_hints_point_at_the_documentation_site_not_the_repository() -> None:
-    sources = (ROOT / "src" / "salesauthz").rglob("*.py")
+def test_messages_point_at_the_documentation_site_not_the_repository() -> None:
+    # Every string of the package that is not a docstring: a message, a hint, a help text.
     offenders = []
-    for path in sources:
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            stripped = line.strip()
-            if "docs/" in line and not stripped.startswith("#") and ("hint" in line or "PolicyIssue" in line
-                                                                     or "Finding(" in line):
-                offenders.append(f"{path.name}:{number}: {stripped}")
+    for path in (ROOT / "src" / "salesauthz").rglob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                      if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+                      and node.body and isinstance(node.body[0], ast.Expr)
+                      and isinstance(node.body[0].value, ast.Constant)}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings \
+                    and re.search(r"\bdocs/[\w/-]+\.md", node.value):
+                offenders.append(f"{path.name}:{node.lineno}: {node.value!r}")
     assert offenders == []
 
 
