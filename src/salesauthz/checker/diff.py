@@ -33,7 +33,8 @@ from salesauthz.errors import PolicyError, StorageError, UsageError
 from salesauthz.models.loader import load_directory
 from salesauthz.scopes import Coverage
 
-from .analysis import Excess, excess, permission_text, scope_label
+from .analysis import excess, permission_text, scope_label
+from .fields_view import field_types, natural_records, where
 from .output import Output
 
 __all__ = [
@@ -202,12 +203,6 @@ def _whole_account(domain: str, account: str, before_index: Snapshot | None, aft
 # -- field rules ------------------------------------------------------------------------------
 
 
-def _field_types(index: Snapshot | None) -> set[str]:
-    if index is None:
-        return set()
-    return {rule.type for rules in index.role_fields.values() for rule in rules}
-
-
 def _field_inputs(index: Snapshot, account: str, type: str) -> tuple[object, ...]:
     """Everything the engine's field modes of ``account`` depend on (its parent chain's statuses,
     departments and roles, and the field rules of those roles); equal inputs, equal modes."""
@@ -228,7 +223,7 @@ def _field_changes(domain: str, before_index: Snapshot | None, after_index: Snap
     record newly readable, or no longer, is a permission change already)."""
     if before_index is None or after_index is None:
         return []
-    types = _field_types(before_index) | _field_types(after_index)
+    types = field_types(before_index) | field_types(after_index)
     if not types:
         return []
     same_tree = dict(before_index.department_parent) == dict(after_index.department_parent)
@@ -257,12 +252,9 @@ def _account_field_changes(domain: str, account: str, type: str, fields: list[st
                            departments: list[str], old: tuple[Snapshot, Coverage],
                            new: tuple[Snapshot, Coverage]) -> list[FieldChange]:
     (before_index, was_read), (after_index, now_read) = old, new
-    # The natural records: each department's (no particular owner), and the records owned by the
-    # account and its parent chain, in their departments (``own`` rules reach those).
     owners = dict.fromkeys([*(engine.chain(before_index, account) or (account,)),
                             *(engine.chain(after_index, account) or (account,))])
-    records: list[tuple[str | None, str | None]] = [(None, d) for d in departments]
-    records += [(owner, after_index.department_of(owner)) for owner in owners]
+    records = natural_records(owners, departments, {o: after_index.department_of(o) for o in owners})
     found: dict[tuple[str, str, str], tuple[set[str], dict[str, str | None]]] = {}
     for owner, department in records:
         if not (was_read.covers(owner, department, before_index.homes)
@@ -272,21 +264,18 @@ def _account_field_changes(domain: str, account: str, type: str, fields: list[st
         after = engine.field_modes(after_index, account, type, owner, department, fields)
         for name in fields:
             if before[name] != after[name]:
-                where = found.setdefault((name, before[name], after[name]), (set(), {}))
+                places = found.setdefault((name, before[name], after[name]), (set(), {}))
                 if owner is None:
                     if department is not None:
-                        where[0].add(department)
+                        places[0].add(department)
                 else:
-                    where[1][owner] = department
+                    places[1][owner] = department
     changes = []
     for (name, was, now), (in_departments, owned) in sorted(found.items()):
         kind: Kind = "gain" if _RANK[now] > _RANK[was] else "loss"
-        # An owner's record in a department already named is one of that department's records.
-        of_owners = {owner for owner, department in owned.items() if department not in in_departments}
-        records_text = Excess(frozenset(in_departments), frozenset(of_owners)).describe()
+        records_text = where(in_departments, owned)
         if len(in_departments) == len(departments) and departments:
-            records_text = "records in every department" + (
-                f"; records owned by {capped(sorted(of_owners), 3, noun='account')}" if of_owners else "")
+            records_text = "records in every department"
         changes.append(FieldChange(domain, account, kind, type, name, was, now, records_text))
     return changes
 
