@@ -164,3 +164,19 @@ def test_a_copy_of_the_sample_is_not_needed_for_the_read_only_check(tmp_path: Pa
     assert main(["who-can", "read", "customer", "--domain", "acme", "--url", url]) == 2
     assert not (tmp_path / "nope").exists()
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_a_test_file_gets_did_you_mean_and_plain_words(tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    policies = tmp_path / "policies"
+    shutil.copytree(POLICIES, policies, ignore=shutil.ignore_patterns("*.test.yaml"))
+    (policies / "x.test.yaml").write_text(
+        "domain: acme\ntests:\n"
+        "  - chek: {account: alice, action: read, record: {type: customer}}\n    expect: allow\n"
+        "  - check: {account: alice, action: read, record: {type: customer, ownr: x}}\n    expect: maybe\n",
+        encoding="utf-8")
+    assert main(["test", str(policies), "--no-color"]) == 2
+    out = capsys.readouterr().out
+    assert "tests.0.chek: unknown key 'chek'\n    hint: did you mean 'check'?" in out
+    assert "tests.1.check.record.ownr: unknown key 'ownr'\n    hint: did you mean 'owner'?" in out
+    assert "tests.1.expect: expected 'allow' or 'deny', or a list ([a, b]), not text 'maybe'" in out

@@ -255,7 +255,8 @@ def _read_spec(file: Path) -> tuple[str, TestFileSpec, Positions]:
     try:
         spec = TestFileSpec.model_validate(data if data is not None else {})
     except ValidationError as exc:
-        issues = issues_from_validation_error(exc, display, positions)
+        issues = issues_from_validation_error(exc, display, positions, TestFileSpec,
+                                              docs_url("checker", "test"))
         raise TestFileError([Finding.from_issue(PolicyIssue(i.message, i.file, i.line, i.column, i.hint,
                                                             "SA301"), "error") for i in issues]) from None
     problems: list[Finding] = []

@@ -200,7 +200,8 @@ def _wording(path: Path, branches: list[tuple[type[Any] | None, dict[str, Any]]]
         allowed = _keys_of(model, path[:-1])
         close = did_you_mean(str(key), allowed) if allowed else None
         hint = close or ("keys allowed here: " + ", ".join(allowed) if allowed else
-                         "check the spelling; the policy file reference lists every key")
+                         "check the spelling; " + (reference or docs_url("policy-reference"))
+                         + " lists every key")
         return f"unknown key {key!r}", hint
     if kind == "missing":
         return (f"the required key {path[-1]!r} is missing" if path else "a required key is missing",
