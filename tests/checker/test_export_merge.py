@@ -216,3 +216,41 @@ def test_exporting_over_an_export_changes_nothing_hostile_names_too(
     assert set(second.merged_with) == set(org.domains)
     assert {path: path.read_text(encoding="utf-8") for path in second.files} == texts
     assert all(change == ([], []) for change in import_directory(work / "out", url, dry_run=True).values())
+
+
+def test_which_existing_documents_are_read(tmp_path: Path) -> None:
+    from salesauthz.checker.storage_commands import base_documents
+
+    base = tmp_path / "base"
+    base.mkdir()
+    # Another domain's broken document is not this export's business; nor is an unreadable entry.
+    (base / "other.yaml").write_text("domain: other\naccounts: [\n", encoding="utf-8")
+    (base / "dir.yaml").mkdir()
+    # A document whose domain is not on a plain `domain:` line is parsed to find out.
+    (base / "acme.yaml").write_text("{domain: acme, description: Flow style}\n", encoding="utf-8")
+    (base / "quoted.yaml").write_text("domain: 'globex'  # the second tenant\n", encoding="utf-8")
+    (base / "broken.yaml").write_text("{domain: [\n", encoding="utf-8")  # no domain line, not YAML
+    found = base_documents(base, ["acme", "globex"])
+    assert {domain: file.name for domain, (file, _) in found.items()} == {"acme": "acme.yaml",
+                                                                         "globex": "quoted.yaml"}
+    assert base_documents(tmp_path / "missing", ["acme"]) == {}
+    url = _store(tmp_path)
+    exported = export_domains(url, ["acme", "globex"], tmp_path / "out", base=base)
+    assert "description: Flow style" in (tmp_path / "out" / "acme.yaml").read_text(encoding="utf-8")
+    assert (tmp_path / "out" / "quoted.yaml").read_text(encoding="utf-8").startswith("domain: globex")
+    assert set(exported.merged_with) == {"acme", "globex"}
+
+
+def test_a_suppression_follows_a_key_the_new_layout_moves_away() -> None:
+    # The check reads a suppression on a line as silencing that line and the next: here `next`'s
+    # findings too. When `gone` becomes a block (it gained a grant), `next` moves away from the
+    # comment — and gets the suppression on its own line, so it stays silenced.
+    base = ("domain: acme\nresources: {customer: [read]}\nroles: {r: {}}\naccounts:\n"
+            "  gone: {status: frozen, roles: [r]}  # salesauthz: ignore[SA207]\n"
+            "  next: {status: frozen, roles: [r]}\n")
+    store = load_document("domain: acme\nresources: {customer: [read]}\nroles: {r: {}}\naccounts:\n"
+                          "  gone: {status: frozen, roles: [r], grants: [{scope: own, customer: [read]}]}\n"
+                          "  next: {status: frozen, roles: [r]}\n", "s.yaml").document
+    lines = render_document(store, base).text.splitlines()
+    assert "  gone:  # salesauthz: ignore[SA207]" in lines
+    assert "  next: {status: frozen, roles: [r]}  # salesauthz: ignore[SA207]" in lines

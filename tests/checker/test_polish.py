@@ -180,3 +180,31 @@ def test_a_test_file_gets_did_you_mean_and_plain_words(tmp_path: Path,
     assert "tests.0.chek: unknown key 'chek'\n    hint: did you mean 'check'?" in out
     assert "tests.1.check.record.ownr: unknown key 'ownr'\n    hint: did you mean 'owner'?" in out
     assert "tests.1.expect: expected 'allow' or 'deny', or a list ([a, b]), not text 'maybe'" in out
+
+
+def test_read_only_opening_of_other_stores(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from salesauthz.checker.readonly import open_read_only
+    from salesauthz.errors import StorageError
+
+    missing = tmp_path / "casbin.db"
+    with pytest.raises(StorageError, match=r"casbin\.db does not exist"):
+        open_read_only(f"casbin+sqlite:///{missing}")
+    assert not missing.exists()
+    url = f"casbin+sqlite:///{missing}"
+    assert main(["import", POLICIES, "--into", url]) == 0
+    capsys.readouterr()
+    with sqlite3.connect(missing) as connection:
+        connection.execute("DROP INDEX IF EXISTS " + next(
+            name for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type = 'index' "
+                                                   "AND name NOT LIKE 'sqlite_%'")))
+    before = _schema(missing)
+    assert main(["what-can", "alice", "--domain", "acme", "--url", url]) == 0
+    assert _schema(missing) == before  # no index recreated
+    store = open_read_only("memory://")  # nothing to create: opened as it is
+    assert store.load() == []
+    store.close()
+    with pytest.raises(StorageError, match="no adapter"):
+        open_read_only("ftp://example.com/rules")
+    # In-memory SQLite and SQLite URIs are the caller's business: no file to look for.
+    store = open_read_only("sqlite://")
+    store.close()

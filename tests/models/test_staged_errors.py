@@ -195,3 +195,56 @@ accounts:
         (5, "SA120", "account 'bob' is in unknown department 'sale'"),  # no SA130 for rep
     ]
     assert _issues(tmp_path)[1].hint == "did you mean 'sales'?"
+
+
+def test_a_broken_vocabulary_or_field_list_leaves_only_what_depends_on_it_unchecked(tmp_path: Path) -> None:
+    _write(tmp_path, """domain: acme
+resources: [customer]
+fields:
+  customer: name
+  order: [total]
+departments: {sales: {}}
+roles:
+  rep:
+    permissions:
+      - scope: own
+        customer: [raed]
+    fields:
+      customer: {phon: visible}
+accounts:
+  bob: {department: sale, roles: [rep]}
+""")
+    found = _found(tmp_path)
+    # resources is not a mapping: no vocabulary check (raed, order) is made against nothing; the
+    # field list of customer is broken: no field check for it; the department still is.
+    assert [(line, code) for line, code, _ in found] == [(2, "SA102"), (4, "SA102"), (15, "SA120")]
+
+
+def test_broken_field_sections_and_keys(tmp_path: Path) -> None:
+    _write(tmp_path, """domain: acme
+description: [not, text]
+resources: {customer: [read]}
+fields: [name]
+roles:
+  rep:
+    fields:
+      customer: {phone: visible}
+  5: {}
+accounts:
+  bob: {roles: [rep, nobody]}
+""")
+    found = _found(tmp_path)
+    assert [(line, code) for line, code, _ in found] == [(2, "SA102"), (4, "SA102"), (9, "SA102"),
+                                                         (11, "SA130")]
+    assert found[2][2] == "roles.5: expected text, not the number 5"
+
+
+def test_nothing_salvaged_from_a_document_whose_errors_cannot_be_neutralised() -> None:
+    from salesauthz.models._yaml import parse_yaml
+    from salesauthz.models.validate import validate_schema
+
+    parsed = parse_yaml("domain: acme\naccounts: {bob: {roles: rep}}\n", "a.yaml")
+    document, issues = validate_schema(parsed.data, "a.yaml", parsed.positions)
+    assert document is not None
+    assert "roles" not in document.document.accounts["bob"].model_fields_set
+    assert [i.line for i in issues] == [2]

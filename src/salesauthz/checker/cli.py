@@ -182,7 +182,9 @@ def _run_listing(args: argparse.Namespace, body: Callable[[Source, Output], int]
 
     out = _output(args)
     try:
-        return body(open_source(args.path, args.url), out)
+        with out.progress() as progress:  # loading a large directory takes a while
+            source = open_source(args.path, args.url, progress=progress)
+        return body(source, out)
     except UsageError as exc:
         print(f"salesauthz: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -222,8 +224,8 @@ def _cmd_review(args: argparse.Namespace) -> int:
 
     out = _output(args)
     try:
-        source = open_source(args.path, args.url)
         with out.progress() as progress:
+            source = open_source(args.path, args.url, progress=progress)
             review = build_review(source, args.domain,
                                   progress=lambda done, total: progress("reviewing", done, total))
     except UsageError as exc:

@@ -280,6 +280,7 @@ class _Comment:
     line: int  # 1-based
     trailing: bool  # after a value on its line (else on a line of its own)
     column: int = 0  # 0-based column of its "#"
+    before: str = ""  # what its line holds before it
 
 
 def comments_of(text: str) -> list[_Comment]:
@@ -298,7 +299,8 @@ def comments_of(text: str) -> list[_Comment]:
         match = _COMMENT.search(line, start)
         if match is not None:
             found.append(_Comment(match.group(1).rstrip(), number + 1,
-                                  trailing=bool(line[:match.start(1)].strip()), column=match.start(1)))
+                                  trailing=bool(line[:match.start(1)].strip()), column=match.start(1),
+                                  before=line[:match.start(1)].rstrip()))
     return found
 
 
@@ -364,9 +366,9 @@ def _with_comments(text: str, base: str, old_data: Any, old_positions: Positions
         indent = " " * (len(written) - len(written.lstrip(" ")))
         out.extend(indent + c for c in above.get(number, []))
         position[number] = len(out)
-        for comment in after.get(number, []):  # at its old column when the line leaves room
-            written = written.ljust(comment.column) if len(written) + 2 <= comment.column else written + "  "
-            written += comment.text
+        for comment in after.get(number, []):  # at its old column when its line is unchanged
+            same = written.rstrip() == comment.before and len(written) + 2 <= comment.column
+            written = (written.ljust(comment.column) if same else written + "  ") + comment.text
         out.append(written)
     out.extend(footing)
     for suppression, numbers in suppressions:

@@ -305,9 +305,6 @@ class Unchecked:
     types: set[str] | None = field(default_factory=set)  # resource types of unknown actions (None: all)
     field_types: set[str] | None = field(default_factory=set)  # types of unknown fields (None: all)
 
-    def type_known(self, typ: str) -> bool:
-        return self.types is not None and typ not in self.types
-
     def fields_known(self, typ: str) -> bool:
         return self.field_types is not None and typ not in self.field_types
 
