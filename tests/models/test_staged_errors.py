@@ -239,12 +239,14 @@ accounts:
     assert found[2][2] == "roles.5: expected text, not the number 5"
 
 
-def test_nothing_salvaged_from_a_document_whose_errors_cannot_be_neutralised() -> None:
+def test_a_failed_key_is_left_out_of_the_salvaged_document() -> None:
     from salesauthz.models._yaml import parse_yaml
     from salesauthz.models.validate import validate_schema
 
     parsed = parse_yaml("domain: acme\naccounts: {bob: {roles: rep}}\n", "a.yaml")
     document, issues = validate_schema(parsed.data, "a.yaml", parsed.positions)
     assert document is not None
-    assert "roles" not in document.document.accounts["bob"].model_fields_set
+    bob = document.document.accounts["bob"]
+    assert bob is not None
+    assert "roles" not in bob.model_fields_set
     assert [i.line for i in issues] == [2]
