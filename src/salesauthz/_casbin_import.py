@@ -185,8 +185,8 @@ class ImportResult:
         directory beside it, which is renamed into place only when everything is written: on
         any failure nothing is left behind. Raises :class:`FileExistsError` or :class:`OSError`.
         """
-        from salesauthz.checker.storage_commands import document_file_name
         from salesauthz.models.loader import bundled_model_text
+        from salesauthz.models.write import document_file_name
 
         target = Path(directory)
         if target.exists() and (not target.is_dir() or any(target.iterdir())):
@@ -929,8 +929,8 @@ _HEADER = """\
 def _document_text(document: DomainDocument, source: str) -> str:
     """The document as YAML, with each account's SA206 acknowledged (checked to load back
     exactly; without the acknowledgements if it would not)."""
-    from salesauthz.checker.storage_commands import document_yaml
     from salesauthz.models.loader import load_document
+    from salesauthz.models.write import document_yaml
 
     body = document_yaml(document).split("\n", 1)[1]  # without its export header
     header = _HEADER.format(source=source.replace("\n", " "))

@@ -28,6 +28,7 @@ import casbin
 from casbin import persist
 
 from salesauthz._rules import Rule
+from salesauthz._rules import casbin_value_problem as value_problem  # public here
 from salesauthz.reference import MATCHER_FUNCTIONS, register_functions
 
 if TYPE_CHECKING:
@@ -126,38 +127,6 @@ def enforcer(store: str | Adapter | Iterable[Rule], *, clock: Callable[[], float
         load_rules(built.get_model(), store)
     register_functions(built, clock=clock)
     return built
-
-
-def value_problem(value: str) -> str | None:
-    """Why ``value`` would not come back unchanged through Casbin's line-based policy loaders,
-    or ``None`` if it would.
-
-    pycasbin's adapters (the file adapter, ``casbin-sqlalchemy-adapter`` and most others) join a
-    rule's values with ``", "`` and split the line again with ``persist.load_policy_line``,
-    which splits at every comma outside brackets, fails on a closing bracket with no opening
-    one, lets an unclosed bracket swallow the following values, and strips each value; the file
-    adapter also reads one rule per line. So a value survives exactly when it has no comma
-    outside brackets, balanced ``()``/``[]`` brackets, no leading or trailing whitespace and no
-    line feed.
-    """
-    if "\n" in value:
-        return "it contains a line feed (a policy file holds one rule per line)"
-    if value != value.strip():
-        return "it starts or ends with whitespace (Casbin's loaders strip every value)"
-    depth = 0
-    for character in value:
-        if character in "([":
-            depth += 1
-        elif character in ")]":
-            if depth == 0:
-                return (f"it has a {character!r} with no opening bracket before it "
-                        "(pycasbin's loader fails on it)")
-            depth -= 1
-        elif character == "," and depth == 0:
-            return "it contains a comma outside brackets (Casbin's loaders split the value there)"
-    if depth:
-        return "it has an unclosed bracket (pycasbin's loader merges the following values into it)"
-    return None
 
 
 def import_policy(model: str | Path, policy: str | Path | Iterable[Iterable[str]], *,

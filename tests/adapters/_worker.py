@@ -8,7 +8,8 @@ from multiprocessing.connection import Connection
 
 from salesauthz import Authorizer, Record
 
-ACCOUNT, DOMAIN = "华东 rep,1", "acme"
+# Hostile, yet a name a Casbin store can hold too (a comma only inside brackets).
+ACCOUNT, DOMAIN = "华东 rep(1,a)", "acme"
 RECORD = Record("customer", owner="someone")
 
 

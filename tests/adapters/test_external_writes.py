@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from salesauthz import Authorizer
 from salesauthz._rules import Rule, domain_of
-from salesauthz.adapters.casbin_compat import CasbinRuleAdapter
+from salesauthz.adapters.casbin_compat import PTYPE_PREFIX, CasbinRuleAdapter
 from salesauthz.adapters.sql import SQLAdapter, domain_key, rule_key
 from salesauthz.adapters.watch import Watcher, start_watcher
 
@@ -60,11 +60,15 @@ class Setup:
                     conn.execute(f"SET salesauthz.channel TO '{self.channel}'")
                 yield conn.execute
 
+    def ptype(self, ptype: str) -> str:
+        """The rule type as stored (a Casbin store namespaces salesauthz's rows)."""
+        return PTYPE_PREFIX + ptype if self.store_class is CasbinRuleAdapter else ptype
+
     def insert(self, rule: Rule) -> tuple[str, tuple[Any, ...]]:
         values = (*rule[1:], *(None,) * (7 - len(rule)))
         if self.store_class is CasbinRuleAdapter:
             return ("INSERT INTO casbin_rule (ptype, v0, v1, v2, v3, v4, v5) VALUES "
-                    "(%s, %s, %s, %s, %s, %s, %s)", (rule[0], *values))
+                    "(%s, %s, %s, %s, %s, %s, %s)", (self.ptype(rule[0]), *values))
         return ("INSERT INTO salesauthz_rules (rule_key, domain_key, domain, ptype, v0, v1, v2, v3, v4, v5) "
                 "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                 (rule_key(rule), domain_key(domain_of(rule)), domain_of(rule), rule[0], *values))
@@ -117,11 +121,12 @@ def test_sql_written_by_someone_else_reaches_followers(location: tuple[str, str 
         taken = {}
         column = "v4"  # the scope of a p rule, in both tables
         with setup.raw() as execute:
-            execute(f"DELETE FROM {setup.table()} WHERE ptype = 'p' AND v0 = 'rep'", ())
+            execute(f"DELETE FROM {setup.table()} WHERE ptype = %s AND v0 = 'rep'", (setup.ptype("p"),))
             taken["delete"] = flips(authz, False)
             execute(*setup.insert(GRANT))
             taken["insert"] = flips(authz, True)
-            execute(f"UPDATE {setup.table()} SET {column} = 'own' WHERE ptype = 'p' AND v0 = 'rep'", ())
+            execute(f"UPDATE {setup.table()} SET {column} = 'own' WHERE ptype = %s AND v0 = 'rep'",
+                    (setup.ptype("p"),))
             taken["update"] = flips(authz, False)
         assert max(taken.values()) <= bound
         assert watcher.suspensions == 0
@@ -144,7 +149,7 @@ def test_own_writes_bump_each_version_once(location: tuple[str, str | None],
         assert again.versions() == {DOMAIN: 2}
         assert sorted(again.load()) == sorted([*RULES[:-1], ("p4", "x", DOMAIN), ("p4", "y", DOMAIN)])
         with setup.raw() as execute:  # and one foreign statement bumps once, however many rows
-            execute(f"DELETE FROM {setup.table()} WHERE ptype = 'p4'", ())
+            execute(f"DELETE FROM {setup.table()} WHERE ptype = %s", (setup.ptype("p4"),))
         assert again.versions() == {DOMAIN: 3}
         assert store.versions() == {DOMAIN: 3}
     finally:
@@ -163,10 +168,15 @@ def test_pycasbin_writing_the_shared_table_is_noticed(tmp_path: Path) -> None:
     pycasbin = casbin_sqlalchemy_adapter.Adapter(engine)
     try:
         assert not authz.check(ACCOUNT, "read", RECORD, domain=DOMAIN)
-        pycasbin.add_policy("p", "p", list(GRANT[1:]))
+        # A pycasbin application on salesauthz's model writes salesauthz's (namespaced) rows.
+        pycasbin.add_policy("p", PTYPE_PREFIX + "p", list(GRANT[1:]))
         assert flips(authz, True) <= 0.75
-        pycasbin.remove_policy("p", "p", list(GRANT[1:]))
+        pycasbin.remove_policy("p", PTYPE_PREFIX + "p", list(GRANT[1:]))
         assert flips(authz, False) <= 0.75
+        # Another application's own rows in the shared table change nothing for us.
+        pycasbin.add_policy("p", "p", ["alice", "data1", "read"])
+        time.sleep(0.75)
+        assert not authz.check(ACCOUNT, "read", RECORD, domain=DOMAIN)
     finally:
         authz.close()
         engine.dispose()
@@ -182,10 +192,10 @@ def test_postgresql_trigger_notifies_ignores_unknown_rows_and_bumps_all_on_trunc
             conn.execute(f'SET search_path TO "{schema}"')
             conn.execute(f"SET salesauthz.channel TO '{schema}'")  # not the shared default
             conn.execute(f'LISTEN "{schema}"')
-            conn.execute("INSERT INTO casbin_rule (ptype, v0, v1) VALUES ('p4', 'c', '华东'), "
-                         "('p9', 'another app', 'acme')")
+            conn.execute("INSERT INTO casbin_rule (ptype, v0, v1) VALUES (%s, 'c', '华东'), "
+                         "('p', 'another app', 'acme')", (PTYPE_PREFIX + "p4",))
             payloads = [notify.payload for notify in conn.notifies(timeout=1.0, stop_after=1)]
-            assert payloads == ['{"d" : "华东", "v" : 2}']  # p9 is not ours: acme untouched
+            assert payloads == ['{"d" : "华东", "v" : 2}']  # another app's p: acme untouched
             assert store.versions() == {"acme": 1, "华东": 2}
             conn.execute("TRUNCATE casbin_rule")
             assert store.versions() == {"acme": 2, "华东": 3}
@@ -193,7 +203,7 @@ def test_postgresql_trigger_notifies_ignores_unknown_rows_and_bumps_all_on_trunc
             # another search_path (a DBA's) still finds salesauthz's tables.
             conn.execute("SET search_path TO public")
             conn.execute(f'INSERT INTO "{schema}".casbin_rule (ptype, v0, v1) VALUES (%s, %s, %s)',
-                         ("p4", "d", "acme"))
+                         (PTYPE_PREFIX + "p4", "d", "acme"))
         assert store.versions() == {"acme": 3, "华东": 3}
         with store.engine.connect() as conn:
             triggers = conn.exec_driver_sql(

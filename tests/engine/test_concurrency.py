@@ -190,7 +190,11 @@ def test_no_check_allows_after_the_revoke_returned(failure_log: _FailureLog) -> 
                 in_force.clear()
                 authz.apply_changes(added=[_grant_of(wave)])
                 granted[0] = wave
-                if not in_force.wait(timeout=2.0):
+                # Wait for a checker to see it in force; if the checkers were starved (a loaded
+                # machine), see for ourselves: a grant not in force now is a stale deny.
+                if not in_force.wait(timeout=2.0) and not authz.check(
+                        _asker(wave), f"act_{wave}", Record("customer", owner="someone",
+                                                            department="sales"), domain=DOMAIN):
                     unseen.append(wave)
                 authz.apply_changes(removed=[_grant_of(wave)])
                 revoked[0] = wave
@@ -234,6 +238,6 @@ def test_no_check_allows_after_the_revoke_returned(failure_log: _FailureLog) -> 
     assert errors == []
     assert failure_log.messages == []
     assert stale_allows == []
-    assert unseen == [], f"grants never seen in force before their revoke: waves {unseen[:5]}"
+    assert unseen == [], f"grants not in force after they returned: waves {unseen[:5]}"
     assert revoked[0] >= 30, "the mutator hardly ran: the test proved nothing"
     assert all(count > 0 for count in checks)

@@ -40,7 +40,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from salesauthz._audit_chain import AuditDraft, AuditKeyOption, AuditRecord
-from salesauthz._rules import ARITY, DOMAIN_FIELD, Rule, check_rule, domain_of
+from salesauthz._rules import ARITY, DOMAIN_FIELD, Rule, casbin_value_problem, check_rule, domain_of
 from salesauthz.errors import PolicyError, PolicyIssue
 
 from .sql import VALUE_COLUMNS, SQLAdapter, rows_to_rules, rule_values
@@ -63,11 +63,9 @@ _OUR_STORED_PTYPES: Final = tuple(stored_ptype(p) for p in ARITY)
 
 def unstorable_values(rule: Rule) -> list[str]:
     """Why values of ``rule`` cannot go into a Casbin store (empty when they all can)."""
-    from salesauthz.casbin import value_problem
-
     problems = []
     for value in rule[1:]:
-        if isinstance(value, str) and (problem := value_problem(value)) is not None:
+        if isinstance(value, str) and (problem := casbin_value_problem(value)) is not None:
             problems.append(f"{value!r}: {problem}")
     return problems
 

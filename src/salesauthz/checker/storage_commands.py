@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import hashlib
 import json
 import os
 import re
@@ -37,6 +36,7 @@ from typing import Any
 
 from salesauthz._rules import Rule, check_rule, domain_of
 from salesauthz._wording import capped, count
+from salesauthz.models.write import document_file_name
 
 from .output import Progress
 
@@ -46,7 +46,6 @@ EXIT_OK = 0
 EXIT_FINDINGS = 1
 EXIT_USAGE = 2
 
-_PLAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,80}$")
 
 
 def _error(message: str) -> None:
@@ -231,22 +230,7 @@ def _cmd_import_casbin(args: argparse.Namespace) -> int:
 # -- export ---------------------------------------------------------------------------------
 
 
-def document_file_name(domain: str) -> str:
-    """A safe file name for a domain's document (the document itself carries the real name)."""
-    if _PLAIN_NAME.match(domain) and not domain.endswith((".test", ".test.yaml")):
-        return f"{domain}.yaml"
-    return "domain-" + hashlib.sha256(domain.encode("utf-8")).hexdigest()[:12] + ".yaml"
-
-
 EXPORT_HEADER = "# Exported by `salesauthz export`; `salesauthz import` restores it exactly.\n"
-
-
-def document_yaml(document: Any, base: str | None = None) -> str:
-    """A domain document as YAML; merged with ``base``, the domain's existing document, when
-    given (its descriptions and comments kept: see :mod:`~salesauthz.checker.export_merge`)."""
-    from .export_merge import render_document
-
-    return render_document(document, base, header=EXPORT_HEADER).text
 
 
 def base_documents(directory: Path, domains: Collection[str]) -> dict[str, tuple[Path, str]]:
