@@ -208,3 +208,18 @@ def test_read_only_opening_of_other_stores(tmp_path: Path, capsys: pytest.Captur
     # In-memory SQLite and SQLite URIs are the caller's business: no file to look for.
     store = open_read_only("sqlite://")
     store.close()
+
+
+def test_verify_of_a_store_from_before_anchors_says_what_to_do(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    url = _store(tmp_path)
+    database = tmp_path / "rules.db"
+    with sqlite3.connect(database) as connection:
+        connection.execute("DROP TABLE salesauthz_audit_anchors")  # as an older salesauthz left it
+    capsys.readouterr()
+    assert main(["audit", "verify", "--url", url]) == 2
+    assert "verify only reads; a store last written by a salesauthz from before audit anchors" in \
+        capsys.readouterr().err
+    assert ("table", "salesauthz_audit_anchors") not in _schema(database)  # verify created nothing
+    assert main(["import", POLICIES, "--into", url]) == 0  # a writer opens it: anchored
+    assert main(["audit", "verify", "--url", url]) == 0

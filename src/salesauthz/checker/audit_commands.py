@@ -89,7 +89,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
             except AuditVerificationError:  # a stored row that is no record: already in `found`
                 counts = {}
     except (AuditError, StorageError) as exc:  # a malformed key, an unreachable store
-        _error(str(exc))
+        _error(str(exc) + _UNANCHORED_HINT if "anchors" in str(exc) else str(exc))
         return EXIT_USAGE
     domains = sorted({*found, *counts, *(c.domain for c in checkpoints)})
     if args.format == "json":
@@ -108,6 +108,13 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         verdict = count(len(found), "broken trail") if found else "every trail intact"
         print(f"{verdict} in {mask_url(args.url)} ({count(len(domains), 'domain')}{against})")
     return EXIT_FINDINGS if found else EXIT_OK
+
+
+# verify opens the store read-only: it never creates the anchors table a store written by a
+# salesauthz from before anchors lacks (the first writer to open it does, anchoring its trails).
+_UNANCHORED_HINT = (" — verify only reads; a store last written by a salesauthz from before audit "
+                    "anchors gets them when a writer first opens it (your application, or `salesauthz "
+                    "audit anchor`)")
 
 
 def _cmd_checkpoint(args: argparse.Namespace) -> int:
