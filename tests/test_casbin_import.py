@@ -393,7 +393,7 @@ def test_import_then_into_a_store(tmp_path: Path, capsys: pytest.CaptureFixture[
     url = f"sqlite:///{tmp_path / 'salesauthz.db'}"
     assert main(["import", "--from-casbin", str(PYCASBIN / example.model), str(PYCASBIN / example.policy),
                  str(tmp_path / "policies"), "--into", url]) == 0
-    assert f"imported into {url} (18 rule change(s))" in capsys.readouterr().out
+    assert f"imported into {url} (18 rule changes)" in capsys.readouterr().out
     with Authorizer.from_url(url) as authz:
         assert authz.check("bob", "write", Record("data2"), domain="domain2")
     assert main(["import", str(tmp_path / "policies")]) == 2  # a plain import still needs --into

@@ -45,6 +45,7 @@ from casbin import persist
 
 from salesauthz import _rules as R
 from salesauthz._rules import Rule
+from salesauthz._wording import docs_url
 from salesauthz.errors import PolicyError, PolicyIssue
 from salesauthz.models.compile import compile_document
 from salesauthz.models.documents import AccountDocument, DomainDocument, PermissionSet, RoleDocument
@@ -255,7 +256,7 @@ def _analyse(model: Any, where: str, notes: list[ImportNote]) -> _Shape:
         return PolicyError([PolicyIssue(f"cannot translate this Casbin model: {message}", where,
                                         code="SA105",
                                         hint="salesauthz imports RBAC and RBAC-with-domains models "
-                                             "(see docs/coming-from-casbin.md)")])
+                                             f"(see {docs_url('coming-from-casbin')})")])
 
     sections = model.model
     if "r" not in sections or "p" not in sections or "m" not in sections or "e" not in sections:

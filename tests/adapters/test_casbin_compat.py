@@ -367,7 +367,7 @@ def test_export_of_their_table_is_a_clear_error_and_writes_nothing(
     assert main(["export", "casbin+" + url, "--domain", "domain1", "--to", str(out)]) == 2
     err = capsys.readouterr().err
     assert "no rules for domain 'domain1'" in err
-    assert "holds 6 row(s) of another Casbin application" in err
+    assert "holds 6 rows of another Casbin application" in err
     assert "--from-casbin" in err
     assert not out.exists()
 

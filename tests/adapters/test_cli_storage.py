@@ -81,18 +81,21 @@ def test_invalid_policy_is_a_finding_and_writes_nothing(tmp_path: Path,
 
 def test_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["import", str(tmp_path / "missing"), "--into", store_url(tmp_path)]) == 2
-    assert "not a directory" in capsys.readouterr().err
+    assert "missing does not exist" in capsys.readouterr().err
     assert main(["import", str(POLICIES), "--into", "postgresql://u:hunter2@127.0.0.1:1/x"]) == 2
     err = capsys.readouterr().err
     assert "hunter2" not in err
     assert "u:***@" in err
     assert main(["export", store_url(tmp_path), "--domain", "nowhere", "--to", str(tmp_path / "o")]) == 2
-    assert "no rules for domain 'nowhere'" in capsys.readouterr().err
-    assert not (tmp_path / "o").exists()
+    assert "store.db does not exist" in capsys.readouterr().err  # export reads: it creates no store
+    assert not (tmp_path / "store.db").exists()
     assert main(["export", "ftp://x", "--domain", "acme", "--to", str(tmp_path / "o")]) == 2
     assert main(["import", str(POLICIES)]) == 2  # --into is required
     url = store_url(tmp_path)
     assert main(["import", str(POLICIES), "--into", url]) == 0
+    assert main(["export", url, "--domain", "nowhere", "--to", str(tmp_path / "o")]) == 2
+    assert "no rules for domain 'nowhere'" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
     blocker = tmp_path / "file"
     blocker.write_text("x", encoding="utf-8")
     assert main(["export", url, "--domain", "acme", "--to", str(blocker)]) == 2

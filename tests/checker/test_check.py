@@ -66,7 +66,7 @@ def test_strict_turns_warnings_into_errors(capsys: pytest.CaptureFixture[str]) -
     assert main(["check", str(case), "--no-color"]) == 0
     out = capsys.readouterr().out
     assert "warning SA205" in out
-    assert "0 error(s), 1 warning(s)" in out
+    assert "0 errors, 1 warning" in out
     assert main(["check", str(case), "--strict", "--no-color"]) == 1
     assert "error SA205" in capsys.readouterr().out
 
@@ -85,12 +85,19 @@ def test_clean_directory_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[s
         "    permissions:\n      - scope: all\n        '*': ['*']\naccounts:\n"
         "  alice: {department: sales, roles: [admin]}\n", encoding="utf-8")
     assert main(["check", str(tmp_path)]) == 0
-    assert "ok: 1 domain(s)" in capsys.readouterr().out
+    assert "ok: 1 domain," in capsys.readouterr().out
 
 
 def test_missing_directory_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check", str(tmp_path / "nope")]) == 2
-    assert "not a directory" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"{tmp_path / 'nope'} does not exist" in out
+    assert "not a directory" not in out
+    (tmp_path / "acme.yaml").write_text("domain: acme\n", encoding="utf-8")
+    assert main(["check", str(tmp_path / "acme.yaml")]) == 2
+    out = capsys.readouterr().out
+    assert f"{tmp_path / 'acme.yaml'} is not a directory" in out
+    assert "not a file in it" in out  # the hint: pass the directory, not one of its files
 
 
 def test_json_output(capsys: pytest.CaptureFixture[str]) -> None:
@@ -161,7 +168,7 @@ def test_summary_line_counts_suppressed_findings(tmp_path: Path, capsys: pytest.
         "domain: globex\ndepartments: {d: {}}\nroles: {r: {}}\naccounts: {a: {department: d}}\n",
         encoding="utf-8")
     assert main(["check", str(target)]) == 0
-    assert capsys.readouterr().out.splitlines()[-1] == f"0 error(s), 1 warning(s) in {target} (1 suppressed)"
+    assert capsys.readouterr().out.splitlines()[-1] == f"0 errors, 1 warning in {target} (1 suppressed)"
     assert main(["check", str(POLICIES)]) == 0
     assert capsys.readouterr().out.splitlines()[-1].endswith("no findings (3 suppressed)")
 

@@ -43,7 +43,7 @@ def test_acceptance_senior_rep_gains_export_at_team(tmp_path: Path,
     assert main(["diff", str(POLICIES), str(new), "--no-color"]) == 0
     out = capsys.readouterr().out
     assert "+ acme  lead_e1  gains customer:export@team" in out
-    assert "1 gain(s), 0 loss(es)" in out
+    assert "1 gain, 0 losses" in out
     assert main(["diff", str(POLICIES), str(new), "--fail-on-gain", "--format", "json"]) == 1
     payload = json.loads(capsys.readouterr().out)
     assert payload["gains"] == 1
@@ -119,7 +119,7 @@ def test_git_revisions(tmp_path: Path, capsys: pytest.CaptureFixture[str],
     ("git:", "name a revision"),
     ("git:nosuchrev", "failed"),
     ("git:HEAD:/", "not inside the git repository"),
-    ("missing-dir", "is not a directory"),
+    ("missing-dir", "missing-dir does not exist"),
 ])
 def test_bad_specs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, old: str, message: str) -> None:
     repo = tmp_path / "repo"
@@ -153,3 +153,118 @@ def test_broken_side_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixt
     (broken / "acme.yaml").write_text("domain: acme\naccounts:\n  a: {roles: [nope]}\n", encoding="utf-8")
     assert main(["diff", str(POLICIES), str(broken)]) == 2
     assert "cannot load" in capsys.readouterr().err
+
+
+def test_an_all_scope_change_says_every_record(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    new = _copy(tmp_path, "new")
+    _edit(new, "      - scope: {custom: [east-2, west]}\n        customer: [read]",
+          "      - scope: {custom: [east-2, west]}\n        customer: [read]\n"
+          "      - scope: all\n        customer: [export]")
+    result = diff_directories(POLICIES, new)
+    assert [(c.account, c.permission, c.records) for c in result.changes] == [
+        ("analyst_1", "customer:export@all", "every record")]
+    assert main(["diff", str(POLICIES), str(new), "--no-color"]) == 0
+    assert "+ acme  analyst_1  gains customer:export@all  [every record]" in capsys.readouterr().out
+
+
+def test_many_departments_are_counted_not_listed(tmp_path: Path) -> None:
+    new = _copy(tmp_path, "new")
+    # analyst_1 goes from two subtrees to all: what it gains is every other department.
+    _edit(new, "      - scope: {custom: [east-2, west]}\n        customer: [read]",
+          "      - scope: all\n        customer: [read]")
+    (change,) = diff_directories(POLICIES, new).changes
+    assert change.records == ("records in east, east-1, ops and 2 more departments; "
+                              "records in no department")
+
+
+def test_a_removed_or_frozen_account_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    new = _copy(tmp_path, "new")
+    _edit(new, "  ops_1: {department: ops, roles: [sales_ops]}\n", "")
+    _edit(new, "  mgr_east: {department: east, roles: [sales_manager]}",
+          "  mgr_east: {department: east, roles: [sales_manager], status: frozen}")
+    result = diff_directories(POLICIES, new)
+    summaries = {(a.account, a.kind, a.reason, len(a.permissions)) for a in result.accounts}
+    assert ("ops_1", "loss", "removed", 4) in summaries
+    assert ("mgr_east", "loss", "now frozen", 9) in summaries
+    assert ("intern_e1", "loss", "no rights left", 2) in summaries  # capped by its frozen parent
+    assert main(["diff", str(POLICIES), str(new), "--no-color"]) == 0
+    out = capsys.readouterr().out
+    assert ("- acme  ops_1  loses all 4 permissions (removed)  [customer:read@all, order:create@all, "
+            "order:read@all and order:update@all]") in out
+    assert "- acme  mgr_east  loses all 9 permissions (now frozen)  [account:manage@department_tree, " in out
+    assert "and 6 more]" in out
+    assert "  ops_1  loses customer" not in out  # no line per permission
+    assert out.splitlines()[-1].startswith("0 gains, 15 losses between")  # the totals still count each
+
+
+def test_a_directory_against_a_live_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"sqlite:///{tmp_path / 'rules.db'}"
+    assert main(["import", str(POLICIES), "--into", url]) == 0
+    new = _copy(tmp_path, "new")
+    (new / "globex.yaml").unlink()  # a directory of one domain: the store's other is left alone
+    _edit(new, SENIOR_REP, SENIOR_REP + "      - scope: team\n        customer: [export]\n")
+    capsys.readouterr()
+    assert main(["diff", "--url", url, str(new), "--no-color", "--fail-on-gain"]) == 1
+    out = capsys.readouterr().out
+    assert "+ acme  lead_e1  gains customer:export@team  [records in east-1]" in out
+    assert f"between {url} and {new}" in out
+    assert "g_admin" not in out  # globex: not in the directory, not compared
+    # The same, written as two sides, and the other way round.
+    assert main(["diff", url, str(new), "--format", "json"]) == 0
+    assert [c["account"] for c in json.loads(capsys.readouterr().out)["changes"]] == ["lead_e1"]
+    assert main(["diff", str(new), url, "--format", "json"]) == 0
+    assert [c["kind"] for c in json.loads(capsys.readouterr().out)["changes"]] == ["loss"]
+    # --domain chooses; two stores compare every domain.
+    assert main(["diff", url, url, "--domain", "globex"]) == 0
+    assert "no change" in capsys.readouterr().out
+    assert main(["diff", "--url", url]) == 2
+    assert "compare two versions" in capsys.readouterr().err
+
+
+FIELDS = """    fields:
+      customer:
+        phone: hidden
+        email: hidden
+        contract_value: hidden
+  customer_service:"""
+
+
+def test_field_visibility_gained_shows_and_trips_fail_on_gain(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    new = _copy(tmp_path, "new")
+    _edit(new, FIELDS, FIELDS.replace("phone: hidden", "phone: visible").replace("email: hidden",
+                                                                                  "email: visible"))
+    result = diff_directories(POLICIES, new)
+    assert result.changes == []  # no record-level change at all
+    # The assistant, and the intern holding the same role under mgr_east (who sees both fields).
+    assert {(c.account, c.field, c.before, c.after, c.kind) for c in result.fields} == {
+        (account, field, "hidden", "visible", "gain")
+        for account in ("asst_e1", "intern_e1") for field in ("phone", "email")}
+    phone = next(c for c in result.fields if c.field == "phone")
+    assert phone.records == "records in east-1"  # what asst_e1 reads: its team's customers
+    assert phone.what == "gains sight of"
+    assert main(["diff", str(POLICIES), str(new), "--no-color", "--fail-on-gain"]) == 1
+    out = capsys.readouterr().out
+    assert "+ acme  asst_e1  gains sight of customer.phone (hidden → visible)  [records in east-1]" in out
+    assert out.splitlines()[-1].startswith("0 gains, 0 losses; fields: 4 gains, 0 losses between")
+    assert main(["diff", str(POLICIES), str(new), "--format", "json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["field_gains"] == 4
+    assert {f["field"] for f in payload["fields"]} == {"phone", "email"}
+    # The other way round: a loss of sight, which --fail-on-change catches and --fail-on-gain not.
+    assert main(["diff", str(new), str(POLICIES), "--fail-on-gain"]) == 0
+    assert main(["diff", str(new), str(POLICIES), "--fail-on-change"]) == 1
+    capsys.readouterr()
+
+
+def test_field_write_right_and_own_records(tmp_path: Path) -> None:
+    new = _copy(tmp_path, "new")
+    # junior reps may now change the contract value (was readonly), on the records they read.
+    _edit(new, "    fields:\n      customer:\n        contract_value: readonly\n  sales_manager:",
+          "    fields:\n      customer:\n        contract_value: visible\n  sales_manager:")
+    fields = diff_directories(POLICIES, new).fields
+    changes = {(c.account, c.field, c.before, c.after, c.records) for c in fields}
+    assert ("rep_e1a", "contract_value", "readonly", "visible", "records owned by rep_e1a") in changes
+    change = next(c for c in diff_directories(POLICIES, new).fields if c.account == "rep_e1a")
+    assert change.what == "gains the right to change"
+    assert not any(c[0] == "lead_e1" for c in changes)  # its senior_rep rule still says readonly

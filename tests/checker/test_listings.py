@@ -49,10 +49,10 @@ def test_explain_json_with_department(capsys: pytest.CaptureFixture[str]) -> Non
 def test_explain_defaults_to_the_policies_directory(capsys: pytest.CaptureFixture[str],
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(ROOT)
-    assert main(["explain", "ghost", "read", "customer", "--domain", "acme", "--format", "json"]) == 0
+    assert main(["explain", "gone_1", "read", "customer", "--domain", "acme", "--format", "json"]) == 0
     data = _json(capsys)
     assert data["allowed"] is False
-    assert "does not exist" in str(data["reason"])
+    assert "deactivated" in str(data["reason"])
 
 
 def test_unknown_domain_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
@@ -89,7 +89,7 @@ def test_url_opens_a_store(capsys: pytest.CaptureFixture[str]) -> None:
 def test_who_can_lists_every_holder_with_scopes(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["who-can", "read", "customer", "--domain", "acme", POLICIES, "--no-color"]) == 0
     out = capsys.readouterr().out
-    assert "12 account(s) may customer:read in acme" in out
+    assert "12 accounts may customer:read in acme" in out
     assert "analyst_1  custom[east-2, west]" in out
     assert "gone_1" not in out
     assert "frozen_1" not in out
@@ -102,7 +102,7 @@ def test_who_can_for_a_record(capsys: pytest.CaptureFixture[str]) -> None:
     assert [row["account"] for row in data["accounts"]] == ["alice", "lead_e1", "mgr_east", "rep_e1b"]  # type: ignore[attr-defined]
     assert main(["who-can", "update", "customer", "--department", "west-1", "--domain", "acme",
                  POLICIES, "--no-color"]) == 0
-    assert "1 account(s) may customer:update on a record in west-1" in capsys.readouterr().out
+    assert "1 account may customer:update on a record in west-1" in capsys.readouterr().out
     assert main(["who-can", "read", "customer", "--owner", "rep_e1b", "--domain", "acme",
                  POLICIES, "--no-color"]) == 0
     assert "on a record owned by rep_e1b" in capsys.readouterr().out
@@ -125,12 +125,12 @@ def test_who_can_marks_capped_sub_accounts(capsys: pytest.CaptureFixture[str], t
 def test_what_can(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["what-can", "intern_e1", "--domain", "acme", POLICIES, "--no-color"]) == 0
     out = capsys.readouterr().out
-    assert "intern_e1 may do 2 thing(s) in acme" in out
+    assert "intern_e1 may do 2 things in acme" in out
     assert "customer:update@own" in out
     assert main(["what-can", "gone_1", "--domain", "acme", POLICIES]) == 0
     assert "gone_1 is deactivated: it may do nothing" in capsys.readouterr().out
-    assert main(["what-can", "ghost", "--domain", "acme", POLICIES]) == 0
-    assert "not an account of acme" in capsys.readouterr().out
+    assert main(["what-can", "ghost", "--domain", "acme", POLICIES]) == 2
+    assert "unknown account 'ghost' in domain 'acme'" in capsys.readouterr().err
     assert main(["what-can", "lead_e1", "--domain", "acme", POLICIES, "--format", "json"]) == 0
     data = _json(capsys)
     assert data["status"] == "active"
@@ -163,26 +163,6 @@ def test_plain_output_without_rich(capsys: pytest.CaptureFixture[str],
     assert "error SA130: account 'rep_2'" in capsys.readouterr().out
     assert main(["review", "--domain", "globex", POLICIES]) == 0
     assert "g_admin" in capsys.readouterr().out
-
-
-def test_progress_bar_on_a_terminal(capsys: pytest.CaptureFixture[str],
-                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("FORCE_COLOR", "1")
-    monkeypatch.setenv("TTY_COMPATIBLE", "1")
-    from salesauthz.checker.output import Output
-
-    with Output().progress("working", 10) as advance:
-        advance(5, 10)
-        advance(10, 10)
-    assert "working" in capsys.readouterr().err  # drawn on stderr, stdout stays clean
-
-
-def test_no_progress_bar_when_not_a_terminal(capsys: pytest.CaptureFixture[str]) -> None:
-    from salesauthz.checker.output import Output
-
-    with Output().progress("working", 10) as advance:
-        advance(10, 10)
-    assert capsys.readouterr().err == ""
 
 
 def test_url_of_a_sqlite_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

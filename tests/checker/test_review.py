@@ -128,3 +128,27 @@ def test_html_renders_in_headless_chromium(tmp_path: Path) -> None:
     data = screenshot.read_bytes()
     assert data.startswith(b"\x89PNG\r\n\x1a\n")
     assert len(data) > 20_000  # a rendered table, not a blank page
+
+
+def test_the_report_shows_field_visibility() -> None:
+    review = build_review(open_source(POLICIES, None), "acme")
+    rows = {row.account: row for row in review.rows}
+    assert rows["alice"].fields == ["customer: every field visible"]
+    assert rows["asst_e1"].fields == ["customer.contract_value: hidden", "customer.email: hidden",
+                                      "customer.phone: hidden", "customer: other fields visible"]
+    # A record-conditional rule: the senior rep sees the phone of its own customers only.
+    assert rows["lead_e1"].fields == [
+        "customer.contract_value: readonly",
+        "customer.phone: hidden on records in east-1, visible on records owned by lead_e1",
+        "customer: other fields visible"]
+    assert rows["gone_1"].fields == []  # it reads nothing
+    payload = json.loads(render_review(review, "json"))
+    assert next(a for a in payload["accounts"] if a["account"] == "asst_e1")["fields"][0] == \
+        "customer.contract_value: hidden"
+    table = list(csv.reader(io.StringIO(render_review(review, "csv"))))
+    assert table[0][-1] == "fields"
+    assert "customer.phone: hidden" in next(r for r in table if r[1] == "asst_e1")[-1]
+    assert "| fields |" in render_review(review, "md")
+    assert "<th>fields</th>" in render_review(review, "html")
+    assert "customer.phone: hidden on records in east-1, visible on records owned by lead_e1" in \
+        render_review(review, "html")

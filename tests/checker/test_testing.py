@@ -255,7 +255,7 @@ def test_no_tests_and_no_directory(policies: Path, tmp_path: Path,
     assert main(["test", str(policies)]) == 2
     assert "no policy tests" in capsys.readouterr().out
     assert main(["test", str(tmp_path / "missing")]) == 2
-    assert "not a directory" in capsys.readouterr().out
+    assert "missing does not exist" in capsys.readouterr().out
 
 
 def test_unreadable_test_file(policies: Path) -> None:

@@ -48,8 +48,12 @@ def test_nothing_is_half_loaded(tmp_path: Path) -> None:
 
 
 def test_not_a_directory(tmp_path: Path) -> None:
-    with pytest.raises(PolicyError, match="not a directory"):
+    with pytest.raises(PolicyError, match="missing does not exist"):
         Authorizer.from_directory(tmp_path / "missing")
+    (tmp_path / "a.yaml").write_text("domain: a\n", encoding="utf-8")
+    with pytest.raises(PolicyError, match=r"a\.yaml is not a directory"):
+        Authorizer.from_directory(tmp_path / "a.yaml")
+    (tmp_path / "a.yaml").unlink()
     with pytest.raises(PolicyError, match="no policy documents"):
         Authorizer.from_directory(tmp_path)
 

@@ -168,7 +168,7 @@ GENERATED = [
             _bytes("acme.yaml", b"\xef\xbb\xbf" + _GOOD.replace("\n", "\r\n").encode())),
     Hostile("old_mac_line_ends", "acme.yaml", 5, "SA130", "unknown role 'nobody'",
             _bytes("acme.yaml", _GOOD.replace("\n", "\r").encode())),
-    Hostile("megabyte_long_line", "acme.yaml", 2, "SA102", "description: Input should be a valid string",
+    Hostile("megabyte_long_line", "acme.yaml", 2, "SA102", "description: expected text, not a mapping",
             _bytes("acme.yaml", b"domain: acme\ndescription: {text: " + b"x" * 2**20 + b"}\n")),
     Hostile("file_over_the_size_limit", "acme.yaml", None, "SA108",
             f"over the limit MAX_FILE_BYTES = {MAX_FILE_BYTES:,}", _sparse("acme.yaml", MAX_FILE_BYTES + 1)),

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from salesauthz import _engine as engine
 from salesauthz._engine import EffectiveMap, Holding, Key, Snapshot
 from salesauthz._identity import IdentityCache
+from salesauthz._wording import capped
 from salesauthz.scopes import Coverage, Scope, ScopeKind
 
 __all__ = [
@@ -61,16 +62,22 @@ class Excess:
     departments: frozenset[str] = frozenset()
     owners: frozenset[str] = frozenset()
     unfiled: bool = False  # records in no (known) department, which only ``all`` reaches
+    everything: bool = False  # every record of the domain (``all`` against nothing at all)
 
     def __bool__(self) -> bool:
         return bool(self.departments or self.owners or self.unfiled)
 
-    def describe(self) -> str:
+    def describe(self, limit: int = 3) -> str:
+        """``records in east-1, east-2, sales and 647 more departments; records in no
+        department`` — at most ``limit`` names per list, so a line never grows with the
+        organisation (``every record`` for all of them)."""
+        if self.everything:
+            return "every record"
         parts = []
         if self.departments:
-            parts.append("records in " + ", ".join(sorted(self.departments)))
+            parts.append("records in " + capped(sorted(self.departments), limit, noun="department"))
         if self.owners:
-            parts.append("records owned by " + ", ".join(sorted(self.owners)))
+            parts.append("records owned by " + capped(sorted(self.owners), limit, noun="account"))
         if self.unfiled:
             parts.append("records in no department")
         return "; ".join(parts)
@@ -87,7 +94,7 @@ def excess(inner: Coverage, outer: Coverage | None, snapshot: Snapshot) -> Exces
         # Accounts filed in a department are covered (or implied by `departments`): only the
         # ones with no known department can be outside on their own.
         outside = frozenset(name for name in _homeless(snapshot) if not outer.covers(name, None))
-        return Excess(departments, outside, unfiled=True)
+        return Excess(departments, outside, unfiled=True, everything=outer.is_empty)
     departments = inner.departments - outer.departments
     owners: set[str] = set()
     for owner in inner.owners:

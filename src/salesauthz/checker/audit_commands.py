@@ -19,6 +19,8 @@ from contextlib import closing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from salesauthz._wording import count
+
 from .storage_commands import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, _default_actor, _error
 
 if TYPE_CHECKING:
@@ -45,7 +47,12 @@ def read_checkpoints(path: str) -> list[AuditCheckpoint]:
         raise AuditError(f"{path}: {exc}") from None
 
 
-def _open(url: str) -> Adapter:
+def _open(url: str, *, read_only: bool = True) -> Adapter:
+    """The store: verifying and checkpointing only read it (no file, no table is created)."""
+    if read_only:
+        from .readonly import open_read_only
+
+        return open_read_only(url)
     from salesauthz.adapters import open_adapter
 
     return open_adapter(url)
@@ -82,7 +89,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
             except AuditVerificationError:  # a stored row that is no record: already in `found`
                 counts = {}
     except (AuditError, StorageError) as exc:  # a malformed key, an unreachable store
-        _error(str(exc))
+        _error(str(exc) + _UNANCHORED_HINT if "anchors" in str(exc) else str(exc))
         return EXIT_USAGE
     domains = sorted({*found, *counts, *(c.domain for c in checkpoints)})
     if args.format == "json":
@@ -95,11 +102,19 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         }, ensure_ascii=False, indent=2))
     else:
         for domain in domains:
-            print(found[domain] if domain in found else f"{domain}: intact ({counts.get(domain, 0)} records)")
-        against = f", {len(checkpoints)} checkpoint(s)" if checkpoints else ""
-        verdict = f"{len(found)} broken trail(s)" if found else "every trail intact"
-        print(f"{verdict} in {mask_url(args.url)} ({len(domains)} domain(s){against})")
+            print(found[domain] if domain in found
+                  else f"{domain}: intact ({count(counts.get(domain, 0), 'record')})")
+        against = f", {count(len(checkpoints), 'checkpoint')}" if checkpoints else ""
+        verdict = count(len(found), "broken trail") if found else "every trail intact"
+        print(f"{verdict} in {mask_url(args.url)} ({count(len(domains), 'domain')}{against})")
     return EXIT_FINDINGS if found else EXIT_OK
+
+
+# verify opens the store read-only: it never creates the anchors table a store written by a
+# salesauthz from before anchors lacks (the first writer to open it does, anchoring its trails).
+_UNANCHORED_HINT = (" — verify only reads; a store last written by a salesauthz from before audit "
+                    "anchors gets them when a writer first opens it (your application, or `salesauthz "
+                    "audit anchor`)")
 
 
 def _cmd_checkpoint(args: argparse.Namespace) -> int:
@@ -127,7 +142,7 @@ def _cmd_checkpoint(args: argparse.Namespace) -> int:
         except OSError as exc:
             _error(f"cannot write {args.output}: {exc.strerror or exc}")
             return EXIT_USAGE
-        print(f"wrote {args.output} ({len(checkpoints)} checkpoint(s))", file=sys.stderr)
+        print(f"wrote {args.output} ({count(len(checkpoints), 'checkpoint')})", file=sys.stderr)
     else:
         sys.stdout.write(text)
     return EXIT_OK
@@ -138,7 +153,7 @@ def _cmd_anchor(args: argparse.Namespace) -> int:
     from salesauthz.errors import AuditError, StorageError
 
     try:
-        with closing(_open(args.url)) as store:
+        with closing(_open(args.url, read_only=False)) as store:
             trail = AuditTrail(store)
             for domain in dict.fromkeys(args.domain):
                 record = trail.reanchor(domain, actor=args.actor or _default_actor(), reason=args.reason)

@@ -9,22 +9,36 @@ Exit codes: 0 clean, 1 findings or failures, 2 usage error or unreadable input.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from salesauthz import __version__
+from salesauthz._wording import closest, count, did_you_mean
 from salesauthz.errors import UsageError
 
 from .output import Output
 
 if TYPE_CHECKING:
+    from .findings import Finding
+    from .lint import CheckResult
     from .listings import Source
 
 EXIT_OK = 0
 EXIT_FINDINGS = 1
 EXIT_USAGE = 2
+
+
+def _count_option(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or more, not {value}")
+    return value
 
 
 def _output(args: argparse.Namespace) -> Output:
@@ -35,11 +49,16 @@ def _output(args: argparse.Namespace) -> Output:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
+    from .findings import by_code, select
     from .lint import check_directory
 
     out = _output(args)
-    with out.progress("checking", 1) as advance:
-        result = check_directory(args.path, strict=args.strict, progress=advance, target=args.target)
+    with out.progress() as report:
+        result = check_directory(args.path, strict=args.strict, progress=report, target=args.target)
+    limit = args.max_findings if args.max_findings is not None else (
+        TEXT_MAX_FINDINGS if args.format == "text" else 0)
+    shown = select(result.findings, limit)
+    omitted = len(result.findings) - len(shown)
     if args.format == "json":
         out.data({
             "path": result.path,
@@ -47,33 +66,62 @@ def _cmd_check(args: argparse.Namespace) -> int:
             "errors": len(result.errors),
             "warnings": len(result.warnings),
             "suppressed": result.suppressed,
-            "findings": [f.to_json() for f in result.findings],
+            "by_code": {code: n for code, _, n in by_code(result.findings)},
+            "omitted": omitted,
+            "findings": [f.to_json() for f in shown],
         })
     elif args.format == "sarif":
         from .output import sarif_report
 
-        out.data(sarif_report(result.findings, Path.cwd()))
+        out.data(sarif_report(shown, Path.cwd()))
     else:
-        for finding in result.findings:
-            out.finding(finding)
-        if result.loaded is not None:
-            for sourced in result.loaded.documents:
-                doc = sourced.document
-                out.text(f"{doc.domain}: {len(doc.departments)} departments, {len(doc.roles)} roles, "
-                         f"{len(doc.accounts)} accounts ({sourced.file})", style="dim")
-        # Silenced findings are counted on either line, so a suppression is never invisible.
-        suppressed = f" ({result.suppressed} suppressed)" if result.suppressed else ""
-        summary = (f"{len(result.errors)} error(s), {len(result.warnings)} warning(s) in {result.path}"
-                   + suppressed)
-        if not result.findings and result.loaded is not None:
-            out.text(f"ok: {len(result.loaded.documents)} domain(s), {len(result.loaded.rules)} rules, "
-                     f"no findings{suppressed}", style="green")
-        else:
-            out.text(summary, style="bold red" if result.errors else "yellow")
+        _render_check(result, shown, omitted, out)
     if result.unreadable:
         return EXIT_USAGE
     # Warnings are reported but only fail the run under --strict (which makes them errors).
     return EXIT_FINDINGS if result.errors else EXIT_OK
+
+
+TEXT_MAX_FINDINGS = 50
+"""How many findings ``check`` prints by default (text only): enough to act on; a summary by
+code says how many of each there are."""
+
+
+def _render_check(result: CheckResult, shown: list[Finding], omitted: int, out: Output) -> None:
+    from .findings import by_code, title_of
+
+    for finding in shown:
+        out.finding(finding)
+    if omitted:
+        out.text(f"… and {count(omitted, 'more finding')} not shown (--max-findings 0 lists every "
+                 "one; --format json or sarif gives them all)", style="dim")
+    if result.loaded is not None:
+        documents = result.loaded.documents
+        for sourced in documents[:DOMAIN_LINES]:
+            doc = sourced.document
+            out.text(f"{doc.domain}: {count(len(doc.departments), 'department')}, "
+                     f"{count(len(doc.roles), 'role')}, {count(len(doc.accounts), 'account')} "
+                     f"({sourced.file})", style="dim")
+        if len(documents) > DOMAIN_LINES:
+            out.text(f"… and {count(len(documents) - DOMAIN_LINES, 'more domain')}", style="dim")
+    if omitted or len(result.findings) > SUMMARY_FROM:
+        for code, severity, number in by_code(result.findings):
+            noun = severity if number == 1 else severity + "s"
+            out.styled((f"  {code}  ", "bold"), (f"{number:>9,} {noun:<8}", _SEVERITY_STYLE[severity]),
+                       (f"  {title_of(code)}", None))
+    # Silenced findings are counted on either line, so a suppression is never invisible.
+    suppressed = f" ({result.suppressed:,} suppressed)" if result.suppressed else ""
+    if not result.findings and result.loaded is not None:
+        out.text(f"ok: {count(len(result.loaded.documents), 'domain')}, "
+                 f"{count(len(result.loaded.rules), 'rule')}, no findings{suppressed}", style="green")
+    else:
+        out.text(f"{count(len(result.errors), 'error')}, {count(len(result.warnings), 'warning')} in "
+                 f"{result.path}{suppressed}", style="bold red" if result.errors else "yellow")
+
+
+DOMAIN_LINES = 20  # per-domain lines of a check; more domains are counted
+SUMMARY_FROM = 10  # the summary by code is printed from this many findings (or when some are hidden)
+_SEVERITY_STYLE = {"error": "bold red", "warning": "yellow"}
 
 
 # -- test -----------------------------------------------------------------------------------
@@ -84,7 +132,8 @@ def _cmd_test(args: argparse.Namespace) -> int:
 
     out = _output(args)
     try:
-        report = run_tests(args.path, out=out)
+        with out.progress() as progress:
+            report = run_tests(args.path, progress=progress)
     except TestFileError as exc:
         if args.format == "json":
             out.data({"ok": False, "errors": [f.to_json() for f in exc.findings]})
@@ -133,7 +182,9 @@ def _run_listing(args: argparse.Namespace, body: Callable[[Source, Output], int]
 
     out = _output(args)
     try:
-        return body(open_source(args.path, args.url), out)
+        with out.progress() as progress:  # loading a large directory takes a while
+            source = open_source(args.path, args.url, progress=progress)
+        return body(source, out)
     except UsageError as exc:
         print(f"salesauthz: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -146,15 +197,20 @@ def _cmd_diff(args: argparse.Namespace) -> int:
     from .diff import diff_sources, render_diff
 
     out = _output(args)
+    sides = [side for side in (args.old, args.new) if side is not None]
+    if args.url is not None:
+        sides.insert(0, args.url)  # the live store is the old side: what would NEW change in it?
+    if len(sides) != 2:
+        args.parser.error("compare two versions: OLD NEW, or --url URL NEW")
     try:
-        result = diff_sources(args.old, args.new)
+        result = diff_sources(sides[0], sides[1], domains=args.domain)
     except UsageError as exc:
         print(f"salesauthz: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     render_diff(result, out, fmt=args.format)
-    if args.fail_on_gain and result.gains:
+    if args.fail_on_gain and result.gained:
         return EXIT_FINDINGS
-    if args.fail_on_change and result.changes:
+    if args.fail_on_change and result.changed:
         return EXIT_FINDINGS
     return EXIT_OK
 
@@ -168,9 +224,10 @@ def _cmd_review(args: argparse.Namespace) -> int:
 
     out = _output(args)
     try:
-        source = open_source(args.path, args.url)
-        with out.progress("reviewing", 1) as advance:
-            review = build_review(source, args.domain, progress=advance)
+        with out.progress() as progress:
+            source = open_source(args.path, args.url, progress=progress)
+            review = build_review(source, args.domain,
+                                  progress=lambda done, total: progress("reviewing", done, total))
     except UsageError as exc:
         print(f"salesauthz: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -186,14 +243,48 @@ def _cmd_review(args: argparse.Namespace) -> int:
 # -- the parser -----------------------------------------------------------------------------
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a "did you mean" for a mistyped command, option or choice (each
+    subcommand is one of these too, so its error shows its own usage)."""
+
+    words: Sequence[str] = ()  # the command line being parsed (main() sets it), for suggestions
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}{self._suggestion(message)}\n")
+
+    def _misspelt(self, words: Sequence[str]) -> list[str]:
+        """``--domian: did you mean '--domain'?`` for each option word this parser lacks."""
+        options = [o for o in self._option_string_actions if o.startswith("--")]
+        hints = []
+        for word in words:
+            name = word.split("=", 1)[0]
+            if word.startswith("--") and name not in options and not any(o.startswith(name) for o in options):
+                # Compared without the dashes, which every option shares.
+                close = closest(name[2:], [o[2:] for o in options])
+                if close:
+                    hints.append(f"{word}: did you mean '--{close[0]}'?")
+        return hints
+
+    def _suggestion(self, message: str) -> str:
+        choice = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if choice is not None:
+            close = did_you_mean(choice.group(1), re.findall(r"'([^']*)'", choice.group(2)))
+            return f" — {close}" if close else ""
+        unknown = re.search(r"unrecognized arguments: (.*)", message)
+        # A misspelt option is left over, and often reported as the option it meant missing.
+        hints = self._misspelt(unknown.group(1).split() if unknown is not None else self.words)
+        return f" — {'; '.join(hints)}" if hints else ""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="salesauthz",
         description="Check, test and explain salesauthz policies.",
         epilog="Exit codes: 0 clean, 1 findings or failures, 2 usage error or unreadable input.",
     )
     parser.add_argument("--version", action="version", version=f"salesauthz {__version__}")
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--no-color", action="store_true", help="plain output, no colours")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -204,6 +295,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="also warn about what that store cannot hold (casbin: names a "
                             "casbin+ store refuses, SA210)")
     check.add_argument("--format", choices=("text", "json", "sarif"), default="text")
+    check.add_argument("--max-findings", type=_count_option, default=None, metavar="N",
+                       help=f"list at most N findings, each code in turn (0: all; default "
+                            f"{TEXT_MAX_FINDINGS} for text, all for json and sarif); a summary by "
+                            "code counts them all")
     check.set_defaults(handler=_cmd_check)
 
     test = commands.add_parser("test", parents=[common], help="run the policy tests (*.test.yaml)")
@@ -217,8 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     explain = commands.add_parser("explain", parents=[common],
                                   help="explain one decision, step by step")
-    explain.add_argument("account")
-    explain.add_argument("action")
+    explain.add_argument("account", metavar="ACCOUNT")
+    explain.add_argument("action", metavar="ACTION")
     explain.add_argument("type", metavar="TYPE")
     explain.add_argument("path", metavar="PATH", nargs="?", default=None,
                          help="policy directory (default: policies)")
@@ -230,7 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     who = commands.add_parser("who-can", parents=[common],
                               help="every account that may do an action on a type (or a record)")
-    who.add_argument("action")
+    who.add_argument("action", metavar="ACTION")
     who.add_argument("type", metavar="TYPE")
     who.add_argument("path", metavar="PATH", nargs="?", default=None)
     record = who.add_mutually_exclusive_group()
@@ -242,7 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     what = commands.add_parser("what-can", parents=[common],
                                help="everything an account may do, with scopes")
-    what.add_argument("account")
+    what.add_argument("account", metavar="ACCOUNT")
     what.add_argument("path", metavar="PATH", nargs="?", default=None)
     _source_options(what)
     what.add_argument("--format", choices=("text", "json"), default="text")
@@ -250,9 +345,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     diff = commands.add_parser("diff", parents=[common],
                                help="who gains or loses which effective access between two policy versions")
-    diff.add_argument("old", metavar="OLD", help="a directory, or git:REV[:PATH]")
-    diff.add_argument("new", metavar="NEW", help="a directory, or git:REV[:PATH]")
-    diff.add_argument("--fail-on-gain", action="store_true", help="exit 1 if any account gains access")
+    diff.add_argument("old", metavar="OLD", nargs="?",
+                      help="a directory, git:REV[:PATH], or a store URL (read only)")
+    diff.add_argument("new", metavar="NEW", nargs="?",
+                      help="a directory, git:REV[:PATH], or a store URL (read only)")
+    diff.add_argument("--url", metavar="URL", default=None,
+                      help="the live store as OLD: `diff --url URL policies/` shows what importing "
+                           "policies/ would change")
+    diff.add_argument("--domain", action="append", default=None,
+                      help="compare only this domain (repeat for several; default: all, or the "
+                           "directory's domains when the other side is a store)")
+    diff.add_argument("--fail-on-gain", action="store_true",
+                      help="exit 1 if any account gains access, or sight of a field")
     diff.add_argument("--fail-on-change", action="store_true", help="exit 1 on any gain or loss")
     diff.add_argument("--format", choices=("text", "json"), default="text")
     diff.set_defaults(handler=_cmd_diff)
@@ -271,11 +375,14 @@ def build_parser() -> argparse.ArgumentParser:
     storage_commands.register(commands)
     audit_commands.register(commands)
     init_command.register(commands)
+    for subparser in commands.choices.values():
+        subparser.set_defaults(parser=subparser)  # main() reports leftovers in its usage
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    _Parser.words = list(sys.argv[1:] if argv is None else argv)
     try:
         args, extra = parser.parse_known_args(argv)
         # argparse cannot take an optional positional (PATH) after options, as in
@@ -283,11 +390,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if len(extra) == 1 and not extra[0].startswith("-") and getattr(args, "path", "") is None:
             args.path = extra[0]
         elif extra:
-            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+            getattr(args, "parser", parser).error(f"unrecognized arguments: {' '.join(extra)}")
     except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help/--version
         return int(exc.code or 0)
     try:
         return int(args.handler(args))
+    except SystemExit as exc:  # a handler's usage error (argparse's error())
+        return int(exc.code or 0)
     except BrokenPipeError:  # pragma: no cover - e.g. `salesauthz review | head`
         return EXIT_OK
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from salesauthz.errors import PolicyIssue
 
-__all__ = ["CODES", "LOADER_CODES", "TARGET_CODES", "Finding", "Severity", "title_of"]
+__all__ = ["CODES", "LOADER_CODES", "TARGET_CODES", "Finding", "Severity", "by_code", "select", "title_of"]
 
 Severity = Literal["error", "warning"]
 
@@ -108,3 +110,31 @@ class Finding:
             "column": self.column,
             "hint": self.hint,
         }
+
+
+def by_code(findings: Sequence[Finding]) -> list[tuple[str, Severity, int]]:
+    """``(code, severity, count)`` for each code and severity found: errors first, then the most
+    frequent."""
+    counts = Counter((f.code, f.severity) for f in findings)
+    return sorted(((code, severity, n) for (code, severity), n in counts.items()),
+                  key=lambda item: (item[1] != "error", -item[2], item[0]))
+
+
+def select(findings: Sequence[Finding], limit: int) -> list[Finding]:
+    """At most ``limit`` findings (``0``: all), in file order. When some must be left out, each
+    code gets its turn — the first finding of every code, then the second … (errors before
+    warnings) — so that one frequent code cannot hide the others."""
+    if limit <= 0 or len(findings) <= limit:
+        return list(findings)
+    queues: dict[tuple[bool, str], list[Finding]] = {}
+    for finding in sorted(findings, key=Finding.sort_key):
+        queues.setdefault((finding.severity != "error", finding.code), []).append(finding)
+    ordered = [queues[key] for key in sorted(queues)]
+    picked: list[Finding] = []
+    depth = 0
+    while len(picked) < limit:
+        for queue in ordered:
+            if depth < len(queue) and len(picked) < limit:
+                picked.append(queue[depth])
+        depth += 1
+    return sorted(picked, key=Finding.sort_key)

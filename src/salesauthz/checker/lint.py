@@ -17,16 +17,16 @@ from pathlib import Path
 from salesauthz import _engine as engine
 from salesauthz import _rules as R
 from salesauthz._engine import EffectiveMap, Key, Permission, Snapshot
+from salesauthz._wording import capped, count
 from salesauthz.errors import PolicyError
 from salesauthz.models.compile import scope_of
 from salesauthz.models.documents import AccountDocument, PermissionSet, RoleDocument
-from salesauthz.models.loader import LoadedPolicy, load_directory
+from salesauthz.models.loader import LoadedPolicy, load_directory, not_a_directory
 from salesauthz.models.validate import SourcedDocument
 from salesauthz.scopes import Coverage, Scope
 
 from .analysis import (
     excess,
-    key_text,
     managed_by,
     permission_text,
     scope_label,
@@ -37,7 +37,7 @@ from .findings import CODES, Finding
 __all__ = ["CheckResult", "check_directory", "lint_policy"]
 
 PathKey = tuple[str | int, ...]
-Progress = Callable[[int, int], None]
+Progress = Callable[[str, int, int], None]  # report(phase, done, total)
 
 
 @dataclass(slots=True)
@@ -65,11 +65,9 @@ def check_directory(path: str | os.PathLike[str], *, strict: bool = False, now: 
     of a storage ``target`` too, e.g. ``"casbin"``: see :mod:`~salesauthz.checker.casbin_lint`)."""
     root = Path(path)
     if not root.is_dir():
-        finding = Finding("SA107", "error", f"{root} is not a directory", str(root),
-                          hint="pass the directory that holds your policy YAML files")
-        return CheckResult(str(root), [finding], unreadable=True)
+        return CheckResult(str(root), [Finding.from_issue(not_a_directory(root))], unreadable=True)
     try:
-        loaded = load_directory(root)
+        loaded = load_directory(root, progress=progress)
     except PolicyError as exc:
         findings = sorted((Finding.from_issue(i, "error") for i in exc.issues), key=Finding.sort_key)
         return CheckResult(str(root), findings)
@@ -185,10 +183,12 @@ def lint_policy(policy: LoadedPolicy, *, now: float | None = None,
                 progress: Progress | None = None) -> list[Finding]:
     """Every lint finding of a policy that loaded cleanly."""
     moment = time.time() if now is None else now
-    indexes = engine.compile_domains(policy.rules)
-    findings: list[Finding] = []
     total = sum(len(s.document.accounts) for s in policy.documents) or 1
     done = 0
+    if progress is not None:
+        progress("linting", 0, total)
+    indexes = engine.compile_domains(policy.rules)
+    findings: list[Finding] = []
     for sourced in policy.documents:
         index = indexes.get(sourced.document.domain)
         if index is None:  # pragma: no cover - every loaded document compiles to rules
@@ -198,10 +198,10 @@ def lint_policy(policy: LoadedPolicy, *, now: float | None = None,
         for _ in _lint_accounts(domain):
             done += 1
             if progress is not None and done % 200 == 0:
-                progress(done, total)
+                progress("linting", done, total)
         findings.extend(domain.findings)
     if progress is not None:
-        progress(total, total)
+        progress("linting", total, total)
     return sorted(findings, key=Finding.sort_key)
 
 
@@ -288,15 +288,16 @@ def _lint_accounts(domain: _Domain) -> Iterator[str]:
                        "set `department:`; team and department_tree scopes reach only its own records")
         if account.status != "active":
             if account.roles or account.grants:
-                held = ", ".join([*account.roles, *(["direct grants"] if account.grants else [])])
+                held = capped([*account.roles, *(["direct grants"] if account.grants else [])], 5)
                 domain.add("SA207", ("accounts", name, "status"),
                            f"{account.status} account {name!r} still holds {held}",
                            "remove its roles and grants (it is denied everything anyway), "
                            "or reactivate it")
             if name in children:
                 domain.add("SA208", ("accounts", name, "status"),
-                           f"{account.status} account {name!r} still has sub-accounts: "
-                           + ", ".join(sorted(children[name])),
+                           f"{account.status} account {name!r} still has "
+                           + count(len(children[name]), "sub-account") + ": "
+                           + capped(sorted(children[name]), 5),
                            "move the sub-accounts to an active parent or deactivate them; "
                            "they are denied everything while their parent is not active")
             continue
@@ -350,12 +351,21 @@ def _chain(index: Snapshot, account: str) -> str:
     return " → ".join((engine.chain(index, account) or (account,))[1:])
 
 
+@dataclass(frozen=True, slots=True)
+class _Dead:
+    """One permission a sub-account holds beyond its parent chain (part of an SA201)."""
+
+    held: str  # customer:read@all
+    via: str  # a direct grant / role 'lead', which inherits 'exporter'
+    limit: str | None  # the scope the chain holds the permission at (None: not at all)
+    beyond: str  # which records are beyond the chain's
+
+
 def _lint_sub_account(domain: _Domain, name: str, account: AccountDocument) -> None:
     index, now = domain.index, domain.now
     ceiling = static_ceiling(index, name, now) or {}
-    chain = _chain(index, name)
     parent = account.parent or ""
-    problems: dict[PathKey, list[str]] = {}
+    problems: dict[PathKey, dict[_Dead, None]] = {}
     held_permissions = [(held.role, held.permission,
                          frozenset(engine.expand(index, held.permission.type, held.permission.action)))
                         for held in engine.holdings(index, name)
@@ -370,21 +380,44 @@ def _lint_sub_account(domain: _Domain, name: str, account: AccountDocument) -> N
             beyond = excess(engine.scope_coverage(index, name, permission.scope), limit, index)
             if not beyond:
                 continue
-            held = permission_text(key, str(permission.scope))
-            via = "a direct grant" if role is None else _role_via(index, account, role)
-            if limit is None:
-                text = f"{held} (through {via}), which its parent chain ({chain}) does not hold at all"
-            else:
-                text = (f"{held} (through {via}), but its parent chain ({chain}) holds {key_text(key)} "
-                        f"only at {scope_label(index, parent, key, now)}: {beyond.describe()} are beyond it")
-            path = _source_path(index, name, account, role, permission)
-            problems.setdefault(path, [])
-            if text not in problems[path]:
-                problems[path].append(text)
-    for path, texts in problems.items():
-        domain.add("SA201", path, f"sub-account {name!r} holds " + "; and ".join(texts)
-                   + " — the ceiling denies it at run time, so this is dead",
+            dead = _Dead(permission_text(key, str(permission.scope)),
+                         "a direct grant" if role is None else _role_via(index, account, role),
+                         None if limit is None else scope_label(index, parent, key, now), beyond.describe())
+            problems.setdefault(_source_path(index, name, account, role, permission), {})[dead] = None
+    for path, found in problems.items():
+        # One finding per place (the grant or the role assignment to remove), whatever the
+        # number of permissions it gives beyond the ceiling: those are counted and capped.
+        domain.add("SA201", path, _dead_message(name, _chain(index, name), list(found)),
                    "remove it from the sub-account, or grant it to the parent first")
+
+
+_DEAD_SHOWN = 2  # permissions an SA201 message details; the rest are counted
+
+
+def _dead_message(name: str, chain: str, found: list[_Dead]) -> str:
+    if len(found) == 1:
+        dead = found[0]
+        if dead.limit is None:
+            text = f"{dead.held} (through {dead.via}), which its parent chain ({chain}) does not hold at all"
+        else:
+            key = dead.held.rpartition("@")[0]
+            text = (f"{dead.held} (through {dead.via}), but its parent chain ({chain}) holds {key} only at "
+                    f"{dead.limit}: {dead.beyond} are beyond it")
+        return f"sub-account {name!r} holds {text} — the ceiling denies it at run time, so this is dead"
+    vias = list(dict.fromkeys(d.via for d in found))
+    through = f" (through {vias[0]})" if len(vias) == 1 else ""
+
+    def detail(dead: _Dead) -> str:
+        via = "" if through else f" through {dead.via}"
+        if dead.limit is None:
+            return f"{dead.held}{via}, which the chain does not hold at all"
+        return f"{dead.held}{via}, which the chain holds only at {dead.limit} ({dead.beyond} beyond it)"
+
+    shown = [detail(d) for d in found[:_DEAD_SHOWN]]
+    rest = len(found) - len(shown)
+    listed = "; ".join(shown) + (f"; and {count(rest, 'more permission')}" if rest else "")
+    return (f"sub-account {name!r} holds {count(len(found), 'permission')}{through} beyond its parent "
+            f"chain ({chain}): {listed} — the ceiling denies them at run time, so they are dead")
 
 
 def _lint_delegation(domain: _Domain, name: str, account: AccountDocument,
@@ -412,11 +445,11 @@ def _lint_delegation(domain: _Domain, name: str, account: AccountDocument,
 
     def missing_text(items: list[tuple[Key, Scope]]) -> str:
         wanted = sorted({permission_text(k, str(s)) for k, s in items})
-        shown = ", ".join(wanted[:4]) + (f" and {len(wanted) - 4} more" if len(wanted) > 4 else "")
+        shown = capped(wanted, 4)
         if not who:
             return (f"no account manages {name!r} (holds account:manage over it), "
                     f"so no one could grant {shown}")
-        return (f"none of the accounts that manage {name!r} ({', '.join(who)}) holds {shown} "
+        return (f"none of the accounts that manage {name!r} ({capped(who, 4)}) holds {shown} "
                 "for it, nor role:escalate")
 
     for i, pset in enumerate(account.grants):

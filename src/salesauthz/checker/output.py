@@ -1,30 +1,30 @@
 """Terminal, JSON and SARIF output for the ``salesauthz`` commands.
 
-Terminal output goes through rich: coloured on a terminal, plain text when stdout is not a
-terminal or with ``--no-color`` (rich then writes no escape codes). Machine formats are written
-with plain ``print`` so nothing can decorate them.
+Terminal output goes through rich when it is installed (the ``rich`` extra): coloured on a
+terminal, plain text when stdout is not a terminal or with ``--no-color`` (rich then writes no
+escape codes). Without rich it is the same text, uncoloured, and the progress line is drawn in
+plain text. Machine formats are written with plain ``print`` so nothing can decorate them.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from salesauthz import __version__
+from salesauthz._wording import DOCS_URL, docs_url
 
 from .findings import Finding, title_of
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-__all__ = ["DOCS_URL", "Output", "help_uri", "sarif_report"]
+__all__ = ["DOCS_URL", "Output", "Progress", "help_uri", "sarif_report"]
 
-DOCS_URL = "https://salesauthz.readthedocs.io/"
-"""The documentation site (``site_url`` in mkdocs.yml)."""
 
 _SEVERITY_STYLE = {"error": "bold red", "warning": "yellow"}
 
@@ -102,30 +102,111 @@ class Output:
             self.styled(("    hint: ", "dim"), (finding.hint, "dim"))
 
     @contextmanager
-    def progress(self, description: str, total: int) -> Iterator[Any]:
-        """A transient rich progress bar on stderr, shown only on a terminal; yields a function
-        ``advance(done, total)``."""
-        if not self.rich:
-            yield lambda done, total: None
+    def progress(self, stream: TextIO | None = None) -> Iterator[Progress]:
+        """A progress line on stderr, drawn only when it is a terminal (a pipe, a file or CI
+        logs get none); yields the function a long phase reports to: ``report(phase, done,
+        total)``. Drawn with rich when it is installed, as a plain text line otherwise."""
+        target = stream if stream is not None else sys.stderr
+        if not _is_terminal(target):
+            yield _no_progress
             return
+        bar: _Bar = _RichBar(target, self.no_color) if self.rich else _PlainBar(target)
+        try:
+            yield bar.report
+        finally:
+            bar.close()
+
+
+Progress = Callable[[str, int, int], None]
+"""``report(phase, done, total)``: a long phase (``loading``, ``validating``, ``linting`` …)
+has done ``done`` of ``total`` units."""
+
+
+def _no_progress(phase: str, done: int, total: int) -> None:
+    del phase, done, total
+
+
+def _is_terminal(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # no isatty, or closed
+        return False
+
+
+class _Bar:
+    """Redraws only when the phase or the whole percentage changes: at most ~100 redraws a
+    phase, whatever the number of reports (and the same frames on a fast or a slow machine)."""
+
+    def __init__(self) -> None:
+        self.phase: str | None = None
+        self.percent = -1
+
+    def report(self, phase: str, done: int, total: int) -> None:
+        percent = 100 if total <= 0 else max(0, min(100, done * 100 // total))
+        if phase == self.phase and percent == self.percent:
+            return
+        new_phase = phase != self.phase
+        self.phase, self.percent = phase, percent
+        self.draw(phase, percent, new_phase)
+
+    def draw(self, phase: str, percent: int, new_phase: bool) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+class _PlainBar(_Bar):
+    """``linting     [##########..........]  50%`` rewritten in place with a carriage return,
+    and wiped at the end (the command's own output follows on a clean line)."""
+
+    WIDTH = 30
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__()
+        self.stream = stream
+        self.drawn = 0
+
+    def draw(self, phase: str, percent: int, new_phase: bool) -> None:
+        del new_phase
+        filled = self.WIDTH * percent // 100
+        line = f"{phase:<11} [{'#' * filled}{'.' * (self.WIDTH - filled)}] {percent:3d}%"
+        self.stream.write("\r" + line.ljust(self.drawn))
+        self.stream.flush()
+        self.drawn = len(line)
+
+    def close(self) -> None:
+        if self.drawn:
+            self.stream.write("\r" + " " * self.drawn + "\r")
+            self.stream.flush()
+
+
+class _RichBar(_Bar):
+    def __init__(self, stream: TextIO, no_color: bool) -> None:
+        super().__init__()
         from rich.console import Console
-        from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
+        from rich.progress import BarColumn, TaskProgressColumn, TextColumn
+        from rich.progress import Progress as RichProgress
 
-        console = Console(file=sys.stderr, no_color=self.no_color)
-        bar = Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
-                       console=console, transient=True, disable=not console.is_terminal)
-        with bar:
-            task = bar.add_task(description, total=max(total, 1))
+        console = Console(file=stream, no_color=no_color, force_terminal=True)
+        # No refresh thread: a frame is drawn when the percentage moves (see _Bar).
+        self.bar = RichProgress(TextColumn("{task.description:<11}"), BarColumn(), TaskProgressColumn(),
+                            console=console, transient=True, auto_refresh=False)
+        self.bar.start()
+        self.task = self.bar.add_task("", total=100)
 
-            def advance(done: int, new_total: int) -> None:
-                bar.update(task, completed=done, total=max(new_total, 1))
+    def draw(self, phase: str, percent: int, new_phase: bool) -> None:
+        del new_phase
+        self.bar.update(self.task, description=phase, completed=percent)
+        self.bar.refresh()
 
-            yield advance
+    def close(self) -> None:
+        self.bar.stop()
 
 
 def help_uri(code: str) -> str:
     """Where the checker reference explains finding ``code`` (its heading's anchor)."""
-    return f"{DOCS_URL}checker/#{code.lower()}"
+    return docs_url("checker", code.lower())
 
 
 def sarif_report(findings: Sequence[Finding], base: Path | None = None) -> dict[str, Any]:

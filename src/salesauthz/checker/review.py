@@ -21,6 +21,7 @@ from salesauthz import _engine as engine
 from salesauthz._engine import Snapshot
 
 from .analysis import excess
+from .fields_view import field_visibility
 from .listings import Source, what_can_rows
 
 __all__ = ["FLAGS", "Review", "ReviewRow", "build_review", "render_review"]
@@ -49,11 +50,12 @@ class ReviewRow:
     permissions: list[str]
     flags: list[str] = field(default_factory=list)
     risk: int = 0
+    fields: list[str] = field(default_factory=list)  # what it sees of the ruled fields, and where
 
     def to_json(self) -> dict[str, Any]:
         return {"account": self.account, "status": self.status, "department": self.department or None,
                 "parent": self.parent or None, "roles": self.roles, "permissions": self.permissions,
-                "flags": self.flags, "risk": self.risk}
+                "flags": self.flags, "risk": self.risk, "fields": self.fields}
 
 
 @dataclass(slots=True)
@@ -92,7 +94,8 @@ def review_snapshot(index: Snapshot, now: float, *, progress: Callable[[int, int
         permissions = [r["permission"] for r in what_can_rows(index, name, now)]
         risk = sum(FLAGS[f][0] for f in flags) + len(permissions)
         rows.append(ReviewRow(name, info.status or "", info.department or "", info.parent or "",
-                              sorted(info.roles), permissions, flags, risk))
+                              sorted(info.roles), permissions, flags, risk,
+                              field_visibility(index, name, now) if permissions else []))
         if progress is not None and done % 100 == 0:
             progress(done, len(names))
     if progress is not None:
@@ -117,10 +120,11 @@ def render_review(review: Review, fmt: str) -> str:
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(["risk", "account", "status", "department", "parent", "roles", "flags",
-                         "permissions"])
+                         "permissions", "fields"])
         for row in review.rows:
             writer.writerow([row.risk, row.account, row.status, row.department, row.parent,
-                             " ".join(row.roles), " ".join(row.flags), " ".join(row.permissions)])
+                             " ".join(row.roles), " ".join(row.flags), " ".join(row.permissions),
+                             "; ".join(row.fields)])
         return buffer.getvalue()
     if fmt == "html":
         return _html(review)
@@ -135,11 +139,12 @@ def _markdown(review: Review) -> str:
     lines = [f"# Access review: {_md(review.domain)}", "",
              f"Source: `{review.source}` · generated {review.generated} · {len(review.rows)} accounts, "
              "riskiest first.", "",
-             "| risk | account | status | department | parent | roles | flags | effective permissions |",
-             "|---:|---|---|---|---|---|---|---|"]
+             "| risk | account | status | department | parent | roles | flags | effective permissions "
+             "| fields |",
+             "|---:|---|---|---|---|---|---|---|---|"]
     for row in review.rows:
         cells = [str(row.risk), row.account, row.status, row.department, row.parent, ", ".join(row.roles),
-                 ", ".join(row.flags), "<br>".join(row.permissions) or "(nothing)"]
+                 ", ".join(row.flags), "<br>".join(row.permissions) or "(nothing)", "<br>".join(row.fields)]
         lines.append("| " + " | ".join(_md(c) for c in cells) + " |")
     lines += ["", "Flags:", ""]
     lines += [f"- **{name}** — {meaning}" for name, (_, meaning) in FLAGS.items()]
@@ -176,11 +181,12 @@ def _html(review: Review) -> str:
         level = "high" if row.risk >= 50 else "medium" if row.risk >= 15 else "low"
         flags = "".join(f'<span class="flag" title="{e(FLAGS[f][1])}">{e(f)}</span>' for f in row.flags)
         perms = "".join(f'<span class="perm">{e(p)}</span>' for p in row.permissions) or "<em>nothing</em>"
+        fields = "<br>".join(e(f) for f in row.fields)
         body.append(
             f'<tr class="{level}"><td class="risk">{row.risk}</td><td>{e(row.account)}</td>'
             f'<td class="status-{e(row.status)}">{e(row.status)}</td><td>{e(row.department)}</td>'
             f"<td>{e(row.parent)}</td><td>{e(', '.join(row.roles))}</td><td>{flags}</td>"
-            f"<td>{perms}</td></tr>")
+            f"<td>{perms}</td><td>{fields}</td></tr>")
     legend = "".join(f"<dt>{e(n)}</dt><dd>{e(m)}</dd>" for n, (_, m) in FLAGS.items())
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
@@ -191,6 +197,7 @@ def _html(review: Review) -> str:
         f"<div class=\"summary\"><div><b>{len(review.rows)}</b> accounts</div>"
         f"<div><b>{flagged}</b> flagged</div><div><b>{inactive}</b> inactive with rights</div></div>"
         "<table><thead><tr><th>risk</th><th>account</th><th>status</th><th>department</th>"
-        "<th>parent</th><th>roles</th><th>flags</th><th>effective permissions</th></tr></thead><tbody>"
+        "<th>parent</th><th>roles</th><th>flags</th><th>effective permissions</th><th>fields</th>"
+        "</tr></thead><tbody>"
         + "".join(body) + f"</tbody></table><h2>Flags</h2><dl>{legend}</dl></body></html>\n"
     )

@@ -24,15 +24,21 @@ import argparse
 import getpass
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Collection
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from salesauthz._rules import Rule, check_rule, domain_of
-from salesauthz.models.write import document_file_name, document_yaml
+from salesauthz._wording import capped, count
+from salesauthz.models.write import document_file_name
+
+from .output import Progress
 
 __all__ = ["document_file_name", "export_domains", "import_directory", "register"]
 
@@ -55,28 +61,34 @@ def _rule_text(rule: Rule) -> str:
 
 
 def import_directory(path: str | Path, url: str, *, dry_run: bool = False, actor: str | None = None,
-                     ) -> dict[str, tuple[list[Rule], list[Rule]]]:
+                     progress: Progress | None = None) -> dict[str, tuple[list[Rule], list[Rule]]]:
     """Make the store at ``url`` hold exactly the rules of every domain defined under ``path``.
 
     Returns ``domain → (added, removed)``. Raises :class:`~salesauthz.errors.PolicyError` (the
     directory is invalid; nothing written) or :class:`~salesauthz.errors.StorageError`.
+    ``progress`` hears of the ``loading``, ``validating`` and ``importing`` phases (reading the
+    store, comparing, writing: the write is one transaction).
     """
     from salesauthz.adapters import open_adapter
     from salesauthz.audit import AuditDraft
     from salesauthz.models import load_directory
 
-    policy = load_directory(path)  # validate everything before touching the store
+    report = progress or (lambda phase, done, total: None)
+    policy = load_directory(path, progress=progress)  # validate everything before touching the store
     wanted: dict[str, set[Rule]] = {domain: set() for domain in policy.domains}
     for rule in policy.rules:
         wanted.setdefault(domain_of(rule), set()).add(rule)
+    report("importing", 0, 3)
     store = open_adapter(url)
     try:
         present: dict[str, set[Rule]] = {domain: set() for domain in wanted}
         for rule in store.load(sorted(wanted)):
             present[domain_of(rule)].add(rule)
+        report("importing", 1, 3)
         diff = {domain: (sorted(wanted[domain] - present[domain]), sorted(present[domain] - wanted[domain]))
                 for domain in sorted(wanted)}
         changed = {domain: change for domain, change in diff.items() if change[0] or change[1]}
+        report("importing", 2, 3)
         if not dry_run and changed:
             who = actor or _default_actor()
             now = time.time()
@@ -85,6 +97,7 @@ def import_directory(path: str | Path, url: str, *, dry_run: bool = False, actor
                      for domain, (added, removed) in changed.items()]
             store.apply([r for a, _ in changed.values() for r in a],
                         [r for _, rm in changed.values() for r in rm], audit)
+        report("importing", 3, 3)
         return diff
     finally:
         store.close()
@@ -107,7 +120,8 @@ def _cmd_import(args: argparse.Namespace) -> int:
                "to translate a Casbin policy)")
         return EXIT_USAGE
     if not Path(args.path).is_dir():
-        _error(f"{args.path} is not a directory of policy files")
+        _error(f"{args.path} does not exist" if not os.path.lexists(args.path)
+               else f"{args.path} is not a directory of policy files")
         return EXIT_USAGE
     diff = _store_directory(args)
     if isinstance(diff, int):
@@ -135,12 +149,16 @@ def _store_directory(args: argparse.Namespace) -> dict[str, tuple[list[Rule], li
     failure (reported)."""
     from salesauthz.errors import AuditError, PolicyError, StorageError
 
+    from .output import Output
+
     try:
-        return import_directory(args.path, args.into, dry_run=args.dry_run, actor=args.actor)
+        with Output().progress() as progress:
+            return import_directory(args.path, args.into, dry_run=args.dry_run, actor=args.actor,
+                                    progress=progress)
     except PolicyError as exc:
         for issue in exc.issues:
             print(str(issue), file=sys.stderr)
-        _error(f"{len(exc.issues)} problem(s) in {args.path}; nothing was imported")
+        _error(f"{count(len(exc.issues), 'problem')} in {args.path}; nothing was imported")
         return EXIT_FINDINGS
     except (StorageError, AuditError) as exc:  # AuditError: a malformed key, a tampered trail
         _error(f"{exc}; nothing was imported" if isinstance(exc, AuditError) else str(exc))
@@ -203,7 +221,7 @@ def _cmd_import_casbin(args: argparse.Namespace) -> int:
         if args.format == "text":
             changed = sum(len(a) + len(r) for a, r in diff.values())
             print(("dry run: would change " if args.dry_run else "imported into ")
-                  + f"{mask_url(args.into)} ({changed} rule change(s))")
+                  + f"{mask_url(args.into)} ({count(changed, 'rule change')})")
     if args.format == "json":
         print(json.dumps(report, ensure_ascii=False, indent=2))
     return EXIT_OK
@@ -212,24 +230,100 @@ def _cmd_import_casbin(args: argparse.Namespace) -> int:
 # -- export ---------------------------------------------------------------------------------
 
 
-def export_domains(url: str, domains: list[str], directory: str | Path) -> list[Path]:
+EXPORT_HEADER = "# Exported by `salesauthz export`; `salesauthz import` restores it exactly.\n"
+
+
+def base_documents(directory: Path, domains: Collection[str]) -> dict[str, tuple[Path, str]]:
+    """domain → (file, text) of the policy documents of ``domains`` in ``directory`` (tests
+    aside). Raises :class:`~salesauthz.errors.PolicyError` for such a document that does not
+    load: merging with it could only lose more."""
+    from salesauthz.errors import PolicyError, PolicyIssue
+    from salesauthz.models.loader import load_document, policy_files, read_text_file
+
+    if not directory.is_dir():
+        return {}
+    found: dict[str, tuple[Path, str]] = {}
+    problems: list[PolicyIssue] = []
+    for file in policy_files(directory):
+        try:
+            text = read_text_file(file)
+        except PolicyError:
+            continue  # not a document of ours to merge with: `check` reports it
+        named = _domain_line(text)
+        if named is not None and named not in domains:
+            continue  # (only the documents being exported are parsed: a directory may be large)
+        try:
+            document = load_document(text, str(file))
+        except PolicyError as exc:
+            if named is not None:
+                problems.extend(exc.issues)
+            continue
+        if document.document.domain in domains:
+            found.setdefault(document.document.domain, (file, text))
+    if problems:
+        raise PolicyError(problems)
+    return found
+
+
+_DOMAIN_LINE = re.compile(r"^domain:[ \t]*(.+?)[ \t]*(?:#.*)?$", re.MULTILINE)
+
+
+def _domain_line(text: str) -> str | None:
+    """The domain a document names on its top-level ``domain:`` line (``None``: not found)."""
+    import yaml
+
+    match = _DOMAIN_LINE.search(text)
+    if match is None:
+        return None
+    try:
+        value = yaml.safe_load("domain: " + match.group(1))
+    except yaml.YAMLError:
+        return None
+    return value.get("domain") if isinstance(value, dict) and isinstance(value.get("domain"), str) else None
+
+
+@dataclass(slots=True)
+class Exported:
+    """What :func:`export_domains` wrote, and what merging with the existing documents dropped."""
+
+    files: list[Path]
+    merged_with: dict[str, Path] = field(default_factory=dict)  # domain -> the document it kept from
+    kept: int = 0  # comments put back
+    dropped: list[str] = field(default_factory=list)  # comments whose key is no longer in the store
+
+
+def export_domains(url: str, domains: list[str], directory: str | Path, *,
+                   base: str | Path | None = None, merge: bool = True) -> Exported:
     """Write each domain of the store at ``url`` as a policy document into ``directory``.
+
+    When the domain already has a document — in ``base``, by default ``directory`` itself — the
+    new one is merged with it (unless ``merge`` is false): the rules come from the store; the
+    descriptions, comments (``# salesauthz: ignore[…]`` suppressions among them), key order and
+    layout from the existing document, which keeps its file name.
 
     All or nothing: the rules are read and validated and every file is written into a temporary
     directory first; only then are the files moved into ``directory``. Raises
     :class:`LookupError` naming a domain the store does not hold,
     :class:`~salesauthz.errors.PolicyError` when the store holds malformed or inconsistent rules
-    for them, :class:`~salesauthz.errors.StorageError`, or :class:`OSError` — in each case having
-    written nothing.
+    for them (or an existing document to merge with does not load),
+    :class:`~salesauthz.errors.StorageError`, or :class:`OSError` — in each case having written
+    nothing.
     """
     from pydantic import ValidationError
 
-    from salesauthz.adapters import mask_url, open_adapter
+    from salesauthz.adapters import mask_url
     from salesauthz.errors import PolicyError, PolicyIssue
     from salesauthz.models import decompile_rules
     from salesauthz.models.loader import bundled_model_text
 
-    store = open_adapter(url)
+    from .export_merge import render_document
+    from .readonly import open_read_only
+
+    target = Path(directory)
+    if target.exists() and not target.is_dir():
+        raise NotADirectoryError(f"{target} is not a directory")
+    bases = base_documents(Path(base) if base is not None else target, domains) if merge else {}
+    store = open_read_only(url)
     try:
         rules = store.load(domains)
     finally:
@@ -249,25 +343,38 @@ def export_domains(url: str, domains: list[str], directory: str | Path) -> list[
     except ValidationError as exc:
         raise PolicyError([PolicyIssue(f"cannot write the rules as a policy document: {error['msg']}",
                                        mask_url(url), code="SA100") for error in exc.errors()]) from None
-    files = {document_file_name(d.domain): document_yaml(d) for d in documents}
-    target = Path(directory)
-    if target.exists() and not target.is_dir():
-        raise NotADirectoryError(f"{target} is not a directory")
+    result = Exported([])
+    files: dict[str, str] = {}
+    for document in documents:
+        existing = bases.get(document.domain)
+        if existing is None:
+            files[document_file_name(document.domain)] = render_document(document, header=EXPORT_HEADER).text
+            continue
+        file, text = existing
+        merged = render_document(document, text, header=EXPORT_HEADER)
+        root = Path(base) if base is not None else target
+        files[file.relative_to(root).as_posix() if file.is_relative_to(root) else file.name] = merged.text
+        result.merged_with[document.domain] = file
+        result.kept += merged.kept
+        result.dropped.extend(merged.dropped)
     if not (target / "model.conf").exists():
         files = {"model.conf": bundled_model_text(), **files}
     target.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}.export.", dir=target.parent))
     try:
         for name, text in files.items():
+            (scratch / name).parent.mkdir(parents=True, exist_ok=True)
             (scratch / name).write_text(text, encoding="utf-8")
         if not target.exists():
             scratch.rename(target)
         else:
             for name in files:
+                (target / name).parent.mkdir(parents=True, exist_ok=True)
                 os.replace(scratch / name, target / name)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    return [target / name for name in files]
+    result.files = [target / name for name in files]
+    return result
 
 
 def _foreign_hint(url: str) -> str:
@@ -280,15 +387,15 @@ def _foreign_hint(url: str) -> str:
     store: CasbinRuleAdapter | None = None
     try:
         store = CasbinRuleAdapter(url[len("casbin+"):], create=False)
-        count = len(store.foreign_rows())
+        rows = len(store.foreign_rows())
     except StorageError:  # only a hint: it must not hide the error being reported
         return ""
     finally:
         if store is not None:
             store.close()
-    if not count:
+    if not rows:
         return ""
-    return (f" (its table holds {count} row(s) of another Casbin application, which salesauthz "
+    return (f" (its table holds {count(rows, 'row')} of another Casbin application, which salesauthz "
             "ignores; translate them with `salesauthz import --from-casbin MODEL.conf URL DIR`)")
 
 
@@ -298,7 +405,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
     domains = list(dict.fromkeys(args.domain))
     try:
-        written = export_domains(args.url, domains, args.to)
+        exported = export_domains(args.url, domains, args.to, base=args.base, merge=not args.no_merge)
     except LookupError as exc:
         _error(f"no rules for domain {exc.args[0]} in {mask_url(args.url)}; nothing written"
                + _foreign_hint(args.url))
@@ -306,7 +413,12 @@ def _cmd_export(args: argparse.Namespace) -> int:
     except PolicyError as exc:
         for issue in exc.issues:
             print(str(issue), file=sys.stderr)
-        _error(f"{mask_url(args.url)} holds rules that are not a valid salesauthz policy; nothing written")
+        if any(issue.file is not None and issue.code != "SA100" for issue in exc.issues):
+            _error("the existing documents to merge with do not load (fix them, or export with "
+                   "--no-merge); nothing written")
+        else:
+            _error(f"{mask_url(args.url)} holds rules that are not a valid salesauthz policy; "
+                   "nothing written")
         return EXIT_USAGE
     except StorageError as exc:
         _error(str(exc))
@@ -314,8 +426,13 @@ def _cmd_export(args: argparse.Namespace) -> int:
     except OSError as exc:
         _error(f"cannot write to {args.to}: {exc}")
         return EXIT_USAGE
-    for file in written:
+    for file in exported.files:
         print(f"wrote {file}")
+    for domain, file in exported.merged_with.items():
+        print(f"{domain}: kept the descriptions, comments and layout of {file}")
+    if exported.dropped:
+        print(f"dropped {count(len(exported.dropped), 'comment')} about keys no longer in the store: "
+              + capped([repr(c) for c in exported.dropped], 3), file=sys.stderr)
     return EXIT_OK
 
 
@@ -353,4 +470,9 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     exporter.add_argument("--domain", action="append", required=True,
                           help="a domain to export (repeat for several)")
     exporter.add_argument("--to", required=True, metavar="DIR", help="the directory to write into")
+    exporter.add_argument("--base", metavar="DIR", default=None,
+                          help="keep the descriptions, comments (suppressions too) and layout of the "
+                               "domain's documents in DIR (default: the --to directory)")
+    exporter.add_argument("--no-merge", action="store_true",
+                          help="write the documents from the store alone, ignoring existing ones")
     exporter.set_defaults(handler=_cmd_export)

@@ -50,12 +50,21 @@ from salesauthz import _engine as engine
 from salesauthz import _rules as R
 from salesauthz._engine import Snapshot
 from salesauthz._rules import Rule
+from salesauthz._wording import count, docs_url
 from salesauthz.errors import PolicyError, PolicyIssue, SalesAuthzError
 from salesauthz.models._yaml import Path as KeyPath
 from salesauthz.models._yaml import Positions, load_yaml, position_of
 from salesauthz.models.compile import compile_document
 from salesauthz.models.documents import AccountDocument, DomainDocument
-from salesauthz.models.loader import TEST_SUFFIXES, LoadedPolicy, load_directory, read_text_file, yaml_files
+from salesauthz.models.loader import (
+    TEST_SUFFIXES,
+    LoadedPolicy,
+    Progress,
+    load_directory,
+    not_a_directory,
+    read_text_file,
+    yaml_files,
+)
 from salesauthz.models.validate import SourcedDocument, issues_from_validation_error, validate_documents
 from salesauthz.values import Record
 
@@ -197,21 +206,23 @@ def coverage_universe(rules: tuple[Rule, ...] | list[Rule]) -> set[Rule]:
     return {r for r in rules if r[0] in (R.PERMISSION, R.ROLE_LINK)}
 
 
-def run_tests(path: str | os.PathLike[str], *, out: Output | None = None,
+def run_tests(path: str | os.PathLike[str], *, progress: Progress | None = None,
               now: float | None = None) -> TestReport:
-    """Run every ``*.test.yaml`` under ``path`` against the policies of ``path``."""
+    """Run every ``*.test.yaml`` under ``path`` against the policies of ``path``; ``progress``
+    hears of the ``loading``, ``validating`` and ``testing`` (cases run) phases."""
     root = Path(path)
     if not root.is_dir():
-        raise TestFileError([Finding("SA107", "error", f"{root} is not a directory", str(root))])
+        raise TestFileError([Finding.from_issue(not_a_directory(root))])
     try:
-        policy = load_directory(root)
+        policy = load_directory(root, progress=progress)
     except PolicyError as exc:
         raise TestFileError([Finding.from_issue(i, "error") for i in exc.issues],
                             policy_findings=True) from None
     files = test_files(root)
     if not files:
         raise TestFileError([Finding("SA300", "error", f"no policy tests (*.test.yaml) in {root}",
-                                     str(root), hint="see docs/checker.md for the test file format")])
+                                     str(root), hint=f"see {docs_url('checker', 'test')} for the test "
+                                                     "file format")])
     report = TestReport(universe=coverage_universe(policy.rules), files=[str(f) for f in files])
     moment = time.time() if now is None else now
     base = engine.compile_domains(policy.rules)
@@ -220,19 +231,18 @@ def run_tests(path: str | os.PathLike[str], *, out: Output | None = None,
                for finding in unknown_names(policy, file, spec, positions)]
     if unknown:  # exit 1, as a failing case: the test is wrong, not unreadable
         raise TestFileError(unknown, policy_findings=True)
-    progress = out.progress("testing", len(specs)) if out is not None else None
-    advance = progress.__enter__() if progress is not None else None
-    try:
-        for done, (file, spec, positions) in enumerate(specs, 1):
-            snapshots = _with_fixtures(policy, base, file, spec, positions)
-            for number, case in enumerate(spec.tests):
-                line = position_of(positions, ("tests", number))[0]
-                report.results.append(_run_case(snapshots, file, line, spec, case, report, moment))
-            if advance is not None:
-                advance(done, len(specs))
-    finally:
-        if progress is not None:
-            progress.__exit__(None, None, None)
+    cases = sum(len(spec.tests) for _, spec, _ in specs)
+    done = 0
+    if progress is not None:
+        progress("testing", 0, cases)
+    for file, spec, positions in specs:
+        snapshots = _with_fixtures(policy, base, file, spec, positions)
+        for number, case in enumerate(spec.tests):
+            line = position_of(positions, ("tests", number))[0]
+            report.results.append(_run_case(snapshots, file, line, spec, case, report, moment))
+            done += 1
+            if progress is not None:
+                progress("testing", done, cases)
     return report
 
 
@@ -245,7 +255,8 @@ def _read_spec(file: Path) -> tuple[str, TestFileSpec, Positions]:
     try:
         spec = TestFileSpec.model_validate(data if data is not None else {})
     except ValidationError as exc:
-        issues = issues_from_validation_error(exc, display, positions)
+        issues = issues_from_validation_error(exc, display, positions, TestFileSpec,
+                                              docs_url("checker", "test"))
         raise TestFileError([Finding.from_issue(PolicyIssue(i.message, i.file, i.line, i.column, i.hint,
                                                             "SA301"), "error") for i in issues]) from None
     problems: list[Finding] = []
@@ -622,10 +633,10 @@ def render_report(report: TestReport, out: Output, *, fmt: str = "text", coverag
             out.text(f"      {line}", style="dim")
     if coverage:
         missing = report.unexercised
-        out.text(f"coverage: {report.coverage:.1f}% of {len(report.universe)} rules "
-                 f"({len(missing)} never exercised)", style="bold")
+        out.text(f"coverage: {report.coverage:.1f}% of {count(len(report.universe), 'rule')} "
+                 f"({len(missing):,} never exercised)", style="bold")
         for rule in missing:
             out.text("  not exercised: " + rule_text(rule), style="yellow")
     passed = len(report.results) - len(report.failures)
-    summary = f"{passed} passed, {len(report.failures)} failed ({len(report.files)} file(s))"
+    summary = f"{passed:,} passed, {len(report.failures):,} failed ({count(len(report.files), 'file')})"
     out.text(summary, style="green" if report.ok else "bold red")

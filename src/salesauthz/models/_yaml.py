@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 import yaml
 
+from salesauthz._wording import docs_url
 from salesauthz.errors import PolicyError, PolicyIssue
 
 __all__ = [
@@ -22,10 +24,12 @@ __all__ = [
     "MAX_DEPTH",
     "MAX_FILE_BYTES",
     "MAX_NODES",
+    "ParsedYaml",
     "Path",
     "Positions",
     "line_and_column",
     "load_yaml",
+    "parse_yaml",
     "position_of",
     "shown",
 ]
@@ -90,34 +94,72 @@ def shown(value: object, limit: int = 60) -> str:
     return f"{text[:limit]}… ({len(str(value)):,} characters)"
 
 
-def load_yaml(text: str, file: str | None) -> tuple[Any, Positions]:
+def load_yaml(text: str, file: str | None, *, progress: Callable[[int], None] | None = None,
+              ) -> tuple[Any, Positions]:
     """Parse one YAML document; return the data and the position of every key and item.
 
     Raises :class:`PolicyError` (with line and column) for invalid YAML, duplicate mapping keys
     (PyYAML would silently keep the last one), merge keys, tags other than the plain YAML types,
     undefined or recursive aliases, several documents in one file, and any resource limit
     (:data:`MAX_FILE_BYTES`, :data:`MAX_DEPTH`, :data:`MAX_NODES`, :data:`MAX_ALIAS_NODES`).
+    ``progress`` is told, now and then, how many characters have been read.
     """
+    parsed = parse_yaml(text, file, progress=progress)
+    if parsed.issues:
+        raise PolicyError(parsed.issues)
+    return parsed.data, parsed.positions
+
+
+@dataclass(slots=True)
+class ParsedYaml:
+    """What :func:`parse_yaml` read: the data, where each key and item is, and the problems.
+
+    ``complete`` is false when the reading stopped early (invalid YAML, a resource limit, a
+    second document, an undefined alias): ``data`` is then unusable. When it is true, the
+    problems found (a duplicate key, a merge key, a refused tag or value …) each cost only the
+    part concerned — the second definition of a duplicate key is dropped, a refused value reads
+    as nothing and its path is in ``damaged`` — so the rest of the document can still be checked
+    in the same run."""
+
+    data: Any
+    positions: Positions
+    issues: list[PolicyIssue] = field(default_factory=list)
+    complete: bool = True
+    damaged: frozenset[Path] = frozenset()
+
+
+def parse_yaml(text: str, file: str | None, *, progress: Callable[[int], None] | None = None,
+               ) -> ParsedYaml:
+    """:func:`load_yaml` without raising: every problem is in the result (see
+    :class:`ParsedYaml`)."""
     if len(text) > MAX_FILE_BYTES:
-        raise PolicyError([limit_issue(
-            f"the text is {len(text):,} characters long", "MAX_FILE_BYTES", MAX_FILE_BYTES, file)])
+        return ParsedYaml(None, {}, [limit_issue(
+            f"the text is {len(text):,} characters long", "MAX_FILE_BYTES", MAX_FILE_BYTES, file)],
+            complete=False)
     bad = _NON_PRINTABLE.search(text)
     if bad is not None:
         line, column = line_and_column(text, bad.start())
-        raise PolicyError([PolicyIssue(
+        return ParsedYaml(None, {}, [PolicyIssue(
             f"character {_describe(bad.group())} is not allowed in YAML", file, line, column,
             "is this a binary file? policy files are UTF-8 text without control characters",
-            "SA101")])
+            "SA101")], complete=False)
     builder = _Builder(file)
     loader = _LOADER(text)
     handlers = builder.handlers()
+    complete = True
     try:
+        events = 0
         while loader.check_event():
             event = loader.get_event()
             handler = handlers.get(type(event))
             if handler is not None:  # stream and document ends carry nothing
                 handler(event)
+            if progress is not None:
+                events += 1
+                if not events & 0xFFF:  # every 4,096 events: a call per event would cost
+                    progress(event.start_mark.index)
     except yaml.YAMLError as exc:
+        complete = False
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)
         builder.issues.append(PolicyIssue(
@@ -127,12 +169,13 @@ def load_yaml(text: str, file: str | None) -> tuple[Any, Positions]:
             hint="check indentation, colons and quoting around this point", code="SA101",
         ))
     except _Abort:
-        pass  # the issue that stopped the reading is already in builder.issues
+        complete = False  # the issue that stopped the reading is already in builder.issues
     finally:
         loader.dispose()
-    if builder.issues:
-        raise PolicyError(builder.issues)
-    return builder.root, dict(builder.entries)
+    if progress is not None:
+        progress(len(text))
+    return ParsedYaml(builder.root, dict(builder.entries), builder.issues, complete,
+                      frozenset(builder.damaged))
 
 
 def limit_issue(what: str, name: str, value: int, file: str | None, line: int | None = None,
@@ -140,8 +183,8 @@ def limit_issue(what: str, name: str, value: int, file: str | None, line: int | 
     """The issue for a resource limit: says which limit, and its value."""
     return PolicyIssue(
         f"{what}: over the limit {name} = {value:,}", file, line, column,
-        "salesauthz refuses files beyond its resource limits (docs/policy-reference.md, "
-        "'Limits'); split the file or remove the repetition", "SA108")
+        f"salesauthz refuses files beyond its resource limits ({docs_url('policy-reference', 'limits')}); "
+        "split the file or remove the repetition", "SA108")
 
 
 def _describe(character: str) -> str:
@@ -209,6 +252,7 @@ class _Builder:
         self.nodes = 0
         self.documents = 0
         self.root: Any = None
+        self.damaged: list[Path] = []  # values refused (read as nothing): see ParsedYaml
 
     def _issue(self, message: str, mark: Any, hint: str | None = None, code: str = "SA102") -> None:
         self.issues.append(PolicyIssue(message, self.file, *_at(mark), hint, code))
@@ -275,7 +319,10 @@ class _Builder:
         self.nodes += 1
         if self.nodes > MAX_NODES:
             self._count(0, mark)
+        problems = len(self.issues)
         value = self._construct(event)
+        if len(self.issues) != problems:
+            self._damage()
         if event.anchor is not None:
             self._name_anchor(event.anchor, mark)
             self.anchors[event.anchor] = _Anchor(value, 1, 0, range(0), 0)
@@ -296,6 +343,12 @@ class _Builder:
             if top.key is not _SKIPPED_KEY:
                 container[top.key] = value
             top.key = _AWAITING_KEY
+
+    def _damage(self) -> None:
+        """Remember where the value just refused goes (its schema error would repeat it)."""
+        path, is_key = self._next_path()
+        if path is not None and not is_key:
+            self.damaged.append(path)
 
     def _construct(self, event: yaml.ScalarEvent) -> Any:
         tag = event.tag

@@ -7,22 +7,22 @@ import codecs
 import errno
 import os
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from pydantic import ValidationError
-
 from salesauthz._rules import Rule
+from salesauthz._wording import value_kind
 from salesauthz.errors import PolicyError, PolicyIssue
 
-from ._yaml import MAX_FILE_BYTES, limit_issue, line_and_column, load_yaml
+from ._yaml import MAX_FILE_BYTES, ParsedYaml, limit_issue, line_and_column, parse_yaml
 from .compile import compile_document
-from .documents import DomainDocument
-from .validate import SourcedDocument, issues_from_validation_error, validate_documents
+from .validate import SourcedDocument, validate_documents, validate_schema
 
 __all__ = [
     "LoadedPolicy",
+    "Progress",
     "bundled_model_text",
     "load_directory",
     "load_document",
@@ -32,6 +32,9 @@ __all__ = [
 ]
 
 TEST_SUFFIXES = (".test.yaml", ".test.yml")
+
+Progress = Callable[[str, int, int], None]
+"""``report(phase, done, total)``: how far a long phase (``loading``, ``validating``) is."""
 YAML_SUFFIXES = (".yaml", ".yml")
 
 
@@ -215,19 +218,36 @@ def _decode(data: bytes, name: str) -> str:
 
 
 def load_document(text: str, file: str) -> SourcedDocument:
-    """Parse and schema-check one document (no cross-reference checks)."""
-    data, positions = load_yaml(text, file)
+    """Parse and schema-check one document (no cross-reference checks); raises
+    :class:`PolicyError` with every problem found."""
+    parsed = parse_yaml(text, file)
+    sourced, issues = schema_document(parsed, file)
+    if issues or sourced is None:
+        raise PolicyError(issues)
+    return sourced
+
+
+def schema_document(parsed: ParsedYaml, file: str) -> tuple[SourcedDocument | None, list[PolicyIssue]]:
+    """The document read from ``parsed``, schema-checked, and every problem so far. The YAML
+    problems that cost only their own part (a duplicate key …) and the schema errors come
+    together, and the document — its failing parts neutralised — is returned for the
+    cross-reference checks of the rest (:func:`~salesauthz.models.validate.validate_schema`);
+    ``None`` when the file could not be read far enough."""
+    issues = list(parsed.issues)
+    if not parsed.complete:
+        return None, issues
+    data = parsed.data
     if data is None:
-        raise PolicyError([PolicyIssue("the file is empty", file, 1, 1,
-                                       "start with `domain: <name>`", "SA104")])
+        if not issues:
+            issues.append(PolicyIssue("the file is empty", file, 1, 1, "start with `domain: <name>`",
+                                      "SA104"))
+        return None, issues
     if not isinstance(data, dict):
-        raise PolicyError([PolicyIssue(f"a policy document is a mapping, not a {type(data).__name__}",
-                                       file, 1, 1, "start with `domain: <name>`", "SA102")])
-    try:
-        document = DomainDocument.model_validate(data)
-    except ValidationError as exc:
-        raise PolicyError(issues_from_validation_error(exc, file, positions)) from None
-    return SourcedDocument(document, file, positions)
+        issues.append(PolicyIssue(f"a policy document is a mapping, not {value_kind(data)}",
+                                  file, 1, 1, "start with `domain: <name>`", "SA102"))
+        return None, issues
+    sourced, schema_issues = validate_schema(data, file, parsed.positions, parsed.damaged)
+    return sourced, issues + schema_issues
 
 
 def _check_model(path: Path, display: str) -> list[PolicyIssue]:
@@ -265,37 +285,82 @@ def _line_of(text: str, needle: str) -> int | None:
     return None
 
 
-def load_directory(path: str | os.PathLike[str]) -> LoadedPolicy:
+def load_directory(path: str | os.PathLike[str], *, progress: Progress | None = None) -> LoadedPolicy:
     """Load, validate and compile every policy document under ``path``.
 
     Raises :class:`PolicyError` listing *every* problem (file, line, column) if anything is
-    wrong; nothing is returned half-loaded.
+    wrong — in one run, as far as the problems are independent: a duplicate key, an unknown key
+    and a dangling reference in one file are reported together; a reference from a part that
+    failed its schema is not checked. Nothing is returned half-loaded. ``progress`` is told how
+    far the ``loading`` (bytes parsed) and ``validating`` phases are.
     """
     root = Path(path)
     if not root.is_dir():
-        raise PolicyError([PolicyIssue(f"{root} is not a directory", str(root), code="SA107",
-                                       hint="pass the directory that holds your policy YAML files")])
+        raise PolicyError([not_a_directory(root)])
+    report = progress or _no_progress
     issues: list[PolicyIssue] = []
     model = root / "model.conf"
     if os.path.lexists(model):  # a dangling link too: refused by name, not skipped
         issues.extend(_check_model(model, str(model)))
-    documents: list[SourcedDocument] = []
     entries, walk_issues = yaml_files(root)
     issues.extend(walk_issues)
     files = [p for p in entries if not p.name.endswith(TEST_SUFFIXES)]
     if not files and not walk_issues:
         issues.append(PolicyIssue(f"no policy documents (*.yaml) in {root}", str(root), code="SA107",
                                   hint="run `salesauthz init` to start one"))
-    for file in files:
+    sizes = [_size(file) for file in files]
+    total, done = sum(sizes) or 1, 0
+    report("loading", 0, total)
+    parsed: list[tuple[Path, ParsedYaml]] = []
+    for file, size in zip(files, sizes, strict=True):
         try:
-            documents.append(load_document(read_text_file(file), str(file)))
+            text = read_text_file(file)
         except PolicyError as exc:
             issues.extend(exc.issues)
+        else:
+            def read(characters: int, base: int = done, size: int = size) -> None:
+                report("loading", base + min(characters, size), total)
+
+            parsed.append((file, parse_yaml(text, str(file), progress=read)))
+        done += size
+        report("loading", done, total)
+    steps = 2 * len(parsed) + 1  # schema per file, the cross-references, compiling per document
+    report("validating", 0, steps)
+    documents: list[SourcedDocument] = []
+    for step, (file, read_file) in enumerate(parsed, 1):
+        sourced, found = schema_document(read_file, str(file))
+        issues.extend(found)
+        if sourced is not None:
+            documents.append(sourced)
+        report("validating", step, steps)
     issues.extend(validate_documents(documents))
+    report("validating", len(parsed) + 1, steps)
     if issues:
         raise PolicyError(issues)
     rules: list[Rule] = []
-    for sourced in documents:
+    for step, sourced in enumerate(documents, len(parsed) + 2):
         rules.extend(compile_document(sourced.document))
+        report("validating", step, steps)
+    report("validating", steps, steps)
     return LoadedPolicy(root, tuple(documents), tuple(rules))
 
+
+def not_a_directory(root: Path) -> PolicyIssue:
+    """SA107 for a policy directory that is missing, or not a directory."""
+    if not os.path.lexists(root):
+        return PolicyIssue(f"{root} does not exist", str(root), code="SA107",
+                           hint="pass the directory that holds your policy YAML files "
+                                "(`salesauthz init DIR` starts one)")
+    return PolicyIssue(f"{root} is not a directory", str(root), code="SA107",
+                       hint="pass the directory that holds your policy YAML files, not a file in it")
+
+
+def _size(file: Path) -> int:
+    try:
+        return max(os.stat(file).st_size, 1)
+    except OSError:  # reading it will say why
+        return 1
+
+
+def _no_progress(phase: str, done: int, total: int) -> None:
+    del phase, done, total

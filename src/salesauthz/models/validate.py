@@ -6,17 +6,20 @@ schema cannot: that names refer to things that exist, in the same domain.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import re
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from types import UnionType
+from typing import Annotated, Any, Final, Literal, Union, get_args, get_origin
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from salesauthz import _rules as R
 from salesauthz._rules import Rule
+from salesauthz._wording import did_you_mean, docs_url, value_kind
 from salesauthz.errors import PolicyError, PolicyIssue
 
-from ._yaml import Path, Positions, position_of
+from ._yaml import Path, Positions, position_of, shown
 from .documents import (
     AccountDocument,
     CustomScope,
@@ -26,8 +29,9 @@ from .documents import (
     RoleDocument,
 )
 
-__all__ = ["SINGLE_VALUED", "SourcedDocument", "issues_from_validation_error", "single_valued_key",
-           "stored_rule_issues", "validate_documents", "validate_rules"]
+__all__ = ["SINGLE_VALUED", "SourcedDocument", "Unchecked", "issues_from_validation_error",
+           "single_valued_key", "stored_rule_issues", "validate_documents", "validate_rules",
+           "validate_schema"]
 
 
 @dataclass(slots=True)
@@ -37,6 +41,7 @@ class SourcedDocument:
     document: DomainDocument
     file: str | None = None
     positions: Positions = field(default_factory=dict)
+    unchecked: Unchecked = field(default_factory=lambda: Unchecked())
 
     def issue(self, path: Path, message: str, hint: str | None = None, code: str = "SA110") -> PolicyIssue:
         line, column = position_of(self.positions, path)
@@ -44,37 +49,227 @@ class SourcedDocument:
 
 
 def issues_from_validation_error(
-    error: ValidationError, file: str | None, positions: Positions
+    error: ValidationError, file: str | None, positions: Positions, model: type[BaseModel] | None = None,
+    reference: str | None = None,
 ) -> list[PolicyIssue]:
-    """pydantic errors as located policy issues (one per offending value)."""
-    issues: list[PolicyIssue] = []
-    seen: set[Path] = set()
-    odd_keys: dict[tuple[object, ...], object] | None = None  # built at the first use
+    """pydantic errors as located policy issues (one per offending value), worded in the
+    document's terms: no pydantic class names, union branches or "Input should be" phrasing.
+    ``model`` is the model validated (it names the keys an unknown key could have meant);
+    ``reference`` the documentation page a hint about the expected shape points at."""
+    return [found.issue(file) for found in _schema_errors(error, positions, model, reference)]
+
+
+@dataclass(frozen=True, slots=True)
+class _SchemaError:
+    path: Path  # in the document's own keys
+    is_key: bool  # the mapping key itself is refused (not its value)
+    type: str
+    message: str
+    hint: str | None
+    position: tuple[int | None, int | None]
+
+    def issue(self, file: str | None) -> PolicyIssue:
+        return PolicyIssue(self.message, file, *self.position, self.hint, "SA102")
+
+
+_TYPE_ERRORS = frozenset({"literal_error", "model_type", "dict_type", "list_type", "string_type",
+                          "int_type", "bool_type", "datetime_type", "model_attributes_type"})
+
+
+def _schema_errors(error: ValidationError, positions: Positions, model: type[BaseModel] | None,
+                   reference: str | None) -> list[_SchemaError]:
+    items = []
     for item in error.errors():
-        loc = tuple(item["loc"])
-        # Drop pydantic's union-branch tags so the path points at the document's own keys.
-        path = tuple(p for p in loc if not (isinstance(p, str) and ("[" in p or p == "CustomScope")))
-        if path in seen:
+        path, branch, is_key = _clean_location(model, tuple(item["loc"]))
+        items.append((path, branch, is_key, item))
+    # A value a union refused: each branch says why. When one branch got deeper (the value had
+    # its shape: `{custom: []}` for a scope), the others' "not this type" is noise; otherwise
+    # the branches' expectations are one message ("'visible', 'readonly' or 'hidden', or a
+    # mapping").
+    deeper = {path[:n] for path, _, _, _ in items for n in range(len(path))}
+    by_path: dict[tuple[Path, bool], list[tuple[type[Any] | None, dict[str, Any]]]] = {}
+    for path, branch, is_key, item in items:
+        if item["type"] in _TYPE_ERRORS and path in deeper:
             continue
-        seen.add(path)
-        hint = _hint_for(item["type"], path)
+        by_path.setdefault((path, is_key), []).append((branch, dict(item)))
+    odd_keys: dict[tuple[object, ...], object] | None = None  # built at the first use
+    found: list[_SchemaError] = []
+    for (path, is_key), branches in by_path.items():
         if odd_keys is None:
             odd_keys = _odd_keys(positions)
-        if odd_keys:
-            path = _keyed(path, odd_keys)
-            if path and (isinstance(path[-1], bool) or path[-1] is None):
-                hint = "YAML reads yes/no/on/off/true/false as booleans and ~ or null as nothing: " \
-                       "quote a name that is one of these words ('no')"
-        line, column = position_of(positions, path)
+        keyed: Path = _keyed(path, odd_keys) if odd_keys else path
+        message, hint = _wording(keyed, branches, model, reference)
+        if odd_keys and keyed and (isinstance(keyed[-1], bool) or keyed[-1] is None):
+            hint = "YAML reads yes/no/on/off/true/false as booleans and ~ or null as nothing: " \
+                   "quote a name that is one of these words ('no')"
         # repr() for a part that would not print as itself (a newline, a lone surrogate …).
-        where = ".".join(str(p) if str(p).isprintable() else repr(p) for p in path) or "document"
-        message = item["msg"]
-        if item["type"] == "extra_forbidden":
-            message = f"unknown key {path[-1]!r}"
-        elif message.startswith("Value error, "):
-            message = message[len("Value error, "):]
-        issues.append(PolicyIssue(f"{where}: {message}", file, line, column, hint, "SA102"))
-    return issues
+        where = ".".join(str(p) if str(p).isprintable() and str(p) else repr(p) for p in keyed) or "document"
+        found.append(_SchemaError(keyed, is_key, branches[0][1]["type"], f"{where}: {message}", hint,
+                                  position_of(positions, keyed)))
+    return found
+
+
+def _clean_location(model: type[BaseModel] | None, loc: tuple[Any, ...],
+                    ) -> tuple[Path, type[Any] | None, bool]:
+    """pydantic's error location as a path of the document's keys — union branch tags
+    (``literal['own',…]``, ``CustomScope``) and the ``[key]`` marker of a refused mapping key
+    dropped — with the type expected at the end (``None`` where unknown) and whether the key
+    itself was refused. Walks the model's types, so a name that happens to look like a tag (an
+    account called ``CustomScope``) stays a name."""
+    path: list[Any] = []
+    current: Any = model
+    is_key = False
+    for part in loc:
+        if part == "[key]" and path:
+            is_key = True
+            continue
+        current = _strip(current)
+        arms = _union_arms(current)
+        if arms is not None:  # a union: this part is the branch's tag
+            current = _branch(arms, part)
+            continue
+        if current is None and isinstance(part, str) and ("[" in part or part in _MODEL_NAMES):
+            continue  # no model to walk: the old heuristic
+        path.append(part)
+        current = _step(current, part)
+    return tuple(path), _strip(current), is_key
+
+
+def _strip(annotation: Any) -> Any:
+    """``Annotated[X, …]`` → ``X``; ``X | None`` → ``X``."""
+    while get_origin(annotation) is Annotated:
+        annotation = get_args(annotation)[0]
+    arms = _union_arms(annotation, optional=True)
+    if arms is not None and len(arms) == 1:
+        return _strip(arms[0])
+    return annotation
+
+
+def _union_arms(annotation: Any, *, optional: bool = False) -> list[Any] | None:
+    """The non-None arms of a union (of two or more, unless ``optional``), else ``None``."""
+    if get_origin(annotation) not in (Union, UnionType):
+        return None
+    arms = [a for a in get_args(annotation) if a is not type(None)]
+    return arms if optional or len(arms) > 1 else None
+
+
+def _branch(arms: list[Any], tag: object) -> Any:
+    for arm in arms:
+        plain = _strip(arm)
+        if isinstance(plain, type) and issubclass(plain, BaseModel) and plain.__name__ == tag:
+            return plain
+    kind = str(tag).split("[", 1)[0]
+    for arm in arms:
+        plain = _strip(arm)
+        if (kind == "literal" and get_origin(plain) is Literal) or (
+                kind in ("list", "dict") and getattr(get_origin(plain), "__name__", None) == kind):
+            return plain
+    return None
+
+
+def _step(annotation: Any, part: object) -> Any:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        for name, info in annotation.model_fields.items():
+            if part in (name, info.alias):
+                return info.annotation
+        return None  # an extra key (a permission set's resource type)
+    origin = get_origin(annotation)
+    if origin is dict:
+        return get_args(annotation)[1]
+    if origin is list:
+        return get_args(annotation)[0]
+    return None
+
+
+_MODEL_NAMES = frozenset({"CustomScope", "FieldRuleDocument"})
+
+def _kind(value: object) -> str:
+    kind = value_kind(value)
+    if kind in ("text", "a number"):
+        return f"{'text' if kind == 'text' else 'the number'} {shown(value)}"
+    return kind
+
+
+def _wording(path: Path, branches: list[tuple[type[Any] | None, dict[str, Any]]],
+             model: type[BaseModel] | None, reference: str | None) -> tuple[str, str | None]:
+    """The message and hint for the error(s) about one value."""
+    shape_hint = "see " + (reference or docs_url("policy-reference")) + " for the expected shape"
+    first = branches[0][1]
+    kind, value, context = first["type"], first.get("input"), first.get("ctx") or {}
+    if kind == "extra_forbidden":
+        key = path[-1] if path else "?"
+        allowed = _keys_of(model, path[:-1])
+        close = did_you_mean(str(key), allowed) if allowed else None
+        hint = close or ("keys allowed here: " + ", ".join(allowed) if allowed else
+                         "check the spelling; " + (reference or docs_url("policy-reference"))
+                         + " lists every key")
+        return f"unknown key {key!r}", hint
+    if kind == "missing":
+        return (f"the required key {path[-1]!r} is missing" if path else "a required key is missing",
+                f"add `{path[-1]}:`" if path else None)
+    if kind.startswith("value_error") or first["msg"].startswith("Value error, "):
+        return first["msg"].removeprefix("Value error, "), None
+    expected = [_expected(branch, item) for branch, item in branches]
+    if all(e is not None for e in expected):
+        words = [e for e in expected if e is not None]
+        text = ", or ".join(words) if len(words) > 1 else words[0]
+        literal = next((item.get("ctx", {}).get("expected") for _, item in branches
+                        if item["type"] == "literal_error"), None)
+        suggestion: str | None = None
+        if literal is not None and isinstance(value, str):
+            suggestion = did_you_mean(value, re.findall(r"'([^']*)'", str(literal)))
+        if kind == "string_type" and isinstance(value, int | float) and not isinstance(value, bool):
+            suggestion = f"quote it if it is a name: '{value}'"
+        return f"expected {text}, not {_kind(value)}", suggestion or (None if literal else shape_hint)
+    if kind == "string_too_short":
+        return "a name cannot be empty", None
+    if kind == "string_too_long":
+        return f"longer than the limit of {int(context.get('max_length', 0)):,} characters", None
+    if kind == "too_short":
+        return "the list is empty: name at least one", None
+    if kind.startswith(("datetime", "date")):
+        return (f"{shown(value)} is not a date or time",
+                "dates are ISO-8601, e.g. 2026-12-31 or 2026-12-31T18:00:00Z")
+    # Anything else: pydantic's sentence, without its class names.
+    return re.sub(r" or instance of \w+", "", first["msg"]), None
+
+
+def _expected(branch: type[Any] | None, item: dict[str, Any]) -> str | None:
+    """What one branch expected, in words (``None``: not a plain type mismatch)."""
+    kind = item["type"]
+    if kind == "literal_error":
+        return str((item.get("ctx") or {}).get("expected", "one of the listed words"))
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        if isinstance(branch, type) and issubclass(branch, BaseModel):
+            keys = ", ".join(f"{k}: …" for k in _field_names(branch)[:3])
+            return f"a mapping ({{{keys}}})"
+        return "a mapping (key: value)"
+    return {"list_type": "a list ([a, b])", "string_type": "text", "int_type": "a whole number",
+            "bool_type": "true or false", "datetime_type": "a date or time"}.get(kind)
+
+
+def _field_names(model: type[BaseModel]) -> list[str]:
+    return [info.alias or name for name, info in model.model_fields.items()]
+
+
+def _keys_of(model: type[BaseModel] | None, path: Path) -> list[str]:
+    """The keys the model allows in the mapping at ``path`` (empty when unknown)."""
+    current: Any = model
+    for part in path:
+        current = _strip(current)
+        arms = _union_arms(current)
+        if arms is not None:
+            current = next((a for a in arms if isinstance(_strip(a), type)
+                            and issubclass(_strip(a), BaseModel)), None)
+        current = _step(_strip(current), part)
+    current = _strip(current)
+    arms = _union_arms(current)
+    if arms is not None:
+        current = next((_strip(a) for a in arms if isinstance(_strip(a), type)
+                        and issubclass(_strip(a), BaseModel)), None)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return _field_names(current)
+    return []
 
 
 def _odd_keys(positions: Positions) -> dict[tuple[object, ...], object]:
@@ -97,14 +292,127 @@ def _keyed(path: Path, odd_keys: dict[tuple[object, ...], object]) -> Any:
     return keyed
 
 
-def _hint_for(error_type: str, path: Path) -> str | None:
-    if error_type == "extra_forbidden":
-        return "check the spelling; the policy file reference lists every key"
-    if error_type in ("list_type", "dict_type", "model_type"):
-        return "see the policy file reference for the expected shape"
-    if error_type == "missing":
-        return f"add the required key {path[-1]!r}" if path else None
-    return None
+# -- a document whose schema failed, checked as far as it can be --------------------------
+
+
+@dataclass(slots=True)
+class Unchecked:
+    """The parts of a document that failed their schema, so that the cross-reference checks
+    depending on them are skipped (their problem is already reported) while the rest of the
+    document is still checked in the same run."""
+
+    domain: bool = False  # the domain name itself (a placeholder stands in)
+    sections: set[str] = field(default_factory=set)  # departments / roles / accounts, as a whole
+    types: set[str] | None = field(default_factory=set)  # resource types of unknown actions (None: all)
+    field_types: set[str] | None = field(default_factory=set)  # types of unknown fields (None: all)
+
+    def fields_known(self, typ: str) -> bool:
+        return self.field_types is not None and typ not in self.field_types
+
+
+_REPAIR_ROUNDS = 8
+_ENTITY_SECTIONS = ("departments", "roles", "accounts")
+
+
+def validate_schema(data: dict[Any, Any], file: str | None, positions: Positions,
+                    damaged: Collection[Path] = ()) -> tuple[SourcedDocument | None, list[PolicyIssue]]:
+    """Schema-check one document: every schema error, and — even when there are some — the
+    document with each failing part neutralised (an unknown key dropped, a malformed account
+    emptied, a malformed resource type's actions left unchecked), for the cross-reference checks
+    of the rest (:func:`validate_documents` skips what depends on the neutralised parts, as
+    :class:`Unchecked` records). ``damaged`` are paths whose value the YAML reader already
+    refused (their schema error would say it twice). ``None`` when nothing can be salvaged."""
+    issues: list[PolicyIssue] = []
+    unchecked = Unchecked()
+    reported: set[Path] = set()
+    repaired: list[Path] = []
+    work: dict[Any, Any] = data
+    for _ in range(_REPAIR_ROUNDS):
+        try:
+            document = DomainDocument.model_validate(work)
+        except ValidationError as exc:
+            errors = _schema_errors(exc, positions, DomainDocument, None)
+        else:
+            return SourcedDocument(document, file, positions, unchecked), issues
+        changed = False
+        for error in errors:  # all reported before any repair: a repair covers later rounds only
+            if error.path not in reported and not any(_within(error.path, p) for p in (*damaged, *repaired)):
+                reported.add(error.path)
+                issues.append(error.issue(file))
+        for error in errors:
+            target = _neutralise(work, error, unchecked, file)
+            if target is not None:
+                work, target_path = target
+                repaired.append(target_path)
+                changed = True
+        if not changed:
+            break
+    return None, issues
+
+
+def _within(path: Path, ancestor: Path) -> bool:
+    return path[:len(ancestor)] == ancestor
+
+
+def _neutralise(work: dict[Any, Any], error: _SchemaError, unchecked: Unchecked,
+                file: str | None) -> tuple[dict[Any, Any], Path] | None:
+    """``work`` with the part ``error`` is about neutralised (a copy; YAML aliases may share the
+    original's lists and mappings), and the path changed; ``None`` if nothing could be."""
+    path = error.path
+    if not path:
+        return None
+    head = path[0]
+    if head == "domain":
+        unchecked.domain = True
+        return _edit(work, ("domain",), f"<no valid domain name in {file or id(work)}>")
+    if head in _ENTITY_SECTIONS:
+        if len(path) == 1:
+            unchecked.sections.add(str(head))
+            return _edit(work, path[:1], _DROP)
+        if len(path) == 2 or error.is_key:
+            # The entity stays (as an empty one), so references to it still resolve.
+            return _edit(work, path[:2], _DROP if error.is_key else None)
+        return _edit(work, path[:3], _DROP)  # one key of the entity: the others are checked
+    if head == "resources":
+        if len(path) == 1 or error.is_key:
+            unchecked.types = None
+            return _edit(work, path[:2], _DROP)
+        if unchecked.types is not None:
+            unchecked.types.add(str(path[1]))
+        return _edit(work, path[:2], [])
+    if head == "fields":
+        if len(path) == 1 or error.is_key:
+            unchecked.field_types = None
+        elif unchecked.field_types is not None:
+            unchecked.field_types.add(str(path[1]))
+        return _edit(work, path[:2], _DROP)
+    return _edit(work, path[:1], _DROP)  # description, or an unknown top-level key
+
+
+_DROP: Any = object()
+
+
+def _edit(root: dict[Any, Any], path: Path, value: Any) -> tuple[dict[Any, Any], Path] | None:
+    """A copy of ``root`` with the mapping entry at ``path`` set to ``value`` (or dropped):
+    the mappings along the path are copied, the rest shared."""
+    top = dict(root)
+    node = top
+    for part in path[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            return None
+        node[part] = child = dict(child)
+        node = child
+    last = path[-1]
+    if value is _DROP:
+        if last not in node:
+            return None
+        del node[last]
+    elif node.get(last, _DROP) == value:
+        return None
+    else:
+        node[last] = value
+    return top, path
 
 
 def validate_documents(documents: Sequence[SourcedDocument]) -> list[PolicyIssue]:
@@ -113,7 +421,7 @@ def validate_documents(documents: Sequence[SourcedDocument]) -> list[PolicyIssue
     seen_domains: dict[str, SourcedDocument] = {}
     for sourced in documents:
         name = sourced.document.domain
-        if name in seen_domains:
+        if name in seen_domains and not sourced.unchecked.domain:
             first = seen_domains[name].file or "<rules>"
             issues.append(sourced.issue(("domain",), f"domain {name!r} is already defined in {first}",
                                         "put each domain in exactly one file", "SA111"))
@@ -125,8 +433,15 @@ def validate_documents(documents: Sequence[SourcedDocument]) -> list[PolicyIssue
 
 def _validate_domain(src: SourcedDocument, all_domains: dict[str, SourcedDocument]) -> list[PolicyIssue]:
     doc = src.document
+    skip = src.unchecked
     issues: list[PolicyIssue] = []
     add = issues.append
+    known_departments = "departments" not in skip.sections
+    known_roles = "roles" not in skip.sections
+
+    def unknown(name: str, section: str, candidates: Iterable[str], default: str | None = None) -> str | None:
+        return _elsewhere(name, section, all_domains, doc.domain) or did_you_mean(name, candidates) or default
+
     if doc.domain == R.WILDCARD:
         add(src.issue(("domain",), "'*' is not a valid domain name", code="SA112"))
 
@@ -150,7 +465,7 @@ def _validate_domain(src: SourcedDocument, all_domains: dict[str, SourcedDocumen
         vocabulary[typ] = set(actions)
 
     for typ in doc.fields:
-        if typ not in vocabulary:
+        if typ not in vocabulary and skip.types is not None:
             add(src.issue(("fields", typ), f"fields declared for unknown resource type {typ!r}",
                           "declare the type under `resources` first", "SA160"))
 
@@ -161,7 +476,7 @@ def _validate_domain(src: SourcedDocument, all_domains: dict[str, SourcedDocumen
         if parent is not None and parent not in departments:
             add(src.issue(("departments", name, "parent"),
                           f"department {name!r} names unknown parent department {parent!r}",
-                          _elsewhere(parent, "departments", all_domains, doc.domain), "SA120"))
+                          unknown(parent, "departments", departments), "SA120"))
     for cycle_start in _cycles({n: [d.parent] if d is not None and d.parent else []
                                 for n, d in departments.items()}):
         add(src.issue(("departments", cycle_start),
@@ -180,28 +495,32 @@ def _validate_domain(src: SourcedDocument, all_domains: dict[str, SourcedDocumen
             if inherited not in roles:
                 add(src.issue(("roles", name, "inherits", i),
                               f"role {name!r} inherits unknown role {inherited!r}",
-                              _elsewhere(inherited, "roles", all_domains, doc.domain), "SA130"))
+                              unknown(inherited, "roles", roles), "SA130"))
         for i, pset in enumerate(role.permissions):
             issues.extend(_validate_permission_set(src, ("roles", name, "permissions", i), pset,
                                                    vocabulary, departments, grant=False))
         for typ, specs in role.fields.items():
-            if typ not in vocabulary:
+            if typ not in vocabulary and skip.types is not None:
                 add(src.issue(("roles", name, "fields", typ),
                               f"field rules name unknown resource type {typ!r}",
                               "declare it under `resources`", "SA160"))
                 continue
-            declared = doc.fields.get(typ)
+            declared = doc.fields.get(typ) if skip.fields_known(typ) else None
             for field_name, spec in specs.items():
                 if declared is not None and field_name not in declared:
                     add(src.issue(("roles", name, "fields", typ, field_name),
                                   f"unknown field {field_name!r} of {typ!r}",
-                                  f"declared fields: {', '.join(declared)}", "SA161"))
+                                  did_you_mean(field_name, declared)
+                                  or f"declared fields: {', '.join(declared)}",
+                                  "SA161"))
                 if isinstance(spec, FieldRuleDocument) and isinstance(spec.scope, CustomScope):
                     for dept_name in spec.scope.custom:
-                        if dept_name not in departments:
+                        if dept_name not in departments and known_departments:
                             add(src.issue(("roles", name, "fields", typ, field_name, "scope"),
                                           f"custom scope names unknown department {dept_name!r}",
-                                          "list departments defined under `departments`", "SA120"))
+                                          unknown(dept_name, "departments", departments,
+                                                  "list departments defined under `departments`"),
+                                          "SA120"))
     for cycle_start in _cycles({n: list((r or RoleDocument()).inherits) for n, r in roles.items()}):
         add(src.issue(("roles", cycle_start),
                       f"role inheritance has a cycle through {cycle_start!r}",
@@ -211,15 +530,16 @@ def _validate_domain(src: SourcedDocument, all_domains: dict[str, SourcedDocumen
     accounts = doc.accounts
     for name, account in accounts.items():
         account = account or AccountDocument()
-        if account.department is not None and account.department not in departments:
+        if account.department is not None and account.department not in departments \
+                and known_departments:
             add(src.issue(("accounts", name, "department"),
                           f"account {name!r} is in unknown department {account.department!r}",
-                          _elsewhere(account.department, "departments", all_domains, doc.domain), "SA120"))
+                          unknown(account.department, "departments", departments), "SA120"))
         for i, role_name in enumerate(account.roles):
-            if role_name not in roles:
+            if role_name not in roles and known_roles:
                 add(src.issue(("accounts", name, "roles", i),
                               f"account {name!r} is assigned unknown role {role_name!r}",
-                              _elsewhere(role_name, "roles", all_domains, doc.domain), "SA130"))
+                              unknown(role_name, "roles", roles), "SA130"))
         if len(set(account.roles)) != len(account.roles):
             add(src.issue(("accounts", name, "roles"), f"account {name!r} lists a role twice", code="SA103"))
         if account.parent is not None:
@@ -229,7 +549,7 @@ def _validate_domain(src: SourcedDocument, all_domains: dict[str, SourcedDocumen
             elif account.parent not in accounts:
                 add(src.issue(("accounts", name, "parent"),
                               f"sub-account {name!r} names unknown parent account {account.parent!r}",
-                              _elsewhere(account.parent, "accounts", all_domains, doc.domain), "SA140"))
+                              unknown(account.parent, "accounts", accounts), "SA140"))
         for i, pset in enumerate(account.grants):
             issues.extend(_validate_permission_set(src, ("accounts", name, "grants", i), pset,
                                                    vocabulary, departments, grant=True))
@@ -246,35 +566,45 @@ def _validate_permission_set(src: SourcedDocument, path: Path, pset: PermissionS
                              vocabulary: dict[str, set[str]], departments: Mapping[str, object],
                              *, grant: bool) -> list[PolicyIssue]:
     issues = []
+    skip = src.unchecked
     if not pset.actions:
         issues.append(src.issue(path, "a permission set names no resource type",
                                 "add e.g. `customer: [read]` beside the scope", "SA150"))
     if pset.expires is not None and not grant:
         issues.append(src.issue((*path, "expires"), "only direct grants can expire, not role permissions",
                                 "move the time-limited permission to the account's grants", "SA151"))
-    if isinstance(pset.scope, CustomScope):
+    if isinstance(pset.scope, CustomScope) and "departments" not in skip.sections:
         for i, dept in enumerate(pset.scope.custom):
             if dept not in departments:
                 issues.append(src.issue((*path, "scope", "custom", i),
                                         f"custom scope names unknown department {dept!r}",
-                                        "list departments defined under `departments`", "SA120"))
+                                        did_you_mean(dept, departments)
+                                        or "list departments defined under `departments`", "SA120"))
+    if skip.types is None:  # the vocabulary failed its schema: nothing to check names against
+        return issues
     every_action = set().union(*vocabulary.values())
     for typ, actions in pset.actions.items():
         if typ != R.WILDCARD and typ not in vocabulary:
             issues.append(src.issue((*path, typ), f"unknown resource type {typ!r}",
-                                    "declare it under `resources`, or use '*'", "SA152"))
+                                    did_you_mean(typ, vocabulary)
+                                    or "declare it under `resources`, or use '*'",
+                                    "SA152"))
             continue
+        if typ in skip.types or (typ == R.WILDCARD and skip.types):
+            continue  # its actions are unknown: its declaration failed its schema
         known = every_action if typ == R.WILDCARD else vocabulary[typ]
         for i, action in enumerate(actions):
             if action != R.WILDCARD and action not in known:
+                close = did_you_mean(action, known)
                 issues.append(src.issue((*path, typ, i), f"unknown action {action!r} for {typ!r}",
-                                        f"known actions: {', '.join(sorted(known))}", "SA153"))
+                                        (close + " " if close else "")
+                                        + f"known actions: {', '.join(sorted(known))}", "SA153"))
     return issues
 
 
 def _elsewhere(name: str, section: str, domains: dict[str, SourcedDocument], here: str) -> str | None:
     for domain, other in domains.items():
-        if domain != here and name in getattr(other.document, section):
+        if domain != here and not other.unchecked.domain and name in getattr(other.document, section):
             return f"{name!r} exists in domain {domain!r}, but nothing crosses domains"
     return None
 
