@@ -1,8 +1,11 @@
-"""``python -m examples.crm_api [serve] [--host H] [--port P]`` runs the example CRM;
+"""``python -m examples.crm_api [serve] [--host H] [--port P] [--workers N]`` runs the example CRM;
 ``python -m examples.crm_api token ACCOUNT [--domain acme]`` prints a bearer token for it.
 
 Both read the signing secret from ``CRM_TOKEN_SECRET`` (the server refuses to start without it,
-so that the tokens you mint are the ones it accepts).
+so that the tokens you mint are the ones it accepts). The server reads the rest of its
+configuration from the environment too (``CRM_DATABASE_URL``, ``CRM_STORE_URL``,
+``CRM_WATCH_URL``, ``CRM_STALENESS``: see ``examples/crm_api/app.py``); several workers need a
+shared database, a shared store and a watch channel.
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ def main(argv: list[str] | None = None) -> int:
     serve = commands.add_parser("serve", help="run the API with uvicorn (the default)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--database", default="sqlite://", help="SQLAlchemy URL (default: in memory)")
+    serve.add_argument("--database", default=None,
+                       help="the CRM's tables, a SQLAlchemy URL (default: CRM_DATABASE_URL, or in memory)")
+    serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     token = commands.add_parser("token", help="print a bearer token for an account")
     token.add_argument("account")
     token.add_argument("--domain", default="acme")
@@ -40,11 +45,21 @@ def main(argv: list[str] | None = None) -> int:
 
     import uvicorn
 
-    from .app import create_app
-
+    database = getattr(args, "database", None)
+    if database:
+        os.environ["CRM_DATABASE_URL"] = database  # the workers read their configuration from it
+    workers = getattr(args, "workers", 1)
+    if workers > 1:
+        missing = [name for name in ("CRM_DATABASE_URL", "CRM_STORE_URL", "CRM_WATCH_URL")
+                   if not os.environ.get(name)]
+        if missing:
+            print("several workers must share their data, rules and change channel: set "
+                  f"{', '.join(missing)} (see examples/crm_api/README.md)", file=sys.stderr)
+            return 2
     logging.basicConfig(level=logging.INFO, format="%(name)s %(message)s")
-    app = create_app(secret=secret, database_url=getattr(args, "database", "sqlite://"))
-    uvicorn.run(app, host=getattr(args, "host", "127.0.0.1"), port=getattr(args, "port", 8000))
+    # The factory's import string: each worker process builds its own app (and Authorizer).
+    uvicorn.run("examples.crm_api.app:create_app", factory=True, host=getattr(args, "host", "127.0.0.1"),
+                port=getattr(args, "port", 8000), workers=workers)
     return 0
 
 

@@ -3,24 +3,42 @@
 Every route is protected: route-level rules by the ASGI middleware, records by FastAPI
 dependencies, lists by the account's scope filter rendered as a SQL ``WHERE`` clause.
 Identities come from HS256 bearer tokens the server verifies (``python -m examples.crm_api token
-ACCOUNT --domain acme`` mints one); the tenant is the token's ``tenant`` claim.
+ACCOUNT --domain acme`` mints one); the tenant is the token's ``tenant`` claim. Administrators
+freeze accounts and assign roles through ``/accounts/...``, under salesauthz's delegation rules.
+
+Configuration comes from the environment, so that ``create_app`` is a factory any number of
+worker processes can call (``uvicorn examples.crm_api.app:create_app --factory --workers 4``):
+
+* ``CRM_TOKEN_SECRET`` — signs the bearer tokens (required by the command line);
+* ``CRM_DATABASE_URL`` — the CRM's own tables (default: an in-memory SQLite of this process;
+  give several workers one database, e.g. ``postgresql://…`` or ``sqlite:////srv/crm.db``);
+* ``CRM_STORE_URL`` — where salesauthz keeps the rules (default: ``policies/`` loaded in
+  memory, private to the process); on first use the store gets ``policies/`` imported;
+* ``CRM_WATCH_URL`` — how workers tell each other about changes (``redis://…`` or
+  ``postgresql://…``), needed as soon as there is more than one process;
+* ``CRM_STALENESS`` — seconds a worker may go without confirming its rules fresh before it
+  denies everything (default 5).
 """
 
 # No ``from __future__ import annotations``: FastAPI reads these annotations at run time.
+import contextlib
 import os
 import secrets
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from salesauthz import Authorizer, Coverage, Record, ScopeFilter
+from salesauthz import AuditRecord, Authorizer, Coverage, Record, ScopeFilter, UnknownNameError
+from salesauthz.errors import ConflictError
 from salesauthz.filters.sqlalchemy import scope_clause
 from salesauthz.middleware import DecisionLog, Guard, HS256Tokens, RequestAuthz
 from salesauthz.middleware.asgi import AuthzMiddleware, context_for
@@ -28,7 +46,7 @@ from salesauthz.middleware.fastapi import FastAPIAuthz
 
 from .db import Customer, Note, Order, open_database, seed
 
-__all__ = ["POLICIES", "create_app"]
+__all__ = ["POLICIES", "create_app", "open_authorizer"]
 
 POLICIES = Path(__file__).resolve().parents[2] / "policies"
 
@@ -46,6 +64,11 @@ ROUTE_RULES: dict[str, tuple[str, str] | None] = {
     "POST /orders": ("order", "create"),
     "GET /orders/{order_id}": ("order", "read"),
     "POST /orders/{order_id}/approve": ("order", "approve"),
+    # Administration: the actor must manage some account; the operation itself decides the rest.
+    "POST /accounts/{account}/freeze": ("account", "manage"),
+    "POST /accounts/{account}/unfreeze": ("account", "manage"),
+    "PUT /accounts/{account}/roles/{role}": ("account", "manage"),
+    "DELETE /accounts/{account}/roles/{role}": ("account", "manage"),
 }
 
 
@@ -132,13 +155,55 @@ class _OpenAccess:
         return loaded
 
 
-def create_app(*, secret: str | None = None, database_url: str = "sqlite://", enforce: bool = True,
+def open_authorizer(policies: Path = POLICIES, *, store_url: str | None = None, watch_url: str | None = None,
+                    staleness: float | None = None) -> Authorizer:
+    """The rules: ``policies`` in memory, or the store at ``store_url`` (default:
+    ``CRM_STORE_URL``) followed through ``watch_url`` (``CRM_WATCH_URL``) — importing
+    ``policies`` into the store first if it holds no rules yet."""
+    store_url = store_url if store_url is not None else os.environ.get("CRM_STORE_URL")
+    if not store_url:
+        return Authorizer.from_directory(policies)
+    watch_url = watch_url if watch_url is not None else os.environ.get("CRM_WATCH_URL") or None
+    if staleness is None:
+        staleness = float(os.environ.get("CRM_STALENESS") or 5.0)
+    _import_once(store_url, policies)
+    return Authorizer.from_url(store_url, watch=watch_url, staleness=staleness)
+
+
+def _import_once(store_url: str, policies: Path) -> None:
+    """Import ``policies`` into an empty store. Workers starting together race for it: the
+    import is a compare-and-set on "no domain changed yet", so exactly one of them writes."""
+    from salesauthz.adapters import open_adapter
+    from salesauthz.audit import AuditDraft
+    from salesauthz.models import load_directory
+
+    loaded = load_directory(policies)
+    store = open_adapter(store_url)
+    try:
+        if store.list_domains():
+            return
+        drafts = [AuditDraft(time.time(), "system:seed", domain, "import", policies.name,
+                             detail=f"the example CRM imported {policies}")
+                  for domain in loaded.domains]
+        # Another worker may have imported them a moment ago: then this one writes nothing.
+        with contextlib.suppress(ConflictError):
+            store.apply(list(loaded.rules), [], drafts, expected=dict.fromkeys(loaded.domains, 0))
+    finally:
+        store.close()
+
+
+def create_app(*, secret: str | None = None, database_url: str | None = None, enforce: bool = True,
                hide_denied: bool = True, debug: bool = False, policies: Path = POLICIES,
-               decision_log: DecisionLog | None = None, cors_origins: Sequence[str] = ()) -> FastAPI:
-    """Build the API. ``secret`` signs the bearer tokens (default: ``CRM_TOKEN_SECRET`` or a random
-    one); ``enforce=False`` builds the benchmark baseline without authorization."""
-    authz = Authorizer.from_directory(policies)
-    engine: Engine = open_database(database_url)
+               decision_log: DecisionLog | None = None, cors_origins: Sequence[str] = (),
+               authz: Authorizer | None = None) -> FastAPI:
+    """Build the API (every argument has a default, read from the environment where it says so,
+    so that ``uvicorn --factory`` can call it in each worker). ``secret`` signs the bearer tokens
+    (default: ``CRM_TOKEN_SECRET`` or a random one); ``database_url`` holds the CRM's tables
+    (default: ``CRM_DATABASE_URL`` or an in-memory SQLite); the rules come from ``authz`` or
+    :func:`open_authorizer`; ``enforce=False`` builds the benchmark baseline without
+    authorization."""
+    authz = authz if authz is not None else open_authorizer(policies)
+    engine: Engine = open_database(database_url or os.environ.get("CRM_DATABASE_URL") or "sqlite://")
     seed(engine, authz)
     tokens = HS256Tokens(secret or os.environ.get("CRM_TOKEN_SECRET") or secrets.token_urlsafe(48))
     guard = Guard(authz, identity=tokens, hide_denied=hide_denied, debug=debug, decision_log=decision_log)
@@ -156,6 +221,25 @@ def create_app(*, secret: str | None = None, database_url: str = "sqlite://", en
         app.add_middleware(AuthzMiddleware, guard=guard, rules=ROUTE_RULES)
     else:
         FastAPIAuthz(guard).install(app)  # still answer 401 for bad tokens
+    worker = str(os.getpid())
+
+    @app.middleware("http")
+    async def served_by(request: Request, call_next: Any) -> Response:
+        # Which worker process answered: lets a multi-worker run show every worker agreeing.
+        response: Response = await call_next(request)
+        response.headers["x-served-by"] = worker
+        return response
+
+    @app.exception_handler(UnknownNameError)
+    async def unknown(request: Request, error: Exception) -> JSONResponse:
+        return JSONResponse({"title": "Not Found", "status": 404, "detail": str(error)}, status_code=404,
+                            media_type="application/problem+json")
+
+    @app.exception_handler(ConflictError)
+    async def conflict(request: Request, error: Exception) -> JSONResponse:
+        # The rules kept changing under the decision: nothing was written; the client may retry.
+        return JSONResponse({"title": "Conflict", "status": 409, "detail": str(error)}, status_code=409,
+                            media_type="application/problem+json")
 
     def session() -> Iterator[Session]:
         with Session(engine) as db:
@@ -181,6 +265,26 @@ def create_app(*, secret: str | None = None, database_url: str = "sqlite://", en
     @app.get("/health")
     def health() -> dict[str, str]:
         return {"status": "ok"}
+
+    def applied(record: AuditRecord) -> dict[str, Any]:
+        return {"operation": record.operation, "target": record.target, "escalated": record.escalated,
+                "sequence": record.sequence}
+
+    @app.post("/accounts/{account}/freeze")
+    def freeze(account: str, context: Context) -> dict[str, Any]:
+        return applied(authz.admin(context.account, domain=context.domain).freeze(account))
+
+    @app.post("/accounts/{account}/unfreeze")
+    def unfreeze(account: str, context: Context) -> dict[str, Any]:
+        return applied(authz.admin(context.account, domain=context.domain).unfreeze(account))
+
+    @app.put("/accounts/{account}/roles/{role}")
+    def assign_role(account: str, role: str, context: Context) -> dict[str, Any]:
+        return applied(authz.admin(context.account, domain=context.domain).assign_role(account, role))
+
+    @app.delete("/accounts/{account}/roles/{role}")
+    def unassign_role(account: str, role: str, context: Context) -> dict[str, Any]:
+        return applied(authz.admin(context.account, domain=context.domain).unassign_role(account, role))
 
     def shown(row: Customer, context: RequestAuthz) -> dict[str, Any]:
         """The customer as this account may see it: fields hidden by field rules are left out."""

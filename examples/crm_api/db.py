@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from sqlalchemy import ForeignKey, String, create_engine
+import time
+
+from sqlalchemy import ForeignKey, String, create_engine, text
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from sqlalchemy.pool import StaticPool
 
@@ -51,12 +54,21 @@ class Note(Base):
 
 
 def open_database(url: str = "sqlite://") -> Engine:
-    """An engine with the tables created (an in-memory SQLite shared by every thread by default)."""
+    """An engine with the tables created (an in-memory SQLite shared by every thread by default;
+    ``postgresql://`` uses psycopg 3). Several workers may open one database at once."""
     if url == "sqlite://":
         engine = create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
     else:
-        engine = create_engine(url)
-    Base.metadata.create_all(engine)
+        engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1)
+                               if url.startswith("postgresql://") else url)
+    for attempt in range(5):
+        try:
+            Base.metadata.create_all(engine)
+            break
+        except DBAPIError:  # another worker created the same table a moment earlier: look again
+            if attempt == 4:
+                raise
+            time.sleep(0.2)
     return engine
 
 
@@ -76,7 +88,8 @@ SEED_CUSTOMERS = [
 
 
 def seed(engine: Engine, authz: Authorizer) -> None:
-    """Sample customers, one order per customer and one note each (idempotent: only when empty)."""
+    """Sample customers, one order per customer and one note each (idempotent: only when empty;
+    of several workers seeding one database at once, one wins and the others find it seeded)."""
     with Session(engine) as session:
         if session.query(Customer).first() is not None:
             return
@@ -89,4 +102,13 @@ def seed(engine: Engine, authz: Authorizer) -> None:
                               owner=owner, department=department))
             session.add(Note(id=number, domain=domain, customer_id=number, author=owner,
                              text=f"first call with {name}"))
-        session.commit()
+        try:
+            session.commit()
+        except DBAPIError:
+            session.rollback()  # another worker seeded it first
+            return
+        if engine.dialect.name == "postgresql":  # explicit ids do not move PostgreSQL's sequences
+            for table in ("customers", "orders", "notes"):
+                session.execute(text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                                     f"(SELECT max(id) FROM {table}))"))
+            session.commit()

@@ -18,6 +18,7 @@ __all__ = [
     "AuditKeyError",
     "AuditVerificationError",
     "AuthorizationError",
+    "ConflictError",
     "EscalationError",
     "ForbiddenError",
     "NotAuthenticatedError",
@@ -152,6 +153,31 @@ class StorageError(SalesAuthzError, OSError):
     def __init__(self, message: str, *, url: str | None = None) -> None:
         self.url = url
         super().__init__(message)
+
+
+class ConflictError(SalesAuthzError, RuntimeError):
+    """The rules of ``domain`` changed in the store after the decision behind this change was
+    made on them (another process committed first), and deciding again on the fresh rules kept
+    meeting newer changes; nothing was written. A web application answers **409**; retrying the
+    whole request later is safe.
+
+    ``expected`` is the version of the domain's rules the decision was made on, ``actual`` the
+    store's version at the failed commit (``None`` when unknown), ``attempts`` how many times it
+    was decided.
+    """
+
+    def __init__(self, domain: str, *, expected: int, actual: int | None = None, attempts: int = 1,
+                 url: str | None = None) -> None:
+        self.domain = domain
+        self.expected = expected
+        self.actual = actual
+        self.attempts = attempts
+        self.url = url
+        found = f"version {actual}" if actual is not None else "a newer version"
+        tries = f" ({attempts} attempts)" if attempts > 1 else ""
+        super().__init__(f"the rules of domain {domain!r} changed while the change was being decided "
+                         f"(decided on version {expected}, the store holds {found}){tries}: nothing "
+                         "was written; decide again on the current rules")
 
 
 class UsageError(SalesAuthzError, ValueError):

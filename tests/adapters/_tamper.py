@@ -1,18 +1,25 @@
 """Someone with write access to a store's data but not to salesauthz: rewrites audit rows and
-anchors directly (raw SQL on the SQL stores, the lists of the in-memory store)."""
+anchors directly (raw SQL on the SQL stores, the lists of the in-memory store), and writes rule
+rows no salesauthz writer would (a DBA's SQL, another Casbin adapter)."""
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Protocol, cast
 
 import sqlalchemy as sa
 
 from salesauthz._audit_chain import GENESIS, AuditAnchor, AuditKey, AuditRecord
+from salesauthz._rules import DOMAIN_FIELD, Rule
 from salesauthz.adapters.base import Adapter
+from salesauthz.adapters.casbin_compat import CasbinRuleAdapter, stored_ptype
 from salesauthz.adapters.memory import MemoryAdapter
-from salesauthz.adapters.sql import SQLAdapter, domain_key
+from salesauthz.adapters.sql import SINGLE_VALUED_TYPES, VALUE_COLUMNS, SQLAdapter, domain_key, rule_key
+
+RawRow = tuple[str | None, ...]
+"""``(ptype, v0, …)`` as a foreign writer stores it: ``None`` for a ``NULL``."""
 
 
 class Tamperer(Protocol):
@@ -24,6 +31,10 @@ class Tamperer(Protocol):
     def anchor(self, domain: str) -> AuditAnchor | None: ...
 
     def set_anchor(self, domain: str, anchor: AuditAnchor | None) -> None: ...
+
+    def insert_rows(self, rows: Sequence[RawRow]) -> None:
+        """Store rule rows as they are, past every check salesauthz makes (on the native SQL
+        table, after dropping its unique indexes, as in a database written before them)."""
 
 
 class MemoryTamperer:
@@ -44,6 +55,10 @@ class MemoryTamperer:
             self.store._anchors.pop(domain, None)
         else:
             self.store._anchors[domain] = anchor
+
+    def insert_rows(self, rows: Sequence[RawRow]) -> None:
+        for row in rows:
+            self.store._rules[cast(Rule, row)] = None  # deliberately not a well-formed rule
 
 
 class SQLTamperer:
@@ -72,6 +87,27 @@ class SQLTamperer:
                 conn.execute(table.insert().values(
                     domain_key=domain_key(domain), domain=anchor.domain, record_count=anchor.count,
                     head=anchor.head, key_id=anchor.key_id, mac=anchor.mac))
+
+    def insert_rows(self, rows: Sequence[RawRow]) -> None:
+        table = self.store.rules_table
+        with self.store.engine.begin() as conn:
+            if isinstance(self.store, CasbinRuleAdapter):
+                conn.execute(table.insert(), [
+                    {"ptype": stored_ptype(str(row[0])),
+                     **{c: (row[1 + i] if 1 + i < len(row) else None) for i, c in enumerate(VALUE_COLUMNS)}}
+                    for row in rows])
+                return
+            for ptype in SINGLE_VALUED_TYPES:
+                conn.exec_driver_sql(f"DROP INDEX IF EXISTS {table.name}_one_{ptype}")
+            for row in rows:
+                domain = row[1 + DOMAIN_FIELD[str(row[0])]] or ""
+                conn.execute(table.insert().values(
+                    # The key salesauthz gives a rule, where the row is one (so it can remove it).
+                    rule_key=(rule_key(cast(Rule, row)) if None not in row
+                              else hashlib.sha256(repr(row).encode()).hexdigest()),
+                    domain_key=domain_key(domain),
+                    domain=domain, ptype=row[0],
+                    **{c: (row[1 + i] if 1 + i < len(row) else None) for i, c in enumerate(VALUE_COLUMNS)}))
 
     def corrupt(self, domain: str, sequence: int, text: str) -> None:
         """Overwrite one stored record's JSON with ``text``."""

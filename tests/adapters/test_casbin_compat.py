@@ -72,6 +72,11 @@ class CasbinSuite(AdapterSuite):
     def shared_url(self) -> str | None:
         return "casbin+" + self.url
 
+    def with_log_retention(self, store: Adapter, retention: int) -> Adapter:
+        other = CasbinRuleAdapter(self.url, log_retention=retention)
+        self.opened.append(other)
+        return other
+
     @pytest.fixture(autouse=True)
     def _close_reopened(self) -> Iterator[None]:
         self.opened: list[CasbinRuleAdapter] = []

@@ -16,11 +16,11 @@ from salesauthz.adapters.base import Adapter
 from salesauthz.adapters.casbin_compat import CasbinRuleAdapter
 from salesauthz.adapters.sql import SQLAdapter, engine_url
 from salesauthz.audit import AuditDraft, AuditKeyring, AuditSnapshot, AuditTrail
-from salesauthz.errors import AuditVerificationError, StorageError
+from salesauthz.errors import AuditVerificationError, ConflictError, PolicyError, StorageError
 
 from ._services import postgres_schema, sqlite_url
-from ._tamper import SQLTamperer
-from .suite import PLAIN, AdapterSuite
+from ._tamper import SQLTamperer, tamperer_for
+from .suite import PLAIN, AdapterSuite, sample_rules
 
 
 class SQLSuite(AdapterSuite):
@@ -34,6 +34,11 @@ class SQLSuite(AdapterSuite):
 
     def shared_url(self) -> str | None:
         return self.url
+
+    def with_log_retention(self, store: Adapter, retention: int) -> Adapter:
+        other = SQLAdapter(self.url, log_retention=retention)
+        self.opened.append(other)
+        return other
 
     @pytest.fixture(autouse=True)
     def _close_reopened(self) -> Iterator[None]:
@@ -251,4 +256,36 @@ def test_a_row_that_is_no_record_is_reported_not_raised(tmp_path: Path) -> None:
     with pytest.raises(AuditVerificationError):
         store.apply([("p4", "x", "acme")], [], [AuditDraft(2.0, "root", "acme", "grant", "x")])
     assert store.load() == rules
+    store.close()
+
+
+def test_compare_and_set_sees_a_write_made_outside_salesauthz(tmp_path: Path) -> None:
+    """SQLite queues writes made outside salesauthz; a write transaction folds the queue into
+    versions before it compares, so a decision made before such a write does not commit."""
+    url = sqlite_url(tmp_path)
+    store = SQLAdapter(url)
+    store.apply([("p4", "a", "acme"), ("p4", "b", "acme")], [])
+    with store.engine.begin() as conn:  # a DBA's DELETE (not salesauthz: the triggers queue it)
+        conn.execute(store.rules_table.delete().where(store.rules_table.c.v0 == "a"))
+    with pytest.raises(ConflictError) as caught:
+        store.commit([("p4", "c", "acme")], [], expected={"acme": 1})
+    assert (caught.value.expected, caught.value.actual) == (1, 2)
+    assert store.load(["acme"]) == [("p4", "b", "acme")]
+    assert store.versions() == {"acme": 2}
+    assert not store.changes("acme", 1).complete  # the foreign write left nothing to apply
+    store.close()
+
+
+def test_an_operation_that_meets_corrupt_rows_when_catching_up_is_refused(tmp_path: Path) -> None:
+    url = sqlite_url(tmp_path)
+    store = SQLAdapter(url)
+    store.apply(sample_rules(), [])
+    authz = Authorizer(SQLAdapter(url))
+    tamperer_for(store).insert_rows([("p3", "frozen_1", "acme", "active")])  # a doubled status
+    before = store.load_audit("acme")
+    with pytest.raises(PolicyError, match="frozen_1"):  # conflict, catch-up: the domain is closed
+        authz.admin("alice", domain="acme").freeze("rep_e1a")
+    assert "acme" in authz.quarantined
+    assert store.load_audit("acme") == before
+    authz.close()
     store.close()

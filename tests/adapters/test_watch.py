@@ -8,7 +8,7 @@ import ast
 import multiprocessing
 import time
 import uuid
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -17,7 +17,7 @@ import salesauthz.adapters
 from salesauthz import Authorizer
 from salesauthz._rules import Rule
 from salesauthz.adapters.sql import SQLAdapter
-from salesauthz.adapters.watch import Watcher, snapshot_versions, start_watcher
+from salesauthz.adapters.watch import Incremental, Watcher, snapshot_versions, start_watcher
 from salesauthz.adapters.watch.redis_channel import RedisChannel
 from salesauthz.errors import StorageError
 from tests.conftest import require_service
@@ -25,6 +25,7 @@ from tests.conftest import require_service
 from . import _worker
 from ._proxy import Proxy
 from ._services import PG_HOST, PG_PORT, REDIS_HOST, REDIS_PORT, admin_connect, postgres_schema
+from ._tamper import tamperer_for
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -164,9 +165,11 @@ def test_own_changes_do_not_reload_and_skipped_versions_do(tmp_path: Path, chann
     other = SQLAdapter(url)
     other.apply([("p4", "from-elsewhere", DOMAIN)], [])  # unannounced: a version we skip
     other.close()
-    authz.apply_changes([GRANT])  # our commit reveals the gap: the domain is reloaded
-    assert wait_until(lambda: ("p4", "from-elsewhere", DOMAIN) in authz.rules(DOMAIN), 3.0)
-    assert watcher.reloads > before
+    # Our commit reveals the gap: before it returns, the writer has applied the change it had
+    # missed from the store's change log, then its own (in the store's order).
+    authz.apply_changes([GRANT])
+    assert ("p4", "from-elsewhere", DOMAIN) in authz.rules(DOMAIN)
+    assert authz.rules(DOMAIN) == sorted(authz.store.load([DOMAIN]))
     authz.close()
     assert not watcher.healthy
 
@@ -247,6 +250,7 @@ class RecordingFollower:
         self.closers: list[Callable[[], None]] = []
         self.delays: list[float] = []  # seconds the next reloads take
         self.suspend_errors: list[Exception] = []  # raised by the next suspends
+        self.events: list[tuple[str, list[str] | None]] = []  # reloads done and suspends, in order
 
     def domains(self) -> list[str]:
         return sorted(self.held)
@@ -256,11 +260,13 @@ class RecordingFollower:
         if self.delays:
             time.sleep(self.delays.pop())
         self.reloaded.append(None if domains is None else sorted(domains))
+        self.events.append(("reload", self.reloaded[-1]))
 
     def suspend(self, domains: Collection[str]) -> None:
         if self.suspend_errors:
             raise self.suspend_errors.pop()
         self.suspended.append(sorted(domains))
+        self.events.append(("suspend", sorted(domains)))
 
     def add_closer(self, close: Callable[[], None]) -> None:
         self.closers.append(close)
@@ -341,14 +347,57 @@ def test_a_reload_that_outlives_the_bound_does_not_reopen_what_the_guard_closed(
     writer = SQLAdapter(url)
     writer.apply([("p4", "new-role", DOMAIN)], [])
     writer.close()
-    # The guard closes the domain while the reload runs; the reload reopens it; the watcher
+    # The guard closes the domain while the reload runs (the domain as it falls behind, then
+    # everything as no version could be read meanwhile); the reload reopens it; the watcher
     # closes it again at once, and resumes only with a reload that is fresh.
-    assert wait_until(lambda: len(follower.suspended) == 2, 5.0) is not None
-    assert follower.suspended == [[DOMAIN], [DOMAIN]]
-    assert follower.reloaded[:1] == [[DOMAIN]]
+    assert wait_until(lambda: ("reload", [DOMAIN]) in follower.events, 5.0) is not None
     assert wait_until(lambda: not watcher.suspended, 3.0) is not None
-    assert follower.reloaded[-1] is None  # resumed by reloading everything
+    events = follower.events
+    reloaded = events.index(("reload", [DOMAIN]))
+    assert ("suspend", [DOMAIN]) in events[:reloaded]  # closed in time, while the reload ran
+    assert events[reloaded + 1] == ("suspend", [DOMAIN])  # what it reopened, closed again
+    assert events[-1] == ("reload", None)  # resumed by reloading everything
     assert watcher.suspensions == 1
+    watcher.stop()
+    store.close()
+
+
+class HalfBroken(RecordingFollower):
+    """An incremental follower of two domains, one of which cannot catch up while ``broken``."""
+
+    def __init__(self, store: SQLAdapter) -> None:
+        super().__init__(store)
+        self.held = {DOMAIN, "globex"}
+        self.broken = True
+        self.caught_up: list[tuple[list[str], bool]] = []
+
+    def catch_up(self, versions: Mapping[str, int], *, reopen: bool = False) -> None:
+        if self.broken and "globex" in versions:
+            raise StorageError("globex: the change log cannot be read")
+        self.caught_up.append((sorted(versions), reopen))
+
+
+@pytest.mark.redis
+def test_a_domain_that_cannot_catch_up_is_closed_alone(tmp_path: Path, channel: str) -> None:
+    url = sqlite_store(tmp_path)
+    store = SQLAdapter(url)
+    follower = HalfBroken(store)
+    assert isinstance(follower, Incremental)
+    follower.suspend_errors = [RuntimeError("a follower's bug")]  # the first suspend: retried
+    watcher = start_watcher(follower, watch_url("redis", channel), staleness=0.8)
+    writer = SQLAdapter(url)
+    writer.apply([("p4", "r", "globex"), ("p4", "r", DOMAIN)], [])  # both move; globex is stuck
+    assert wait_until(lambda: follower.suspended == [["globex"]], 3.0) is not None
+    time.sleep(1.0)  # acme keeps catching up and being confirmed: it is never suspended
+    writer.apply([("p4", "r2", DOMAIN)], [])
+    assert wait_until(lambda: ([DOMAIN], False) in follower.caught_up[1:], 3.0) is not None
+    assert follower.suspended == [["globex"]]
+    assert (watcher.suspensions, watcher.domain_suspensions) == (0, 2)  # the failed one, then it
+    assert not watcher.suspended
+    follower.broken = False  # globex catches up, and opens again
+    assert wait_until(lambda: (["globex"], True) in follower.caught_up, 3.0) is not None
+    assert follower.suspended == [["globex"]]
+    writer.close()
     watcher.stop()
     store.close()
 
@@ -419,3 +468,28 @@ def test_a_failing_suspend_is_retried(tmp_path: Path, channel: str, caplog: pyte
     assert "could not suspend the rules" in caplog.text
     assert watcher.suspended
     watcher.stop()
+
+
+@pytest.mark.redis
+def test_a_corrupt_write_made_outside_salesauthz_closes_just_that_domain(tmp_path: Path,
+                                                                         channel: str) -> None:
+    url = sqlite_store(tmp_path)
+    dba = SQLAdapter(url)
+    other: list[Rule] = [("p2", "globex", "customer", "read"), ("p3", "g", "globex", "active"),
+                         ("p4", "rep", "globex"), ("g", "g", "rep", "globex"),
+                         ("p", "rep", "globex", "customer", "read", "all", "")]
+    dba.apply(other, [])
+    authz = Authorizer(SQLAdapter(url))
+    watcher = start_watcher(authz, watch_url("redis", channel) + "&heartbeat=0.1", staleness=1.0)
+    doubled: Rule = ("p3", ACCOUNT, DOMAIN, "frozen")  # besides its "active"
+    tamperer_for(dba).insert_rows([doubled])
+    assert wait_until(lambda: DOMAIN in authz.quarantined, 3.0) is not None
+    assert not authz.check(ACCOUNT, "read", RECORD, domain=DOMAIN)
+    time.sleep(1.5)  # past the bound: the watcher goes on, and nothing else is closed
+    assert authz.check("g", "read", RECORD, domain="globex")
+    assert (watcher.suspended, watcher.suspensions, watcher.domain_suspensions) == (False, 0, 0)
+    dba.apply([], [doubled])  # repaired: the domain opens again
+    assert wait_until(lambda: authz.check(ACCOUNT, "read", RECORD, domain=DOMAIN), 3.0) is not None
+    assert authz.quarantined == {}
+    authz.close()
+    dba.close()

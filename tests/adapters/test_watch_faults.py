@@ -1,8 +1,9 @@
 """Store and channel faults behind a TCP proxy, against the real PostgreSQL and Redis servers.
 
 Process B follows the store through the proxy; process A (direct) revokes a right. For every
-fault — a blackhole or a strand at the worst moment (in the middle of B's reload, while B's
-follower holds its write lock), a cut — and for both channels:
+fault — a blackhole or a strand at the worst moment (in the middle of B's catch-up: its read of
+the change log, or the rule query of a reload when the revoke was a write made outside
+salesauthz, which leaves nothing in the log), a cut — and for both channels:
 
 * B never allows the revoked right later than ``staleness + 0.5 s`` after the revoke committed;
 * B serves the store's rules again within one heartbeat of the fault ending;
@@ -27,7 +28,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from salesauthz import Authorizer
-from salesauthz.adapters.sql import SQLAdapter
+from salesauthz.adapters.sql import SQLAdapter, rule_key
 from salesauthz.adapters.watch import Watcher, start_watcher
 
 from . import _worker
@@ -151,26 +152,45 @@ KINDS = ["redis", "postgresql"]
 # -- the store fails ---------------------------------------------------------------------------
 
 
+def revoke_outside_salesauthz(store_url: str) -> None:
+    """A DBA's ``DELETE`` of the grant: the change triggers bump the version, the log has nothing."""
+    store = SQLAdapter(store_url)
+    try:
+        with store.engine.begin() as conn:
+            conn.execute(store.rules_table.delete().where(store.rules_table.c.rule_key == rule_key(GRANT)))
+    finally:
+        store.close()
+
+
 @pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("fault", ["blackhole mid-reload", "strand mid-reload", "cut"])
+@pytest.mark.parametrize("fault", ["blackhole mid-catch-up", "strand mid-catch-up", "blackhole mid-reload",
+                                   "cut"])
 def test_store_fault_fails_closed_in_time_and_recovers(kind: str, fault: str, store_url: str) -> None:
     watch_url(kind, "probe")  # skips when the service is absent
     rig = open_rig(kind, store_url, channel_behind_proxy=False, staleness=STALENESS)
     try:
         time.sleep(0.3)
-        # The rule query of B's reload is the worst moment: B's follower holds its write lock.
-        if fault == "blackhole mid-reload":
+        # The worst moment: B's query for what changed (the change log, or the rules of the
+        # domain when only a reload can tell).
+        if fault == "blackhole mid-catch-up":
+            rig.store_proxy.blackhole_on(b"salesauthz_changes")
+        elif fault == "strand mid-catch-up":
+            rig.store_proxy.strand_on(b"salesauthz_changes")
+        elif fault == "blackhole mid-reload":
             rig.store_proxy.blackhole_on(b"salesauthz_rules")
-        elif fault == "strand mid-reload":
-            rig.store_proxy.strand_on(b"salesauthz_rules")
         else:
             rig.store_proxy.cut()
         revoked = time.monotonic()
-        rig.a.apply_changes(removed=[GRANT])
+        if fault == "blackhole mid-reload":
+            revoke_outside_salesauthz(store_url)
+        else:
+            rig.a.apply_changes(removed=[GRANT])
         wait_for(answers(rig.b, False), STALENESS + 2 * SLACK)
-        assert rig.watcher.suspended
+        # The domain that could not catch up may close first, alone; everything follows, since
+        # no version can be read either.
+        wait_for(lambda: rig.watcher.suspended, rig.watcher.heartbeat + SLACK)
         if fault != "cut":
-            assert rig.store_proxy.fault_started is not None  # the fault did hit the reload
+            assert rig.store_proxy.fault_started is not None  # the fault did hit the catch-up
         time.sleep(STALENESS)  # the store stays away past the bound
         allowed_for = rig.probe.allowed_after(revoked)
         assert allowed_for <= STALENESS + SLACK

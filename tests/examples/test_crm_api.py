@@ -190,3 +190,26 @@ def test_token_command(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFi
     assert main(["token", "rep_e1a", "--domain", "acme"]) == 0
     claims = TOKENS.verify(capsys.readouterr().out.strip())
     assert (claims["sub"], claims["tenant"]) == ("rep_e1a", "acme")
+
+
+def test_several_workers_need_shared_configuration(monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("CRM_TOKEN_SECRET", SECRET)
+    for name in ("CRM_DATABASE_URL", "CRM_STORE_URL", "CRM_WATCH_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CRM_STORE_URL", "postgresql://db/crm")
+    assert main(["serve", "--workers", "2"]) == 2
+    error = capsys.readouterr().err
+    assert "CRM_DATABASE_URL, CRM_WATCH_URL" in error
+    assert "CRM_STORE_URL" not in error
+
+
+def test_administration_routes(base_url: str) -> None:
+    with as_(base_url, "rep_e1a") as client:  # a rep manages nobody
+        assert client.post("/accounts/rep_e1b/freeze").status_code == 403
+    with as_(base_url, "alice") as client:
+        assert client.put("/accounts/rep_w1/roles/no_such_role").status_code == 404
+        assigned = client.put("/accounts/rep_w1/roles/senior_rep")
+        assert assigned.status_code == 200, assigned.text
+        assert assigned.json()["operation"] == "assign_role"
+        assert client.delete("/accounts/rep_w1/roles/senior_rep").json()["operation"] == "unassign_role"

@@ -33,16 +33,17 @@ stays readable by every Casbin adapter.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from salesauthz._audit_chain import AuditDraft, AuditKeyOption, AuditRecord
+from salesauthz._audit_chain import AuditDraft, AuditKeyOption
 from salesauthz._rules import ARITY, DOMAIN_FIELD, Rule, casbin_value_problem, check_rule, domain_of
 from salesauthz.errors import PolicyError, PolicyIssue
 
+from .base import DEFAULT_LOG_RETENTION, Commit
 from .sql import VALUE_COLUMNS, SQLAdapter, rows_to_rules, rule_values
 
 __all__ = ["PTYPE_PREFIX", "CasbinRuleAdapter", "rules_from_casbin_adapter", "unstorable_values"]
@@ -100,9 +101,11 @@ class CasbinRuleAdapter(SQLAdapter):
     """
 
     def __init__(self, url: str, *, table: str = "casbin_rule", create: bool = True,
-                 engine_options: dict[str, Any] | None = None, audit_key: AuditKeyOption = None) -> None:
+                 engine_options: dict[str, Any] | None = None, audit_key: AuditKeyOption = None,
+                 log_retention: int = DEFAULT_LOG_RETENTION) -> None:
         self._table_name = table
-        super().__init__(url, create=create, engine_options=engine_options, audit_key=audit_key)
+        super().__init__(url, create=create, engine_options=engine_options, audit_key=audit_key,
+                         log_retention=log_retention)
         if create:
             try:
                 self._create_missing_indexes()
@@ -156,12 +159,32 @@ class CasbinRuleAdapter(SQLAdapter):
             query = query.where(table.c.ptype.in_(_OUR_STORED_PTYPES))
         return rows_to_rules(_our_rows(list(conn.execute(query))))
 
-    def apply(
+    def _create_fact_indexes(self) -> None:
+        # Not on a table other applications share: the check inside each write transaction
+        # (_check_facts) keeps salesauthz's writers from doubling a fact, and a load refuses a
+        # domain whose facts another writer doubled.
+        pass
+
+    def _single_valued_rows(self, conn: Connection, ptype: str, domain: str,
+                            accounts: list[str]) -> list[Rule]:
+        table = self.rules_table
+        domain_column = table.c[VALUE_COLUMNS[DOMAIN_FIELD[ptype]]]
+        found: list[Rule] = []
+        for start in range(0, len(accounts), 500):
+            query = (sa.select(table.c.ptype, *(table.c[name] for name in VALUE_COLUMNS))
+                     .where(table.c.ptype == stored_ptype(ptype), domain_column == domain,
+                            table.c.v0.in_(accounts[start:start + 500])))
+            found += rows_to_rules(_our_rows(list(conn.execute(query))))
+        return found
+
+    def commit(
         self,
         added: Sequence[Rule],
         removed: Sequence[Rule],
         audit: Sequence[AuditDraft] = (),
-    ) -> list[AuditRecord]:
+        *,
+        expected: Mapping[str, int] | None = None,
+    ) -> Commit:
         # Removing is always allowed (it is how such values leave a table written before).
         problems = [PolicyIssue(f"{rule!r} cannot be stored in a Casbin store: {problem}",
                                 self.url, code="SA100",
@@ -171,7 +194,7 @@ class CasbinRuleAdapter(SQLAdapter):
                     for problem in unstorable_values(rule)]
         if problems:
             raise PolicyError(problems)
-        return super().apply(added, removed, audit)
+        return super().commit(added, removed, audit, expected=expected)
 
     def _match(self, rule: Rule) -> sa.ColumnElement[bool]:
         table = self.rules_table

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Collection, Iterable, Sequence
+from collections import deque
+from collections.abc import Collection, Iterable, Mapping, Sequence
 
 from salesauthz._audit_chain import (
     AuditAnchor,
@@ -17,9 +18,13 @@ from salesauthz._audit_chain import (
     seal,
 )
 from salesauthz._rules import Rule, check_rule, domain_of
-from salesauthz.errors import PolicyError, PolicyIssue
+from salesauthz.errors import ConflictError, PolicyError, PolicyIssue
+
+from .base import DEFAULT_LOG_RETENTION, LOG_MAX_RULES, Change, ChangeFeed, Commit, Loaded
 
 __all__ = ["MemoryAdapter"]
+
+FactKey = tuple[str, str, str]
 
 
 class MemoryAdapter:
@@ -31,13 +36,21 @@ class MemoryAdapter:
             :meth:`~salesauthz._audit_chain.AuditKeyring.of`; default: ``SALESAUTHZ_AUDIT_KEY``).
     """
 
-    def __init__(self, rules: Iterable[Rule] = (), *, audit_key: AuditKeyOption = None) -> None:
+    def __init__(self, rules: Iterable[Rule] = (), *, audit_key: AuditKeyOption = None,
+                 log_retention: int = DEFAULT_LOG_RETENTION) -> None:
+        from salesauthz.models.validate import single_valued_key
+
         self._lock = threading.Lock()
         self._audit_key = audit_key
         self._keys: AuditKeyring | None = None  # resolved on first use: see audit_keys
         self._rules: dict[Rule, None] = {}  # insertion-ordered set
         self._audit: list[AuditRecord] = []
         self._anchors: dict[str, AuditAnchor] = {}
+        self._versions: dict[str, int] = {}
+        self._log: dict[str, deque[Change]] = {}
+        self._retention = log_retention
+        self._facts: dict[FactKey, set[Rule]] = {}  # the rules stating each single-valued fact
+        self._fact_key = single_valued_key
         problems = []
         for rule in rules:
             problem = check_rule(rule)
@@ -46,6 +59,10 @@ class MemoryAdapter:
             self._rules[rule] = None
         if problems:
             raise PolicyError(problems)
+        for rule in self._rules:  # seeded rules are the caller's to validate (from_rules does)
+            key = self._fact_key(rule)
+            if key is not None:
+                self._facts.setdefault(key, set()).add(rule)
 
     @property
     def url(self) -> str:
@@ -67,25 +84,103 @@ class MemoryAdapter:
             wanted = set(domains)
             return [r for r in self._rules if domain_of(r) in wanted]
 
+    def load_versioned(self, domains: Collection[str] | None = None) -> Loaded:
+        with self._lock:
+            wanted = None if domains is None else set(domains)
+            rules = [r for r in self._rules if wanted is None or domain_of(r) in wanted]
+            versions = {d: v for d, v in self._versions.items() if wanted is None or d in wanted}
+            return Loaded(rules, versions)
+
     def apply(
         self,
         added: Sequence[Rule],
         removed: Sequence[Rule],
         audit: Sequence[AuditDraft] = (),
+        *,
+        expected: Mapping[str, int] | None = None,
     ) -> list[AuditRecord]:
-        problems = [f"{p}: {r!r}" for r in added if (p := check_rule(r)) is not None]
+        return self.commit(added, removed, audit, expected=expected).records
+
+    def commit(
+        self,
+        added: Sequence[Rule],
+        removed: Sequence[Rule],
+        audit: Sequence[AuditDraft] = (),
+        *,
+        expected: Mapping[str, int] | None = None,
+    ) -> Commit:
+        add, remove = list(dict.fromkeys(added)), list(dict.fromkeys(removed))
+        problems = [f"{p}: {r!r}" for r in add if (p := check_rule(r)) is not None]
         if problems:
             raise PolicyError([PolicyIssue(p) for p in problems])
+        touched = sorted({domain_of(r) for r in (*add, *remove)} | {d.domain for d in audit})
         with self._lock:
+            for domain, version in (expected or {}).items():
+                actual = self._versions.get(domain, 0)
+                if actual != version:
+                    raise ConflictError(domain, expected=version, actual=actual, url=self.url)
+            self._check_facts(add, remove)
             # Seal first: a trail changed behind the store's back raises here, before any change.
             sealed, anchors = self._seal(audit)
-            for rule in removed:
-                self._rules.pop(rule, None)
-            for rule in added:
-                self._rules[rule] = None
+            for rule in remove:
+                if rule in self._rules:
+                    del self._rules[rule]
+                    self._index_fact(rule, present=False)
+            for rule in add:
+                if rule not in self._rules:
+                    self._rules[rule] = None
+                    self._index_fact(rule, present=True)
             self._audit.extend(sealed)
             self._anchors.update(anchors)
-            return sealed
+            return Commit(sealed, self._bump(touched, add, remove))
+
+    def _bump(self, domains: Sequence[str], add: Sequence[Rule], remove: Sequence[Rule]) -> dict[str, int]:
+        """Bump each domain's version and log its part of the change (under the lock)."""
+        versions = {}
+        for domain in domains:
+            versions[domain] = self._versions[domain] = self._versions.get(domain, 0) + 1
+            domain_added = tuple(r for r in add if domain_of(r) == domain)
+            domain_removed = tuple(r for r in remove if domain_of(r) == domain)
+            small = len(domain_added) + len(domain_removed) <= LOG_MAX_RULES
+            log = self._log.setdefault(domain, deque(maxlen=self._retention))
+            log.append(Change(versions[domain], domain_added if small else None,
+                              domain_removed if small else None))
+        return versions
+
+    def _index_fact(self, rule: Rule, *, present: bool) -> None:
+        key = self._fact_key(rule)
+        if key is None:
+            return
+        if present:
+            self._facts.setdefault(key, set()).add(rule)
+        else:
+            held = self._facts.get(key)
+            if held is not None:
+                held.discard(rule)
+                if not held:
+                    del self._facts[key]
+
+    def _check_facts(self, add: Sequence[Rule], remove: Sequence[Rule]) -> None:
+        """Refuse a change that would leave a single-valued fact stated twice (under the lock)."""
+        from salesauthz.models.validate import stored_rule_issues
+
+        keys = {key for rule in add if (key := self._fact_key(rule)) is not None}
+        if not keys:
+            return
+        removing = set(remove)
+        after = [r for key in keys for r in self._facts.get(key, ()) if r not in removing]
+        after += [r for r in add if self._fact_key(r) in keys]
+        issues = stored_rule_issues(after, self.url)
+        if issues:
+            raise PolicyError(issues)
+
+    def changes(self, domain: str, after: int) -> ChangeFeed:
+        with self._lock:
+            version = self._versions.get(domain, 0)
+            entries = tuple(c for c in self._log.get(domain, ()) if c.version > after)
+        complete = (after <= version and [c.version for c in entries] == list(range(after + 1, version + 1))
+                    and all(c.added is not None and c.removed is not None for c in entries))
+        return ChangeFeed(version, entries, complete)
 
     def _last(self, domain: str) -> AuditRecord | None:
         return next((r for r in reversed(self._audit) if r.domain == domain), None)
@@ -130,6 +225,7 @@ class MemoryAdapter:
             record = seal(draft, sequence + 1, previous, key)
             self._audit.append(record)
             self._anchors[draft.domain] = AuditAnchor.sealed(draft.domain, record.sequence, record.hash, key)
+            self._bump([draft.domain], (), ())
             return record
 
     def close(self) -> None:

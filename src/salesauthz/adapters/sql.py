@@ -1,6 +1,6 @@
 """The SQL store (SQLAlchemy 2.x Core): an SQLite file embedded, or PostgreSQL (psycopg 3) shared.
 
-Four tables, written in ONE transaction per change:
+Five tables, written in ONE transaction per change:
 
 ``salesauthz_rules``
     one row per rule: ``rule_key`` (SHA-256 of the rule, the primary key — it gives set semantics
@@ -11,7 +11,15 @@ Four tables, written in ONE transaction per change:
 ``salesauthz_versions``
     ``domain_key`` → ``version``: bumped by every change of the domain, in the same transaction.
     The row lock taken by the bump also serialises concurrent writers of one domain, so audit
-    chains never fork.
+    chains never fork, the compare-and-set of a change decided on an older version
+    (``expected``) is exact, and the check that no account gets two statuses, departments or
+    parents (a read of the rows concerned, then the write) cannot race another writer. The
+    native table also has partial unique indexes on those facts (one row per account and
+    domain), which hold against writes made outside salesauthz too.
+``salesauthz_changes``
+    the change log: ``(domain_key, version)`` → the rules the change removed and added (JSON;
+    ``NULL`` for a change too large to log). Followers apply it instead of reloading the domain;
+    each write prunes the entries more than ``log_retention`` versions old.
 ``salesauthz_audit``
     the sealed audit records (``domain_key``, ``sequence`` unique; the record as canonical JSON).
 ``salesauthz_audit_anchors``
@@ -21,7 +29,7 @@ Four tables, written in ONE transaction per change:
     logged warning) on the first open of a database written before anchors existed.
 
 The Casbin-compatible variant (:mod:`salesauthz.adapters.casbin_compat`) swaps the rules table for
-an existing ``casbin_rule`` table and keeps the other three.
+an existing ``casbin_rule`` table and keeps the other four.
 
 Two more things make the store safe to share (docs/adapters.md, "Timeouts" and "Writes made
 outside salesauthz"):
@@ -42,11 +50,12 @@ outside salesauthz"):
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -67,11 +76,11 @@ from salesauthz._audit_chain import (
     reanchor_end,
     seal,
 )
-from salesauthz._rules import ARITY, Rule, check_rule, domain_of
-from salesauthz.errors import AuditVerificationError, PolicyError, PolicyIssue, StorageError
+from salesauthz._rules import ARITY, DOMAIN_FIELD, Rule, check_rule, domain_of
+from salesauthz.errors import AuditVerificationError, ConflictError, PolicyError, PolicyIssue, StorageError
 
 from ._deadline import call_before, shutdown_socket, watchdog
-from .base import mask_url
+from .base import DEFAULT_LOG_RETENTION, LOG_MAX_RULES, Change, ChangeFeed, Commit, Loaded, mask_url
 
 __all__ = ["CommitListener", "SQLAdapter", "StoreTimeouts", "domain_key", "engine_url",
            "install_change_triggers", "rule_key"]
@@ -80,6 +89,8 @@ CommitListener = Callable[[dict[str, int]], None]
 """Called after every committed change with ``{domain: new version}``."""
 
 VALUE_COLUMNS = ("v0", "v1", "v2", "v3", "v4", "v5")
+SINGLE_VALUED_TYPES = ("p3", "g3", "g4")
+"""Rule types stating an account's single-valued facts (status, department, parent account)."""
 
 _log = logging.getLogger("salesauthz.audit")
 
@@ -87,6 +98,7 @@ _log = logging.getLogger("salesauthz.audit")
 # the same PostgreSQL database at once (a transaction-level advisory lock: released at commit).
 _ANCHOR_MIGRATION_LOCK = int.from_bytes(hashlib.sha256(b"salesauthz_audit_anchors").digest()[:8],
                                         "big", signed=True)
+_FACT_INDEX_LOCK = int.from_bytes(hashlib.sha256(b"salesauthz_rules_one").digest()[:8], "big", signed=True)
 
 
 def rule_key(rule: Rule) -> str:
@@ -209,12 +221,21 @@ def rule_values(rule: Rule) -> dict[str, str | None]:
 
 
 def rows_to_rules(rows: Iterable[Sequence[Any]]) -> list[Rule]:
-    """``(ptype, v0..v5)`` rows to rule tuples, cut at each type's arity; duplicates dropped."""
+    """``(ptype, v0..v5)`` rows to rule tuples, cut at each type's arity; duplicates dropped.
+
+    A ``NULL`` within the arity stays in the tuple as ``None``, and a row with a value past its
+    type's arity keeps its values up to the last one: both are malformed rules, which the load
+    refuses naming them (:func:`salesauthz.models.validate.stored_rule_issues`) rather than
+    guessing what they meant."""
     widths = {ptype: 1 + arity for ptype, arity in ARITY.items()}
     rules: dict[Rule, None] = {}
     for row in rows:
         width = widths.get(row[0])
         if width is None:  # a row this model does not know (e.g. another app's Casbin policy)
+            continue
+        if any(row[width:]):  # a value past the arity ("" there is as good as absent)
+            last = max(i for i, value in enumerate(row) if value not in (None, ""))
+            rules[tuple(row[:last + 1])] = None
             continue
         rules[tuple(row[:width])] = None
     return list(rules)
@@ -231,13 +252,17 @@ class SQLAdapter:
         engine_options: passed to :func:`sqlalchemy.create_engine`.
         audit_key: the key audit links are sealed with (see
             :meth:`~salesauthz._audit_chain.AuditKeyring.of`; default: ``SALESAUTHZ_AUDIT_KEY``).
+        log_retention: change-log entries kept per domain (a follower further behind reloads).
 
     Raises :class:`~salesauthz.errors.StorageError` naming the URL (password masked) when the
     store cannot be reached.
     """
 
     def __init__(self, url: str, *, create: bool = True, engine_options: dict[str, Any] | None = None,
-                 audit_key: AuditKeyOption = None) -> None:
+                 audit_key: AuditKeyOption = None, log_retention: int = DEFAULT_LOG_RETENTION) -> None:
+        if log_retention < 1:
+            raise ValueError("log_retention must be at least 1 (versions kept per domain)")
+        self._retention = log_retention
         self._audit_key = audit_key
         self._keys: AuditKeyring | None = None  # resolved on first use: see audit_keys
         self._url = mask_url(url)
@@ -268,6 +293,7 @@ class SQLAdapter:
                     self._create_schema()
                     with self.engine.connect() as conn, conn.begin():
                         install_change_triggers(conn, self.rules_table.name, self._domain_sql)
+                    self._create_fact_indexes()
                 self._tracks_own_writes = self._sqlite
             else:
                 with self._guard("connect to"), self.engine.connect() as conn:
@@ -406,6 +432,12 @@ class SQLAdapter:
             sa.Column("record", sa.Text, nullable=False),
             sa.UniqueConstraint("domain_key", "sequence", name="salesauthz_audit_chain"),
         )
+        self.changes_table = sa.Table(
+            "salesauthz_changes", self.metadata,
+            sa.Column("domain_key", sa.String(32), primary_key=True),
+            sa.Column("version", sa.BigInteger, primary_key=True),
+            sa.Column("payload", sa.Text, nullable=True),  # {"a": added, "r": removed}; NULL: reload
+        )
         self.anchors_table = sa.Table(
             "salesauthz_audit_anchors", self.metadata,
             sa.Column("domain_key", sa.String(32), primary_key=True),
@@ -428,6 +460,28 @@ class SQLAdapter:
     def _domain_sql(self, row: str) -> str:
         """SQL for the domain of a rules-table row (``row`` is ``NEW.``, ``OLD.`` or ``""``)."""
         return f"{row}domain"
+
+    def _create_fact_indexes(self) -> None:
+        """One row per account and domain for each single-valued fact, as partial unique indexes
+        (``md5(v0)`` on PostgreSQL, whose B-tree entries cannot hold long names). A database
+        that already holds doubled facts keeps working without them (logged): loading refuses
+        those domains and writes still check inside their transaction."""
+        postgres = self.engine.dialect.name == "postgresql"
+        subject = "md5(v0)" if postgres else "v0"
+        table = self.rules_table.name
+        for ptype in SINGLE_VALUED_TYPES:
+            name = f"{table}_one_{ptype}"
+            try:
+                with self.engine.connect() as conn, conn.begin():
+                    if postgres:  # two processes creating it at once would clash in pg_class
+                        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"),
+                                     {"key": _FACT_INDEX_LOCK})
+                    conn.exec_driver_sql(f"CREATE UNIQUE INDEX IF NOT EXISTS {name} ON {table} "
+                                         f"(domain_key, {subject}) WHERE ptype = '{ptype}'")
+            except sa.exc.IntegrityError as exc:
+                _log.warning("the store %s holds an account with two %r rules, so its unique index %s "
+                             "cannot be created (%s): the domains concerned do not load until repaired",
+                             self._url, ptype, name, _describe(exc, self._secret))
 
     def _create_schema(self) -> None:
         self.metadata.create_all(self.engine, tables=[t for t in self.metadata.sorted_tables
@@ -503,12 +557,38 @@ class SQLAdapter:
         rows = conn.execute(query)
         return rows_to_rules(rows)
 
+    def load_versioned(self, domains: Collection[str] | None = None) -> Loaded:
+        if domains is not None and not domains:
+            return Loaded([], {})
+        if self._tracks_own_writes:
+            self._fold_external_changes()
+        wanted = None if domains is None else sorted(set(domains))
+        with self._guard("read the rules from"), self.engine.connect() as base:
+            # One snapshot for both reads (as in read_audit).
+            conn = base if self._sqlite else base.execution_options(isolation_level="REPEATABLE READ")
+            with conn.begin():
+                versions = self._select_versions(conn, wanted)
+                rules = self._load_rules(conn, wanted)
+        return Loaded(rules, versions)
+
     def apply(
         self,
         added: Sequence[Rule],
         removed: Sequence[Rule],
         audit: Sequence[AuditDraft] = (),
+        *,
+        expected: Mapping[str, int] | None = None,
     ) -> list[AuditRecord]:
+        return self.commit(added, removed, audit, expected=expected).records
+
+    def commit(
+        self,
+        added: Sequence[Rule],
+        removed: Sequence[Rule],
+        audit: Sequence[AuditDraft] = (),
+        *,
+        expected: Mapping[str, int] | None = None,
+    ) -> Commit:
         add = list(dict.fromkeys(added))
         remove = list(dict.fromkeys(removed))
         problems = [PolicyIssue(f"{p}: {r!r}") for r in add if (p := check_rule(r)) is not None]
@@ -517,18 +597,47 @@ class SQLAdapter:
             raise PolicyError(problems)
         touched = sorted({domain_of(r) for r in (*add, *remove)} | {d.domain for d in audit})
         if not touched:
-            return []
+            return Commit()
         with self._guard("write to"), self.engine.connect() as base:
             conn = base.execution_options(salesauthz_write=True)
             with conn.begin():
-                versions = self._bump_versions(conn, touched)
+                # SQLite: writes made outside salesauthz since the last fold become versions of
+                # their own first, so that a compare-and-set below sees them.
+                folded = self._fold_queue(conn) if self._tracks_own_writes else {}
+                versions = self._bump_versions(conn, touched, expected)
+                self._check_facts(conn, add, remove)
                 sealed, anchors = self._seal(conn, audit)
                 self._remove_rules(conn, remove)
                 self._add_rules(conn, add)
                 self._write_records(conn, sealed)
                 self._write_anchors(conn, anchors)
-        self._notify(versions)
-        return sealed
+                self._write_log(conn, versions, add, remove)
+        self._notify({**folded, **versions})
+        return Commit(sealed, versions)
+
+    def changes(self, domain: str, after: int) -> ChangeFeed:
+        if self._tracks_own_writes:
+            self._fold_external_changes()
+        table, key = self.changes_table, domain_key(domain)
+        with self._guard("read the change log from"), self.engine.connect() as base:
+            conn = base if self._sqlite else base.execution_options(isolation_level="REPEATABLE READ")
+            with conn.begin():
+                version = self._select_versions(conn, [domain]).get(domain, 0)
+                rows = conn.execute(sa.select(table.c.version, table.c.payload)
+                                    .where(table.c.domain_key == key, table.c.version > after,
+                                           table.c.version <= version)
+                                    .order_by(table.c.version)).all()
+        changes: list[Change] = []
+        for number, payload in rows:
+            if payload is None:
+                changes.append(Change(int(number), None, None))
+                continue
+            data = json.loads(payload)
+            changes.append(Change(int(number), tuple(tuple(r) for r in data["a"]),
+                                  tuple(tuple(r) for r in data["r"])))
+        complete = (after <= version and [c.version for c in changes] == list(range(after + 1, version + 1))
+                    and all(c.added is not None for c in changes))
+        return ChangeFeed(version, tuple(changes), complete)
 
     def list_domains(self) -> list[str]:
         table = self.rules_table
@@ -562,6 +671,7 @@ class SQLAdapter:
                 self._write_records(conn, [record])
                 self._write_anchors(conn, [AuditAnchor.sealed(draft.domain, record.sequence, record.hash,
                                                               key)])
+                self._write_log(conn, versions, (), ())
         self._notify(versions)
         return record
 
@@ -606,12 +716,17 @@ class SQLAdapter:
         made outside salesauthz (on SQLite, folded into version bumps here)."""
         if self._tracks_own_writes:
             self._fold_external_changes()
+        with self._guard("read the versions from"), self.engine.connect() as conn:
+            return self._select_versions(conn, None if domains is None else list(domains))
+
+    def _select_versions(self, conn: Connection, domains: list[str] | None) -> dict[str, int]:
         table = self.versions_table
         query = sa.select(table.c.domain, table.c.version)
         if domains is not None:
             query = query.where(table.c.domain_key.in_([domain_key(d) for d in domains]))
-        with self._guard("read the versions from"), self.engine.connect() as conn:
-            return {domain: int(version) for domain, version in conn.execute(query)}
+        # A domain key is a hash prefix: keep only the exact domains asked for.
+        return {domain: int(version) for domain, version in conn.execute(query)
+                if domains is None or domain in domains}
 
     def _fold_external_changes(self) -> None:
         """SQLite: turn the domains queued by the triggers into version bumps (one transaction;
@@ -624,10 +739,15 @@ class SQLAdapter:
                 self.engine.connect() as base:
             conn = base.execution_options(salesauthz_write=True)
             with conn.begin():
-                queued = conn.execute(table.delete().returning(table.c.domain)).scalars().all()
-                touched = sorted({domain for domain in queued if domain})
-                if touched:
-                    self._bump_versions(conn, touched)
+                self._fold_queue(conn)
+
+    def _fold_queue(self, conn: Connection) -> dict[str, int]:
+        """SQLite, inside a write transaction: bump the version of each domain queued by the
+        change triggers (no change-log entry: followers reload those domains)."""
+        table = self.external_table
+        queued = conn.execute(table.delete().returning(table.c.domain)).scalars().all()
+        touched = sorted({domain for domain in queued if domain})
+        return self._bump_versions(conn, touched) if touched else {}
 
     def add_commit_listener(self, listener: CommitListener) -> Callable[[], None]:
         """Call ``listener({domain: version})`` after every committed change; returns a remover."""
@@ -649,8 +769,12 @@ class SQLAdapter:
 
     # -- the write transaction -------------------------------------------------------------
 
-    def _bump_versions(self, conn: Connection, domains: list[str]) -> dict[str, int]:
-        # Sorted, so two writers lock the rows in the same order and never deadlock.
+    def _bump_versions(self, conn: Connection, domains: list[str],
+                       expected: Mapping[str, int] | None = None) -> dict[str, int]:
+        """Bump each domain's version (sorted, so two writers lock the rows in the same order and
+        never deadlock); with ``expected``, raise :class:`ConflictError` (the caller's transaction
+        rolls back) unless those domains were at those versions — compared under the row lock
+        the bump holds until commit, so no other writer can slip in between."""
         table = self.versions_table
         insert = _dialect_insert(conn)
         bumped: dict[str, int] = {}
@@ -663,7 +787,67 @@ class SQLAdapter:
                 .returning(table.c.version)
             )
             bumped[domain] = int(conn.execute(statement).scalar_one())
+            if expected is not None and domain in expected and bumped[domain] - 1 != expected[domain]:
+                raise ConflictError(domain, expected=expected[domain], actual=bumped[domain] - 1,
+                                    url=self._url)
         return bumped
+
+    def _check_facts(self, conn: Connection, add: Sequence[Rule], remove: Sequence[Rule]) -> None:
+        """Refuse (:class:`PolicyError`) a change that would leave an account with two statuses,
+        departments or parents: read the stored rows of each fact the change adds to, under the
+        version rows' locks (every salesauthz writer of those domains waits for them)."""
+        from salesauthz.models.validate import single_valued_key, stored_rule_issues
+
+        wanted: dict[tuple[str, str], set[str]] = {}
+        for rule in add:
+            key = single_valued_key(rule)
+            if key is not None:
+                wanted.setdefault((key[0], key[1]), set()).add(key[2])
+        if not wanted:
+            return
+        removing = set(remove)
+        after = [r for (ptype, domain), accounts in sorted(wanted.items())
+                 for r in self._single_valued_rows(conn, ptype, domain, sorted(accounts))
+                 if r not in removing]
+        after += [r for r in add if single_valued_key(r) is not None]
+        issues = stored_rule_issues(after, self._url)
+        if issues:
+            raise PolicyError(issues)
+
+    def _single_valued_rows(self, conn: Connection, ptype: str, domain: str,
+                            accounts: list[str]) -> list[Rule]:
+        """The stored ``ptype`` rules of ``accounts`` in ``domain`` (through the unique indexes)."""
+        table = self.rules_table
+        postgres = conn.dialect.name == "postgresql"
+        found: list[Rule] = []
+        for start in range(0, len(accounts), 500):
+            chunk = accounts[start:start + 500]
+            # The ptype as a literal, so that the partial indexes (WHERE ptype = 'p3') apply.
+            condition = [table.c.ptype == sa.literal_column(f"'{ptype}'"),
+                         table.c.domain_key == domain_key(domain), table.c.v0.in_(chunk)]
+            if postgres:
+                condition.append(sa.func.md5(table.c.v0).in_([sa.func.md5(a) for a in chunk]))
+            rows = conn.execute(sa.select(table.c.ptype, *(table.c[c] for c in VALUE_COLUMNS))
+                                .where(*condition))
+            found += [r for r in rows_to_rules(rows) if r[1 + DOMAIN_FIELD[ptype]] == domain]
+        return found
+
+    def _write_log(self, conn: Connection, versions: Mapping[str, int], add: Sequence[Rule],
+                   remove: Sequence[Rule]) -> None:
+        """One change-log entry per domain the change bumped; prune what fell out of retention."""
+        table = self.changes_table
+        rows = []
+        for domain, version in versions.items():
+            domain_added = [r for r in add if domain_of(r) == domain]
+            domain_removed = [r for r in remove if domain_of(r) == domain]
+            payload = (json.dumps({"a": domain_added, "r": domain_removed}, ensure_ascii=False)
+                       if len(domain_added) + len(domain_removed) <= LOG_MAX_RULES else None)
+            rows.append({"domain_key": domain_key(domain), "version": version, "payload": payload})
+            if version > self._retention:
+                conn.execute(table.delete().where(table.c.domain_key == domain_key(domain),
+                                                  table.c.version <= version - self._retention))
+        if rows:
+            conn.execute(table.insert(), rows)
 
     def _seal(self, conn: Connection, drafts: Sequence[AuditDraft],
               ) -> tuple[list[AuditRecord], list[AuditAnchor]]:

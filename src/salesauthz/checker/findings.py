@@ -48,6 +48,7 @@ LOADER_CODES: dict[str, str] = {
     "SA112": "reserved or built-in name redeclared",
     "SA113": "name is both a role and an account",
     "SA114": "rule names neither an account nor a role",
+    "SA115": "an account with two statuses, departments or parents (rules from a store)",
     "SA120": "unknown department (parent, membership or custom scope; also one from another domain)",
     "SA121": "cycle in the department tree",
     "SA130": "unknown role (assigned or inherited; also one from another domain)",

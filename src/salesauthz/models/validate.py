@@ -10,7 +10,7 @@ import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import UnionType
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Final, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
@@ -29,8 +29,9 @@ from .documents import (
     RoleDocument,
 )
 
-__all__ = ["SourcedDocument", "Unchecked", "issues_from_validation_error", "validate_documents",
-           "validate_rules", "validate_schema"]
+__all__ = ["SINGLE_VALUED", "SourcedDocument", "Unchecked", "issues_from_validation_error",
+           "single_valued_key", "stored_rule_issues", "validate_documents", "validate_rules",
+           "validate_schema"]
 
 
 @dataclass(slots=True)
@@ -643,8 +644,7 @@ def validate_rules(rules: Sequence[Rule]) -> None:
     inconsistent; the problems name the offending rules."""
     from .compile import decompile_rules
 
-    issues = [PolicyIssue(f"{p}: {r!r}", code="SA100") for r in rules
-              if (p := R.check_rule(r)) is not None]
+    issues = stored_rule_issues(rules)
     if issues:
         raise PolicyError(issues)
     registered = {(r[1], r[2]) for r in rules if r[0] == R.ACCOUNT}
@@ -668,3 +668,82 @@ def validate_rules(rules: Sequence[Rule]) -> None:
     problems = validate_documents([SourcedDocument(d) for d in documents])
     if problems:
         raise PolicyError(problems)
+
+
+SINGLE_VALUED: Final[dict[str, str]] = {R.ACCOUNT: "status", R.MEMBERSHIP: "department",
+                                        R.PARENT: "parent account"}
+"""The rule types that state a single-valued fact of an account: at most one rule of each type
+per account and domain (its status, its main department, its parent account)."""
+
+
+# Rule types whose values check_rule only requires to be non-empty text without NUL or lone
+# surrogates (and, for p3, a known status): what the fast screen of stored_rule_issues accepts.
+_PLAIN_WIDTH: Final[dict[str, int]] = {
+    ptype: 1 + R.ARITY[ptype]
+    for ptype in (R.VOCABULARY, R.ACCOUNT, R.ROLE, R.ROLE_LINK, R.DEPARTMENT, R.MEMBERSHIP, R.PARENT, R.FIELD)
+}
+
+
+_FACT_DOMAIN: Final[dict[str, int]] = {ptype: 1 + R.DOMAIN_FIELD[ptype] for ptype in SINGLE_VALUED}
+
+
+def single_valued_key(rule: Rule) -> tuple[str, str, str] | None:
+    """``(ptype, domain, account)`` for a rule stating a single-valued fact, else ``None``."""
+    if rule[0] not in SINGLE_VALUED:
+        return None
+    return rule[0], rule[1 + R.DOMAIN_FIELD[rule[0]]], rule[1]
+
+
+def stored_rule_issues(rules: Iterable[Rule], source: str | None = None) -> list[PolicyIssue]:
+    """Every invariant that rules held in a store must keep, broken by ``rules`` — one domain's
+    rules as loaded, or the rules a write would leave for the accounts it touches. Empty when
+    they keep them all. Each issue names the offending rules (and ``source``, the store):
+
+    * **SA100** a malformed rule (:func:`salesauthz._rules.check_rule`) — among them a stored
+      row with a ``NULL`` (missing) value, e.g. a ``p`` row written by a Casbin adapter without
+      the expiry (``""`` means "never expires"; a missing value is not that);
+    * **SA115** a single-valued fact stated twice: two statuses (``p3``), two departments
+      (``g3``) or two parent accounts (``g4``) for one account of one domain. Which one holds
+      is unknowable, so neither may be used ("last row wins" could bring back an account an
+      administrator deactivated).
+
+    The load path of the :class:`~salesauthz.Authorizer` refuses a domain with any of these (it
+    stays closed: every check there denies) and every store's write path refuses a change that
+    would create one.
+    """
+    issues: list[PolicyIssue] = []
+    first: dict[tuple[str, str, str], Rule] = {}  # each single-valued fact -> its first rule
+    doubled: dict[tuple[str, str, str], set[Rule]] = {}
+    for rule in rules:
+        # The common shapes are screened with a few C-level tests (a load reads millions of
+        # rules); anything else gets the full check.
+        ptype = rule[0] if type(rule) is tuple and rule else None
+        if ptype in _PLAIN_WIDTH and len(rule) == _PLAIN_WIDTH[ptype] and None not in rule \
+                and "" not in rule and (ptype != R.ACCOUNT or rule[3] in R.STATUSES):
+            joined = "".join(rule)
+            problem = None if joined.isascii() and "\x00" not in joined else R.check_rule(rule)
+        else:
+            problem = R.check_rule(rule)
+        if problem is not None:
+            hint = None
+            if isinstance(rule, tuple) and None in rule:
+                problem = f"a stored value is missing (NULL): {problem}"
+                if rule[:1] == (R.PERMISSION,) and len(rule) == 1 + R.ARITY[R.PERMISSION] \
+                        and rule[-1] is None and None not in rule[:-1]:
+                    hint = ("a 'p' rule has six values; write the expiry as '' (never expires) "
+                            "instead of leaving it out")
+            issues.append(PolicyIssue(f"{problem}: {rule!r}", source, code="SA100", hint=hint))
+            continue
+        position = _FACT_DOMAIN.get(rule[0])
+        if position is not None:
+            key = (rule[0], rule[position], rule[1])
+            held = first.setdefault(key, rule)
+            if held != rule:
+                doubled.setdefault(key, {held}).add(rule)
+    for (ptype, domain, account), stated in doubled.items():
+        distinct = sorted(stated)
+        issues.append(PolicyIssue(
+            f"account {account!r} of domain {domain!r} has {len(distinct)} {SINGLE_VALUED[ptype]} "
+            f"rules, and may have only one: {', '.join(repr(r) for r in distinct)}", source,
+            code="SA115", hint="remove all but one of them (in one change)"))
+    return issues

@@ -1,9 +1,10 @@
-"""Change watchers: tell the other app processes that a domain changed, so they reload just it.
+"""Change watchers: tell the other app processes that a domain changed, so they catch up with it.
 
 A committed change publishes ``(domain, version)`` — through Redis pub/sub (``redis://…``,
 :mod:`.redis_channel`) or PostgreSQL ``LISTEN``/``NOTIFY`` (``postgresql://…``,
-:mod:`.postgres_channel`). Every process runs a :class:`Watcher` (:mod:`._core`) that reloads a
-domain when a version newer than the one it holds is announced.
+:mod:`.postgres_channel`). Every process runs a :class:`Watcher` (:mod:`._core`) that, when a
+version newer than the one it holds is announced, has its follower apply the store's change log
+for that domain (an :class:`Incremental` follower, such as the Authorizer) or reload the domain.
 
 What a process guarantees (measured figures in docs/adapters.md):
 
@@ -11,11 +12,12 @@ What a process guarantees (measured figures in docs/adapters.md):
   and reloads whatever moved without a message (a lost publish, a write made outside salesauthz,
   which the store's triggers turn into version bumps). A dead channel connection is found by a
   ping whose answer must come within ``timeout``, and replaced.
-* **Fail closed past the bound.** If the rules have not been confirmed fresh by the store for
-  ``staleness`` seconds, every loaded domain is suspended (every check denies, logged once)
-  until a reload from the store succeeds. The guard that does this never waits for a lock held
-  across I/O, and every store and channel call has a deadline, so a store that hangs — even in
-  the middle of a reload — cannot hold it up.
+* **Fail closed past the bound.** If a domain has not been confirmed fresh by the store for
+  ``staleness`` seconds, it is suspended (every check there denies, logged once) until it has
+  caught up: every loaded domain when the store does not answer, a single domain when it is the
+  one left behind. The guard that does this never waits for a lock held across I/O, and every
+  store and channel call has a deadline, so a store that hangs — even in the middle of a
+  catch-up — cannot hold it up.
 
 The publishing side is a commit listener on the store (``add_commit_listener``): the SQL stores
 call it after each commit with ``{domain: version}``.
@@ -31,10 +33,19 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from salesauthz.adapters.base import mask_url
 from salesauthz.errors import StorageError
 
-from ._core import Channel, Deadlines, Follower, Versioned, Watcher, require_versioned, snapshot_versions
+from ._core import (
+    Channel,
+    Deadlines,
+    Follower,
+    Incremental,
+    Versioned,
+    Watcher,
+    require_versioned,
+    snapshot_versions,
+)
 
-__all__ = ["Deadlines", "Follower", "Versioned", "WatchedFollower", "Watcher", "snapshot_versions",
-           "start_watcher"]
+__all__ = ["Deadlines", "Follower", "Incremental", "Versioned", "WatchedFollower", "Watcher",
+           "snapshot_versions", "start_watcher"]
 
 DEFAULT_STALENESS = 5.0
 DEFAULT_CHANNEL = "salesauthz"

@@ -10,13 +10,13 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from typing import Protocol, runtime_checkable
 
 from salesauthz.adapters.base import mask_url
-from salesauthz.errors import StorageError
+from salesauthz.errors import PolicyError, StorageError
 
-__all__ = ["Channel", "Deadlines", "Follower", "Versioned", "Watcher", "decode", "encode",
+__all__ = ["Channel", "Deadlines", "Follower", "Incremental", "Versioned", "Watcher", "decode", "encode",
            "require_versioned", "snapshot_versions"]
 
 logger = logging.getLogger("salesauthz.watch")
@@ -43,6 +43,21 @@ class Follower(Protocol):
 
     def suspend(self, domains: Collection[str]) -> None:
         """Deny every check in ``domains`` until they are reloaded."""
+        ...
+
+
+@runtime_checkable
+class Incremental(Protocol):
+    """An optional follower capability (an :class:`~salesauthz.Authorizer` has it): catch up with
+    the store by applying its change log — what changed, not the whole domain. A watcher uses it
+    instead of :meth:`Follower.reload` when the follower has it.
+
+    A :class:`~salesauthz.errors.PolicyError` from it means a domain was refused (its stored
+    rules break an invariant) and is closed: it denies, so it is not stale."""
+
+    def catch_up(self, versions: Mapping[str, int], *, reopen: bool = False) -> None:
+        """Bring each domain of ``versions`` to at least that store version; with ``reopen``,
+        open every suspended domain afterwards."""
         ...
 
 
@@ -134,14 +149,21 @@ class Watcher:
 
     * **listener** — the channel: receive announcements, ping with a deadline, reconnect;
     * **syncer** — the store: every ``heartbeat`` (and on each announcement of a version newer
-      than the one held) read the versions and reload what moved; resume after a suspension;
+      than the one held) read the versions and catch up with what moved (through the change
+      log, with an :class:`Incremental` follower; by reloading those domains otherwise); resume
+      after a suspension;
     * **guard** — suspends the follower when its rules have not been confirmed fresh for
-      ``staleness`` seconds. Its path takes two locks, neither ever held across I/O;
+      ``staleness`` seconds: all of them when the store has not answered for that long, or
+      only the domains still behind the versions it announced. Its path takes two locks,
+      neither ever held across I/O;
     * **publisher** — announces this process's own commits (off the writer's thread).
 
-    Freshness is confirmed by the store, not the channel: a catch-up that started at time ``t``
-    and reloaded everything that had moved makes the rules fresh as of ``t``. So a dead channel
-    slows propagation to heartbeat speed (logged) but suspends nothing while the store answers.
+    Freshness is confirmed by the store, not the channel, and per domain: a version read that
+    started at time ``t`` confirms as of ``t`` every domain whose version had not moved; a
+    domain that had moved stays confirmed as of its previous confirmation until it has caught
+    up (then it is fresh as of ``t`` too). So a dead channel slows propagation to heartbeat
+    speed (logged) but suspends nothing while the store answers, and a slow catch-up of one
+    domain never makes the others deny.
 
     Use :func:`~salesauthz.adapters.watch.start_watcher`; ``stop()`` ends the threads.
     """
@@ -167,10 +189,13 @@ class Watcher:
         self._lock = threading.Lock()  # _known, _pending
         self._known = dict(versions)
         self._pending: set[str] = set()  # domains to reload (own commits that skipped a version)
-        self._flags = threading.Lock()  # _confirmed, _suspended, _epoch
-        self._confirmed = time.monotonic()
+        self._flags = threading.Lock()  # _confirmed, _suspended, _epoch, _behind, _closed, _held
+        self._confirmed = time.monotonic()  # start of the last successful version read
+        self._behind: dict[str, float] = {}  # domains still catching up -> when last confirmed
+        self._closed: set[str] = set()  # domains the guard suspended one by one
+        self._held: set[str] = set()  # the domains the guard suspended all at once
         self._suspended = False
-        self._epoch = 0  # counts suspensions
+        self._epoch = 0  # counts suspensions of everything
         self._suspending = threading.Lock()  # held by the guard while it suspends the follower
         self._incidents: dict[str, str] = {}
         self._incidents_lock = threading.Lock()
@@ -179,7 +204,8 @@ class Watcher:
         self._inbox: queue.SimpleQueue[tuple[str, int]] = queue.SimpleQueue()
         self._outbox: queue.SimpleQueue[tuple[str, int]] = queue.SimpleQueue()
         self.reloads = 0  # statistics for tests and benchmarks
-        self.suspensions = 0
+        self.suspensions = 0  # of everything (deny-all)
+        self.domain_suspensions = 0  # of single domains that stayed behind
         self._remove_listener = store.add_commit_listener(self._committed)
         self._threads = [
             threading.Thread(target=target, name=f"salesauthz-{role} {self.url}", daemon=True)
@@ -316,8 +342,8 @@ class Watcher:
             return False
 
     def _catch_up(self) -> bool:
-        """Compare every version with the store and reload what moved; ``True`` if the rules are
-        now confirmed fresh as of the moment this started."""
+        """Compare every version with the store and catch up with what moved; ``True`` if the
+        rules are now confirmed fresh as of the moment this started."""
         started = time.monotonic()
         try:
             with self._store_deadline(started + self.timeout):
@@ -332,45 +358,111 @@ class Watcher:
         with self._lock:
             moved = sorted({d for d, v in current.items() if v != self._known.get(d, 0)} | self._pending)
             self._pending.clear()
-        if moved and not self._reload(moved, current, epoch):
-            return False
         with self._flags:
             if self._epoch != epoch:
                 return False  # suspended meanwhile: the next catch-up resumes
+            # What did not move is fresh as of `started`; what moved, as of its last confirmation.
+            for domain in moved:
+                self._behind.setdefault(domain, self._confirmed)
             self._confirmed = started
+            due = [self._behind[d] for d in moved if d not in self._closed]
+        # Done before the guard would close a domain still behind (see _margin), and in any case
+        # before it would close everything: a hung store cannot keep this thread from confirming.
+        deadline = min([started, *due]) + self.staleness - self._margin
+        caught_up = self._reload(moved, current, epoch, deadline) if moved else []
+        with self._flags:
+            if self._epoch != epoch:
+                return False  # suspended meanwhile: the next catch-up resumes
+            for domain in caught_up:
+                self._behind.pop(domain, None)
+            # A domain closed one by one opens again once it is fresh as of a read that is
+            # itself within the bound (not after a catch-up that outlived it: the next one).
+            reopen: list[str] = []
+            if time.monotonic() - started < self.staleness - self._margin:
+                reopen = sorted(d for d in self._closed if d not in self._behind)
+                self._closed.difference_update(reopen)
+        if reopen:
+            self._reopen(reopen, current)
+        if len(caught_up) < len(moved):
+            return False
         self._recovered("store", "the store answers again")
         return True
 
-    def _reload(self, domains: list[str], versions: dict[str, int], epoch: int) -> bool:
+    def _reopen(self, domains: list[str], versions: dict[str, int]) -> None:
+        """Open domains the guard closed one by one, now caught up (fresh as of the read)."""
         try:
-            # Done before the guard needs to act (see _margin), whatever the store does.
-            with self._store_deadline(self._confirmed + self.staleness - self._margin):
+            if isinstance(self._follower, Incremental):
+                self._follower.catch_up({d: versions.get(d, 0) for d in domains}, reopen=True)
+            else:
                 self._follower.reload(domains)
+        except PolicyError as exc:
+            self._refused(exc)
         except Exception as exc:
+            with self._flags:
+                self._closed.update(domains)
             with self._lock:
-                self._pending.update(domains)
-            self._incident("store", f"cannot reload {len(domains)} domain(s) from the store: {exc}")
-            return False
+                self._pending.update(domains)  # retried at the next catch-up
+            self._incident("store", f"cannot reopen {len(domains)} domain(s): {exc}")
+            return
+        logger.warning("salesauthz: domain(s) %s caught up with the store; checks there resumed",
+                       ", ".join(repr(d) for d in domains))
+
+    def _reload(self, domains: list[str], versions: dict[str, int], epoch: int,
+                deadline: float) -> list[str]:
+        """Catch up with ``domains`` (an :class:`Incremental` follower one domain at a time, so
+        that one that fails holds back no other); the domains now caught up."""
+        batches = [[d] for d in domains] if isinstance(self._follower, Incremental) else [domains]
+        done: list[str] = []
+        failed: list[str] = []
+        problem: Exception | None = None
+        for batch in batches:
+            try:
+                with self._store_deadline(deadline):
+                    if isinstance(self._follower, Incremental):
+                        self._follower.catch_up({d: versions.get(d, 0) for d in batch})
+                    else:
+                        self._follower.reload(batch)
+            except PolicyError as exc:
+                self._refused(exc)  # those domains are closed: denying is not being stale
+            except Exception as exc:
+                failed += batch
+                problem = exc
+                continue
+            done += batch
+        if failed:
+            with self._lock:
+                self._pending.update(failed)
+            self._incident("store", f"cannot catch up with {len(failed)} domain(s) from the store: {problem}")
+        if not done:
+            return []
         self.reloads += 1
         with self._lock:
-            for domain in domains:
+            for domain in done:
                 self._known[domain] = max(self._known.get(domain, 0), versions.get(domain, 0))
         with self._flags:
             closed_meanwhile = self._epoch != epoch
         if closed_meanwhile:
-            # The guard suspended everything while this reload ran; the reload reopened these.
+            # The guard suspended everything while this ran; a reload may have reopened these.
             with self._suspending:
-                self._follower.suspend(domains)
-            return False
-        return True
+                self._follower.suspend(done)
+            return []
+        return done
 
     def _resume(self, started: float, versions: dict[str, int]) -> bool:
         with self._suspending:
             pass  # a suspension still being applied is complete: what reloads now stays open
+        with self._flags:
+            closed = self._held | self._closed
         try:
             # What is reloaded is fresh as of `started`; it may be served until started + bound.
             with self._store_deadline(started + self.staleness - self._margin):
-                self._follower.reload()
+                if isinstance(self._follower, Incremental):
+                    self._follower.catch_up({d: versions.get(d, 0) for d in closed | set(versions)},
+                                            reopen=True)
+                else:
+                    self._follower.reload()
+        except PolicyError as exc:
+            self._refused(exc)
         except Exception as exc:
             self._incident("store", f"cannot reload the rules from the store: {exc}")
             return False
@@ -381,6 +473,9 @@ class Watcher:
         with self._flags:
             self._confirmed = started
             self._suspended = False
+            self._behind.clear()
+            self._closed.clear()
+            self._held.clear()
         logger.warning("salesauthz: rules reloaded from the store; checks resumed")
         self._recovered("store", "the store answers again")
         return True
@@ -401,16 +496,31 @@ class Watcher:
 
     def _check_staleness(self) -> None:
         with self._flags:
-            overdue = time.monotonic() - self._confirmed
-            if self._suspended or overdue <= self.staleness:
+            now = time.monotonic()
+            overdue = now - self._confirmed
+            if self._suspended:
                 return
-            self._suspended = True
-            self._epoch += 1
-            self.suspensions += 1
+            if overdue <= self.staleness:
+                late = sorted(d for d, since in self._behind.items()
+                              if now - since > self.staleness and d not in self._closed)
+                if not late:
+                    return
+                self._closed.update(late)
+                self.domain_suspensions += 1
+            else:
+                late = []
+                self._suspended = True
+                self._epoch += 1
+                self.suspensions += 1
+        if late:
+            self._suspend_behind(late)
+            return
         try:
             with self._suspending:
                 domains = self._follower.domains()
                 self._follower.suspend(domains)
+            with self._flags:
+                self._held.update(domains)
         except BaseException:
             with self._flags:
                 self._suspended = False  # not suspended after all: try again
@@ -419,7 +529,26 @@ class Watcher:
                      "denying every check in %d domain(s) until the store is reachable again",
                      overdue, self.staleness, self.url, len(domains))
 
+    def _suspend_behind(self, domains: list[str]) -> None:
+        """The store answers, but these domains have not caught up with the versions it gave
+        within the bound: close just them."""
+        try:
+            with self._suspending:
+                self._follower.suspend(domains)
+        except BaseException:
+            with self._flags:
+                self._closed.difference_update(domains)  # not suspended after all: try again
+            raise
+        logger.error("salesauthz: domain(s) %s not caught up with the store within %.1f s via %s: "
+                     "denying every check there until they are", ", ".join(repr(d) for d in domains),
+                     self.staleness, self.url)
+
     # -- logging -----------------------------------------------------------------------------
+
+    def _refused(self, error: PolicyError) -> None:
+        # The follower has logged the rows (at each load); say once that the watcher goes on.
+        self._incident("refused", f"the store holds rules that break an invariant; the domains "
+                       f"concerned stay closed until they are repaired ({len(error.issues)} problem(s))")
 
     def _incident(self, kind: str, message: str) -> None:
         # Once per incident, not once per retry.
