@@ -7,7 +7,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from salesauthz import Record
+from salesauthz import Record, Share
 from salesauthz._rules import Rule
 from salesauthz.models import DomainDocument, compile_document
 
@@ -22,6 +22,10 @@ RESOURCES = {"customer": ["read", "update", "export"], "order": ["read", "approv
 # What permissions may name: the declared resources plus the built-in administrative rights.
 PERMISSION_TYPES = {**RESOURCES, "account": ["manage"], "role": ["escalate"]}
 SCOPES = ["own", "team", "department_tree", "all"]
+RECORD_MODEL_SCOPES = [*SCOPES, "shared", "subordinates", "subordinate_tree"]
+SHARE_LEVELS = {"customer": {"ro": ["read"], "rw": ["read", "update"], "full": ["read", "update",
+                                                                                  "export"]},
+                "order": {"view": ["read"]}}
 
 
 @dataclass
@@ -43,19 +47,23 @@ class Organisation:
         return next(d for d in self.documents if d["domain"] == domain)
 
     def relatives(self, domain: str, account: str) -> tuple[list[str], list[str]]:
-        """The departments strictly below ``account``'s own, and its own with its ancestors:
-        records there are where team, department_tree and custom scopes differ."""
+        """The departments strictly below ``account``'s own (main and auxiliary), and its own
+        with their ancestors: records there are where team, department_tree and custom scopes
+        differ."""
         document = self.document(domain)
-        home = (document["accounts"].get(account) or {}).get("department")
-        if home is None:
+        spec = document["accounts"].get(account) or {}
+        homes = [h for h in [spec.get("department"), *spec.get("also_in", [])] if h is not None]
+        if not homes:
             return [], []
         parent_of = {d: (spec or {}).get("parent") for d, spec in document["departments"].items()}
-        below = [d for d in parent_of if d != home and _below(parent_of, d, home)]
-        above = [home]
-        ancestor = parent_of.get(home)
-        while ancestor is not None and ancestor not in above:
-            above.append(ancestor)
-            ancestor = parent_of.get(ancestor)
+        below = [d for d in parent_of if d not in homes
+                 and any(_below(parent_of, d, home) for home in homes)]
+        above: list[str] = []
+        for home in homes:
+            ancestor: str | None = home
+            while ancestor is not None and ancestor not in above:
+                above.append(ancestor)
+                ancestor = parent_of.get(ancestor)
         return below, above
 
     def held_keys(self, domain: str, account: str) -> list[tuple[str, str]]:
@@ -63,7 +71,8 @@ class Organisation:
         document = self.document(domain)
         spec = document["accounts"].get(account) or {}
         sets = list(spec.get("grants", []))
-        roles, seen = list(spec.get("roles", [])), set()
+        roles = [r if isinstance(r, str) else r["role"] for r in spec.get("roles", [])]
+        seen: set[str] = set()
         while roles:
             role = roles.pop()
             if role in seen:
@@ -111,8 +120,9 @@ EXPIRIES = (FIXED_NOW - 3600.0, FIXED_NOW + 3600.0)
 
 @st.composite
 def permission_sets(draw: st.DrawFn, departments: list[str], *, grant: bool,
-                    expiries: tuple[float, ...] = EXPIRIES) -> dict[str, Any]:
-    scope: Any = draw(st.sampled_from([*SCOPES, "custom"] if departments else SCOPES))
+                    expiries: tuple[float, ...] = EXPIRIES,
+                    scopes: list[str] = SCOPES) -> dict[str, Any]:
+    scope: Any = draw(st.sampled_from([*scopes, "custom"] if departments else scopes))
     if scope == "custom":
         scope = {"custom": draw(st.lists(st.sampled_from(departments), min_size=1, max_size=2,
                                          unique=True))}
@@ -132,7 +142,7 @@ MODES = ["visible", "readonly", "hidden"]
 
 
 @st.composite
-def field_rules(draw: st.DrawFn) -> dict[str, Any]:
+def field_rules(draw: st.DrawFn, scopes: list[str] = SCOPES) -> dict[str, Any]:
     specs: dict[str, Any] = {}
     for field_name in draw(st.lists(st.sampled_from(["phone", "value", "x,y"]), unique=True,
                                     max_size=2)):
@@ -140,7 +150,7 @@ def field_rules(draw: st.DrawFn) -> dict[str, Any]:
             specs[field_name] = draw(st.sampled_from(MODES))
         else:
             spec: dict[str, Any] = {"mode": draw(st.sampled_from(MODES)),
-                                    "scope": draw(st.sampled_from(SCOPES))}
+                                    "scope": draw(st.sampled_from(scopes))}
             if draw(st.booleans()):
                 spec["otherwise"] = draw(st.sampled_from(MODES))
             specs[field_name] = spec
@@ -148,8 +158,11 @@ def field_rules(draw: st.DrawFn) -> dict[str, Any]:
 
 
 @st.composite
-def domain_documents(draw: st.DrawFn, name: str,
-                     expiries: tuple[float, ...] = EXPIRIES) -> dict[str, Any]:
+def domain_documents(draw: st.DrawFn, name: str, expiries: tuple[float, ...] = EXPIRIES,
+                     record_model: bool = False) -> dict[str, Any]:
+    """One domain document; with ``record_model``, also share levels, the record-model scopes,
+    auxiliary departments, reporting lines and timed role assignments."""
+    scopes = RECORD_MODEL_SCOPES if record_model else SCOPES
     departments = _unique(draw, "d:", draw(st.integers(0, 6)))
     tree: dict[str, Any] = {}
     for i, dept in enumerate(departments):
@@ -162,17 +175,22 @@ def domain_documents(draw: st.DrawFn, name: str,
     for i, role in enumerate(roles):
         role_docs[role] = {
             "inherits": draw(st.lists(st.sampled_from(roles[:i]), unique=True, max_size=2)) if i else [],
-            "permissions": draw(st.lists(permission_sets(departments, grant=False), max_size=3)),
-            "fields": draw(field_rules()),
+            "permissions": draw(st.lists(permission_sets(departments, grant=False, scopes=scopes),
+                                         max_size=3)),
+            "fields": draw(field_rules(scopes)),
         }
     accounts = _unique(draw, "u:", draw(st.integers(1, 7)))
     account_docs: dict[str, Any] = {}
     for i, account in enumerate(accounts):
+        assigned: list[Any] = draw(st.lists(st.sampled_from(roles), unique=True, max_size=2))
+        if record_model:
+            assigned = [{"role": r, "expires": draw(st.sampled_from(expiries))}
+                        if draw(st.integers(0, 2)) == 0 else r for r in assigned]
         doc: dict[str, Any] = {
-            "roles": draw(st.lists(st.sampled_from(roles), unique=True, max_size=2)),
+            "roles": assigned,
             "status": draw(st.sampled_from(["active"] * 5 + ["frozen", "deactivated"])),
-            "grants": draw(st.lists(permission_sets(departments, grant=True, expiries=expiries),
-                                    max_size=2)),
+            "grants": draw(st.lists(permission_sets(departments, grant=True, expiries=expiries,
+                                                    scopes=scopes), max_size=2)),
         }
         if departments and draw(st.integers(0, 5)) != 0:
             # Departments with sub-departments twice as likely: where team and tree differ.
@@ -180,15 +198,28 @@ def domain_documents(draw: st.DrawFn, name: str,
             doc["department"] = draw(st.sampled_from(departments + parents))
         if i and draw(st.booleans()):
             doc["parent"] = draw(st.sampled_from(accounts[:i]))
+        if record_model:
+            if departments:
+                doc["also_in"] = draw(st.lists(st.sampled_from(departments), unique=True,
+                                               max_size=2))
+            if i and draw(st.integers(0, 2)) != 0:  # earlier accounts only: no cycles
+                doc["reports_to"] = draw(st.sampled_from(accounts[:i]))
         account_docs[account] = doc
-    return {"domain": name, "resources": RESOURCES, "departments": tree, "roles": role_docs,
-            "accounts": account_docs}
+    document = {"domain": name, "resources": RESOURCES, "departments": tree, "roles": role_docs,
+                "accounts": account_docs}
+    if record_model:
+        document["sharing"] = {typ: {level: actions for level, actions in levels.items()
+                                     if draw(st.integers(0, 3)) != 0}
+                               for typ, levels in SHARE_LEVELS.items() if draw(st.booleans())
+                               or typ == "customer"}
+    return document
 
 
 @st.composite
-def organisations(draw: st.DrawFn, expiries: tuple[float, ...] = EXPIRIES) -> Organisation:
+def organisations(draw: st.DrawFn, expiries: tuple[float, ...] = EXPIRIES,
+                  record_model: bool = False) -> Organisation:
     names = draw(st.sampled_from([["acme"], ["acme", "华东 Corp"]]))
-    documents = [draw(domain_documents(name, expiries)) for name in names]
+    documents = [draw(domain_documents(name, expiries, record_model)) for name in names]
     rules: list[Rule] = []
     for document in documents:
         rules.extend(compile_document(DomainDocument.model_validate(document)))
@@ -216,4 +247,32 @@ def requests(draw: st.DrawFn, org: Organisation) -> tuple[str, str, Record, str]
     if above and prefer_near:
         pool = list(below if below and prefer_below else above)
     department = draw(st.sampled_from(pool))
-    return account, action, Record(typ, owner=owner, department=department), domain
+    shares = draw(record_shares(org, domain, account))
+    return account, action, Record(typ, owner=owner, department=department, shares=shares), domain
+
+
+@st.composite
+def record_shares(draw: st.DrawFn, org: Organisation, domain: str,
+                  account: str) -> tuple[Share, ...]:
+    """Shares for a record (none when the domain declares no share levels), biased towards
+    naming the asker, its departments and the departments above them."""
+    if domain not in org.domains or not org.document(domain).get("sharing"):
+        return ()
+    document = org.document(domain)
+    levels = sorted({lv for by_type in document["sharing"].values() for lv in by_type} | {"bogus"})
+    near = org.relatives(domain, account)[1]
+    accounts = [*org.accounts(domain), "ghost"]
+    departments = [*org.departments(domain), "d:nowhere"]
+    found: list[Share] = []
+    for _ in range(draw(st.integers(0, 3))):
+        level = draw(st.sampled_from(levels))
+        choice = draw(st.integers(0, 3))
+        if choice == 0:
+            found.append(Share(level, account=account))
+        elif choice == 1 and near:
+            found.append(Share(level, department=draw(st.sampled_from(near))))
+        elif choice == 2:
+            found.append(Share(level, account=draw(st.sampled_from(accounts))))
+        else:
+            found.append(Share(level, department=draw(st.sampled_from(departments))))
+    return tuple(found)

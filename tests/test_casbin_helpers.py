@@ -31,7 +31,7 @@ from salesauthz.casbin import (
 from salesauthz.checker.cli import main
 from salesauthz.checker.findings import TARGET_CODES, title_of
 from salesauthz.checker.lint import check_directory
-from salesauthz.reference import reference_enforcer
+from salesauthz.reference import reference_enforcer, request
 
 from .conftest import examples
 from .strategies import FIXED_NOW, Organisation, organisations, requests
@@ -45,8 +45,7 @@ SAMPLE_RULES = [
 
 
 def decide(engine: Any, account: str, action: str, record: Any, domain: str) -> bool:
-    return bool(engine.enforce(account, domain, record.type, action, record.owner or "",
-                               record.department or ""))
+    return bool(engine.enforce(*request(account, domain, action, record)))
 
 
 # -- plain pycasbin on the shipped model.conf -------------------------------------------------
@@ -60,11 +59,11 @@ def test_plain_pycasbin_needs_the_helpers() -> None:
         sections["g" if rule[0].startswith("g") else "p"][rule[0]].policy.append(list(rule[1:]))
     plain.build_role_links()
     with pytest.raises(Exception, match="known"):  # simpleeval's FunctionNotDefined
-        plain.enforce("alice", "acme", "customer", "read", "bob", "")
+        plain.enforce("alice", "acme", "customer", "read", "bob", "", "")
     register_functions(plain)
-    assert plain.enforce("alice", "acme", "customer", "read", "bob", "")
-    assert plain.enforce("kid", "acme", "customer", "read", "bob", "")
-    assert not plain.enforce("alice", "acme", "customer", "delete", "bob", "")
+    assert plain.enforce("alice", "acme", "customer", "read", "bob", "", "")
+    assert plain.enforce("kid", "acme", "customer", "read", "bob", "", "")
+    assert not plain.enforce("alice", "acme", "customer", "delete", "bob", "", "")
     assert set(MATCHER_FUNCTIONS) <= set(plain.fm.get_functions())
 
 
@@ -80,12 +79,12 @@ def test_the_helpers_follow_policy_reloads(tmp_path: Path) -> None:
     store.apply(SAMPLE_RULES, [])
     plain = casbin.Enforcer(model_path(), StoreAdapter(url))
     register_functions(plain)
-    assert plain.enforce("kid", "acme", "customer", "read", "bob", "")
+    assert plain.enforce("kid", "acme", "customer", "read", "bob", "", "")
     store.apply([], [("p", "rep", "acme", "customer", "read", "all", "")])
-    assert plain.enforce("kid", "acme", "customer", "read", "bob", "")  # not reloaded yet
+    assert plain.enforce("kid", "acme", "customer", "read", "bob", "", "")  # not reloaded yet
     plain.load_policy()
-    assert not plain.enforce("kid", "acme", "customer", "read", "bob", "")
-    assert not plain.enforce("alice", "acme", "customer", "read", "bob", "")
+    assert not plain.enforce("kid", "acme", "customer", "read", "bob", "", "")
+    assert not plain.enforce("alice", "acme", "customer", "read", "bob", "", "")
     store.close()
 
 
@@ -93,7 +92,7 @@ def test_the_store_adapter_is_read_only_and_filters_domains() -> None:
     store = MemoryAdapter([*SAMPLE_RULES, ("p4", "other", "globex")])
     plain = enforcer(store, domains=["acme"])
     assert ["other", "globex"] not in plain.get_model().get_policy("p", "p4")
-    assert plain.enforce("alice", "acme", "customer", "read", "bob", "")
+    assert plain.enforce("alice", "acme", "customer", "read", "bob", "", "")
     with pytest.raises(NotImplementedError, match="read-only"):
         plain.add_named_policy("p4", ["new", "acme"])
     with pytest.raises(NotImplementedError, match="read-only"):
@@ -106,12 +105,12 @@ def test_enforcer_from_rules_and_from_a_url(tmp_path: Path) -> None:
     SQLAdapter(url).apply(SAMPLE_RULES, [])
     for source in (SAMPLE_RULES, url, MemoryAdapter(SAMPLE_RULES)):
         plain = enforcer(source)
-        assert plain.enforce("alice", "acme", "customer", "read", "bob", "")
-        assert not plain.enforce("ghost", "acme", "customer", "read", "bob", "")
+        assert plain.enforce("alice", "acme", "customer", "read", "bob", "", "")
+        assert not plain.enforce("ghost", "acme", "customer", "read", "bob", "", "")
 
 
 @settings(max_examples=examples(200), deadline=None)
-@given(data=st.data(), org=organisations())
+@given(data=st.data(), org=organisations(record_model=True))
 def test_plain_pycasbin_with_the_helpers_equals_check(data: st.DataObject, org: Organisation) -> None:
     """The differential test of the helpers: a plain ``casbin.Enforcer`` on ``model_path()``,
     rules loaded by ``StoreAdapter``, functions registered by ``register_functions`` — against
@@ -136,7 +135,7 @@ def sqlite_store() -> Iterator[tuple[str, SQLAdapter]]:
 
 @settings(max_examples=examples(25), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(data=st.data(), org=organisations())
+@given(data=st.data(), org=organisations(record_model=True))
 def test_plain_pycasbin_over_a_store_url_equals_check(data: st.DataObject, org: Organisation,
                                                       sqlite_store: tuple[str, SQLAdapter]) -> None:
     url, store = sqlite_store

@@ -107,7 +107,8 @@ def reference_mode(authz: Authorizer, domain: str, account: str, owner: str | No
     if info is None or info.status != "active" or depth > 20:
         return RANK["hidden"] if ruled else RANK["visible"]
     votes = []
-    for role in index.roles_of(account):
+    live = [*info.roles, *(role for role, until in info.timed_roles if until > FIXED_NOW)]
+    for role in {inherited for assigned in live for inherited, _ in index.role_paths.get(assigned, ())}:
         rules = [r for r in index.role_fields.get(role, ()) if r.type == "customer" and r.field == field]
         if rules:
             where = department or index.department_of(owner)
@@ -121,7 +122,7 @@ def reference_mode(authz: Authorizer, domain: str, account: str, owner: str | No
 
 
 @settings(max_examples=examples(100))
-@given(data=st.data(), org=organisations())
+@given(data=st.data(), org=organisations(record_model=True))
 def test_field_modes_follow_the_documented_rules(data: st.DataObject, org: Organisation) -> None:
     domain = org.domains[0]
     authz = Authorizer.from_rules(org.rules, clock=lambda: FIXED_NOW)

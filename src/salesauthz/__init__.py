@@ -13,6 +13,7 @@ from .authorizer import Authorizer
 from .delegation import Admin, OffboardPlan
 from .errors import (
     AuthorizationError,
+    ConflictError,
     EscalationError,
     ForbiddenError,
     NotAuthenticatedError,
@@ -24,7 +25,7 @@ from .errors import (
     UnknownNameError,
 )
 from .scopes import Coverage, Scope, ScopeKind
-from .values import AccountView, CacheInfo, Decision, Record, ScopeFilter
+from .values import AccountView, CacheInfo, Decision, Record, ScopeFilter, Share
 
 __all__ = [
     "AccountView",
@@ -34,6 +35,7 @@ __all__ = [
     "AuthorizationError",
     "Authorizer",
     "CacheInfo",
+    "ConflictError",
     "Coverage",
     "Decision",
     "EscalationError",
@@ -48,6 +50,7 @@ __all__ = [
     "Scope",
     "ScopeFilter",
     "ScopeKind",
+    "Share",
     "StorageError",
     "UnknownNameError",
     "__version__",

@@ -21,6 +21,11 @@ p5     role, domain, type, field, mode, scope        a field rule: ``mode`` (vis
                                                       hidden) for the field; with a ``scope``, only
                                                       on records within it ("" = everywhere)
 p6     domain, type, field                           the field vocabulary of a type
+p7     domain, type, level, action                   a share level of a type includes ``action``
+                                                      (the ``sharing`` section)
+p8     account, role, domain, expires                a role assigned until ``expires`` (ISO-8601)
+g5     account, department, domain                   an auxiliary department of an account
+g6     account, superior, domain                     the account reports to ``superior``
 =====  ============================================  ===========================================
 """
 
@@ -43,6 +48,10 @@ MEMBERSHIP: Final = "g3"
 PARENT: Final = "g4"
 FIELD_RULE: Final = "p5"
 FIELD: Final = "p6"
+SHARE_LEVEL: Final = "p7"
+TIMED_ROLE: Final = "p8"
+AUXILIARY: Final = "g5"
+REPORTS_TO: Final = "g6"
 FIELD_MODES: Final = ("visible", "readonly", "hidden")  # most permissive first
 
 ARITY: Final[dict[str, int]] = {
@@ -56,6 +65,10 @@ ARITY: Final[dict[str, int]] = {
     PARENT: 3,
     FIELD_RULE: 6,
     FIELD: 3,
+    SHARE_LEVEL: 4,
+    TIMED_ROLE: 4,
+    AUXILIARY: 3,
+    REPORTS_TO: 3,
 }
 """How many values each rule type carries (after the ptype)."""
 
@@ -70,6 +83,10 @@ DOMAIN_FIELD: Final[dict[str, int]] = {
     PARENT: 2,
     FIELD_RULE: 1,
     FIELD: 0,
+    SHARE_LEVEL: 0,
+    TIMED_ROLE: 2,
+    AUXILIARY: 2,
+    REPORTS_TO: 2,
 }
 """Index (among the values) of the domain of each rule type."""
 
@@ -140,6 +157,11 @@ def check_rule(rule: Rule) -> str | None:
                 parse_scope(values[5])
             except ValueError as exc:
                 return str(exc)
+    if ptype == TIMED_ROLE:
+        try:
+            parse_expiry(values[3])
+        except ValueError as exc:
+            return str(exc)
     if ptype == ACCOUNT and values[2] not in STATUSES:
         return f"unknown account status {values[2]!r} (expected one of {', '.join(STATUSES)})"
     return None
@@ -165,6 +187,11 @@ def format_expiry(moment: datetime | None) -> str:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def format_expiry_at(moment: float) -> str:
+    """The stored form of an expiry given in seconds since the epoch."""
+    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def casbin_value_problem(value: str) -> str | None:

@@ -312,7 +312,7 @@ class Authorizer(FieldAccess):
                     self._cache.touch((domain, account))
             coverage = entry[1].get((record.type, action))
             return coverage is not None and coverage.covers(record.owner, record.department,
-                                                            snapshot.homes)
+                                                            snapshot.homes, record.shares)
         except Exception:
             self._report_failure("check")
             return False
@@ -333,7 +333,7 @@ class Authorizer(FieldAccess):
                     held = maps[account] = self._effective(snapshot, account)
                 coverage = held.get((record.type, action))
                 results.append(coverage is not None and coverage.covers(
-                    record.owner, record.department, snapshot.homes))
+                    record.owner, record.department, snapshot.homes, record.shares))
             return results
         except Exception:
             self._report_failure("check_many")
@@ -385,7 +385,8 @@ class Authorizer(FieldAccess):
         info = snapshot.accounts.get(name) if snapshot is not None else None
         if info is None:
             return None
-        return AccountView(name, domain, info.status, info.department, info.parent, info.roles)
+        return AccountView(name, domain, info.status, info.department, info.parent, info.roles,
+                           info.also_in, info.reports_to, dict(info.timed_roles))
 
     def department_members(self, *, domain: str) -> Mapping[str, frozenset[str]]:
         """``department → accounts in it`` under the current rules (one object per version of the

@@ -3,7 +3,7 @@ Casbin policy in, and know which names a Casbin store can hold.
 
 * :func:`register_functions` teaches a plain pycasbin ``Enforcer`` the helper functions the
   shipped ``model.conf`` (:func:`model_path`) calls, and :class:`StoreAdapter` loads the rules of
-  any salesauthz store into it — so ``enforcer.enforce(sub, dom, typ, act, owner, dept)``
+  any salesauthz store into it — so ``enforcer.enforce(sub, dom, typ, act, owner, dept, shares)``
   decides exactly as :meth:`salesauthz.Authorizer.check` does.
 * :func:`import_policy` translates an RBAC or RBAC-with-domains Casbin policy into salesauthz
   policy documents, with a report of everything it could not translate and of every decision

@@ -63,7 +63,10 @@ def _grant_is_covered(actor: Coverage | None, granted: Coverage, snapshot: Snaps
     """Whether an actor holding ``actor`` may hand out ``granted`` (rule 2 above).
 
     ``granted`` is compared record-set-wise, with each owner's records taken in that owner's
-    current department (records follow their owner by default).
+    current department (records follow their owner by default). Records reached through shares
+    (the ``shared`` scope) may lie anywhere in the domain: a guarded term is covered when the
+    actor covers its records whatever their shares, or holds a term with the same guards over at
+    least its records.
     """
     if actor is None:
         return False
@@ -71,6 +74,11 @@ def _grant_is_covered(actor: Coverage | None, granted: Coverage, snapshot: Snaps
         return True
     if granted.everything:
         return False
+    for term in granted.guarded:
+        if not (_grant_is_covered(actor.plain, term.base, snapshot) or any(
+                theirs.guards <= term.guards and _grant_is_covered(theirs.base, term.base, snapshot)
+                for theirs in actor.guarded)):
+            return False
     if not granted.departments <= actor.departments:
         return False
     for owner in granted.owners:
@@ -98,8 +106,9 @@ def _missing(snapshot: Snapshot, actor_map: EffectiveMap, account: str, departme
     ``department``) that an actor holding ``actor_map`` does not hold at least as widely."""
     missing: list[str] = []
     for permission in permissions:
-        granted = engine.scope_coverage(snapshot, account, permission.scope, department, moved=True)
         for key in engine.expand(snapshot, permission.type, permission.action):
+            granted = engine.scope_coverage(snapshot, account, permission.scope, department,
+                                            moved=True, key=key)
             if not _grant_is_covered(actor_map.get(key), granted, snapshot):
                 missing.append(f"{key[0]}:{key[1]}@{permission.scope}")
     return missing

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from . import _engine as engine
 from .errors import ForbiddenError
-from .values import Record
+from .values import Record, Share
 
 if TYPE_CHECKING:
     from ._engine import Snapshot
@@ -33,6 +33,8 @@ class _Decides(Protocol):
     def check(self, account: str, action: str, record: Record, *, domain: str) -> bool: ...
 
     def _snapshot(self, domain: str) -> Snapshot | None: ...
+
+    def _clock(self) -> float: ...
 
     def field_modes(self, account: str, type: str, record: Mapping[str, Any], *, domain: str,
                     fields: Iterable[str] | None = None, owner_field: str = "owner",
@@ -46,7 +48,8 @@ class FieldAccess:
                     fields: Iterable[str] | None = None, owner_field: str = "owner",
                     department_field: str = "department") -> dict[str, str]:
         """``field → "visible" | "readonly" | "hidden"`` for a record given as a mapping (its
-        owner and department are read from ``owner_field``/``department_field``)."""
+        owner and department are read from ``owner_field``/``department_field``, its shares from
+        ``"shares"``: :class:`~salesauthz.Share` values or mappings with the same keys)."""
         snapshot = self._snapshot(domain)
         names = set(record if fields is None else fields)
         if snapshot is None:
@@ -54,7 +57,8 @@ class FieldAccess:
         if fields is None:
             names |= engine.ruled_fields(snapshot, type)
         return engine.field_modes(snapshot, account, type, _text(record.get(owner_field)),
-                                  _text(record.get(department_field)), sorted(names))
+                                  _text(record.get(department_field)), sorted(names),
+                                  now=self._clock(), shares=_shares(record))
 
     def redact(self: _Decides, account: str, type: str, record: Mapping[str, Any], *, domain: str,
                owner_field: str = "owner", department_field: str = "department") -> dict[str, Any]:
@@ -69,7 +73,7 @@ class FieldAccess:
                         department_field: str = "department") -> frozenset[str]:
         """The fields (of ``fields``, or of the record and every ruled field) the account may
         change on this record: neither readonly nor hidden, and only if it may ``update`` it."""
-        target = Record(type, _text(record.get(owner_field)), _text(record.get(department_field)))
+        target = _target(type, record, owner_field, department_field)
         if not self.check(account, "update", target, domain=domain):
             return frozenset()
         modes = self.field_modes(account, type, record, domain=domain, fields=fields,
@@ -81,7 +85,7 @@ class FieldAccess:
                     department_field: str = "department") -> None:
         """Raise :class:`~salesauthz.errors.ForbiddenError` unless ``account`` may ``update``
         the record and every changed field is writable for it; the message names the fields."""
-        target = Record(type, _text(record.get(owner_field)), _text(record.get(department_field)))
+        target = _target(type, record, owner_field, department_field)
         if not self.check(account, "update", target, domain=domain):
             raise ForbiddenError(f"{account} may not update this {type} record", account=account,
                                  action="update", type=type, domain=domain)
@@ -96,3 +100,22 @@ class FieldAccess:
 
 def _text(value: object) -> str | None:
     return None if value is None else str(value)
+
+
+def _shares(record: Mapping[str, Any]) -> tuple[Share, ...]:
+    """The shares of a record given as a mapping (its ``"shares"`` entry), malformed ones left
+    out (a share that cannot be read reaches no one)."""
+    found: list[Share] = []
+    for item in record.get("shares") or ():
+        if isinstance(item, Share):
+            found.append(item)
+        elif isinstance(item, Mapping) and isinstance(item.get("level"), str):
+            found.append(Share(item["level"], _text(item.get("account")),
+                               _text(item.get("department"))))
+    return tuple(found)
+
+
+def _target(type: str, record: Mapping[str, Any], owner_field: str,
+            department_field: str) -> Record:
+    return Record(type, _text(record.get(owner_field)), _text(record.get(department_field)),
+                  shares=_shares(record))

@@ -12,6 +12,7 @@ the shipped ``model.conf`` too.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -21,9 +22,25 @@ import casbin
 from . import _rules as R
 from ._rules import Rule
 
-__all__ = ["MATCHER_FUNCTIONS", "reference_enforcer", "register_functions"]
+__all__ = ["MATCHER_FUNCTIONS", "reference_enforcer", "register_functions", "request",
+           "shares_text"]
 
-MATCHER_FUNCTIONS = ("known", "active", "unexpired", "covers", "capped")
+
+def shares_text(shares: Iterable[Any]) -> str:
+    """A record's shares as the model's ``r.shares`` value: JSON
+    ``[[level, "account" or "department", name], ...]``, or "" for none."""
+    rows = [[s.level, "account", s.account] if s.account is not None
+            else [s.level, "department", s.department] for s in shares
+            if (s.account is None) != (s.department is None)]
+    return json.dumps(rows, ensure_ascii=False) if rows else ""
+
+
+def request(account: str, domain: str, action: str, record: Any) -> tuple[str, ...]:
+    """The ``enforce`` arguments for a check (``record`` is a :class:`salesauthz.Record`)."""
+    return (account, domain, record.type, action, record.owner or "", record.department or "",
+            shares_text(record.shares))
+
+MATCHER_FUNCTIONS = ("known", "active", "unexpired", "assigned", "covers", "capped")
 """The functions ``model.conf``'s matcher calls besides Casbin's own ``g``."""
 
 # Casbin's role managers stop following links after 10 levels; a department tree or a role
@@ -32,8 +49,9 @@ _UNLIMITED_HIERARCHY = 10_000
 
 
 def reference_enforcer(rules: Iterable[Rule], *, clock: Callable[[], float] = time.time) -> Any:
-    """A ``casbin.Enforcer`` deciding ``enforce(sub, dom, typ, act, owner, dept)`` by the design's
-    rules. ``owner``/``dept`` are "" when the record has none (``dept`` "" = owner's department)."""
+    """A ``casbin.Enforcer`` deciding ``enforce(sub, dom, typ, act, owner, dept, shares)`` by the
+    design's rules. ``owner``/``dept`` are "" when the record has none (``dept`` "" = owner's
+    department); ``shares`` is :func:`shares_text` of the record's shares ("" for none)."""
     from .models.loader import bundled_model_text
 
     model = casbin.Enforcer.new_model(text=bundled_model_text())
@@ -67,7 +85,7 @@ def register_functions(enforcer: Any, *, clock: Callable[[], float] = time.time)
 
         raise PolicyError(f"the enforcer's model is not salesauthz's model.conf: it defines no "
                           f"{', '.join(missing)} (use salesauthz.casbin.model_path())")
-    for ptype in ("g", "g2", "g3", "g4"):
+    for ptype in ("g", "g2", "g3", "g4", "g5", "g6"):
         manager = enforcer.get_named_role_manager(ptype)
         manager.max_hierarchy_level = _UNLIMITED_HIERARCHY
         # The domain manager's default name matcher is plain equality, written as a function
@@ -101,33 +119,68 @@ def register_functions(enforcer: Any, *, clock: Callable[[], float] = time.time)
             return False
         return bool(enforcer.get_named_role_manager(R.DEPARTMENT).has_link(dept, top, dom))
 
-    def covers(sub: str, dom: str, scope: str, owner: str, dept: str) -> bool:
+    def assigned(sub: str, role: str, dom: str) -> bool:
+        """``sub`` holds ``role`` through a timed assignment (``p8``) that has not expired."""
+        manager = enforcer.get_named_role_manager(R.ROLE_LINK)
+        for values in policy(R.TIMED_ROLE):
+            if values[0] == sub and values[2] == dom and unexpired(values[3]) and (
+                    values[1] == role or manager.has_link(values[1], role, dom)):
+                return True
+        return False
+
+    def departments(sub: str, dom: str) -> list[str]:
+        """The account's main and auxiliary departments that exist."""
+        found = [v[1] for v in policy(R.MEMBERSHIP) if v[0] == sub and v[2] == dom]
+        found += [v[1] for v in policy(R.AUXILIARY) if v[0] == sub and v[2] == dom]
+        return [d for d in found if department_exists(d, dom)]
+
+    def shared(sub: str, dom: str, typ: str, act: str, shares: str) -> bool:
+        levels = {v[2] for v in policy(R.SHARE_LEVEL) if v[0] == dom and v[1] == typ and v[3] == act}
+        mine = departments(sub, dom)
+        for level, kind, name in (json.loads(shares) if shares else []):
+            if level not in levels:
+                continue
+            if kind == "account" and name == sub:
+                return True
+            if kind == "department" and any(at_or_below(d, name, dom) for d in mine):
+                return True
+        return False
+
+    def reports(owner: str, sub: str, dom: str, transitive: bool) -> bool:
+        if not transitive:
+            return [owner, sub, dom] in policy(R.REPORTS_TO)
+        return bool(enforcer.get_named_role_manager(R.REPORTS_TO).has_link(owner, sub, dom))
+
+    def covers(sub: str, dom: str, typ: str, act: str, scope: str, owner: str, dept: str,
+               shares: str) -> bool:
         if scope == "all":
             return True
+        if scope == "shared":  # only records shared with the account: not its own as such
+            return shared(sub, dom, typ, act, shares)
         if owner and owner == sub:
             return True
+        if scope in ("subordinates", "subordinate_tree"):
+            return bool(owner) and reports(owner, sub, dom, scope == "subordinate_tree")
         record_dept = dept or (lookup(R.MEMBERSHIP, owner, dom) if owner else None) or ""
         if not record_dept:
             return False
         if scope.startswith("custom:"):
             return at_or_below(record_dept, scope[len("custom:"):], dom)
-        home = lookup(R.MEMBERSHIP, sub, dom)
-        if home is None or not department_exists(home, dom):
-            return False
         if scope == "team":
-            return record_dept == home
+            return record_dept in departments(sub, dom)
         if scope == "department_tree":
-            return at_or_below(record_dept, home, dom)
+            return any(at_or_below(record_dept, home, dom) for home in departments(sub, dom))
         return False  # own (already handled) or unknown
 
-    def capped(sub: str, dom: str, typ: str, act: str, owner: str, dept: str) -> bool:
+    def capped(sub: str, dom: str, typ: str, act: str, owner: str, dept: str, shares: str) -> bool:
         parent = lookup(R.PARENT, sub, dom)
         if parent is None:
             return True
-        return bool(enforcer.enforce(parent, dom, typ, act, owner, dept))
+        return bool(enforcer.enforce(parent, dom, typ, act, owner, dept, shares))
 
     functions: dict[str, Callable[..., bool]] = {
-        "known": known, "active": active, "unexpired": unexpired, "covers": covers, "capped": capped,
+        "known": known, "active": active, "unexpired": unexpired, "assigned": assigned,
+        "covers": covers, "capped": capped,
     }
     for name in MATCHER_FUNCTIONS:
         enforcer.add_function(name, functions[name])

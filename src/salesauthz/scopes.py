@@ -3,9 +3,11 @@
 A *scope* is which records a permission reaches, relative to the account holding it
 (DESIGN.md rule 3). A :class:`Coverage` is what a scope (or a union or intersection of scopes)
 resolves to for one account: the set of records as data — everything, some owners, some
-departments, and owner×department pairs (which only intersections produce, e.g. a sub-account's
-``own`` capped by its parent's ``team``). The same object decides point checks and becomes the
-``WHERE`` clause of list views, so the two cannot disagree.
+departments, owner×department pairs (which only intersections produce, e.g. a sub-account's
+``own`` capped by its parent's ``team``), and *guarded* terms: records of a plain coverage that
+also carry a share matching each of a term's :class:`ShareGuard` (the ``shared`` scope). The same
+object decides point checks and becomes the ``WHERE`` clause of list views, so the two cannot
+disagree.
 """
 
 from __future__ import annotations
@@ -14,16 +16,19 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Final
+from typing import Final, NamedTuple, Protocol
 
-__all__ = ["Coverage", "Scope", "ScopeKind", "parse_scope"]
+__all__ = ["Coverage", "Guarded", "Scope", "ScopeKind", "ShareGuard", "parse_scope"]
 
 
 class ScopeKind(StrEnum):
     """The kinds of data scope, from narrowest to widest (``custom`` is not ordered by kind)."""
 
     OWN = "own"
+    SHARED = "shared"
+    SUBORDINATES = "subordinates"
     TEAM = "team"
+    SUBORDINATE_TREE = "subordinate_tree"
     DEPARTMENT_TREE = "department_tree"
     CUSTOM = "custom"
     ALL = "all"
@@ -68,8 +73,12 @@ DEPARTMENT_TREE: Final = Scope(ScopeKind.DEPARTMENT_TREE)
 ALL: Final = Scope(ScopeKind.ALL)
 
 
+SCOPE_WORDS: Final = tuple(k.value for k in ScopeKind if k is not ScopeKind.CUSTOM)
+"""The scopes written as one word (``custom`` lists departments)."""
+
+
 def parse_scope(text: str) -> Scope:
-    """Parse the stored form of one scope: ``own``, ``team``, ``department_tree``, ``all`` or
+    """Parse the stored form of one scope: one of :data:`SCOPE_WORDS` or
     ``custom:<department>`` (everything after the first colon is the department name, so names
     may contain colons)."""
     if text.startswith(_CUSTOM_PREFIX):
@@ -81,7 +90,7 @@ def parse_scope(text: str) -> Scope:
         kind = ScopeKind(text)
     except ValueError:
         raise ValueError(
-            f"unknown scope {text!r}: expected own, team, department_tree, all or custom:<department>"
+            f"unknown scope {text!r}: expected {', '.join(SCOPE_WORDS)} or custom:<department>"
         ) from None
     if kind is ScopeKind.CUSTOM:
         raise ValueError("scope 'custom' must name a department, e.g. custom:east-2")
@@ -91,14 +100,64 @@ def parse_scope(text: str) -> Scope:
 _EMPTY_PAIRS: Final[Mapping[str, frozenset[str]]] = MappingProxyType({})
 
 
+class ShareLike(Protocol):
+    """What a guard reads of a share (:class:`salesauthz.Share`)."""
+
+    @property
+    def level(self) -> str: ...
+    @property
+    def account(self) -> str | None: ...
+    @property
+    def department(self) -> str | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ShareGuard:
+    """"The record carries a share at one of ``levels`` naming one of ``accounts`` or one of
+    ``departments``" — what the ``shared`` scope reaches for one account and action (the levels
+    that include the action; the account itself; its departments and every department above
+    them)."""
+
+    levels: frozenset[str]
+    accounts: frozenset[str]
+    departments: frozenset[str]
+
+    def matches(self, shares: Iterable[ShareLike]) -> bool:
+        for share in shares:
+            if share.level in self.levels and (
+                    (share.account is not None and share.account in self.accounts)
+                    or (share.department is not None and share.department in self.departments)):
+                return True
+        return False
+
+    def __str__(self) -> str:
+        names = sorted(self.accounts) + sorted(self.departments)
+        return f"shared {'/'.join(sorted(self.levels))} with {', '.join(names)}"
+
+
+class Guarded(NamedTuple):
+    """Records of ``base`` (a plain coverage: no guarded terms) that satisfy every guard."""
+
+    base: Coverage
+    guards: frozenset[ShareGuard]
+
+    def covers(self, owner: str | None, department: str | None,
+               homes: Mapping[str, str | None] | None, shares: Iterable[ShareLike]) -> bool:
+        shares = tuple(shares)
+        return (bool(shares) and all(guard.matches(shares) for guard in self.guards)
+                and self.base.covers(owner, department, homes))
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class Coverage:
-    """A set of records, as data: a record ``(owner, department)`` is covered when
+    """A set of records, as data: a record ``(owner, department, shares)`` is covered when
 
     - ``everything`` is true, or
     - its owner is in ``owners``, or
     - its department is in ``departments``, or
-    - its department is in ``owner_departments[owner]``.
+    - its department is in ``owner_departments[owner]``, or
+    - a term of ``guarded`` covers it (its base covers the record and its shares match every
+      guard of the term).
 
     Closed under :meth:`union` and :meth:`intersect`. Instances are immutable; treat
     ``owner_departments`` as read-only.
@@ -108,12 +167,14 @@ class Coverage:
     owners: frozenset[str] = frozenset()
     departments: frozenset[str] = frozenset()
     owner_departments: Mapping[str, frozenset[str]] = field(default_factory=lambda: _EMPTY_PAIRS)
+    guarded: frozenset[Guarded] = frozenset()
 
     def covers(self, owner: str | None, department: str | None,
-               homes: Mapping[str, str | None] | None = None) -> bool:
-        """Whether the record owned by ``owner`` in ``department`` is in this set.
+               homes: Mapping[str, str | None] | None = None,
+               shares: Iterable[ShareLike] = ()) -> bool:
+        """Whether the record owned by ``owner`` in ``department`` (with ``shares``) is in this set.
 
-        A record with no department is in its owner's current department: give ``homes``
+        A record with no department is in its owner's current (main) department: give ``homes``
         (account → department) to have it looked up, as every decision does.
         """
         if self.everything or owner in self.owners:
@@ -124,12 +185,30 @@ class Coverage:
             return True
         if self.owner_departments:
             depts = self.owner_departments.get(owner)  # type: ignore[arg-type]  # None: no entry
-            return depts is not None and department in depts
+            if depts is not None and department in depts:
+                return True
+        if self.guarded and shares:
+            return any(term.covers(owner, department, None, shares) for term in self.guarded)
         return False
 
     @property
+    def plain(self) -> Coverage:
+        """This coverage without its guarded terms."""
+        if not self.guarded:
+            return self
+        return Coverage(self.everything, self.owners, self.departments, self.owner_departments)
+
+    @property
     def is_empty(self) -> bool:
-        return not (self.everything or self.owners or self.departments or self.owner_departments)
+        return not (self.everything or self.owners or self.departments or self.owner_departments
+                    or self.guarded)
+
+    @classmethod
+    def shared(cls, guard: ShareGuard) -> Coverage:
+        """The records carrying a share that matches ``guard``."""
+        if not guard.levels or not (guard.accounts or guard.departments):
+            return NOTHING
+        return cls(guarded=frozenset((Guarded(EVERYTHING, frozenset((guard,))),)))
 
     def union(self, other: Coverage) -> Coverage:
         if self.everything or other.is_empty:
@@ -137,38 +216,29 @@ class Coverage:
         if other.everything or self.is_empty:
             return other
         pairs = _merge_pairs(self.owner_departments, other.owner_departments)
-        return _normalise(self.owners | other.owners, self.departments | other.departments, pairs)
+        return _normalise(self.owners | other.owners, self.departments | other.departments, pairs,
+                          self.guarded | other.guarded)
 
     def intersect(self, other: Coverage) -> Coverage:
         if self.everything:
             return other
         if other.everything:
             return self
-        owners = self.owners & other.owners
-        departments = self.departments & other.departments
-        pairs: dict[str, set[str]] = {}
-
-        def add(owner: str, depts: Iterable[str]) -> None:
-            pairs.setdefault(owner, set()).update(depts)
-
-        for owner in self.owners:  # owner ∈ A.owners and (dept ∈ B.departments or B pair)
-            if other.departments:
-                add(owner, other.departments)
-            if owner in other.owner_departments:
-                add(owner, other.owner_departments[owner])
-        for owner in other.owners:
-            if self.departments:
-                add(owner, self.departments)
-            if owner in self.owner_departments:
-                add(owner, self.owner_departments[owner])
-        for owner, depts in self.owner_departments.items():
-            add(owner, depts & other.departments)
-            if owner in other.owner_departments:
-                add(owner, depts & other.owner_departments[owner])
-        for owner, depts in other.owner_departments.items():
-            add(owner, depts & self.departments)
-        frozen = {o: frozenset(d) for o, d in pairs.items() if d}
-        return _normalise(owners, departments, frozen)
+        if not (self.guarded or other.guarded):
+            return _intersect_plain(self, other)
+        # (P1 ∪ T1) ∩ (P2 ∪ T2): distribute over the terms; a term keeps the guards of both sides.
+        mine, theirs = self.plain, other.plain
+        plain = _intersect_plain(mine, theirs)
+        terms: set[Guarded] = set()
+        for term in self.guarded:
+            terms.add(Guarded(_intersect_plain(term.base, theirs), term.guards))
+            for their_term in other.guarded:
+                terms.add(Guarded(_intersect_plain(term.base, their_term.base),
+                                  term.guards | their_term.guards))
+        for term in other.guarded:
+            terms.add(Guarded(_intersect_plain(mine, term.base), term.guards))
+        return _normalise(plain.owners, plain.departments, plain.owner_departments,
+                          frozenset(terms)) if not plain.everything else EVERYTHING
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Coverage):
@@ -178,11 +248,12 @@ class Coverage:
             and self.owners == other.owners
             and self.departments == other.departments
             and dict(self.owner_departments) == dict(other.owner_departments)
+            and self.guarded == other.guarded
         )
 
     def __hash__(self) -> int:
         return hash((self.everything, self.owners, self.departments,
-                     frozenset(self.owner_departments.items())))
+                     frozenset(self.owner_departments.items()), self.guarded))
 
     def __repr__(self) -> str:
         if self.everything:
@@ -195,11 +266,47 @@ class Coverage:
         if self.owner_departments:
             pairs = {o: sorted(d) for o, d in sorted(self.owner_departments.items())}
             parts.append(f"owner_departments={pairs}")
+        for term in sorted(self.guarded, key=repr):
+            guards = " and ".join(sorted(str(g) for g in term.guards))
+            parts.append(guards if term.base.everything else f"{term.base!r} {guards}")
         return "Coverage(" + ", ".join(parts or ["nothing"]) + ")"
 
 
 NOTHING: Final = Coverage()
 EVERYTHING: Final = Coverage(everything=True)
+
+
+def _intersect_plain(a: Coverage, b: Coverage) -> Coverage:
+    """``a ∩ b`` for coverages without guarded terms."""
+    if a.everything:
+        return b
+    if b.everything:
+        return a
+    owners = a.owners & b.owners
+    departments = a.departments & b.departments
+    pairs: dict[str, set[str]] = {}
+
+    def add(owner: str, depts: Iterable[str]) -> None:
+        pairs.setdefault(owner, set()).update(depts)
+
+    for owner in a.owners:  # owner ∈ A.owners and (dept ∈ B.departments or B pair)
+        if b.departments:
+            add(owner, b.departments)
+        if owner in b.owner_departments:
+            add(owner, b.owner_departments[owner])
+    for owner in b.owners:
+        if a.departments:
+            add(owner, a.departments)
+        if owner in a.owner_departments:
+            add(owner, a.owner_departments[owner])
+    for owner, depts in a.owner_departments.items():
+        add(owner, depts & b.departments)
+        if owner in b.owner_departments:
+            add(owner, depts & b.owner_departments[owner])
+    for owner, depts in b.owner_departments.items():
+        add(owner, depts & a.departments)
+    frozen = {o: frozenset(d) for o, d in pairs.items() if d}
+    return _normalise(owners, departments, frozen)
 
 
 def _merge_pairs(
@@ -214,9 +321,11 @@ def _merge_pairs(
 
 
 def _normalise(
-    owners: frozenset[str], departments: frozenset[str], pairs: Mapping[str, frozenset[str]]
+    owners: frozenset[str], departments: frozenset[str], pairs: Mapping[str, frozenset[str]],
+    guarded: frozenset[Guarded] = frozenset(),
 ) -> Coverage:
-    # Drop pairs already implied by an owner or a department, so equal sets compare equal.
+    # Drop pairs already implied by an owner or a department, and terms with nothing left in
+    # their base, so equal sets compare equal.
     kept: dict[str, frozenset[str]] = {}
     for owner, depts in pairs.items():
         if owner in owners:
@@ -224,4 +333,7 @@ def _normalise(
         rest = depts - departments
         if rest:
             kept[owner] = rest
-    return Coverage(False, owners, departments, MappingProxyType(kept) if kept else _EMPTY_PAIRS)
+    if guarded:
+        guarded = frozenset(term for term in guarded if not term.base.is_empty)
+    return Coverage(False, owners, departments, MappingProxyType(kept) if kept else _EMPTY_PAIRS,
+                    guarded)

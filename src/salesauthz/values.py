@@ -13,25 +13,53 @@ from typing import NamedTuple
 from ._rules import Rule
 from .scopes import Coverage, Scope
 
-__all__ = ["AccountView", "CacheInfo", "Decision", "Record", "ScopeFilter"]
+__all__ = ["AccountView", "CacheInfo", "Decision", "Record", "ScopeFilter", "Share"]
+
+
+class Share(NamedTuple):
+    """A share on a record (相关团队, a Salesforce account team or manual share): the record is
+    also reachable at ``level`` (a share level the policy's ``sharing`` section declares for the
+    record's type) by ``account``, or by every account of ``department`` and of the departments
+    below it. Exactly one of ``account`` and ``department`` is given.
+
+    >>> Share("read_write", account="rep_w1")
+    Share(level='read_write', account='rep_w1', department=None)
+    """
+
+    level: str
+    account: str | None = None
+    department: str | None = None
+
+    @classmethod
+    def checked(cls, level: str, *, account: str | None = None,
+                department: str | None = None) -> Share:
+        """A share, refusing one that names neither or both of ``account`` and ``department``."""
+        if (account is None) == (department is None):
+            raise ValueError("a share names exactly one of account= and department=")
+        return cls(level, account, department)
 
 
 class Record(NamedTuple):
-    """A protected record: its type, owner account and department.
+    """A protected record: its type, owner account and department, and its shares.
 
-    When ``department`` is ``None`` the record is taken to be in its owner's *current*
-    department. ``id`` is carried through to decision logs only.
+    When ``department`` is ``None`` the record is taken to be in its owner's *current* main
+    department. ``shares`` are data of the record, like its owner: the CRM stores them and
+    salesauthz decides with them (the ``shared`` scope). ``id`` is carried through to decision
+    logs only.
     """
 
     type: str
     owner: str | None = None
     department: str | None = None
     id: str | None = None
+    shares: tuple[Share, ...] = ()
 
 
 class AccountView(NamedTuple):
     """What the rules say about one account (read-only): its status (``None`` when rules name
-    it but it was never registered), department, parent account and directly assigned roles."""
+    it but it was never registered), main department, parent account, permanently assigned
+    roles, auxiliary departments, reporting superior and timed role assignments (role → expiry in
+    seconds since the epoch)."""
 
     name: str
     domain: str
@@ -39,6 +67,9 @@ class AccountView(NamedTuple):
     department: str | None
     parent: str | None
     roles: frozenset[str]
+    also_in: frozenset[str] = frozenset()
+    reports_to: str | None = None
+    timed_roles: Mapping[str, float] = {}  # a NamedTuple default, never mutated
 
 
 class CacheInfo(NamedTuple):
@@ -115,9 +146,15 @@ class ScopeFilter:
     def owner_departments(self) -> Mapping[str, frozenset[str]]:
         return self.coverage.owner_departments
 
-    def matches(self, owner: str | None, department: str | None) -> bool:
-        """Whether a record with this owner and department passes the filter."""
-        return self.coverage.covers(owner, department)
+    @property
+    def needs_shares(self) -> bool:
+        """Whether some records pass only through a share (render with a share table)."""
+        return bool(self.coverage.guarded)
+
+    def matches(self, owner: str | None, department: str | None,
+                shares: tuple[Share, ...] = ()) -> bool:
+        """Whether a record with this owner, department and shares passes the filter."""
+        return self.coverage.covers(owner, department, shares=shares)
 
     def explain(self) -> str:
         head = f"{self.account} may {self.action} {self.type} records in {self.domain}"
@@ -132,4 +169,7 @@ class ScopeFilter:
             parts.append("in department " + ", ".join(sorted(self.departments)))
         for owner, depts in sorted(self.owner_departments.items()):
             parts.append(f"owned by {owner} and in department " + ", ".join(sorted(depts)))
+        for term in sorted(self.coverage.guarded, key=repr):
+            guards = " and ".join(sorted(str(g) for g in term.guards))
+            parts.append(guards if term.base.everything else f"{guards}, of {term.base!r}")
         return head + " " + "; or ".join(parts)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 
 from salesauthz import Authorizer, Record
-from salesauthz.reference import reference_enforcer
+from salesauthz.reference import reference_enforcer, request
 from tests.conftest import examples
 from tests.strategies import FIXED_NOW, Organisation, organisations
 
@@ -34,7 +34,7 @@ def questions(org: Organisation, domain: str) -> list[tuple[str, str, Record]]:
 
 
 @settings(max_examples=examples(60))
-@given(org=organisations(expiries=EXPIRIES))
+@given(org=organisations(expiries=EXPIRIES, record_model=True))
 def test_cached_maps_expire_exactly_when_a_grant_or_a_parents_grant_does(org: Organisation) -> None:
     clock = [MOMENTS[0]]
     authz = Authorizer.from_rules(org.rules, clock=lambda: clock[0])
@@ -44,8 +44,7 @@ def test_cached_maps_expire_exactly_when_a_grant_or_a_parents_grant_does(org: Or
         fresh = Authorizer.from_rules(org.rules, clock=lambda: clock[0])
         for domain in org.domains:
             for account, action, record in questions(org, domain):
-                expected = bool(enforcer.enforce(account, domain, record.type, action,
-                                                 record.owner or "", record.department or ""))
+                expected = bool(enforcer.enforce(*request(account, domain, action, record)))
                 got = authz.check(account, action, record, domain=domain)
                 assert got == expected, (moment - FIXED_NOW, domain, account, action, record)
                 assert fresh.check(account, action, record, domain=domain) == expected

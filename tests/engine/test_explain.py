@@ -17,7 +17,7 @@ from tests.strategies import FIXED_NOW, Organisation, organisations, requests
 
 
 @settings(max_examples=examples(100))
-@given(data=st.data(), org=organisations())
+@given(data=st.data(), org=organisations(record_model=True))
 def test_the_story_ends_with_the_verdict_of_check(data: st.DataObject, org: Organisation) -> None:
     authz = Authorizer.from_rules(org.rules, clock=lambda: FIXED_NOW)
     for account, action, record, domain in data.draw(st.lists(requests(org), max_size=20)):

@@ -12,9 +12,16 @@ from hypothesis import strategies as st
 from salesauthz import Authorizer, Record
 from salesauthz._rules import Rule, format_expiry
 from salesauthz.adapters.memory import MemoryAdapter
-from salesauthz.reference import reference_enforcer
+from salesauthz.reference import reference_enforcer, request
 from tests.conftest import examples
-from tests.strategies import FIXED_NOW, RESOURCES, SCOPES, Organisation, organisations, requests
+from tests.strategies import (
+    FIXED_NOW,
+    RECORD_MODEL_SCOPES,
+    RESOURCES,
+    Organisation,
+    organisations,
+    requests,
+)
 
 STATUSES = ["active", "frozen", "deactivated"]
 # Grant expiries fall between the clock's steps, so cached maps must expire on time.
@@ -53,14 +60,45 @@ def changes(draw: st.DrawFn, rules: list[Rule], domain: str) -> tuple[list[Rule]
     roles = {r[1] for r in rules if r[0] == "p4" and r[2] == domain}
     departments = {r[1]: r[2] for r in rules if r[0] == "g2" and r[3] == domain}
     kind = draw(st.sampled_from(["grant", "revoke", "assign", "unassign", "inherit", "status",
-                                 "move", "parent", "department", "role", "vocabulary"]))
+                                 "move", "parent", "department", "role", "vocabulary",
+                                 "timed", "also_in", "reports_to", "sharing"]))
     account = draw(st.sampled_from(accounts))
+    if kind == "timed":  # assign a role until a moment (replacing a timed one), or end it
+        timed: list[Rule] = [r for r in rules if r[0] == "p8" and r[1] == account and r[3] == domain]
+        if len(timed) > 0 and draw(st.booleans()):
+            return [], [draw(st.sampled_from(timed))]
+        role = draw(st.sampled_from(sorted(roles)))
+        if ("g", account, role, domain) in rules:
+            return [], []
+        until = format_expiry_at(draw(st.sampled_from([FIXED_NOW - 60.0, *MOMENTS])))
+        return [("p8", account, role, domain, until)], [r for r in timed if r[2] == role]
+    if kind == "also_in":
+        current: list[Rule] = [r for r in rules if r[0] == "g5" and r[1] == account and r[3] == domain]
+        if len(current) > 0 and draw(st.booleans()):
+            return [], [draw(st.sampled_from(current))]
+        if not departments:
+            return [], []
+        return [("g5", account, draw(st.sampled_from(sorted(departments))), domain)], []
+    if kind == "reports_to":
+        superiors = {r[1]: r[2] for r in rules if r[0] == "g6" and r[3] == domain}
+        old_rules: list[Rule] = [("g6", account, superiors[account], domain)] \
+            if account in superiors else []
+        if draw(st.booleans()):
+            return [], old_rules
+        candidate = draw(st.sampled_from(accounts))
+        if account in _ancestors(superiors, candidate):  # would close a cycle (or self)
+            return [], []
+        return [("g6", account, candidate, domain)], old_rules
+    if kind == "sharing":  # a share level gains or loses an action
+        level: Rule = ("p7", domain, "customer", draw(st.sampled_from(["ro", "rw", "full"])),
+                       draw(st.sampled_from(RESOURCES["customer"])))
+        return ([], [level]) if level in rules else ([level], [])
     if kind == "grant":
         subject = draw(st.sampled_from([account, *sorted(roles)]))
         typ = draw(st.sampled_from([*RESOURCES, "*"]))
         pool = ["*", *sorted({a for acts in RESOURCES.values() for a in acts})] if typ == "*" \
             else ["*", *RESOURCES[typ]]
-        scope = draw(st.sampled_from(SCOPES + [f"custom:{d}" for d in sorted(departments)]))
+        scope = draw(st.sampled_from(RECORD_MODEL_SCOPES + [f"custom:{d}" for d in sorted(departments)]))
         expires = ""
         if subject not in roles and draw(st.booleans()):
             expires = format_expiry_at(draw(st.sampled_from([FIXED_NOW - 60.0, *MOMENTS])))
@@ -68,9 +106,11 @@ def changes(draw: st.DrawFn, rules: list[Rule], domain: str) -> tuple[list[Rule]
     if kind == "revoke":
         held = [r for r in rules if r[0] == "p" and r[2] == domain]
         return ([], [draw(st.sampled_from(held))]) if held else ([], [])
-    if kind == "assign":
+    if kind == "assign":  # permanently (a timed assignment of the role ends)
         role = draw(st.sampled_from(sorted(roles)))
-        return [("g", account, role, domain)], []
+        ended: list[Rule] = [r for r in rules if r[0] == "p8" and r[1] == account and r[2] == role
+                             and r[3] == domain]
+        return [("g", account, role, domain)], ended
     if kind == "unassign":
         links = [r for r in rules if r[0] == "g" and r[3] == domain]
         return ([], [draw(st.sampled_from(links))]) if links else ([], [])
@@ -116,7 +156,7 @@ def changes(draw: st.DrawFn, rules: list[Rule], domain: str) -> tuple[list[Rule]
     # department: add a new one under an existing one, or drop an unused leaf
     unused = [d for d in departments
               if d not in departments.values()
-              and not any(r[0] == "g3" and r[2] == d and r[3] == domain for r in rules)
+              and not any(r[0] in ("g3", "g5") and r[2] == d and r[3] == domain for r in rules)
               and not any(r[0] == "p" and r[2] == domain and r[5] == f"custom:{d}" for r in rules)]
     if len(unused) > 0 and draw(st.booleans()):
         leaf = draw(st.sampled_from(sorted(unused)))
@@ -139,7 +179,7 @@ def _decisions(authz: Authorizer, batch: list[tuple[str, str, Record, str]]) -> 
 
 
 @settings(max_examples=examples(60))
-@given(data=st.data(), org=organisations(expiries=MOMENTS))
+@given(data=st.data(), org=organisations(expiries=MOMENTS, record_model=True))
 def test_cached_decisions_equal_rebuilt_and_reference(data: st.DataObject, org: Organisation) -> None:
     clock = [FIXED_NOW]
     authz = Authorizer.from_rules(org.rules, clock=lambda: clock[0])
@@ -164,8 +204,7 @@ def test_cached_decisions_equal_rebuilt_and_reference(data: st.DataObject, org: 
         assert cached == _decisions(authz, batch)  # the same answers again, from the cache
     enforcer = reference_enforcer(authz.rules(), clock=lambda: clock[0])
     for (account, action, record, domain), got in zip(batch, _decisions(authz, batch), strict=True):
-        expected = bool(enforcer.enforce(account, domain, record.type, action,
-                                         record.owner or "", record.department or ""))
+        expected = bool(enforcer.enforce(*request(account, domain, action, record)))
         assert got == expected, (account, action, record, domain)
 
 

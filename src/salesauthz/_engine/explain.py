@@ -41,7 +41,8 @@ def explain(snapshot: Snapshot | None, account: str, action: str, record: Record
 
 def _verdict(snapshot: Snapshot, account: str, action: str, record: Record, now: float) -> bool:
     coverage = effective(snapshot, account, now)[0].get((record.type, action))
-    return coverage is not None and coverage.covers(record.owner, record.department, snapshot.homes)
+    return coverage is not None and coverage.covers(record.owner, record.department, snapshot.homes,
+                                                    record.shares)
 
 
 def _record_text(record: Record, department: str | None) -> str:
@@ -50,20 +51,67 @@ def _record_text(record: Record, department: str | None) -> str:
     return f"{record.type} record {owner} {where}"
 
 
+def _departments_text(departments: tuple[str, ...]) -> str:
+    if len(departments) == 1:
+        return f"its department {departments[0]}"
+    return f"its departments {', '.join(departments)}"
+
+
 def _scope_text(snapshot: Snapshot, account: str, permission: Permission) -> str:
     scope = permission.scope
-    home = snapshot.department_of(account)
+    departments = snapshot.departments_of(account)
     if scope.kind is ScopeKind.OWN:
         return f"records owned by {account}"
     if scope.kind is ScopeKind.ALL:
         return f"every record of domain {snapshot.name}"
-    if scope.kind in (ScopeKind.TEAM, ScopeKind.DEPARTMENT_TREE) and not home:
+    if scope.kind is ScopeKind.SHARED:
+        levels = sorted(snapshot.levels_with(permission.type, permission.action)) \
+            if permission.type != R.WILDCARD and permission.action != R.WILDCARD else []
+        at = f" {'/'.join(levels)}" if levels else ""
+        return f"records shared{at} with {account} or with {_departments_text(departments)}" \
+            if departments else f"records shared{at} with {account}"
+    if scope.kind in (ScopeKind.SUBORDINATES, ScopeKind.SUBORDINATE_TREE):
+        who = "its direct reports" if scope.kind is ScopeKind.SUBORDINATES \
+            else "anyone below it in the reporting line"
+        return f"records owned by {account} or by {who}"
+    if scope.kind in (ScopeKind.TEAM, ScopeKind.DEPARTMENT_TREE) and not departments:
         return f"records owned by {account} (it has no department)"
     if scope.kind is ScopeKind.TEAM:
-        return f"records owned by {account} or in its department {home}"
+        return f"records owned by {account} or in {_departments_text(departments)}"
     if scope.kind is ScopeKind.DEPARTMENT_TREE:
-        return f"records owned by {account} or in {home} and below"
+        places = " or ".join(departments)
+        return f"records owned by {account} or in {places} and below"
     return f"records owned by {account} or in {', '.join(sorted(scope.departments))} and below"
+
+
+def _how_covered(snapshot: Snapshot, account: str, permission: Permission, record: Record,
+                 action: str) -> str:
+    """What about the record made a covering ``shared`` or reporting-line scope cover it."""
+    kind = permission.scope.kind
+    if kind is ScopeKind.SHARED:
+        levels = snapshot.levels_with(record.type, action)
+        mine = set(snapshot.departments_of(account))
+        for share in record.shares:
+            if share.level not in levels:
+                continue
+            if share.account == account:
+                return f" (shared with {account} {share.level})"
+            if share.department is not None:
+                below = [d for d in sorted(mine) if share.department in snapshot.ancestry(d)]
+                if below:
+                    through = "" if below[0] == share.department \
+                        else f", above its department {below[0]}"
+                    return f" (shared {share.level} with department {share.department}{through})"
+    if kind in (ScopeKind.SUBORDINATES, ScopeKind.SUBORDINATE_TREE) and record.owner \
+            and record.owner != account:
+        line = [record.owner]
+        superior = snapshot.account(record.owner).reports_to
+        while superior is not None and superior != account and superior not in line:
+            line.append(superior)
+            superior = snapshot.account(superior).reports_to
+        through = f" through {', '.join(line[1:])}" if len(line) > 1 else ""
+        return f" (the owner {record.owner} reports to {account}{through})"
+    return ""
 
 
 def _source_text(source: Source) -> str:
@@ -97,13 +145,21 @@ def _tell(snapshot: Snapshot | None, account: str, action: str, record: Record, 
     for source in sources(snapshot, account, (record.type, action), now):
         label = permission_label(source.holding.permission)
         if source.expired:
-            steps.append(f"grant {label} expired; ignored")
+            until = source.holding.until
+            if until is not None and until <= now:
+                steps.append(f"{_source_text(source)}: the assignment of role "
+                             f"{source.holding.via[0]} expired at {R.format_expiry_at(until)}, "
+                             f"so {label} is ignored")
+            else:
+                steps.append(f"grant {label} expired; ignored")
             continue
-        covered = source.coverage.covers(record.owner, department)
+        covered = source.coverage.covers(record.owner, department, None, record.shares)
         live.append((source, covered))
+        how = _how_covered(snapshot, account, source.holding.permission, record,
+                           action) if covered else ""
         steps.append(f"{_source_text(source)}: {label} reaches "
                      f"{_scope_text(snapshot, account, source.holding.permission)}, which "
-                     f"{'covers' if covered else 'does not cover'} this record")
+                     f"{'covers' if covered else 'does not cover'} this record{how}")
     if not live:
         return deny(f"no role or grant of {account} gives {record.type}:{action}", steps)
     winners = [source for source, covered in live if covered]
@@ -126,7 +182,10 @@ def _tell(snapshot: Snapshot | None, account: str, action: str, record: Record, 
     permission = first.holding.permission
     source_name = "a direct grant" if first.holding.role is None else f"role {first.holding.role}"
     reason = (f"allowed by {source_name}: {permission_label(permission)} reaches "
-              f"{_scope_text(snapshot, account, permission)}")
+              f"{_scope_text(snapshot, account, permission)}"
+              f"{_how_covered(snapshot, account, permission, record, action)}")
+    if first.holding.until is not None:
+        reason += f" (role {first.holding.via[0]} assigned until {R.format_expiry_at(first.holding.until)})"
     if info.parent is not None:
         reason += f", within the ceiling of parent {info.parent}"
     return Decision(True, reason, account, action, record, domain, rules, first.holding.role,

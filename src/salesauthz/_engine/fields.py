@@ -9,13 +9,14 @@ The walk up the parent chain, the role inheritance and the scopes are the decisi
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from typing import Final
 
 from salesauthz import _rules as R
-from salesauthz.scopes import Scope
+from salesauthz.scopes import Scope, ShareLike
 
-from .semantics import ACTIVE, chain, scope_coverage
+from .semantics import ACTIVE, assigned_roles, chain, scope_coverage
 from .snapshot import Snapshot
 
 __all__ = ["field_modes", "ruled_fields"]
@@ -34,8 +35,10 @@ def ruled_fields(snapshot: Snapshot, type: str) -> set[str]:
 
 
 def field_modes(snapshot: Snapshot, account: str, type: str, owner: str | None,
-                department: str | None, fields: Iterable[str]) -> dict[str, str]:
-    """``field → visible | readonly | hidden`` on a ``type`` record of ``owner`` in ``department``.
+                department: str | None, fields: Iterable[str], *, now: float | None = None,
+                shares: Iterable[ShareLike] = ()) -> dict[str, str]:
+    """``field → visible | readonly | hidden`` on a ``type`` record of ``owner`` in ``department``
+    carrying ``shares``, at ``now`` (default: the system clock; timed role assignments expire).
 
     Each of the account's roles (after inheritance) votes, per field, the most permissive of its
     rules that apply to the record; the most permissive vote wins; a field no role rules is
@@ -51,20 +54,23 @@ def field_modes(snapshot: Snapshot, account: str, type: str, owner: str | None,
         ruled = ruled_fields(snapshot, type)
         return {f: "hidden" if f in ruled else "visible" for f in listed}
     ranks: dict[str, int] = {}
+    moment = time.time() if now is None else now
+    record = (owner, department, tuple(shares))
     for name in names:
-        for field, vote in _votes(snapshot, name, type, owner, department, wanted).items():
+        for field, vote in _votes(snapshot, name, type, record, wanted, moment).items():
             ranks[field] = max(ranks.get(field, _VISIBLE), vote)
     return {f: R.FIELD_MODES[ranks.get(f, _VISIBLE)] for f in listed}
 
 
-def _votes(snapshot: Snapshot, account: str, type: str, owner: str | None,
-           department: str | None, wanted: frozenset[str]) -> dict[str, int]:
-    """The account's own votes (its roles only): ``field → rank`` for the ruled wanted fields."""
+def _votes(snapshot: Snapshot, account: str, type: str,
+           record: tuple[str | None, str | None, tuple[ShareLike, ...]], wanted: frozenset[str],
+           now: float) -> dict[str, int]:
+    """The account's own votes (its live roles only): ``field → rank`` for the ruled wanted
+    fields."""
+    owner, department, shares = record
     result: dict[str, int] = {}
     inside: dict[Scope, bool] = {}  # scope -> covers this record, computed once per scope
-    reached = {role for assigned in snapshot.account(account).roles
-               for role, _ in snapshot.role_paths.get(assigned, ())}
-    for role in reached:
+    for role in assigned_roles(snapshot, account, now):
         best: dict[str, int] = {}
         for rule in snapshot.role_fields.get(role, ()):
             if rule.type != type or rule.field not in wanted:
@@ -74,7 +80,8 @@ def _votes(snapshot: Snapshot, account: str, type: str, owner: str | None,
                 covered = inside.get(rule.scope)
                 if covered is None:
                     covered = inside[rule.scope] = scope_coverage(
-                        snapshot, account, rule.scope).covers(owner, department, snapshot.homes)
+                        snapshot, account, rule.scope, key=(type, None)).covers(
+                        owner, department, snapshot.homes, shares)
                 if not covered:
                     continue
             best[rule.field] = min(vote, FIELD_RANK[rule.mode])

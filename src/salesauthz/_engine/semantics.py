@@ -8,10 +8,13 @@ implementation, on purpose: the differential tests compare the two.
 
 1. Default deny: an unknown domain, account, type or action holds nothing.
 2. Only an ``active`` account is allowed anything (:func:`effective`).
-3. A scope covers records relative to the account (:func:`scope_coverage`); a record with no
-   department is in its owner's current department (``Coverage.covers`` with the snapshot's
-   ``homes``).
-4. An account holds the unexpired permissions of its roles (closed over inheritance) and its
+3. A scope covers records relative to the account (:func:`scope_coverage`): ``team`` and
+   ``department_tree`` from its main and auxiliary departments, ``subordinates`` and
+   ``subordinate_tree`` from its reporting line, ``shared`` from the record's shares; a record
+   with no department is in its owner's current main department (``Coverage.covers`` with the
+   snapshot's ``homes``).
+4. An account holds the unexpired permissions of its unexpired role assignments (closed over
+   inheritance) and its
    direct grants, wildcards expanded over the domain's vocabulary (:func:`holdings`,
    :func:`own_map`); grants add up (union) and a sub-account is capped by what its parent holds
    (intersection, up the whole chain, evaluated at decision time: :func:`effective`).
@@ -24,7 +27,7 @@ from collections.abc import Callable, Iterator
 from typing import Final, NamedTuple
 
 from salesauthz import _rules as R
-from salesauthz.scopes import EVERYTHING, Coverage, Scope, ScopeKind
+from salesauthz.scopes import EVERYTHING, NOTHING, Coverage, Scope, ScopeKind, ShareGuard
 
 from .snapshot import EffectiveMap, Key, Permission, Snapshot
 
@@ -61,38 +64,80 @@ def expand(snapshot: Snapshot, type: str, action: str) -> Iterator[Key]:
 
 
 def scope_coverage(snapshot: Snapshot, account: str, scope: Scope, home: str | None = None, *,
-                   moved: bool = False) -> Coverage:
+                   moved: bool = False, key: tuple[str, str | None] | None = None) -> Coverage:
     """The records ``scope`` reaches for ``account`` (rule 3); with ``moved=True``, as if the
-    account were in department ``home`` (what a planned move would give it)."""
+    account's main department were ``home`` (what a planned move would give it).
+
+    ``key`` is the ``(type, action)`` the scope is used for: ``shared`` reaches records carrying a
+    share at a level of ``type`` that includes ``action`` (any level of the type when ``action``
+    is ``None``: field rules), naming the account or one of its departments or a department above
+    one of them. Without a key, ``shared`` reaches nothing.
+    """
     kind = scope.kind
     if kind is ScopeKind.ALL:
         return EVERYTHING
     own = frozenset((account,))
     if kind is ScopeKind.OWN:
         return Coverage(owners=own)
+    if kind is ScopeKind.SHARED:
+        if key is None:
+            return NOTHING
+        typ, action = key
+        levels = (snapshot.levels_with(typ, action) if action is not None
+                  else frozenset(snapshot.sharing.get(typ, {})))
+        named = frozenset(above for department in snapshot.departments_of(account, home, moved=moved)
+                          for above in snapshot.ancestry(department))
+        return Coverage.shared(ShareGuard(levels, own, named))
+    if kind in (ScopeKind.SUBORDINATES, ScopeKind.SUBORDINATE_TREE):
+        below = snapshot.reports_below(account, transitive=kind is ScopeKind.SUBORDINATE_TREE)
+        return Coverage(owners=own | below)
     if kind is ScopeKind.CUSTOM:
         reached: set[str] = set()
         for top in scope.departments:
             reached |= snapshot.subtree.get(top, frozenset())
         return Coverage(owners=own, departments=frozenset(reached))
-    department = home if moved else snapshot.department_of(account)
-    if department is None or department not in snapshot.department_parent:
+    departments = snapshot.departments_of(account, home, moved=moved)
+    if not departments:
         return Coverage(owners=own)  # no (known) department: team and tree reach its own records
     if kind is ScopeKind.TEAM:
-        return Coverage(owners=own, departments=frozenset((department,)))
-    return Coverage(owners=own, departments=snapshot.subtree[department])
+        return Coverage(owners=own, departments=frozenset(departments))
+    if len(departments) == 1:
+        return Coverage(owners=own, departments=snapshot.subtree[departments[0]])
+    return Coverage(owners=own, departments=frozenset().union(
+        *(snapshot.subtree[d] for d in departments)))
 
 
-_WIDTH: Final = {ScopeKind.OWN: 0, ScopeKind.TEAM: 1, ScopeKind.CUSTOM: 2,
+_KEYED: Final = frozenset((ScopeKind.SHARED,))
+"""Scope kinds whose coverage depends on the (type, action) they are used for."""
+
+
+def keyed_coverage(snapshot: Snapshot, account: str, scope: Scope, key: Key,
+                   memo: dict[tuple[Scope, Key | None], Coverage]) -> Coverage:
+    """``scope_coverage`` for ``key``, memoised in ``memo`` (most scopes do not depend on it)."""
+    memo_key = (scope, key if scope.kind in _KEYED else None)
+    coverage = memo.get(memo_key)
+    if coverage is None:
+        coverage = memo[memo_key] = scope_coverage(snapshot, account, scope, key=key)
+    return coverage
+
+
+_WIDTH: Final = {ScopeKind.OWN: 0, ScopeKind.SHARED: 1, ScopeKind.SUBORDINATES: 1,
+                 ScopeKind.TEAM: 1, ScopeKind.SUBORDINATE_TREE: 2, ScopeKind.CUSTOM: 2,
                  ScopeKind.DEPARTMENT_TREE: 3, ScopeKind.ALL: 4}
 
 
 def scope_within(inner: Scope, outer: Scope, snapshot: Snapshot | None = None) -> bool:
     """Whether ``outer`` reaches everything ``inner`` does for *any* account (the static order
-    own ⊆ team ⊆ department_tree ⊆ all; own ⊆ custom(D) ⊆ custom(E) when E's subtrees hold D)."""
-    if inner == outer or outer.kind is ScopeKind.ALL or inner.kind is ScopeKind.OWN:
+    own ⊆ team ⊆ department_tree ⊆ all; own ⊆ subordinates ⊆ subordinate_tree; own ⊆ custom(D)
+    ⊆ custom(E) when E's subtrees hold D; shared — which reaches only records shared with the
+    account, not its own — only within shared and all)."""
+    if inner == outer or outer.kind is ScopeKind.ALL:
         return True
+    if inner.kind is ScopeKind.OWN:
+        return outer.kind is not ScopeKind.SHARED
     if inner.kind is ScopeKind.TEAM and outer.kind is ScopeKind.DEPARTMENT_TREE:
+        return True
+    if inner.kind is ScopeKind.SUBORDINATES and outer.kind is ScopeKind.SUBORDINATE_TREE:
         return True
     if inner.kind is ScopeKind.CUSTOM and outer.kind is ScopeKind.CUSTOM:
         reach: set[str] = set()
@@ -124,10 +169,13 @@ def chain(snapshot: Snapshot, account: str) -> tuple[str, ...] | None:
 
 class Holding(NamedTuple):
     """A permission an account holds, and how: ``via`` is the path assigned role → … → the role
-    that lists it (``()`` for a direct grant)."""
+    that lists it (``()`` for a direct grant); ``until`` is when the role assignment it comes
+    through expires (``None``: a permanent assignment or a direct grant). A permission held
+    through a timed assignment carries the earlier of its own expiry and the assignment's."""
 
     permission: Permission
     via: tuple[str, ...]
+    until: float | None = None
 
     @property
     def role(self) -> str | None:
@@ -143,20 +191,34 @@ def role_holdings(snapshot: Snapshot, role: str) -> Iterator[Holding]:
 
 def holdings(snapshot: Snapshot, account: str) -> Iterator[Holding]:
     """Every permission the account itself holds (expired ones included): its direct grants,
-    then its roles' (after inheritance, by role name), each reached role once, by its shortest
-    path from a role assigned to the account."""
+    then its roles' (after inheritance, by role name). Each reached role counts once, through
+    its best assignment — a permanent one, else the one expiring last — by its shortest path."""
     info = snapshot.account(account)
     for grant in info.grants:
         yield Holding(grant, ())
-    paths: dict[str, tuple[str, ...]] = {}
-    for assigned in sorted(info.roles):
-        for inherited, path in snapshot.role_paths.get(assigned, ()):
-            known = paths.get(inherited)
-            if known is None or len(path) < len(known):
-                paths[inherited] = path
-    for role in sorted(paths):
+    best: dict[str, tuple[tuple[object, ...], tuple[str, ...], float | None]] = {}
+    assigned: list[tuple[str, float | None]] = [(role, None) for role in sorted(info.roles)]
+    assigned.extend(info.timed_roles)
+    for role, until in assigned:
+        for inherited, path in snapshot.role_paths.get(role, ()):
+            rank = (until is not None, -(until or 0.0), len(path))
+            known = best.get(inherited)
+            if known is None or rank < known[0]:
+                best[inherited] = (rank, path, until)
+    for role in sorted(best):
+        _, path, until = best[role]
         for permission in snapshot.role_permissions.get(role, ()):
-            yield Holding(permission, paths[role])
+            if until is not None:
+                permission = permission._replace(expires=earliest(permission.expires, until))
+            yield Holding(permission, path, until)
+
+
+def assigned_roles(snapshot: Snapshot, account: str, now: float) -> set[str]:
+    """Every role the account holds at ``now``, through inheritance (timed assignments that have
+    expired left out)."""
+    info = snapshot.account(account)
+    live = [*info.roles, *(role for role, until in info.timed_roles if not expired(until, now))]
+    return {inherited for role in live for inherited, _ in snapshot.role_paths.get(role, ())}
 
 
 def own_map(snapshot: Snapshot, account: str, now: float) -> tuple[EffectiveMap, Until]:
@@ -164,18 +226,17 @@ def own_map(snapshot: Snapshot, account: str, now: float) -> tuple[EffectiveMap,
     ignored), and when that next changes by itself (its earliest live expiry)."""
     result: EffectiveMap = {}
     until: Until = None
-    coverage_of: dict[Scope, Coverage] = {}
+    memo: dict[tuple[Scope, Key | None], Coverage] = {}
     for held in holdings(snapshot, account):
         permission = held.permission
         if permission.expires is not None:
             if expired(permission.expires, now):
                 continue
             until = earliest(until, permission.expires)
-        coverage = coverage_of.get(permission.scope)
-        if coverage is None:
-            coverage = coverage_of[permission.scope] = scope_coverage(snapshot, account,
-                                                                      permission.scope)
         for key in expand(snapshot, permission.type, permission.action):
+            coverage = keyed_coverage(snapshot, account, permission.scope, key, memo)
+            if coverage.is_empty:
+                continue
             before = result.get(key)
             result[key] = coverage if before is None else before.union(coverage)
     return result, until
@@ -230,14 +291,11 @@ class Source(NamedTuple):
 def sources(snapshot: Snapshot, account: str, key: Key, now: float) -> list[Source]:
     """The account's own holdings that give ``key`` (expired ones included, marked)."""
     found: list[Source] = []
-    coverage_of: dict[Scope, Coverage] = {}
+    memo: dict[tuple[Scope, Key | None], Coverage] = {}
     for held in holdings(snapshot, account):
         permission = held.permission
         if key not in expand(snapshot, permission.type, permission.action):
             continue
-        coverage = coverage_of.get(permission.scope)
-        if coverage is None:
-            coverage = coverage_of[permission.scope] = scope_coverage(snapshot, account,
-                                                                      permission.scope)
+        coverage = keyed_coverage(snapshot, account, permission.scope, key, memo)
         found.append(Source(held, coverage, expired(permission.expires, now)))
     return found

@@ -48,13 +48,22 @@ class FieldRule(NamedTuple):
 
 
 class AccountInfo(NamedTuple):
-    """An account's facts (``status`` is ``None`` when rules name it but it was never registered)."""
+    """An account's facts (``status`` is ``None`` when rules name it but it was never registered).
+
+    ``department`` is its main department, ``also_in`` its auxiliary ones; ``roles`` are its
+    permanently assigned roles and ``timed_roles`` those assigned until a moment (role → the
+    latest expiry of its ``p8`` rules; a role assigned both ways is only in ``roles``);
+    ``reports_to`` is its reporting superior (visibility only, never a ceiling).
+    """
 
     status: str | None
     department: str | None
     parent: str | None
     roles: frozenset[str]
     grants: tuple[Permission, ...]
+    also_in: frozenset[str] = frozenset()
+    reports_to: str | None = None
+    timed_roles: tuple[tuple[str, float], ...] = ()
 
 
 NO_ROLES: frozenset[str] = frozenset()
@@ -64,6 +73,7 @@ NO_ACCOUNT = AccountInfo(None, None, None, NO_ROLES, ())
 # Thousands of rules share a few scope and expiry texts; bounded, so hostile input cannot grow them.
 _parse_scope = lru_cache(maxsize=4096)(parse_scope)
 _parse_expiry = lru_cache(maxsize=4096)(R.parse_expiry)
+parse_expiry = _parse_expiry
 
 
 def parse_permission(rule: Rule) -> Permission:
@@ -102,9 +112,49 @@ class Snapshot:
     base: int
     role_fields: Mapping[str, tuple[FieldRule, ...]]  # role -> its field rules (p5)
     field_vocabulary: Mapping[str, frozenset[str]]  # type -> declared fields (p6)
+    sharing: Mapping[str, Mapping[str, frozenset[str]]]  # type -> share level -> actions (p7)
+    reports: Mapping[str, frozenset[str]]  # account -> its direct reports (g6)
 
     def account(self, name: str) -> AccountInfo:
         return self.accounts.get(name, NO_ACCOUNT)
+
+    def departments_of(self, account: str, home: str | None = None, *,
+                       moved: bool = False) -> tuple[str, ...]:
+        """The account's known departments: its main one first, then its auxiliary ones (with
+        ``moved=True``, ``home`` instead of its current main department)."""
+        info = self.account(account)
+        main = home if moved else info.department
+        found = [main] if main is not None and main in self.department_parent else []
+        found.extend(sorted(d for d in info.also_in if d in self.department_parent and d != main))
+        return tuple(found)
+
+    def ancestry(self, department: str) -> tuple[str, ...]:
+        """The department and every department above it (a loop in bad data just stops)."""
+        found = [department]
+        parent = self.department_parent.get(department)
+        while parent is not None and parent not in found:
+            found.append(parent)
+            parent = self.department_parent.get(parent)
+        return tuple(found)
+
+    def levels_with(self, type: str, action: str) -> frozenset[str]:
+        """The share levels of ``type`` that include ``action``."""
+        return frozenset(level for level, actions in self.sharing.get(type, {}).items()
+                         if action in actions)
+
+    def reports_below(self, account: str, *, transitive: bool) -> frozenset[str]:
+        """The account's direct reports, or everyone below it in the reporting line."""
+        direct = self.reports.get(account, frozenset())
+        if not transitive:
+            return direct
+        found: set[str] = set()
+        stack = list(direct)
+        while stack:
+            name = stack.pop()
+            if name not in found and name != account:
+                found.add(name)
+                stack.extend(self.reports.get(name, ()))
+        return frozenset(found)
 
     def department_of(self, account: str | None) -> str | None:
         return self.homes.get(account) if account is not None else None
@@ -114,9 +164,12 @@ class Snapshot:
         return frozenset(inherited for inherited, _ in self.role_paths.get(role, ()))
 
     def roles_of(self, account: str) -> frozenset[str]:
-        """Every role the account holds, directly or through inheritance."""
-        return frozenset(inherited for assigned in self.account(account).roles
-                         for inherited, _ in self.role_paths.get(assigned, ()))
+        """Every role the account holds, directly or through inheritance (timed assignments
+        included, expired or not)."""
+        info = self.account(account)
+        assigned = [*info.roles, *(role for role, _ in info.timed_roles)]
+        return frozenset(inherited for role in assigned
+                         for inherited, _ in self.role_paths.get(role, ()))
 
     def descendants_of(self, accounts: Iterable[str]) -> set[str]:
         """The sub-accounts of any of ``accounts``, transitively."""

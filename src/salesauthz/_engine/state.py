@@ -28,12 +28,14 @@ from .snapshot import (
     FieldRule,
     Permission,
     Snapshot,
+    parse_expiry,
     parse_field_rule,
     parse_permission,
 )
 
 __all__ = ["DomainState", "compile_domains", "load_domains"]
 
+K = TypeVar("K")
 V = TypeVar("V")
 _stamp_counter = itertools.count(1)
 _BULK = 10_000  # rules: above this, a first load pauses the cyclic garbage collector
@@ -74,6 +76,11 @@ class DomainState:
         self.parent: dict[str, str] = {}
         self.field_rules: dict[str, set[Rule]] = {}  # p5: role -> rules
         self.fields: dict[str, set[str]] = {}  # p6: type -> fields
+        self.sharing: dict[tuple[str, str], set[str]] = {}  # p7: (type, level) -> actions
+        self.timed: dict[str, set[tuple[str, str]]] = {}  # p8: account -> (role, expires)
+        self.also_in: dict[str, set[str]] = {}  # g5: account -> auxiliary departments
+        self.reports_to: dict[str, str] = {}  # g6: account -> superior
+        self._reports_changed = False
         self.snapshot: Snapshot | None = None
         # Derived structures, rebuilt only when their rules change (None: stale).
         self._role_part: RolePart | None = None
@@ -81,6 +88,8 @@ class DomainState:
         self._vocabulary_part: dict[str, frozenset[str]] | None = None
         self._field_part: tuple[dict[str, tuple[FieldRule, ...]], dict[str, frozenset[str]]] | None = None
         self._role_set_changed = False  # a name became (or stopped being) a role
+        self._sharing_part: dict[str, dict[str, frozenset[str]]] | None = None
+        self._reports_part: dict[str, frozenset[str]] | None = None
 
     # -- applying rules --------------------------------------------------------------------
 
@@ -143,6 +152,9 @@ class DomainState:
             facts[ptype][subject] = rule[3] if ptype == R.ACCOUNT else rule[2]
             touched.add(subject)
             return False
+        if ptype in (R.AUXILIARY, R.TIMED_ROLE, R.REPORTS_TO):
+            self._account_fact(rule, touched, add=True)
+            return False
         return self._structure(rule, add=True)
 
     def _unindex(self, rule: Rule, touched: set[str]) -> bool:
@@ -161,7 +173,34 @@ class DomainState:
                 del facts[ptype][subject]
             touched.add(subject)
             return False
+        if ptype in (R.AUXILIARY, R.TIMED_ROLE, R.REPORTS_TO):
+            self._account_fact(rule, touched, add=False)
+            return False
         return self._structure(rule, add=False)
+
+    def _account_fact(self, rule: Rule, touched: set[str], *, add: bool) -> None:
+        """Auxiliary departments, timed role assignments and reporting lines: the account's own
+        map changes, and for a reporting line the maps of everyone above it in the line (their
+        ``subordinates`` scopes)."""
+        ptype, subject = rule[0], rule[1]
+        touched.add(subject)
+        if ptype == R.AUXILIARY:
+            _change(self.also_in, subject, rule[2], add)
+        elif ptype == R.TIMED_ROLE:
+            _change(self.timed, subject, (rule[2], rule[4]), add)
+        else:
+            before = self.reports_to.get(subject)
+            if add:
+                self.reports_to[subject] = rule[2]
+            elif before == rule[2]:
+                del self.reports_to[subject]
+            for superior in (before, rule[2]):
+                seen: set[str] = set()
+                while superior is not None and superior not in seen:
+                    seen.add(superior)
+                    touched.add(superior)
+                    superior = self.reports_to.get(superior)
+            self._reports_changed = True
 
     def _structure(self, rule: Rule, *, add: bool) -> bool:
         """Departments, roles, the vocabulary and field rules: every account may be affected."""
@@ -185,6 +224,9 @@ class DomainState:
         elif ptype == R.FIELD:
             _change(self.fields, rule[2], rule[3], add)
             self._field_part = None
+        elif ptype == R.SHARE_LEVEL:
+            _change(self.sharing, (rule[2], rule[3]), rule[4], add)
+            self._sharing_part = None
         else:
             raise AssertionError(f"unhandled rule type {ptype!r}")  # check_rule() ran before
         return True
@@ -208,6 +250,18 @@ class DomainState:
             self._vocabulary_part = {t: frozenset(a) for t, a in self.vocabulary.items() if a}
         if self._field_part is None:
             self._field_part = self._build_fields()
+        if self._sharing_part is None:
+            sharing: dict[str, dict[str, frozenset[str]]] = {}
+            for (typ, level), actions in self.sharing.items():
+                if actions:
+                    sharing.setdefault(typ, {})[level] = frozenset(actions)
+            self._sharing_part = sharing
+        if self._reports_part is None or self._reports_changed:
+            reports: dict[str, set[str]] = {}
+            for name, superior in self.reports_to.items():
+                reports.setdefault(superior, set()).add(name)
+            self._reports_part = {s: frozenset(r) for s, r in reports.items()}
+            self._reports_changed = False
 
         homes: Mapping[str, str | None]
         children: Mapping[str, frozenset[str]]
@@ -252,11 +306,13 @@ class DomainState:
         role_fields, field_vocabulary = self._field_part
         self.snapshot = Snapshot(self.name, self._vocabulary_part, roles, role_parents,
                                  role_permissions, role_paths, department_parent, subtree, accounts,
-                                 homes, children, stamps, base, role_fields, field_vocabulary)
+                                 homes, children, stamps, base, role_fields, field_vocabulary,
+                                 self._sharing_part, self._reports_part)
         return self.snapshot
 
     def _account_names(self) -> set[str]:
         names = set(self.status) | set(self.membership) | set(self.parent)
+        names |= set(self.also_in) | set(self.timed) | set(self.reports_to)
         names |= {s for s in self.links if s not in self.roles}
         names |= {s for s in self.permissions if s not in self.roles}
         return names
@@ -271,8 +327,15 @@ class DomainState:
         roles = frozenset(links) if links else NO_ROLES
         if interned is not None:  # thousands of accounts share a few role sets: keep one copy
             roles = interned.setdefault(roles, roles)
+        also_in = self.also_in.get(name)
+        timed: dict[str, float] = {}
+        for role, expires in self.timed.get(name, ()):
+            if role not in roles:
+                moment = parse_expiry(expires)
+                timed[role] = max(moment, timed.get(role, moment))
         info = AccountInfo(self.status.get(name), self.membership.get(name), self.parent.get(name),
-                           roles, grants)
+                           roles, grants, frozenset(also_in) if also_in else frozenset(),
+                           self.reports_to.get(name), tuple(sorted(timed.items())))
         return NO_ACCOUNT if info == NO_ACCOUNT else info
 
     def _build_roles(self) -> RolePart:
@@ -372,14 +435,14 @@ def _reparented(children: Mapping[str, frozenset[str]], name: str, old: str | No
     return copy
 
 
-def _change(mapping: dict[str, set[V]], key: str, value: V, add: bool) -> None:
+def _change(mapping: dict[K, set[V]], key: K, value: V, add: bool) -> None:
     if add:
         mapping.setdefault(key, set()).add(value)
     else:
         _discard(mapping, key, value)
 
 
-def _discard(mapping: dict[str, set[V]], key: str, value: V) -> None:
+def _discard(mapping: dict[K, set[V]], key: K, value: V) -> None:
     values = mapping.get(key)
     if values is not None:
         values.discard(value)

@@ -89,8 +89,9 @@ CommitListener = Callable[[dict[str, int]], None]
 """Called after every committed change with ``{domain: new version}``."""
 
 VALUE_COLUMNS = ("v0", "v1", "v2", "v3", "v4", "v5")
-SINGLE_VALUED_TYPES = ("p3", "g3", "g4")
-"""Rule types stating an account's single-valued facts (status, department, parent account)."""
+SINGLE_VALUED_TYPES = ("p3", "g3", "g4", "g6")
+"""Rule types stating an account's single-valued facts (status, main department, parent account,
+reporting superior)."""
 
 _log = logging.getLogger("salesauthz.audit")
 

@@ -89,8 +89,12 @@ def _names(document: DomainDocument) -> Iterator[tuple[PathKey, str, str]]:
             yield ("accounts", name, "department"), "department", account.department
         if account.parent is not None:
             yield ("accounts", name, "parent"), "account", account.parent
-        for i, role_name in enumerate(account.roles):
+        for i, role_name in enumerate(account.role_names):
             yield ("accounts", name, "roles", i), "role", role_name
+        for i, auxiliary in enumerate(account.also_in):
+            yield ("accounts", name, "also_in", i), "department", auxiliary
+        if account.reports_to is not None:
+            yield ("accounts", name, "reports_to"), "account", account.reports_to
         yield from _permissions(("accounts", name, "grants"), account.grants)
 
 

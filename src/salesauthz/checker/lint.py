@@ -220,7 +220,7 @@ def _lint_roles(domain: _Domain) -> None:
     # Roles never assigned (directly, or inherited by an assigned role).
     used: set[str] = set()
     for account in doc.accounts.values():
-        for role_name in (account or AccountDocument()).roles:
+        for role_name in (account or AccountDocument()).role_names:
             used |= index.role_closure(role_name) | {role_name}
     for name in doc.roles:
         if name not in used:
@@ -288,7 +288,7 @@ def _lint_accounts(domain: _Domain) -> Iterator[str]:
                        "set `department:`; team and department_tree scopes reach only its own records")
         if account.status != "active":
             if account.roles or account.grants:
-                held = capped([*account.roles, *(["direct grants"] if account.grants else [])], 5)
+                held = capped([*account.role_names, *(["direct grants"] if account.grants else [])], 5)
                 domain.add("SA207", ("accounts", name, "status"),
                            f"{account.status} account {name!r} still holds {held}",
                            "remove its roles and grants (it is denied everything anyway), "
@@ -326,7 +326,7 @@ def _source_path(index: Snapshot, account: str, doc_account: AccountDocument, ro
                         and permission.rule[5] in scope_of(pset.scope).encode():
                     return ("accounts", account, "grants", i, typ, actions.index(permission.action))
         return ("accounts", account, "grants")  # pragma: no cover - every grant has an entry
-    for k, assigned in enumerate(doc_account.roles):
+    for k, assigned in enumerate(doc_account.role_names):
         if role in index.role_closure(assigned):
             return ("accounts", account, "roles", k)
     return ("accounts", account, "roles")  # pragma: no cover - roles_of came from these
@@ -334,9 +334,9 @@ def _source_path(index: Snapshot, account: str, doc_account: AccountDocument, ro
 
 def _role_via(index: Snapshot, account: AccountDocument, role: str) -> str:
     """``role 'lead' (inheriting 'exporter')``, or ``role 'rep'`` when assigned directly."""
-    if role in account.roles:
+    if role in account.role_names:
         return f"role {role!r}"
-    for assigned in account.roles:
+    for assigned in account.role_names:
         if role in index.role_closure(assigned):
             return f"role {assigned!r}, which inherits {role!r}"
     return f"role {role!r}"  # pragma: no cover - roles_of came from the assigned roles
@@ -461,7 +461,7 @@ def _lint_delegation(domain: _Domain, name: str, account: AccountDocument,
                        f"direct grant to {name!r}: {missing_text(items)}",
                        "have a manager who holds this permission make the grant, "
                        "or give the granting administrator role:escalate")
-    for k, role_name in enumerate(account.roles):
+    for k, role_name in enumerate(account.role_names):
         items = domain.items_of_role(role_name)
         if items and not could_grant(items):
             domain.add("SA202", ("accounts", name, "roles", k),

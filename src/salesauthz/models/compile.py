@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 from salesauthz import _rules as R
@@ -18,6 +19,7 @@ from .documents import (
     PermissionSet,
     RoleDocument,
     ScopeSpec,
+    TimedRole,
 )
 
 __all__ = ["compile_document", "decompile_rules", "scope_of"]
@@ -70,15 +72,26 @@ def compile_document(document: DomainDocument) -> list[Rule]:
                     rules.append((R.FIELD_RULE, name, d, typ, field_name, spec.mode, scope_text))
                 if spec.otherwise is not None:
                     rules.append((R.FIELD_RULE, name, d, typ, field_name, spec.otherwise, ""))
+    for typ, levels in document.sharing.items():
+        for level, actions in levels.items():
+            for action in actions:
+                rules.append((R.SHARE_LEVEL, d, typ, level, action))
     for name, account in document.accounts.items():
         account = account or AccountDocument()
         rules.append((R.ACCOUNT, name, d, account.status))
         if account.department is not None:
             rules.append((R.MEMBERSHIP, name, account.department, d))
+        for auxiliary in account.also_in:
+            rules.append((R.AUXILIARY, name, auxiliary, d))
+        if account.reports_to is not None:
+            rules.append((R.REPORTS_TO, name, account.reports_to, d))
         if account.parent is not None:
             rules.append((R.PARENT, name, account.parent, d))
-        for role_name in account.roles:
-            rules.append((R.ROLE_LINK, name, role_name, d))
+        for entry in account.roles:
+            if isinstance(entry, TimedRole):
+                rules.append((R.TIMED_ROLE, name, entry.role, d, R.format_expiry(entry.expires)))
+            else:
+                rules.append((R.ROLE_LINK, name, entry, d))
         rules.extend(_permission_rules(name, d, account.grants))
     return list(dict.fromkeys(rules))
 
@@ -158,6 +171,9 @@ def decompile_rules(rules: Iterable[Rule]) -> list[DomainDocument]:
         accounts: dict[str, dict[str, object]] = {}
         declared_fields: dict[str, list[str]] = {}
         field_rules: dict[str, list[Rule]] = {}
+        sharing: dict[str, dict[str, list[str]]] = {}
+        timed: dict[str, list[TimedRole]] = {}
+        auxiliary: dict[str, list[str]] = {}
         for rule in domain_rules:
             ptype = rule[0]
             if ptype == R.VOCABULARY:
@@ -178,7 +194,17 @@ def decompile_rules(rules: Iterable[Rule]) -> list[DomainDocument]:
                 declared_fields.setdefault(rule[2], []).append(rule[3])
             elif ptype == R.FIELD_RULE:
                 field_rules.setdefault(rule[1], []).append(rule)
-        for subject in set(links) | set(permissions):
+            elif ptype == R.SHARE_LEVEL:
+                sharing.setdefault(rule[2], {}).setdefault(rule[3], []).append(rule[4])
+            elif ptype == R.AUXILIARY:
+                auxiliary.setdefault(rule[1], []).append(rule[2])
+                accounts.setdefault(rule[1], {})
+            elif ptype == R.REPORTS_TO:
+                accounts.setdefault(rule[1], {})["reports_to"] = rule[2]
+            elif ptype == R.TIMED_ROLE:
+                timed.setdefault(rule[1], []).append(
+                    TimedRole(role=rule[2], expires=datetime.fromtimestamp(R.parse_expiry(rule[4]), UTC)))
+        for subject in set(links) | set(permissions) | set(timed):
             if subject not in roles:
                 accounts.setdefault(subject, {})
         for typ, actions in R.BUILTIN_VOCABULARY.items():
@@ -195,8 +221,16 @@ def decompile_rules(rules: Iterable[Rule]) -> list[DomainDocument]:
         account_documents: dict[str, AccountDocument | None] = {}
         for name in sorted(accounts):
             fields = dict(accounts[name])
-            fields["roles"] = sorted(links.get(name, []))
+            permanent = sorted(links.get(name, []))
+            latest: dict[str, TimedRole] = {}  # a role assigned several ways: the widest wins
+            for entry in timed.get(name, []):
+                if entry.role not in permanent and (entry.role not in latest
+                                                    or latest[entry.role].expires < entry.expires):
+                    latest[entry.role] = entry
+            fields["roles"] = [*permanent, *(latest[role] for role in sorted(latest))]
             fields["grants"] = _permission_sets(permissions.get(name, []))
+            if name in auxiliary:
+                fields["also_in"] = auxiliary[name]
             account_documents[name] = AccountDocument.model_validate(fields)
         documents.append(DomainDocument(
             domain=domain,
@@ -204,6 +238,8 @@ def decompile_rules(rules: Iterable[Rule]) -> list[DomainDocument]:
             fields={t: sorted(f) for t, f in sorted(declared_fields.items())},
             departments=dict(sorted(departments.items())),
             roles=role_documents,
+            sharing={t: {lv: sorted(a) for lv, a in sorted(levels.items())}
+                     for t, levels in sorted(sharing.items())},
             accounts=account_documents,
         ))
     return documents

@@ -13,8 +13,17 @@ roles:
     permissions:
       - scope: team             # own | team | department_tree | all | {custom: [dept, ...]}
         customer: [read, update]
+sharing:                        # share levels per type: what a share at each level allows
+  customer:
+    read_only: [read]
+    read_write: [read, update]
 accounts:
   lead_e1: {department: east-1, roles: [senior_rep]}
+  rep_e2:
+    department: east-2
+    also_in: [service]          # auxiliary departments
+    reports_to: lead_e1         # reporting superior (visibility, never a ceiling)
+    roles: [junior_rep, {role: senior_rep, expires: 2027-03-31}]
 ```
 """
 
@@ -35,6 +44,7 @@ __all__ = [
     "PermissionSet",
     "RoleDocument",
     "ScopeSpec",
+    "TimedRole",
 ]
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -71,10 +81,13 @@ class CustomScope(_Strict):
     custom: list[Name] = Field(min_length=1, description="Departments whose subtrees are covered.")
 
 
-_SCOPE_WORDS = ("own", "team", "department_tree", "all")
+_SCOPE_WORDS = ("own", "shared", "subordinates", "team", "subordinate_tree", "department_tree",
+                "all")
 
-ScopeSpec = Literal["own", "team", "department_tree", "all"] | CustomScope
-"""``own``, ``team``, ``department_tree``, ``all`` or ``{custom: [department, ...]}``."""
+ScopeSpec = Literal["own", "shared", "subordinates", "team", "subordinate_tree",
+                    "department_tree", "all"] | CustomScope
+"""``own``, ``shared``, ``subordinates``, ``team``, ``subordinate_tree``, ``department_tree``,
+``all`` or ``{custom: [department, ...]}``."""
 
 
 class PermissionSet(BaseModel):
@@ -110,11 +123,11 @@ class PermissionSet(BaseModel):
         if isinstance(value, str) and value not in _SCOPE_WORDS:
             hint = " (write {custom: [dept, ...]})" if value.startswith("custom") else ""
             raise ValueError(
-                f"unknown scope {value!r}: use own, team, department_tree, all or "
+                f"unknown scope {value!r}: use {', '.join(_SCOPE_WORDS)} or "
                 f"{{custom: [department, ...]}}{hint}"
             )
         if not isinstance(value, str | dict | CustomScope):
-            raise ValueError("a scope is a word (own, team, department_tree, all) or {custom: [...]}")
+            raise ValueError(f"a scope is a word ({', '.join(_SCOPE_WORDS)}) or {{custom: [...]}}")
         return value
 
     @property
@@ -160,11 +173,33 @@ class RoleDocument(_Strict):
     )
 
 
+def _utc_ok(value: datetime) -> datetime:
+    try:  # stored in UTC: a time that has no UTC form (year 1 or 9999) is refused here
+        (value if value.tzinfo is not None else value.replace(tzinfo=UTC)).astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"expires: {value.isoformat()} is out of range once converted to "
+                         "UTC") from None
+    return value
+
+
+class TimedRole(_Strict):
+    """A role assigned until a moment: ``{role: senior_rep, expires: 2027-03-31}``."""
+
+    role: Name
+    expires: datetime = Field(description="When the assignment ends (ISO-8601; UTC if naive).")
+
+    @field_validator("expires")
+    @classmethod
+    def _expiry_in_range(cls, value: datetime) -> datetime:
+        return _utc_ok(value)
+
+
 class AccountDocument(_Strict):
     """A user of the CRM."""
 
-    department: Name | None = Field(default=None, description="The department it belongs to.")
-    roles: list[Name] = Field(default_factory=list)
+    department: Name | None = Field(default=None, description="Its main department (主属部门).")
+    roles: list[Name | TimedRole] = Field(
+        default_factory=list, description="Roles, each a name or {role: name, expires: time}.")
     parent: Name | None = Field(
         default=None, description="Makes this a sub-account: its rights never exceed the parent's."
     )
@@ -172,6 +207,16 @@ class AccountDocument(_Strict):
     grants: list[PermissionSet] = Field(
         default_factory=list, description="Direct grants, outside any role."
     )
+    also_in: list[Name] = Field(default_factory=list,
+                                description="Its auxiliary departments (附属部门).")
+    reports_to: Name | None = Field(
+        default=None, description="Its reporting superior (汇报对象): visibility through the "
+        "subordinates scopes, never a ceiling.")
+
+    @property
+    def role_names(self) -> list[str]:
+        """The assigned roles' names, one per entry of ``roles`` (timed ones included)."""
+        return [entry if isinstance(entry, str) else entry.role for entry in self.roles]
 
 
 class DepartmentDocument(_Strict):
@@ -198,9 +243,13 @@ class DomainDocument(_Strict):
     )
     departments: dict[Name, DepartmentDocument | None] = Field(default_factory=dict)
     roles: dict[Name, RoleDocument | None] = Field(default_factory=dict)
+    sharing: dict[Name, dict[Name, list[Name]]] = Field(
+        default_factory=dict,
+        description="Share levels per resource type: level -> the actions a share at that level "
+        "allows (through the `shared` scope).")
     accounts: dict[Name, AccountDocument | None] = Field(default_factory=dict)
 
-    @field_validator("departments", "roles", "accounts", mode="before")
+    @field_validator("departments", "roles", "accounts", "sharing", mode="before")
     @classmethod
     def _none_is_empty(cls, value: object) -> object:
         return {} if value is None else value

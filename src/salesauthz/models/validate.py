@@ -535,13 +535,31 @@ def _validate_domain(src: SourcedDocument, all_domains: dict[str, SourcedDocumen
             add(src.issue(("accounts", name, "department"),
                           f"account {name!r} is in unknown department {account.department!r}",
                           unknown(account.department, "departments", departments), "SA120"))
-        for i, role_name in enumerate(account.roles):
+        role_names = account.role_names
+        for i, role_name in enumerate(role_names):
             if role_name not in roles and known_roles:
                 add(src.issue(("accounts", name, "roles", i),
                               f"account {name!r} is assigned unknown role {role_name!r}",
                               unknown(role_name, "roles", roles), "SA130"))
-        if len(set(account.roles)) != len(account.roles):
-            add(src.issue(("accounts", name, "roles"), f"account {name!r} lists a role twice", code="SA103"))
+        if len(set(role_names)) != len(role_names):
+            add(src.issue(("accounts", name, "roles"), f"account {name!r} lists a role twice",
+                          "assign each role once (with or without an expiry)", "SA103"))
+        for i, auxiliary in enumerate(account.also_in):
+            if auxiliary not in departments and known_departments:
+                add(src.issue(("accounts", name, "also_in", i),
+                              f"account {name!r} is also in unknown department {auxiliary!r}",
+                              unknown(auxiliary, "departments", departments), "SA120"))
+        if len(set(account.also_in)) != len(account.also_in):
+            add(src.issue(("accounts", name, "also_in"),
+                          f"account {name!r} lists an auxiliary department twice", code="SA103"))
+        if account.reports_to is not None:
+            if account.reports_to == name:
+                add(src.issue(("accounts", name, "reports_to"),
+                              f"account {name!r} cannot report to itself", code="SA143"))
+            elif account.reports_to not in accounts:
+                add(src.issue(("accounts", name, "reports_to"),
+                              f"account {name!r} reports to unknown account {account.reports_to!r}",
+                              unknown(account.reports_to, "accounts", accounts), "SA142"))
         if account.parent is not None:
             if account.parent == name:
                 add(src.issue(("accounts", name, "parent"), f"account {name!r} cannot be its own parent",
@@ -559,6 +577,37 @@ def _validate_domain(src: SourcedDocument, all_domains: dict[str, SourcedDocumen
             add(src.issue(("accounts", cycle_start, "parent"),
                           f"the sub-account chain has a cycle through {cycle_start!r}",
                           "an account cannot be below itself; fix the parent chain", "SA141"))
+    for cycle_start in _cycles({n: [a.reports_to] if a is not None and a.reports_to else []
+                                for n, a in accounts.items()}):
+        if (accounts[cycle_start] or AccountDocument()).reports_to != cycle_start:
+            add(src.issue(("accounts", cycle_start, "reports_to"),
+                          f"the reporting line has a cycle through {cycle_start!r}",
+                          "an account cannot report to itself, directly or through others",
+                          "SA143"))
+
+    # Share levels.
+    for typ, levels in doc.sharing.items():
+        known = vocabulary.get(typ)
+        if known is None:
+            if skip.types is not None:
+                add(src.issue(("sharing", typ), f"share levels for unknown resource type {typ!r}",
+                              unknown(typ, "resources", vocabulary,
+                                      "declare the type under `resources` first"), "SA162"))
+            continue
+        for level, actions in levels.items():
+            for i, action in enumerate(actions):
+                if action not in known and action != R.WILDCARD and skip.types is not None:
+                    add(src.issue(("sharing", typ, level, i),
+                                  f"share level {level!r} of {typ!r} names unknown action {action!r}",
+                                  did_you_mean(action, known)
+                                  or f"known actions: {', '.join(sorted(known))}", "SA162"))
+                if action == R.WILDCARD:
+                    add(src.issue(("sharing", typ, level, i),
+                                  "'*' is not allowed in a share level",
+                                  "list the actions a share at this level allows", "SA162"))
+            if not actions:
+                add(src.issue(("sharing", typ, level), f"share level {level!r} of {typ!r} allows "
+                              "no action", "list at least one action, e.g. [read]", "SA162"))
     return issues
 
 
@@ -653,7 +702,8 @@ def validate_rules(rules: Sequence[Rule]) -> None:
         if rule[0] == R.FIELD_RULE and (rule[1], R.domain_of(rule)) not in roles:
             issues.append(PolicyIssue(f"{rule!r}: field rules belong to roles, and {rule[1]!r} is "
                                       "not a role (a 'p4' rule)", code="SA114"))
-        if rule[0] in (R.MEMBERSHIP, R.PARENT, R.ROLE_LINK, R.PERMISSION):
+        if rule[0] in (R.MEMBERSHIP, R.PARENT, R.ROLE_LINK, R.PERMISSION, R.AUXILIARY,
+                       R.REPORTS_TO, R.TIMED_ROLE):
             subject = (rule[1], R.domain_of(rule))
             if subject not in registered and subject not in roles:
                 issues.append(PolicyIssue(
@@ -671,9 +721,10 @@ def validate_rules(rules: Sequence[Rule]) -> None:
 
 
 SINGLE_VALUED: Final[dict[str, str]] = {R.ACCOUNT: "status", R.MEMBERSHIP: "department",
-                                        R.PARENT: "parent account"}
+                                        R.PARENT: "parent account",
+                                        R.REPORTS_TO: "reporting superior"}
 """The rule types that state a single-valued fact of an account: at most one rule of each type
-per account and domain (its status, its main department, its parent account)."""
+per account and domain (its status, its main department, its parent account, its superior)."""
 
 
 # Rule types whose values check_rule only requires to be non-empty text without NUL or lone
