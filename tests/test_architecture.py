@@ -23,7 +23,8 @@ ENGINE = "salesauthz._engine"
 PUBLIC_PREFIXES = ("salesauthz.filters", "salesauthz.middleware", "salesauthz.adapters")
 PUBLIC_MODULES = {"salesauthz", "salesauthz.values", "salesauthz.scopes", "salesauthz.errors",
                   "salesauthz.audit", "salesauthz.authorizer", "salesauthz.delegation",
-                  "salesauthz.fields", "salesauthz.reference", "salesauthz.aio", "salesauthz.casbin"}
+                  "salesauthz.fields", "salesauthz.sharing", "salesauthz.reference", "salesauthz.aio",
+                  "salesauthz.casbin"}
 
 
 def module_name(path: Path) -> str:

@@ -30,7 +30,7 @@ from .audit import AuditDraft, AuditRecord
 from .authorizer import Authorizer
 from .delegation import Admin, OffboardPlan
 from .scopes import Coverage
-from .values import Decision, Record, ScopeFilter
+from .values import Decision, Record, ScopeFilter, Share
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -78,6 +78,9 @@ class AsyncAdmin:
     freeze = _in_thread(Admin.freeze)
     deactivate = _in_thread(Admin.deactivate)
     unfreeze = _in_thread(Admin.unfreeze)
+    add_auxiliary_department = _in_thread(Admin.add_auxiliary_department)
+    remove_auxiliary_department = _in_thread(Admin.remove_auxiliary_department)
+    set_reports_to = _in_thread(Admin.set_reports_to)
 
     async def offboard(self, account: str, *, transfer_to: str) -> AsyncOffboardPlan:
         """:meth:`Admin.offboard <salesauthz.Admin.offboard>` (it freezes the account now), with
@@ -96,6 +99,7 @@ class AsyncOffboardPlan:
         self.records = plan.records
         self.sub_accounts = plan.sub_accounts
         self.grants = plan.grants
+        self.reports = plan.reports
 
     @property
     def applied(self) -> list[AuditRecord]:
@@ -148,6 +152,12 @@ class AsyncAuthorizer:
 
     def effective_permissions(self, account: str, *, domain: str) -> dict[tuple[str, str], Coverage]:
         return self.sync.effective_permissions(account, domain=domain)
+
+    def check_share(self, actor: str, record: Record, share: Share, *, domain: str) -> bool:
+        return self.sync.check_share(actor, record, share, domain=domain)
+
+    def explain_share(self, actor: str, record: Record, share: Share, *, domain: str) -> Decision:
+        return self.sync.explain_share(actor, record, share, domain=domain)
 
     # -- what reaches the store: awaited ----------------------------------------------------
 

@@ -21,18 +21,19 @@ changes nothing. Each operation changes its rules and appends its audit record i
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+import dataclasses
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from . import _engine as engine
 from . import _rules as R
-from ._engine import EffectiveMap, Permission, Snapshot
+from ._engine import AccountInfo, EffectiveMap, Key, Permission, Snapshot
 from ._rules import Rule
 from .audit import AuditDraft, AuditRecord, AuditTrail
 from .errors import EscalationError, ForbiddenError, UnknownNameError
-from .scopes import Coverage, Scope
+from .scopes import NOTHING, Coverage, Scope
 from .values import ScopeFilter
 
 __all__ = ["Admin", "Administered", "OffboardPlan"]
@@ -114,6 +115,105 @@ def _missing(snapshot: Snapshot, actor_map: EffectiveMap, account: str, departme
     return missing
 
 
+def _with_facts(snapshot: Snapshot, changed: Mapping[str, AccountInfo]) -> Snapshot:
+    """``snapshot`` as it would be were the accounts in ``changed`` to have those facts (their
+    auxiliary departments or reporting superiors): a cheap overlay, for deciding on a change
+    before it is made. Only what scopes read of these facts is kept consistent."""
+    reports: dict[str, frozenset[str]] = {}
+    for name, info in changed.items():
+        old = snapshot.account(name).reports_to
+        if old == info.reports_to:
+            continue
+        if old is not None:
+            reports[old] = reports.get(old, snapshot.reports.get(old, frozenset())) - {name}
+        if info.reports_to is not None:
+            new = info.reports_to
+            reports[new] = reports.get(new, snapshot.reports.get(new, frozenset())) | {name}
+    return dataclasses.replace(snapshot, accounts=_Overlay(changed, snapshot.accounts),
+                               reports=_Overlay(reports, snapshot.reports))
+
+
+_V = TypeVar("_V")
+
+
+class _Overlay(Mapping[str, _V]):
+    """``base`` with the entries of ``top`` in front (neither copied)."""
+
+    def __init__(self, top: Mapping[str, _V], base: Mapping[str, _V]) -> None:
+        self._top, self._base = top, base
+
+    def __getitem__(self, name: str) -> _V:
+        return self._top[name] if name in self._top else self._base[name]
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self._top
+        yield from (name for name in self._base if name not in self._top)
+
+    def __len__(self) -> int:
+        return len(self._top) + sum(1 for name in self._base if name not in self._top)
+
+
+def _reach(snapshot: Snapshot, account: str) -> dict[Key, tuple[Coverage, dict[str, Coverage]]]:
+    """``key → (union, scope label → coverage)`` of what the account's own holdings reach
+    (expired ones included, its status and parent ignored: as :func:`_missing` judges)."""
+    found: dict[Key, tuple[Coverage, dict[str, Coverage]]] = {}
+    for held in engine.holdings(snapshot, account):
+        permission = held.permission
+        for key in engine.expand(snapshot, permission.type, permission.action):
+            coverage = engine.scope_coverage(snapshot, account, permission.scope, key=key)
+            union, by_scope = found.get(key, (NOTHING, {}))
+            label = str(permission.scope)
+            by_scope[label] = by_scope.get(label, NOTHING).union(coverage)
+            found[key] = (union.union(coverage), by_scope)
+    return found
+
+
+def _beyond(after: Coverage, before: Coverage) -> Coverage:
+    """A coverage holding every record of ``after`` that ``before`` does not cover (and maybe
+    more: only whole owners, departments, pairs and guarded terms are taken away)."""
+    if before.everything:
+        return NOTHING
+    if after.everything:
+        return after
+    pairs = {owner: rest for owner, departments in after.owner_departments.items()
+             if owner not in before.owners
+             and (rest := departments - before.departments
+                  - before.owner_departments.get(owner, frozenset()))}
+    return Coverage(owners=after.owners - before.owners,
+                    departments=after.departments - before.departments,
+                    owner_departments=pairs, guarded=after.guarded - before.guarded)
+
+
+def _missing_gains(before: Snapshot, after: Snapshot, actor_map: EffectiveMap,
+                   accounts: Iterable[str], target: str) -> list[str]:
+    """``type:action@scope`` labels (``… for <account>`` when not ``target``) of what
+    ``accounts`` would reach in ``after`` beyond what they reach in ``before`` that an actor
+    holding ``actor_map`` does not hold at least as widely (rule 2 for changes of the facts
+    scopes read: auxiliary departments, reporting lines)."""
+    missing: list[str] = []
+    for account in dict.fromkeys(accounts):
+        old = _reach(before, account)
+        for key, (union, by_scope) in _reach(after, account).items():
+            previous, previous_by_scope = old.get(key, (NOTHING, {}))
+            gained = _beyond(union, previous)
+            if gained.is_empty or _grant_is_covered(actor_map.get(key), gained, after):
+                continue
+            widened = sorted(label for label, coverage in by_scope.items()
+                             if coverage != previous_by_scope.get(label, NOTHING)) or ["?"]
+            suffix = "" if account == target else f" for {account}"
+            missing.extend(f"{key[0]}:{key[1]}@{label}{suffix}" for label in widened)
+    return missing
+
+
+def _superiors(snapshot: Snapshot, account: str | None) -> list[str]:
+    """``account`` and everyone above it in the reporting line (a loop in bad data just stops)."""
+    found: list[str] = []
+    while account is not None and account not in found:
+        found.append(account)
+        account = snapshot.account(account).reports_to
+    return found
+
+
 @dataclass(frozen=True, slots=True)
 class OffboardPlan:
     """What happens when an account leaves: see :meth:`Admin.offboard`.
@@ -131,6 +231,7 @@ class OffboardPlan:
     records: ScopeFilter
     sub_accounts: tuple[tuple[str, str], ...]
     grants: tuple[tuple[Rule, str], ...]
+    reports: tuple[tuple[str, str | None, str], ...] = ()
     applied: list[AuditRecord] = field(default_factory=list)
 
     def apply(self) -> list[AuditRecord]:
@@ -189,36 +290,145 @@ class Admin:
 
         return self._run("create_account", name, plan)[0]
 
-    def assign_role(self, account: str, role: str) -> AuditRecord:
+    def assign_role(self, account: str, role: str, *, expires: datetime | None = None) -> AuditRecord:
         """Give ``account`` a role: the actor must hold every permission of the role (after
-        inheritance) at least as widely for that account."""
+        inheritance) at least as widely for that account.
+
+        With ``expires``, the role is held until that moment (a timed assignment): it replaces
+        any earlier timed assignment of the role, and a permanent one too (the assignment now
+        ends). Without it the role is held permanently, which ends any timed assignment of it.
+        """
+        expiry = R.format_expiry(expires)
 
         def plan(snapshot: Snapshot) -> _Change:
             self._require_account(snapshot, account)
             if role not in snapshot.roles:
                 raise UnknownNameError("role", role, self.domain)
+            if expiry and R.parse_expiry(expiry) <= self._authz.now():
+                raise ValueError(f"the assignment of {role} to {account} would end at {expiry}, "
+                                 "which is not in the future")
             escalated = self._require_manage(snapshot, account, None, "assign_role")
             escalated |= self._require_holds(snapshot, account, snapshot.department_of(account),
                                              _role_permissions(snapshot, role), "assign_role", escalated)
-            rule = (R.ROLE_LINK, account, role, self.domain)
-            return [rule], [], [self._draft("assign_role", account, [rule], (), escalated,
-                                            detail=role)]
+            permanent: Rule = (R.ROLE_LINK, account, role, self.domain)
+            removed = self._timed_assignments(snapshot, account, role)
+            if expiry:
+                added: list[Rule] = [(R.TIMED_ROLE, account, role, self.domain, expiry)]
+                if role in snapshot.account(account).roles:
+                    removed.append(permanent)
+            else:
+                added = [permanent]
+            removed = [rule for rule in removed if rule not in added]
+            return added, removed, [self._draft("assign_role", account, added, removed, escalated,
+                                                detail=role + (f" until {expiry}" if expiry else ""))]
 
         return self._run("assign_role", account, plan)[0]
 
     def unassign_role(self, account: str, role: str) -> AuditRecord:
-        """Take a role away (needs only ``account:manage``: removing rights never escalates)."""
+        """Take a role away, permanent and timed assignments alike (needs only
+        ``account:manage``: removing rights never escalates)."""
 
         def plan(snapshot: Snapshot) -> _Change:
             self._require_account(snapshot, account)
-            if role not in snapshot.account(account).roles:
+            info = snapshot.account(account)
+            if role not in info.roles and role not in dict(info.timed_roles):
                 raise UnknownNameError("role assignment", f"{account} -> {role}", self.domain)
             escalated = self._require_manage(snapshot, account, None, "unassign_role")
-            rule = (R.ROLE_LINK, account, role, self.domain)
-            return [], [rule], [self._draft("unassign_role", account, (), [rule], escalated,
-                                            detail=role)]
+            removed = self._timed_assignments(snapshot, account, role)
+            if role in info.roles:
+                removed.insert(0, (R.ROLE_LINK, account, role, self.domain))
+            return [], removed, [self._draft("unassign_role", account, (), removed, escalated,
+                                             detail=role)]
 
         return self._run("unassign_role", account, plan)[0]
+
+    def add_auxiliary_department(self, account: str, department: str) -> AuditRecord:
+        """Put ``account`` in ``department`` too (an auxiliary department, 附属部门): its ``team``
+        and ``department_tree`` scopes then reach there as well, and shares naming the
+        department reach it. Decided like a move: the actor must manage the account where it
+        is and in ``department``, and hold at least as widely everything the account would
+        reach there that it does not reach already."""
+        operation = "add_auxiliary_department"
+
+        def plan(snapshot: Snapshot) -> _Change:
+            self._require_account(snapshot, account)
+            if department not in snapshot.department_parent:
+                raise UnknownNameError("department", department, self.domain)
+            info = snapshot.account(account)
+            if department == info.department or department in info.also_in:
+                raise ForbiddenError(f"{account} is already in department {department}",
+                                     account=self.actor, domain=self.domain)
+            escalated = self._require_manage(snapshot, account, None, operation)
+            escalated |= self._require_manage(snapshot, account, department, operation, escalated)
+            after = _with_facts(snapshot, {account: info._replace(also_in=info.also_in | {department})})
+            escalated |= self._require_gains(snapshot, after, [account], account, operation, escalated)
+            rule: Rule = (R.AUXILIARY, account, department, self.domain)
+            return [rule], [], [self._draft(operation, account, [rule], (), escalated,
+                                            detail=department)]
+
+        return self._run(operation, account, plan)[0]
+
+    def remove_auxiliary_department(self, account: str, department: str) -> AuditRecord:
+        """Take an auxiliary department away (needs only ``account:manage``: it only narrows)."""
+        operation = "remove_auxiliary_department"
+
+        def plan(snapshot: Snapshot) -> _Change:
+            self._require_account(snapshot, account)
+            if department not in snapshot.account(account).also_in:
+                raise UnknownNameError("auxiliary department", f"{account} -> {department}",
+                                       self.domain)
+            escalated = self._require_manage(snapshot, account, None, operation)
+            rule: Rule = (R.AUXILIARY, account, department, self.domain)
+            return [], [rule], [self._draft(operation, account, (), [rule], escalated,
+                                            detail=department)]
+
+        return self._run(operation, account, plan)[0]
+
+    def set_reports_to(self, account: str, superior: str | None) -> AuditRecord:
+        """Make ``account`` report to ``superior`` (汇报对象), or to no one with ``None``.
+
+        A reporting line gives visibility: the superior's ``subordinates`` scopes, and the
+        ``subordinate_tree`` scopes of everyone above it, then reach the account's records (and,
+        for ``subordinate_tree``, those of everyone below the account). So the actor must manage
+        both the account and the superior, and hold at least as widely everything the superior
+        and those above it would reach that they do not reach already. Clearing the line only
+        narrows: it needs ``account:manage`` over the account. A line that would loop is refused.
+        """
+        operation = "set_reports_to"
+
+        def plan(snapshot: Snapshot) -> _Change:
+            self._require_account(snapshot, account)
+            info = snapshot.account(account)
+            if superior is not None:
+                self._require_account(snapshot, superior)
+                if superior == account:
+                    raise ForbiddenError(f"{account} cannot report to itself", account=self.actor,
+                                         domain=self.domain)
+                line = _superiors(snapshot, superior)
+                if account in line:
+                    path = " -> ".join(line[: line.index(account) + 1])
+                    raise ForbiddenError(
+                        f"{account} cannot report to {superior}: {superior} already reports to "
+                        f"{account} ({path}), and a reporting line must not loop",
+                        account=self.actor, domain=self.domain)
+            if info.reports_to == superior:
+                raise ForbiddenError(f"{account} already reports to {superior or 'no one'}",
+                                     account=self.actor, domain=self.domain)
+            escalated = self._require_manage(snapshot, account, None, operation)
+            if superior is not None:
+                escalated |= self._require_manage(snapshot, superior, None, operation, escalated)
+                after = _with_facts(snapshot, {account: info._replace(reports_to=superior)})
+                escalated |= self._require_gains(snapshot, after, _superiors(after, superior),
+                                                 account, operation, escalated)
+            removed: list[Rule] = ([(R.REPORTS_TO, account, info.reports_to, self.domain)]
+                                   if info.reports_to is not None else [])
+            added: list[Rule] = ([(R.REPORTS_TO, account, superior, self.domain)]
+                                 if superior is not None else [])
+            return added, removed, [self._draft(
+                operation, account, added, removed, escalated,
+                detail=f"{info.reports_to or 'no one'} -> {superior or 'no one'}")]
+
+        return self._run(operation, account, plan)[0]
 
     def grant(
         self,
@@ -309,8 +519,10 @@ class Admin:
 
     def offboard(self, account: str, *, transfer_to: str) -> OffboardPlan:
         """Freeze ``account`` now and plan the rest: its records (a filter for the CRM to transfer
-        to ``transfer_to``), its sub-accounts, and the grants it issued to others (from the audit
-        trail), to be re-issued by the actor where it may, revoked otherwise."""
+        to ``transfer_to``), its sub-accounts, the grants it issued to others (from the audit
+        trail), to be re-issued by the actor where it may, revoked otherwise, and its direct
+        reports, re-pointed to ``transfer_to`` (the successor takes over the team) where the
+        actor may. :meth:`OffboardPlan.apply` carries it out in one atomic change."""
         snapshot = self._current()
         self._require_account(snapshot, account)
         self._require_account(snapshot, transfer_to)
@@ -338,8 +550,11 @@ class Admin:
             keep = self._allowed_manage(snapshot, actor_map, target, None) and not _missing(
                 snapshot, actor_map, target, snapshot.department_of(target), permissions)
             grants.append((rule, "reissue" if keep else "revoke"))
+        reports = self._plan_reports(snapshot, actor_map, account, transfer_to,
+                                     snapshot.reports.get(account, ()))
         records = ScopeFilter(account, "*", "*", self.domain, Coverage(owners=frozenset((account,))))
-        return OffboardPlan(self, account, transfer_to, records, tuple(subs), tuple(grants))
+        return OffboardPlan(self, account, transfer_to, records, tuple(subs), tuple(grants),
+                            tuple(reports))
 
     # -- internals -------------------------------------------------------------------------
 
@@ -362,6 +577,20 @@ class Admin:
                 removed += change_remove
                 drafts.append(self._draft("offboard_" + action, name, change_add, change_remove, False,
                                           detail=f"offboarding {plan.account}"))
+            planned = [name for name, _, action in plan.reports if action == "repoint"
+                       and snapshot.account(name).reports_to == plan.account]  # else changed since
+            actor_map, _ = engine.effective(snapshot, self.actor, self._authz.now())
+            for name, superior, action in self._plan_reports(snapshot, actor_map, plan.account,
+                                                             plan.transfer_to, planned):
+                if action != "repoint":
+                    continue  # no longer allowed: left as it is, like a "keep"
+                change_remove = [(R.REPORTS_TO, name, plan.account, self.domain)]
+                change_add = [(R.REPORTS_TO, name, superior, self.domain)] if superior else []
+                added += change_add
+                removed += change_remove
+                drafts.append(self._draft("offboard_reports_to", name, change_add, change_remove,
+                                          False, detail=f"offboarding {plan.account}: now reports "
+                                                        f"to {superior or 'no one'}"))
             current = set(self._authz.rules(self.domain))
             for rule, action in plan.grants:
                 if rule not in current:
@@ -504,3 +733,54 @@ class Admin:
                             f"{self.actor} cannot {operation.replace('_', ' ')} for {account}: it does "
                             f"not itself hold {shown} over {account}", unique, department)
 
+    def _require_gains(self, before: Snapshot, after: Snapshot, accounts: Sequence[str], target: str,
+                       operation: str, escalated: bool) -> bool:
+        """Rule 2 for a change of the facts scopes read (``before`` → ``after``): whatever
+        ``accounts`` would reach beyond what they reach now, the actor must hold as widely."""
+        words = operation.replace("_", " ")
+        if target == self.actor and target in accounts and not escalated:
+            return self._bypass(before, target, operation, f"{self.actor} may not {words} for itself",
+                                [f"{operation} on itself"])
+        actor_map, _ = engine.effective(before, self.actor, self._authz.now())
+        missing = _missing_gains(before, after, actor_map, accounts, target)
+        if not missing:
+            return False
+        if escalated:
+            return True
+        unique = sorted(set(missing))
+        shown = ", ".join(unique[:5]) + (f" and {len(unique) - 5} more" if len(unique) > 5 else "")
+        return self._bypass(before, target, operation,
+                            f"{self.actor} cannot {words} for {target}: the change would give "
+                            f"{shown} beyond what {self.actor} itself holds", unique)
+
+    def _timed_assignments(self, snapshot: Snapshot, account: str, role: str) -> list[Rule]:
+        """The ``p8`` rules assigning ``role`` to ``account`` until some moment (the stored rules
+        are read only when the snapshot says there is one)."""
+        if role not in dict(snapshot.account(account).timed_roles):
+            return []
+        return [rule for rule in self._authz.rules(self.domain)
+                if rule[0] == R.TIMED_ROLE and rule[1] == account and rule[2] == role]
+
+    def _plan_reports(self, snapshot: Snapshot, actor_map: EffectiveMap, leaver: str,
+                      transfer_to: str, reports: Iterable[str]) -> list[tuple[str, str | None, str]]:
+        """``(report, new superior, "repoint" | "keep")`` for the leaver's direct ``reports``:
+        each is re-pointed to ``transfer_to`` (``transfer_to`` itself, if it reported to the
+        leaver, to the leaver's own superior), where the actor manages the report and the new
+        superior, the line does not loop, and the actor holds what the new line gives (rule 2);
+        otherwise it keeps reporting to the (frozen) leaver, for an administrator who may."""
+        decided: list[tuple[str, str | None, str]] = []
+        current = snapshot
+        for name in sorted(reports):
+            superior = transfer_to if name != transfer_to else snapshot.account(leaver).reports_to
+            info = current.account(name)
+            after = _with_facts(current, {name: info._replace(reports_to=superior)})
+            allowed = (superior != leaver and self._allowed_manage(current, actor_map, name, None)
+                       and (superior is None or (
+                           self._allowed_manage(current, actor_map, superior, None)
+                           and name not in _superiors(current, superior)
+                           and not _missing_gains(current, after, actor_map,
+                                                  _superiors(after, superior), name))))
+            if allowed:
+                current = after
+            decided.append((name, superior, "repoint" if allowed else "keep"))
+        return decided
