@@ -1,6 +1,14 @@
 """Hypothesis state machine: random administrative operations by random actors, including
 deliberate escalation attempts, never let a sub-account exceed its parent, never let anyone grant
 what they do not hold, and leave no trace when rejected.
+
+The organisations carry the record model (share levels, the ``shared`` and reporting scopes,
+auxiliary departments, reporting lines, timed roles) and a ``customer:share`` action; the
+operations include setting reporting lines, auxiliary departments, timed role assignments and
+offboarding, and the sampled records carry shares. After every operation that was not escalated,
+no account may do anything on a sampled record that it could not do before unless the actor
+could (the escalation rule, judged by point checks on the rules before and after); and
+``check_share`` answers by its rule.
 """
 
 from __future__ import annotations
@@ -8,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from hypothesis import settings
+from hypothesis import Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -18,17 +26,25 @@ from hypothesis.stateful import (
     rule,
 )
 
-from salesauthz import Authorizer, Record, SalesAuthzError
+from datetime import UTC, datetime
+
+from salesauthz import Authorizer, Record, SalesAuthzError, Share
 from salesauthz import _engine as engine
-from salesauthz.audit import find_break
+from salesauthz._rules import Rule
+from salesauthz.audit import AuditRecord, find_break
 from salesauthz.scopes import Scope, parse_scope
 
 from .conftest import examples
-from .strategies import FIXED_NOW, PERMISSION_TYPES, Organisation, organisations
+from .strategies import FIXED_NOW, PERMISSION_TYPES, SHARE_LEVELS, Organisation, organisations
 
-ACTIONS = sorted({a for acts in PERMISSION_TYPES.values() for a in acts})
-TYPES = sorted(PERMISSION_TYPES)
-SCOPES = ["own", "team", "department_tree", "all", "custom"]
+# The generated organisations' actions, plus customer:share (sharing is authorized).
+ACTIONS_OF = {**PERMISSION_TYPES, "customer": [*PERMISSION_TYPES["customer"], "share"]}
+ACTIONS = sorted({a for acts in ACTIONS_OF.values() for a in acts})
+TYPES = sorted(ACTIONS_OF)
+KEYS = [(t, a) for t in TYPES for a in ACTIONS_OF[t]]
+SCOPES = ["own", "team", "department_tree", "all", "custom", "shared", "subordinates",
+          "subordinate_tree"]
+EXPIRIES = [datetime.fromtimestamp(FIXED_NOW + s, UTC) for s in (600.0, 7200.0)]
 STEPS: list[int] = []  # steps per example, reported by the summary test below
 
 
@@ -37,11 +53,24 @@ class Administration(RuleBasedStateMachine):
     org: Organisation
     domain: str
 
-    @initialize(org=organisations())
-    def start(self, org: Organisation) -> None:
+    @initialize(org=organisations(record_model=True), data=st.data())
+    def start(self, org: Organisation, data: st.DataObject) -> None:
         self.org = org
         self.domain = org.domains[0]
-        self.authz = Authorizer.from_rules(org.rules, clock=lambda: FIXED_NOW)
+        document = org.document(self.domain)
+        # customer:share exists, some levels include it, and some accounts and roles hold it.
+        extra: list[Rule] = [("p2", self.domain, "customer", "share")]
+        if data.draw(st.booleans()):
+            extra.append(("p7", self.domain, "customer", "rw", "share"))
+        holders = sorted(document["roles"]) + sorted(document["accounts"])
+        for holder in data.draw(st.lists(st.sampled_from(holders), unique=True, max_size=3)):
+            scope = data.draw(st.sampled_from(["own", "team", "department_tree", "all", "shared"]))
+            extra.append(("p", holder, self.domain, "customer", "share", scope, ""))
+        self.authz = Authorizer.from_rules([*org.rules, *extra], clock=lambda: FIXED_NOW)
+        self.levels = {level: frozenset(actions) for level, actions in
+                       document.get("sharing", {}).get("customer", {}).items()}
+        if ("p7", self.domain, "customer", "rw", "share") in extra and "rw" in self.levels:
+            self.levels["rw"] |= {"share"}
         self.counter = 0
         self.steps = 0
         STEPS.append(0)
@@ -57,11 +86,41 @@ class Administration(RuleBasedStateMachine):
         return sorted(index.department_parent) if index is not None else []
 
     def records(self) -> list[Record]:
-        """A sample of records across owners and departments (None: the owner's own)."""
+        """A sample of records across owners and departments (None: the owner's own), some of
+        them shared."""
         owners: list[str | None] = [*self.accounts(), None]
         departments: list[str | None] = [None, *self.departments()]
-        return [Record(t, owner=o, department=d) for t in ("customer", "account")
-                for o in owners[:4] for d in departments[:3]]
+        plain = [Record(t, owner=o, department=d) for t in ("customer", "account")
+                 for o in owners[:4] for d in departments[:3]]
+        return plain + [Record("customer", owner=o, shares=shares)
+                        for o in owners[:3] for shares in self.share_sets()]
+
+    def share_sets(self) -> list[tuple[Share, ...]]:
+        """A few share sets: each level with an account, and with a department."""
+        levels = [*sorted(SHARE_LEVELS["customer"]), "bogus"]
+        accounts, departments = self.accounts(), self.departments()
+        found: list[tuple[Share, ...]] = []
+        for i, level in enumerate(levels):
+            if accounts:
+                found.append((Share(level, account=accounts[i % len(accounts)]),))
+            if departments:
+                found.append((Share(level, department=departments[i % len(departments)]),))
+        return found
+
+    def gain_records(self, pre: Authorizer) -> list[Record]:
+        """Records to judge gains on: each account's own (in its department), each department's
+        (owned by no account), with and without shares; owners whose department an operation
+        changed are left out (records follow their owner, by design)."""
+        before, after = pre._snapshot(self.domain), self.authz._snapshot(self.domain)
+        assert before is not None and after is not None
+        owners = [o for o in sorted(before.accounts)
+                  if before.department_of(o) == after.department_of(o)]
+        found = [Record(t, owner=o) for t in ("customer", "order", "account") for o in owners]
+        found += [Record(t, owner="nobody", department=d) for t in ("customer", "order")
+                  for d in sorted(before.department_parent)]
+        found += [Record("customer", owner=o, shares=shares) for o in [*owners[:3], "nobody"]
+                  for shares in self.share_sets()]
+        return found
 
     def decisions(self, authz: Authorizer) -> list[bool]:
         return [authz.check(a, act, r, domain=self.domain)
@@ -78,14 +137,37 @@ class Administration(RuleBasedStateMachine):
         pre = Authorizer.from_rules(before_rules, clock=lambda: FIXED_NOW)  # the world as it was
         admin = self.authz.admin(actor, domain=self.domain)
         try:
-            record = getattr(admin, operation)(*args, **kwargs)
+            if operation == "offboard":  # freezes (if active), plans, and applies the plan
+                applied = admin.offboard(*args, **kwargs).apply()
+                records: list[AuditRecord] = self.authz.audit.records()[len(before_audit):]
+                assert records[len(records) - len(applied):] == applied
+            else:
+                records = [getattr(admin, operation)(*args, **kwargs)]
+                assert self.authz.audit.records()[len(before_audit):] == records
         except (SalesAuthzError, ValueError):
             assert self.authz.rules() == before_rules
             assert self.authz.audit.records() == before_audit
             assert self.decisions(self.authz) == before_decisions
             return
-        if operation in ("grant", "assign_role") and not record.escalated:
-            self.check_actor_held_it(pre, actor, record.target, record.added)
+        if any(record.escalated for record in records):
+            return
+        if operation in ("grant", "assign_role"):
+            self.check_actor_held_it(pre, actor, records[0].target, records[0].added)
+        self.check_no_gain_beyond_the_actor(pre, actor, operation)
+
+    def check_no_gain_beyond_the_actor(self, pre: Authorizer, actor: str, operation: str) -> None:
+        """Invariant 3: whatever any account may do now on a sampled record and could not do
+        before, the actor could do before."""
+        records = self.gain_records(pre)
+        for account in self.accounts():
+            for typ, action in KEYS:
+                for record in records:
+                    if record.type != typ:
+                        continue
+                    if self.authz.check(account, action, record, domain=self.domain) and not \
+                            pre.check(account, action, record, domain=self.domain):
+                        assert pre.check(actor, action, record, domain=self.domain), (
+                            operation, actor, account, action, record)
 
     def check_actor_held_it(self, pre: Authorizer, actor: str, target: str,
                             added: tuple[tuple[str, ...], ...]) -> None:
@@ -120,7 +202,7 @@ class Administration(RuleBasedStateMachine):
     def grant(self, data: st.DataObject, typ: str, scope: str) -> None:
         actor = data.draw(st.sampled_from(self.accounts()))
         target = data.draw(st.sampled_from(self.accounts()))
-        actions = data.draw(st.lists(st.sampled_from(PERMISSION_TYPES[typ]), min_size=1, unique=True))
+        actions = data.draw(st.lists(st.sampled_from(ACTIONS_OF[typ]), min_size=1, unique=True))
         departments: list[str] = []
         if scope == "custom":
             if not self.departments():
@@ -135,7 +217,7 @@ class Administration(RuleBasedStateMachine):
         actor = data.draw(st.sampled_from(self.accounts()))
         target = data.draw(st.sampled_from(self.accounts()))
         typ = data.draw(st.sampled_from(TYPES))
-        self.attempt("revoke", actor, target, typ, PERMISSION_TYPES[typ])
+        self.attempt("revoke", actor, target, typ, ACTIONS_OF[typ])
 
     @precondition(lambda self: bool(self.accounts()))
     @rule(data=st.data())
@@ -147,7 +229,8 @@ class Administration(RuleBasedStateMachine):
         actor = data.draw(st.sampled_from(self.accounts()))
         target = data.draw(st.sampled_from(self.accounts()))
         role = data.draw(st.sampled_from(sorted(index.roles)))
-        self.attempt("assign_role", actor, target, role)
+        expires = data.draw(st.sampled_from([None, None, *EXPIRIES]))
+        self.attempt("assign_role", actor, target, role, expires=expires)
 
     @precondition(lambda self: bool(self.accounts()))
     @rule(data=st.data())
@@ -156,7 +239,8 @@ class Administration(RuleBasedStateMachine):
         target = data.draw(st.sampled_from(self.accounts()))
         index = self.authz._snapshot(self.domain)
         assert index is not None
-        roles = sorted(index.account(target).roles) or ["nope"]
+        info = index.account(target)
+        roles = sorted(info.roles | {role for role, _ in info.timed_roles}) or ["nope"]
         self.attempt("unassign_role", actor, target, data.draw(st.sampled_from(roles)))
 
     @precondition(lambda self: bool(self.accounts()))
@@ -182,6 +266,44 @@ class Administration(RuleBasedStateMachine):
         actor = data.draw(st.sampled_from(self.accounts()))
         target = data.draw(st.sampled_from(self.accounts()))
         self.attempt(operation, actor, target)
+
+    @precondition(lambda self: bool(self.accounts()))
+    @rule(data=st.data())
+    def set_reports_to(self, data: st.DataObject) -> None:
+        actor, target = (data.draw(st.sampled_from(self.accounts())) for _ in range(2))
+        superior = data.draw(st.sampled_from([None, actor, *self.accounts()]))
+        self.attempt("set_reports_to", actor, target, superior)
+
+    @precondition(lambda self: bool(self.accounts()) and bool(self.departments()))
+    @rule(data=st.data(), adding=st.booleans())
+    def auxiliary_department(self, data: st.DataObject, adding: bool) -> None:
+        actor, target = (data.draw(st.sampled_from(self.accounts())) for _ in range(2))
+        index = self.authz._snapshot(self.domain)
+        assert index is not None
+        pool = self.departments() if adding else sorted(index.account(target).also_in) or ["none"]
+        department = data.draw(st.sampled_from(pool))
+        self.attempt("add_auxiliary_department" if adding else "remove_auxiliary_department",
+                     actor, target, department)
+
+    @precondition(lambda self: len(self.accounts()) >= 2)
+    @rule(data=st.data())
+    def offboard(self, data: st.DataObject) -> None:
+        actor, leaver, successor = (data.draw(st.sampled_from(self.accounts())) for _ in range(3))
+        self.attempt("offboard", actor, leaver, transfer_to=successor)
+
+    @precondition(lambda self: bool(self.accounts()))
+    @rule(data=st.data())
+    def share_check(self, data: st.DataObject) -> None:
+        """check_share by its rule: a declared level of the type, a known target, and check()
+        allows share and every action of the level (explain_share agrees)."""
+        actor = data.draw(st.sampled_from(self.accounts()))
+        record = data.draw(st.sampled_from([r for r in self.records() if r.type == "customer"]))
+        share = data.draw(st.sampled_from([s for shares in self.share_sets() for s in shares]))
+        expected = share.level in self.levels and all(
+            self.authz.check(actor, action, record, domain=self.domain)
+            for action in ["share", *self.levels[share.level]])
+        assert self.authz.check_share(actor, record, share, domain=self.domain) is expected
+        assert self.authz.explain_share(actor, record, share, domain=self.domain).allowed is expected
 
     # -- invariants ------------------------------------------------------------------------
 
@@ -219,11 +341,11 @@ class Administration(RuleBasedStateMachine):
 
 
 def _fits(typ: str, action: str) -> bool:
-    return action in PERMISSION_TYPES.get(typ, [action])
+    return action in ACTIONS_OF.get(typ, [action])
 
 
 Administration.TestCase.settings = settings(
-    max_examples=examples(400), stateful_step_count=60, deadline=None
+    max_examples=examples(400), stateful_step_count=60, deadline=None, phases=[Phase.explicit, Phase.reuse, Phase.generate]
 )
 TestAdministration = Administration.TestCase
 

@@ -526,6 +526,9 @@ class Admin:
         snapshot = self._current()
         self._require_account(snapshot, account)
         self._require_account(snapshot, transfer_to)
+        if account == self.actor:  # it would freeze itself and then could not apply the plan
+            raise ForbiddenError("an account cannot offboard itself", account=self.actor,
+                                 domain=self.domain)
         if snapshot.account(account).status == "active":
             self.freeze(account)
         snapshot = self._current()
