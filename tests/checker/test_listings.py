@@ -42,7 +42,7 @@ def test_explain_json_with_department(capsys: pytest.CaptureFixture[str]) -> Non
     assert data["allowed"] is True
     assert data["role"] == "sales_manager"
     assert data["scope"] == "department_tree"
-    assert data["record"] == {"type": "customer", "owner": "rep_w1", "department": "east-2"}
+    assert data["record"] == {"type": "customer", "owner": "rep_w1", "department": "east-2", "shares": []}
     assert ["p", "sales_manager", "acme", "customer", "read", "department_tree", ""] in data["rules"]  # type: ignore[operator]
 
 
@@ -135,7 +135,8 @@ def test_what_can(capsys: pytest.CaptureFixture[str]) -> None:
     data = _json(capsys)
     assert data["status"] == "active"
     assert {"permission": "order:read@team", "type": "order", "action": "read", "scope": "team",
-            "capped_by": None} in data["permissions"]  # type: ignore[operator]
+            "capped_by": None, "expiring": [], "until": None,
+            "text": "order:read@team"} in data["permissions"]  # type: ignore[operator]
 
 
 def test_rich_table_on_a_terminal(capsys: pytest.CaptureFixture[str],

@@ -22,6 +22,8 @@ from salesauthz.errors import UsageError
 from .output import Output
 
 if TYPE_CHECKING:
+    from salesauthz.values import Share
+
     from .findings import Finding
     from .lint import CheckResult
     from .listings import Source
@@ -148,10 +150,22 @@ def _cmd_test(args: argparse.Namespace) -> int:
 # -- explain / who-can / what-can -----------------------------------------------------------
 
 
+def _share_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--share", action="append", default=None, metavar="LEVEL:account=A",
+                        help="the record carries this share (LEVEL:account=NAME or "
+                             "LEVEL:department=NAME; repeat for several)")
+
+
 def _source_options(parser: argparse.ArgumentParser, *, domain: bool = True) -> None:
     parser.add_argument("--domain", required=domain, help="the domain (tenant) to ask about")
     parser.add_argument("--url", default=None, help="read the rules from a store instead, "
                         "e.g. sqlite:///salesauthz.db or postgresql://…")
+
+
+def _shares(args: argparse.Namespace) -> tuple[Share, ...]:
+    from .listings import parse_share
+
+    return tuple(parse_share(text) for text in args.share or ())
 
 
 def _cmd_explain(args: argparse.Namespace) -> int:
@@ -159,7 +173,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
 
     return _run_listing(args, lambda source, out: explain(
         source, args.account, args.action, args.type, owner=args.owner, department=args.department,
-        domain=args.domain, out=out, fmt=args.format))
+        domain=args.domain, out=out, fmt=args.format, shares=_shares(args)))
 
 
 def _cmd_who_can(args: argparse.Namespace) -> int:
@@ -167,7 +181,7 @@ def _cmd_who_can(args: argparse.Namespace) -> int:
 
     return _run_listing(args, lambda source, out: who_can(
         source, args.action, args.type, owner=args.owner, department=args.department,
-        domain=args.domain, out=out, fmt=args.format))
+        domain=args.domain, out=out, fmt=args.format, shares=_shares(args)))
 
 
 def _cmd_what_can(args: argparse.Namespace) -> int:
@@ -319,6 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="policy directory (default: policies)")
     explain.add_argument("--owner", help="the record's owner account")
     explain.add_argument("--department", help="the record's department (default: the owner's)")
+    _share_option(explain)
     _source_options(explain)
     explain.add_argument("--format", choices=("text", "json"), default="text")
     explain.set_defaults(handler=_cmd_explain)
@@ -331,6 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
     record = who.add_mutually_exclusive_group()
     record.add_argument("--owner", help="only for a record owned by this account")
     record.add_argument("--department", help="only for a record in this department")
+    _share_option(who)
     _source_options(who)
     who.add_argument("--format", choices=("text", "json"), default="text")
     who.set_defaults(handler=_cmd_who_can)
