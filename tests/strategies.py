@@ -251,7 +251,7 @@ def requests(draw: st.DrawFn, org: Organisation) -> tuple[str, str, Record, str]
         typ, action = draw(st.sampled_from(held))
     owner = draw(st.sampled_from([*known, None, "ghost"]))
     below_me = org.reports_below(domain, account) if domain in org.domains else []
-    if below_me and draw(st.booleans()):  # someone in the asker's reporting line, often deep
+    if len(below_me) > 0 and draw(st.booleans()):  # someone in the asker's reporting line, often deep
         owner = draw(st.sampled_from(below_me))
     below, above = org.relatives(domain, account) if domain in org.domains and account in known \
         else ([], [])

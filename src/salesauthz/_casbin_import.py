@@ -48,7 +48,13 @@ from salesauthz._rules import Rule
 from salesauthz._wording import docs_url
 from salesauthz.errors import PolicyError, PolicyIssue
 from salesauthz.models.compile import compile_document
-from salesauthz.models.documents import AccountDocument, DomainDocument, PermissionSet, RoleDocument
+from salesauthz.models.documents import (
+    AccountDocument,
+    DomainDocument,
+    PermissionSet,
+    RoleDocument,
+    TimedRole,
+)
 
 __all__ = ["ImportNote", "ImportResult", "Mismatch", "import_policy"]
 
@@ -950,3 +956,8 @@ def _document_text(document: DomainDocument, source: str) -> str:
     except PolicyError:
         pass
     return header + body
+
+
+def _role_entries(names: Iterable[str]) -> list[str | TimedRole]:
+    """An account's role entries (permanent assignments only: Casbin has no timed ones)."""
+    return [*sorted(set(names))]

@@ -90,10 +90,11 @@ def changes(draw: st.DrawFn, rules: list[Rule], domain: str,
             return [], old_rules
         askers = [a for a in asked[0] if a in accounts]
         owners = [o for o in asked[1] if o in accounts]
-        if owners and draw(st.booleans()):
+        if len(owners) > 0 and draw(st.booleans()):
             account = draw(st.sampled_from(owners))
             old_rules = [("g6", account, superiors[account], domain)] if account in superiors else []
-        candidate = draw(st.sampled_from(askers if askers and draw(st.booleans()) else accounts))
+        use_askers = len(askers) > 0 and draw(st.booleans())
+        candidate = draw(st.sampled_from(askers if use_askers else accounts))
         if account in _ancestors(superiors, candidate):  # would close a cycle (or self)
             return [], []
         return [("g6", account, candidate, domain)], old_rules
