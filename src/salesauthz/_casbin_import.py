@@ -820,7 +820,7 @@ def _document(name: str, source: _Domain, shape: _Shape, enforcer: Any,
         resources={typ: sorted(source.actions) for typ in types},
         roles={role: RoleDocument(inherits=sorted(set(links.get(role, []))), permissions=sets(role))
                for role in sorted(roles)},
-        accounts={account: AccountDocument(roles=sorted(set(links.get(account, []))),
+        accounts={account: AccountDocument(roles=_role_entries(links.get(account, [])),
                                             grants=sets(account))
                   for account in sorted(accounts)},
     )
