@@ -137,7 +137,8 @@ def run(size: int, accounts: int, rounds: int, log: Callable[[str], None]) -> li
         base, with_shares = statistics.median(plain_samples), statistics.median(shared_samples)
         ratio = with_shares / base
         row = {"pair": name, "rules": len(rules), "accounts": len(plain), "action": action,
-               "without_shares_ns": round(base, 1), "without_shares_p95_ns": round(percentile(plain_samples, 0.95), 1),
+               "without_shares_ns": round(base, 1),
+               "without_shares_p95_ns": round(percentile(plain_samples, 0.95), 1),
                "with_5_shares_ns": round(with_shares, 1),
                "with_5_shares_p95_ns": round(percentile(shared_samples, 0.95), 1),
                "ratio": round(ratio, 3), "target": TARGET, "met": ratio <= TARGET}
