@@ -2,24 +2,18 @@
 department, a reporting line and a timed role assignment — decisions and how `explain` words them.
 
 The policy tests (`salesauthz test policies/`) cover the same organisation; the cases whose records
-carry shares are in ``tests/fixtures/sample_sharing/acme-sharing.test.yaml`` until policy tests may
-give records shares (see the last test here).
+carry shares are in ``policies/acme-sharing.test.yaml``.
 """
 
 from __future__ import annotations
 
-import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pytest
-
 from salesauthz import Authorizer, Record, Share
-from salesauthz.checker.testing import TestFileError, run_tests
 
 ROOT = Path(__file__).resolve().parent.parent
 POLICIES = ROOT / "policies"
-SHARING_TESTS = ROOT / "tests" / "fixtures" / "sample_sharing" / "acme-sharing.test.yaml"
 
 # rep_e2's key account (east-2): read-only for the service rep, read-write for rep_w1 in west-1.
 KEY_ACCOUNT = Record("customer", owner="rep_e2", id="northwind",
@@ -195,15 +189,3 @@ def test_a_stand_in_senior_rep_until_2030() -> None:
 
 
 # -- the policy tests with shares ----------------------------------------------------------------
-
-
-@pytest.mark.xfail(
-    raises=TestFileError, strict=True,
-    reason="policy tests cannot give records shares yet (SA301 unknown key 'shares'). When this "
-           "XPASSes, move tests/fixtures/sample_sharing/acme-sharing.test.yaml to policies/ and "
-           "delete this test")
-def test_the_sharing_policy_tests_pass(tmp_path: Path) -> None:
-    target = shutil.copytree(POLICIES, tmp_path / "policies")
-    shutil.copy(SHARING_TESTS, target / SHARING_TESTS.name)
-    report = run_tests(target)
-    assert report.ok, [r.to_json() for r in report.failures]
