@@ -26,6 +26,7 @@ from salesauthz.models.documents import (
     FieldRuleDocument,
     PermissionSet,
     RoleDocument,
+    TimedRole,
 )
 
 PAGE = Path(__file__).resolve().parent / "policy-reference.md"
@@ -41,6 +42,8 @@ SECTIONS: list[tuple[type[BaseModel], str, str, str]] = [
     (FieldRuleDocument, "Field rule", "field-rule",
      "a field's value under a role's `fields: {type: {field: ...}}`, in its conditional form"),
     (AccountDocument, "Account", "account", "each value under `accounts:`"),
+    (TimedRole, "Timed role", "timed-role",
+     "an item of an account's `roles:` in its mapping form (a role assigned until a time)"),
 ]
 NAME_PATTERN = r"^[^\x00]*$"  # the schema of an identifier (documents.Name)
 
@@ -65,6 +68,9 @@ FALLBACK_MEANINGS: dict[tuple[str, str], str] = {
     ("AccountDocument", "roles"): "Roles of this domain assigned to the account.",
     ("AccountDocument", "status"): "Only `active` accounts are allowed anything; `frozen` "
     "(blocked now, kept for review) and `deactivated` (has left) are denied everything.",
+    ("TimedRole", "role"): "A role of this domain, held until `expires` (a role reached both "
+    "permanently and until a time is held permanently). See [Sharing and reporting "
+    "lines](sharing.md#timed-role-assignments).",
 }
 
 HEADER = """\

@@ -66,6 +66,17 @@ class Organisation:
                 ancestor = parent_of.get(ancestor)
         return below, above
 
+    def reports_below(self, domain: str, account: str) -> list[str]:
+        """Everyone below ``account`` in the reporting line, the deepest first."""
+        accounts = self.document(domain)["accounts"]
+        found: list[str] = []
+        level = [account]
+        while level:
+            level = [name for name, spec in accounts.items()
+                     if (spec or {}).get("reports_to") in level and name not in found]
+            found = level + found
+        return found
+
     def held_keys(self, domain: str, account: str) -> list[tuple[str, str]]:
         """The ``(type, action)`` pairs the account's roles (inherited too) and grants name."""
         document = self.document(domain)
@@ -239,6 +250,9 @@ def requests(draw: st.DrawFn, org: Organisation) -> tuple[str, str, Record, str]
     if held and prefer_held:  # half the time, something the account holds in some scope
         typ, action = draw(st.sampled_from(held))
     owner = draw(st.sampled_from([*known, None, "ghost"]))
+    below_me = org.reports_below(domain, account) if domain in org.domains else []
+    if len(below_me) > 0 and draw(st.booleans()):  # someone in the asker's reporting line, often deep
+        owner = draw(st.sampled_from(below_me))
     below, above = org.relatives(domain, account) if domain in org.domains and account in known \
         else ([], [])
     # Half the time a department related to the asker's: below it (where team and

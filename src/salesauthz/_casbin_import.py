@@ -48,7 +48,13 @@ from salesauthz._rules import Rule
 from salesauthz._wording import docs_url
 from salesauthz.errors import PolicyError, PolicyIssue
 from salesauthz.models.compile import compile_document
-from salesauthz.models.documents import AccountDocument, DomainDocument, PermissionSet, RoleDocument
+from salesauthz.models.documents import (
+    AccountDocument,
+    DomainDocument,
+    PermissionSet,
+    RoleDocument,
+    TimedRole,
+)
 
 __all__ = ["ImportNote", "ImportResult", "Mismatch", "import_policy"]
 
@@ -814,7 +820,7 @@ def _document(name: str, source: _Domain, shape: _Shape, enforcer: Any,
         resources={typ: sorted(source.actions) for typ in types},
         roles={role: RoleDocument(inherits=sorted(set(links.get(role, []))), permissions=sets(role))
                for role in sorted(roles)},
-        accounts={account: AccountDocument(roles=sorted(set(links.get(account, []))),
+        accounts={account: AccountDocument(roles=_role_entries(links.get(account, [])),
                                             grants=sets(account))
                   for account in sorted(accounts)},
     )
@@ -950,3 +956,8 @@ def _document_text(document: DomainDocument, source: str) -> str:
     except PolicyError:
         pass
     return header + body
+
+
+def _role_entries(names: Iterable[str]) -> list[str | TimedRole]:
+    """An account's role entries (permanent assignments only: Casbin has no timed ones)."""
+    return [*sorted(set(names))]

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Final, NamedTuple, Protocol
+from typing import Final, NamedTuple
 
 __all__ = ["Coverage", "Guarded", "Scope", "ScopeKind", "ShareGuard", "parse_scope"]
 
@@ -100,15 +100,8 @@ def parse_scope(text: str) -> Scope:
 _EMPTY_PAIRS: Final[Mapping[str, frozenset[str]]] = MappingProxyType({})
 
 
-class ShareLike(Protocol):
-    """What a guard reads of a share (:class:`salesauthz.Share`)."""
-
-    @property
-    def level(self) -> str: ...
-    @property
-    def account(self) -> str | None: ...
-    @property
-    def department(self) -> str | None: ...
+ShareLike = tuple[str, str | None, str | None]
+"""What a guard reads of a share: ``(level, account, department)`` — a :class:`salesauthz.Share`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,14 +114,19 @@ class ShareGuard:
     levels: frozenset[str]
     accounts: frozenset[str]
     departments: frozenset[str]
+    # Every share that matches, as (level, account, None) / (level, None, department) tuples: a
+    # record's shares are tested with one C-level set operation on the hot path.
+    keys: frozenset[ShareLike] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        keys: set[ShareLike] = {(level, account, None) for level in self.levels
+                                for account in self.accounts}
+        keys.update((level, None, department) for level in self.levels
+                    for department in self.departments)
+        object.__setattr__(self, "keys", frozenset(keys))
 
     def matches(self, shares: Iterable[ShareLike]) -> bool:
-        for share in shares:
-            if share.level in self.levels and (
-                    (share.account is not None and share.account in self.accounts)
-                    or (share.department is not None and share.department in self.departments)):
-                return True
-        return False
+        return not self.keys.isdisjoint(shares)
 
     def __str__(self) -> str:
         names = sorted(self.accounts) + sorted(self.departments)
@@ -168,6 +166,17 @@ class Coverage:
     departments: frozenset[str] = frozenset()
     owner_departments: Mapping[str, frozenset[str]] = field(default_factory=lambda: _EMPTY_PAIRS)
     guarded: frozenset[Guarded] = frozenset()
+    # When every guarded term is one guard over everything (no ceiling folded in: the usual
+    # case), the shares that match any of them, so that a check tests a record's shares with one
+    # set operation; otherwise None.
+    share_keys: frozenset[ShareLike] | None = field(default=None, init=False, repr=False,
+                                                    compare=False)
+
+    def __post_init__(self) -> None:
+        if self.guarded and all(term.base.everything and len(term.guards) == 1
+                                for term in self.guarded):
+            object.__setattr__(self, "share_keys", frozenset().union(
+                *(guard.keys for term in self.guarded for guard in term.guards)))
 
     def covers(self, owner: str | None, department: str | None,
                homes: Mapping[str, str | None] | None = None,
@@ -188,7 +197,17 @@ class Coverage:
             if depts is not None and department in depts:
                 return True
         if self.guarded and shares:
-            return any(term.covers(owner, department, None, shares) for term in self.guarded)
+            keys = self.share_keys
+            if keys is not None:
+                return not keys.isdisjoint(shares)
+            # Loops, not generators: a shared record is checked on the hot path.
+            for base, guards in self.guarded:
+                for guard in guards:
+                    if not guard.matches(shares):
+                        break
+                else:
+                    if base.everything or base.covers(owner, department):
+                        return True
         return False
 
     @property

@@ -162,14 +162,22 @@ class ScopeFilter:
             return f"{self.account} may {self.action} no {self.type} record in {self.domain}"
         if self.everything:
             return head + ": all of them"
-        parts = []
-        if self.owners:
-            parts.append("owned by " + ", ".join(sorted(self.owners)))
-        if self.departments:
-            parts.append("in department " + ", ".join(sorted(self.departments)))
-        for owner, depts in sorted(self.owner_departments.items()):
-            parts.append(f"owned by {owner} and in department " + ", ".join(sorted(depts)))
+        parts = _plain_parts(self.coverage)
         for term in sorted(self.coverage.guarded, key=repr):
             guards = " and ".join(sorted(str(g) for g in term.guards))
-            parts.append(guards if term.base.everything else f"{guards}, of {term.base!r}")
+            if not term.base.everything:
+                guards += " (and " + " or ".join(_plain_parts(term.base)) + ")"
+            parts.append(guards)
         return head + " " + "; or ".join(parts)
+
+
+def _plain_parts(coverage: Coverage) -> list[str]:
+    """The owners, departments and owner × department pairs of a coverage, in words."""
+    parts = []
+    if coverage.owners:
+        parts.append("owned by " + ", ".join(sorted(coverage.owners)))
+    if coverage.departments:
+        parts.append("in department " + ", ".join(sorted(coverage.departments)))
+    for owner, depts in sorted(coverage.owner_departments.items()):
+        parts.append(f"owned by {owner} and in department " + ", ".join(sorted(depts)))
+    return parts

@@ -36,17 +36,19 @@ def test_acceptance_senior_rep_gains_export_at_team(tmp_path: Path,
     new = _copy(tmp_path, "new")
     _edit(new, SENIOR_REP, SENIOR_REP + "      - scope: team\n        customer: [export]\n")
     result = diff_directories(POLICIES, new)
+    # rep_w2 holds senior_rep through a timed assignment (until 2030): it gains too.
     assert [(c.domain, c.account, c.kind, c.permission) for c in result.changes] == [
-        ("acme", "lead_e1", "gain", "customer:export@team")
+        ("acme", "lead_e1", "gain", "customer:export@team"),
+        ("acme", "rep_w2", "gain", "customer:export@team"),
     ]
     assert result.changes[0].records == "records in east-1"
     assert main(["diff", str(POLICIES), str(new), "--no-color"]) == 0
     out = capsys.readouterr().out
     assert "+ acme  lead_e1  gains customer:export@team" in out
-    assert "1 gain, 0 losses" in out
+    assert "2 gains, 0 losses" in out
     assert main(["diff", str(POLICIES), str(new), "--fail-on-gain", "--format", "json"]) == 1
     payload = json.loads(capsys.readouterr().out)
-    assert payload["gains"] == 1
+    assert payload["gains"] == 2
     assert payload["changes"][0]["account"] == "lead_e1"
     # The other way round it is a loss, which --fail-on-gain lets through.
     assert main(["diff", str(new), str(POLICIES), "--fail-on-gain", "--no-color"]) == 0
@@ -64,8 +66,9 @@ def test_widening_and_narrowing_a_scope(tmp_path: Path) -> None:
           "      - scope: department_tree\n        order: [read, create, update]")
     result = diff_directories(POLICIES, new)
     gains = {(c.account, c.permission, c.before) for c in result.gains}
-    assert ("rep_e1a", "customer:read@team", "own") in gains
-    assert ("rep_w1", "customer:read@team", "own") in gains
+    # (junior reps also read what is shared with them: that part of the scope stays)
+    assert ("rep_e1a", "customer:read@shared+team", "own+shared") in gains
+    assert ("rep_w1", "customer:read@shared+team", "own+shared") in gains
     assert not any(c.account in ("gone_1", "frozen_1") for c in result.changes)  # inactive: nothing
     losses = {(c.account, c.permission, c.after) for c in result.losses}
     assert ("ops_1", "order:update@all", "department_tree") in losses
@@ -108,9 +111,11 @@ def test_git_revisions(tmp_path: Path, capsys: pytest.CaptureFixture[str],
     _edit(policies, SENIOR_REP, SENIOR_REP + "      - scope: own\n        customer: [export]\n")
     monkeypatch.chdir(repo)
     result = diff_sources("git:HEAD", "policies")
-    assert [(c.account, c.permission) for c in result.changes] == [("lead_e1", "customer:export@own")]
+    assert [(c.account, c.permission) for c in result.changes] == [
+        ("lead_e1", "customer:export@own"), ("rep_w2", "customer:export@own")]
     _git(repo, "commit", "-q", "-am", "two")
-    assert [c.account for c in diff_sources("git:HEAD~1:policies", "git:HEAD").changes] == ["lead_e1"]
+    assert [c.account for c in diff_sources("git:HEAD~1:policies", "git:HEAD").changes] == [
+        "lead_e1", "rep_w2"]
     assert main(["diff", "git:HEAD~1", "policies", "--fail-on-gain"]) == 1
     capsys.readouterr()
 
@@ -211,9 +216,10 @@ def test_a_directory_against_a_live_store(tmp_path: Path, capsys: pytest.Capture
     assert "g_admin" not in out  # globex: not in the directory, not compared
     # The same, written as two sides, and the other way round.
     assert main(["diff", url, str(new), "--format", "json"]) == 0
-    assert [c["account"] for c in json.loads(capsys.readouterr().out)["changes"]] == ["lead_e1"]
+    assert [c["account"] for c in json.loads(capsys.readouterr().out)["changes"]] == [
+        "lead_e1", "rep_w2"]
     assert main(["diff", str(new), url, "--format", "json"]) == 0
-    assert [c["kind"] for c in json.loads(capsys.readouterr().out)["changes"]] == ["loss"]
+    assert [c["kind"] for c in json.loads(capsys.readouterr().out)["changes"]] == ["loss", "loss"]
     # --domain chooses; two stores compare every domain.
     assert main(["diff", url, url, "--domain", "globex"]) == 0
     assert "no change" in capsys.readouterr().out
@@ -236,20 +242,20 @@ def test_field_visibility_gained_shows_and_trips_fail_on_gain(tmp_path: Path,
                                                                                   "email: visible"))
     result = diff_directories(POLICIES, new)
     assert result.changes == []  # no record-level change at all
-    # The assistant, and the intern holding the same role under mgr_east (who sees both fields).
+    # The assistants, and the intern holding the same role under mgr_east (who sees both fields).
     assert {(c.account, c.field, c.before, c.after, c.kind) for c in result.fields} == {
         (account, field, "hidden", "visible", "gain")
-        for account in ("asst_e1", "intern_e1") for field in ("phone", "email")}
+        for account in ("asst_e1", "asst_east", "intern_e1") for field in ("phone", "email")}
     phone = next(c for c in result.fields if c.field == "phone")
     assert phone.records == "records in east-1"  # what asst_e1 reads: its team's customers
     assert phone.what == "gains sight of"
     assert main(["diff", str(POLICIES), str(new), "--no-color", "--fail-on-gain"]) == 1
     out = capsys.readouterr().out
     assert "+ acme  asst_e1  gains sight of customer.phone (hidden → visible)  [records in east-1]" in out
-    assert out.splitlines()[-1].startswith("0 gains, 0 losses; fields: 4 gains, 0 losses between")
+    assert out.splitlines()[-1].startswith("0 gains, 0 losses; fields: 6 gains, 0 losses between")
     assert main(["diff", str(POLICIES), str(new), "--format", "json"]) == 0
     payload = json.loads(capsys.readouterr().out)
-    assert payload["field_gains"] == 4
+    assert payload["field_gains"] == 6
     assert {f["field"] for f in payload["fields"]} == {"phone", "email"}
     # The other way round: a loss of sight, which --fail-on-change catches and --fail-on-gain not.
     assert main(["diff", str(new), str(POLICIES), "--fail-on-gain"]) == 0

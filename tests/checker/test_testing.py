@@ -148,12 +148,12 @@ tests:
     check: {account: temp, action: read, record: west}
     expect: deny
   - who-can: {action: read, type: customer, record: west}
-    expect: [alice, analyst_1, cs_1, ops_1, rep_w1]
+    expect: [alice, analyst_1, cs_1, dir_sales, ops_1, rep_w1, rep_w2]
   - name: only its own records filed in east survive the ceiling; create@own not at all
     what-can: {account: temp}
     expect:
-      - customer:read@team capped by mgr_east
-      - customer:update@team capped by mgr_east
+      - customer:read@shared+team capped by mgr_east
+      - customer:update@shared+team capped by mgr_east
       - order:create@team capped by mgr_east
       - order:read@team capped by mgr_east
 """)

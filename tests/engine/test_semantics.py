@@ -127,9 +127,13 @@ def test_a_map_is_valid_until_the_earliest_live_expiry() -> None:
                       ("p", "bob", D, "customer", "update", "own", early),
                       ("p", "bob", D, "customer", "read", "all", past))
     held, until = engine.own_map(snapshot, "bob", NOW)
-    assert until == NOW + 200.0  # 17:50:00 — the earliest, whatever the order of the grants
+    assert until == NOW + 200.0  # 17:50:00 — the earliest
     assert ("customer", "read") not in held  # the expired grant gives nothing (bob has no role)
     assert held[("customer", "update")] == Coverage(owners=frozenset({"bob"}))
+    # The same with the earliest grant sorting last (grants are visited in rule order).
+    swapped = domain(("p", "bob", D, "customer", "update", "own", late),
+                     ("p", "bob", D, "order", "read", "all", early))
+    assert engine.own_map(swapped, "bob", NOW)[1] == NOW + 200.0
     assert engine.earliest(None, 5.0) == 5.0
     assert engine.earliest(3.0, 5.0) == 3.0
 
@@ -187,3 +191,52 @@ def test_the_static_scope_order() -> None:
     assert not engine.scope_within(Scope.of("custom", ["east"]), Scope.of("custom", ["east-1"]), snapshot)
     assert [engine.scope_width(s) for s in (own, team, tree, all_)] == sorted(
         engine.scope_width(s) for s in (own, team, tree, all_))
+
+
+# -- the record model: shares, auxiliary departments, reporting lines, timed roles ------------
+
+SHARING: tuple[Rule, ...] = (("p7", D, "customer", "ro", "read"), ("p7", D, "customer", "rw", "read"),
+                             ("p7", D, "customer", "rw", "update"))
+
+
+def test_shared_reaches_only_records_shared_with_the_account_or_a_department_above_its_own() -> None:
+    from salesauthz import Share
+
+    snapshot = domain(*SHARING, ("p", "bob", D, "customer", "*", "shared", ""))
+    held = engine.effective(snapshot, "bob", NOW)[0]
+    read, update = held[("customer", "read")], held[("customer", "update")]
+    assert not read.covers("bob", None, snapshot.homes)  # its own records are not shared with it
+    assert read.covers("ann", "west", snapshot.homes, [Share("ro", account="bob")])
+    assert not update.covers("ann", "west", snapshot.homes, [Share("ro", account="bob")])
+    assert update.covers("ann", "west", snapshot.homes, [Share("rw", department="east")])  # above
+    assert not update.covers("ann", "west", snapshot.homes, [Share("rw", department="west")])
+    assert not read.covers("ann", "west", snapshot.homes, [Share("nope", account="bob")])
+
+
+def test_auxiliary_departments_widen_team_and_tree_a_homeless_record_stays_in_the_main_one() -> None:
+    snapshot = domain(("g5", "ann", "west", D))
+    team = engine.effective(snapshot, "ann", NOW)[0][("customer", "read")]  # lead: team
+    assert covers(team, "x", "west", snapshot)
+    assert covers(team, "x", "east", snapshot)
+    assert not covers(team, "x", "east-1", snapshot)
+    assert snapshot.homes["ann"] == "east"  # records without a department follow the main one
+
+
+def test_subordinates_reach_direct_reports_and_the_tree_everyone_below() -> None:
+    snapshot = domain(("p3", "dan", D, "active"), ("g6", "bob", "ann", D), ("g6", "dan", "bob", D),
+                      ("p", "ann", D, "order", "read", "subordinates", ""),
+                      ("p", "ann", D, "customer", "update", "subordinate_tree", ""))
+    held = engine.effective(snapshot, "ann", NOW)[0]
+    assert held[("order", "read")] == Coverage(owners=frozenset({"ann", "bob"}))
+    assert held[("customer", "update")] == Coverage(owners=frozenset({"ann", "bob", "dan"}))
+
+
+def test_a_timed_role_assignment_expires_and_bounds_the_map() -> None:
+    snapshot = domain(("p8", "bob", "lead", D, "2030-03-17T17:50:00Z"))
+    held, until = engine.effective(snapshot, "bob", NOW)
+    assert covers(held[("customer", "read")], "x", "east-1", snapshot)  # lead: team
+    assert until == NOW + 200.0
+    assert ("customer", "read") not in engine.effective(snapshot, "bob", NOW + 200.0)[0]
+    # Assigned permanently too: the permanent assignment wins.
+    both = domain(("p8", "bob", "lead", D, "2030-03-17T17:50:00Z"), ("g", "bob", "lead", D))
+    assert engine.effective(both, "bob", NOW + 200.0)[0][("customer", "read")] is not None

@@ -54,8 +54,11 @@ def _role_reaches(rules: list[Rule], roles: set[str], start: str, target: str, d
 
 
 @st.composite
-def changes(draw: st.DrawFn, rules: list[Rule], domain: str) -> tuple[list[Rule], list[Rule]]:
-    """One valid batch of changes to ``domain``: ``(added, removed)``."""
+def changes(draw: st.DrawFn, rules: list[Rule], domain: str,
+            asked: tuple[list[str], list[str]] = ([], [])) -> tuple[list[Rule], list[Rule]]:
+    """One valid batch of changes to ``domain``: ``(added, removed)``. ``asked`` are the accounts
+    that ask and the owners asked about in the cached requests: reporting-line changes prefer
+    them, so a stale superior's map would show."""
     accounts = [r[1] for r in rules if r[0] == "p3" and r[2] == domain]
     roles = {r[1] for r in rules if r[0] == "p4" and r[2] == domain}
     departments = {r[1]: r[2] for r in rules if r[0] == "g2" and r[3] == domain}
@@ -85,7 +88,13 @@ def changes(draw: st.DrawFn, rules: list[Rule], domain: str) -> tuple[list[Rule]
             if account in superiors else []
         if draw(st.booleans()):
             return [], old_rules
-        candidate = draw(st.sampled_from(accounts))
+        askers = [a for a in asked[0] if a in accounts]
+        owners = [o for o in asked[1] if o in accounts]
+        if len(owners) > 0 and draw(st.booleans()):
+            account = draw(st.sampled_from(owners))
+            old_rules = [("g6", account, superiors[account], domain)] if account in superiors else []
+        use_askers = len(askers) > 0 and draw(st.booleans())
+        candidate = draw(st.sampled_from(askers if use_askers else accounts))
         if account in _ancestors(superiors, candidate):  # would close a cycle (or self)
             return [], []
         return [("g6", account, candidate, domain)], old_rules
@@ -189,7 +198,9 @@ def test_cached_decisions_equal_rebuilt_and_reference(data: st.DataObject, org: 
     for _ in range(steps):
         rules = authz.rules()
         domain = data.draw(st.sampled_from(org.domains), label="domain")
-        added, removed = data.draw(changes(rules, domain), label="change")
+        asked = ([a for a, _, _, d in batch if d == domain],
+                 [r.owner for _, _, r, d in batch if d == domain and r.owner])
+        added, removed = data.draw(changes(rules, domain, asked), label="change")
         unchanged = set(added) & set(removed)  # e.g. a status "changed" to the same status
         added = [r for r in added if r not in rules and r not in unchanged]
         removed = [r for r in removed if r not in unchanged]

@@ -128,9 +128,9 @@ def test_rows_without_a_department(sample: Authorizer) -> None:
     where, params = sql_where(flt, owner="owner", department="department", paramstyle="qmark",
                               authz=sample)
     assert where == ("(owner = ? OR department IN (?, ?, ?)"
-                     " OR ((department IS NULL OR department = ?) AND owner IN (?, ?, ?)))")
+                     " OR ((department IS NULL OR department = ?) AND owner IN (?, ?, ?, ?)))")
     assert isinstance(params, list)
-    assert params[-3:] == ["frozen_1", "rep_e2", "rep_w1"]
+    assert params[-4:] == ["frozen_1", "rep_e2", "rep_w1", "rep_w2"]
     assert sample.check("analyst_1", "read", Record("customer", owner="rep_w1"), domain="acme")
     engine = create_engine("sqlite://")
     leads.metadata.create_all(engine)

@@ -68,8 +68,9 @@ def test_sub_account_pairs(sample: Authorizer) -> None:
 def test_null_departments_follow_the_owner_with_the_authorizer(sample: Authorizer) -> None:
     flt = sample.scope_filter("analyst_1", "read", "customer", domain="acme")
     where, params = sql_where(flt, owner="o", department="d", paramstyle="qmark", authz=sample)
-    assert where == "(o = ? OR d IN (?, ?, ?) OR ((d IS NULL OR d = ?) AND o IN (?, ?, ?)))"
-    assert params == ["analyst_1", "east-2", "west", "west-1", "", "frozen_1", "rep_e2", "rep_w1"]
+    assert where == "(o = ? OR d IN (?, ?, ?) OR ((d IS NULL OR d = ?) AND o IN (?, ?, ?, ?)))"
+    assert params == ["analyst_1", "east-2", "west", "west-1", "", "frozen_1", "rep_e2", "rep_w1",
+                      "rep_w2"]
     # The reverse map is cached per snapshot: a second call gives the same answer.
     assert sql_where(flt, owner="o", department="d", paramstyle="qmark", authz=sample) == (where, params)
 

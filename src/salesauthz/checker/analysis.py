@@ -7,6 +7,12 @@ domain: records owned by an account and kept in its department, and records of e
 with no particular owner. That is what a policy author means by "this grant reaches further": a
 record owned by ``rep_e1a`` but filed under another department is an edge case the decision path
 handles, not a lint.
+
+Records reached only through shares (the ``shared`` scope: *guarded* terms of a coverage) have no
+natural stand-in — a share may sit on any record — so they are compared as their own kind of
+record: a guarded term is within another coverage when that coverage reaches its records
+whatever their shares, or holds a guarded term whose guards it implies over at least its
+records. They are never counted as every record, nor as none (:attr:`Excess.shared`).
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from salesauthz import _engine as engine
 from salesauthz._engine import EffectiveMap, Holding, Key, Snapshot
 from salesauthz._identity import IdentityCache
 from salesauthz._wording import capped
-from salesauthz.scopes import Coverage, Scope, ScopeKind
+from salesauthz.scopes import Coverage, Guarded, Scope, ScopeKind, ShareGuard
 
 __all__ = [
     "Excess",
@@ -63,9 +69,10 @@ class Excess:
     owners: frozenset[str] = frozenset()
     unfiled: bool = False  # records in no (known) department, which only ``all`` reaches
     everything: bool = False  # every record of the domain (``all`` against nothing at all)
+    shared: tuple[str, ...] = ()  # records reached only through shares: ``shared read_write with rep_w1``
 
     def __bool__(self) -> bool:
-        return bool(self.departments or self.owners or self.unfiled)
+        return bool(self.departments or self.owners or self.unfiled or self.shared)
 
     def describe(self, limit: int = 3) -> str:
         """``records in east-1, east-2, sales and 647 more departments; records in no
@@ -80,13 +87,57 @@ class Excess:
             parts.append("records owned by " + capped(sorted(self.owners), limit, noun="account"))
         if self.unfiled:
             parts.append("records in no department")
+        if self.shared:
+            parts.append("records " + capped(list(self.shared), limit, noun="share"))
         return "; ".join(parts)
 
 
 def excess(inner: Coverage, outer: Coverage | None, snapshot: Snapshot) -> Excess:
-    """The natural records ``inner`` reaches that ``outer`` does not (``None``: nothing)."""
+    """The natural records ``inner`` reaches that ``outer`` does not (``None``: nothing), and
+    the shared records (guarded terms of ``inner``) that ``outer`` is not shown to reach."""
     if outer is None:
         outer = Coverage()
+    if outer.everything or inner.is_empty:
+        return Excess()
+    found = _plain_excess(inner.plain, outer, snapshot)
+    shared = tuple(sorted({shared_text(term, snapshot) for term in inner.guarded
+                           if not _term_within(term, outer, snapshot)}))
+    if shared:
+        return Excess(found.departments, found.owners, found.unfiled, found.everything, shared)
+    return found
+
+
+def _implies(mine: ShareGuard, theirs: ShareGuard) -> bool:
+    """Every share matching ``mine`` matches ``theirs``."""
+    return (mine.levels <= theirs.levels and mine.accounts <= theirs.accounts
+            and mine.departments <= theirs.departments)
+
+
+def _term_within(term: Guarded, outer: Coverage, snapshot: Snapshot) -> bool:
+    """Whether ``outer`` reaches every (natural) record of ``term``'s base that carries shares
+    matching its guards: it reaches those records whatever their shares, or one of its guarded
+    terms reaches at least that base with guards the term's guards imply."""
+    if not _plain_excess(term.base, outer.plain, snapshot):
+        return True
+    return any(all(any(_implies(mine, theirs) for mine in term.guards) for theirs in other.guards)
+               and not _plain_excess(term.base, other.base, snapshot)
+               for other in outer.guarded)
+
+
+def shared_text(term: Guarded, snapshot: Snapshot) -> str:
+    """``shared read_write with rep_w1`` (and ``, among records in east-1`` for a term capped by
+    a plain coverage, e.g. a sub-account's ``shared`` under its parent's ``team``)."""
+    guards = " and ".join(sorted(
+        f"{'/'.join(sorted(guard.levels))} with "
+        + (", ".join(sorted(guard.accounts)) if guard.accounts else "its departments")
+        for guard in term.guards))
+    among = "" if term.base.everything else \
+        f", among {_plain_excess(term.base, Coverage(), snapshot).describe()}"
+    return f"shared {guards}{among}"
+
+
+def _plain_excess(inner: Coverage, outer: Coverage, snapshot: Snapshot) -> Excess:
+    """:func:`excess` of a coverage without guarded terms (``outer``'s are ignored)."""
     if outer.everything or inner.is_empty:
         return Excess()
     if inner.everything:

@@ -22,6 +22,8 @@ from salesauthz.errors import UsageError
 from .output import Output
 
 if TYPE_CHECKING:
+    from salesauthz.values import Share
+
     from .findings import Finding
     from .lint import CheckResult
     from .listings import Source
@@ -148,10 +150,22 @@ def _cmd_test(args: argparse.Namespace) -> int:
 # -- explain / who-can / what-can -----------------------------------------------------------
 
 
+def _share_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--share", action="append", default=None, metavar="LEVEL:account=A",
+                        help="the record carries this share (LEVEL:account=NAME or "
+                             "LEVEL:department=NAME; repeat for several)")
+
+
 def _source_options(parser: argparse.ArgumentParser, *, domain: bool = True) -> None:
     parser.add_argument("--domain", required=domain, help="the domain (tenant) to ask about")
     parser.add_argument("--url", default=None, help="read the rules from a store instead, "
                         "e.g. sqlite:///salesauthz.db or postgresql://…")
+
+
+def _shares(args: argparse.Namespace) -> tuple[Share, ...]:
+    from .listings import parse_share
+
+    return tuple(parse_share(text) for text in args.share or ())
 
 
 def _cmd_explain(args: argparse.Namespace) -> int:
@@ -159,7 +173,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
 
     return _run_listing(args, lambda source, out: explain(
         source, args.account, args.action, args.type, owner=args.owner, department=args.department,
-        domain=args.domain, out=out, fmt=args.format))
+        domain=args.domain, out=out, fmt=args.format, shares=_shares(args)))
 
 
 def _cmd_who_can(args: argparse.Namespace) -> int:
@@ -167,7 +181,7 @@ def _cmd_who_can(args: argparse.Namespace) -> int:
 
     return _run_listing(args, lambda source, out: who_can(
         source, args.action, args.type, owner=args.owner, department=args.department,
-        domain=args.domain, out=out, fmt=args.format))
+        domain=args.domain, out=out, fmt=args.format, shares=_shares(args)))
 
 
 def _cmd_what_can(args: argparse.Namespace) -> int:
@@ -238,6 +252,104 @@ def _cmd_review(args: argparse.Namespace) -> int:
     else:
         out.raw(text)
     return EXIT_OK
+
+
+# -- review start / review apply: a campaign with sign-off ------------------------------------
+
+
+def _campaign_parser(command: str) -> argparse.ArgumentParser:
+    parser = _Parser(prog=f"salesauthz review {command}",
+                     epilog="Exit codes: 0 done, 1 lines still undecided, refused or stale (apply), "
+                            "2 usage error or review files out of shape.")
+    parser.add_argument("--no-color", action="store_true", help="plain output, no colours")
+    if command == "start":
+        parser.description = ("Start an access-review campaign: give each account's roles and "
+                              "grants to its reviewer, one review file and HTML page per reviewer.")
+        parser.add_argument("source", metavar="SOURCE",
+                            help="a policy directory or a store URL (read only)")
+        parser.add_argument("--domain", required=True, help="the domain (tenant) to review")
+        parser.add_argument("--out", required=True, metavar="DIR",
+                            help="the campaign directory to write (new or empty)")
+        parser.add_argument("--default-reviewer", metavar="ACCOUNT", default=None,
+                            help="who reviews accounts with no reporting superior or department head")
+        parser.add_argument("--expiring-days", type=_count_option, default=30, metavar="N",
+                            help="flag grants and timed roles ending within N days (default 30)")
+        parser.add_argument("--dormant-days", type=_count_option, default=90, metavar="N",
+                            help="flag active accounts with no decision in the last N days of the "
+                                 "decision log (default 90)")
+        parser.add_argument("--decision-log", metavar="PATH", default=None,
+                            help="a file of decision-log records (what the salesauthz.decisions "
+                                 "logger writes); without it no account is flagged dormant")
+        parser.set_defaults(handler=_cmd_review_start)
+    else:
+        parser.description = ("Carry out a campaign's revocations through the admin API, as each "
+                              "reviewer (authorized and audited), and report what is left.")
+        parser.add_argument("campaign", metavar="CAMPAIGN_DIR")
+        parser.add_argument("--url", required=True, help="the store to change")
+        parser.add_argument("--dry-run", action="store_true",
+                            help="show what would happen; change nothing")
+        parser.add_argument("--format", choices=("text", "json"), default="text")
+        parser.set_defaults(handler=_cmd_review_apply)
+    parser.set_defaults(parser=parser)
+    return parser
+
+
+def _campaign_main(command: str, words: list[str]) -> int:
+    parser = _campaign_parser(command)
+    _Parser.words = words
+    try:
+        args = parser.parse_args(words)
+        return int(args.handler(args))
+    except SystemExit as exc:
+        return int(exc.code or 0)
+
+
+def _cmd_review_start(args: argparse.Namespace) -> int:
+    from .campaign import start_campaign
+
+    try:
+        started = start_campaign(args.source, args.domain, Path(args.out),
+                                 default_reviewer=args.default_reviewer,
+                                 expiring_days=args.expiring_days, dormant_days=args.dormant_days,
+                                 decision_log=Path(args.decision_log) if args.decision_log else None)
+    except UsageError as exc:
+        print(f"salesauthz: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    out = _output(args)
+    manifest = started.manifest
+    for reviewer, names in manifest["reviewers"].items():
+        mine = sum(1 for line in manifest["lines"].values() if line["reviewer"] == reviewer)
+        out.text(f"{reviewer}: {count(mine, 'line')} in {Path(args.out) / names['file']}")
+    for note in started.notes:
+        out.text(f"note: {note}", style="dim")
+    out.text(f"started: {count(len(manifest['lines']), 'line')} for "
+             f"{count(len(manifest['reviewers']), 'reviewer')} in {args.out}", style="green")
+    return EXIT_OK
+
+
+def _cmd_review_apply(args: argparse.Namespace) -> int:
+    from .campaign import CampaignFileError, apply_campaign, render_apply
+
+    try:
+        report = apply_campaign(Path(args.campaign), args.url, dry_run=args.dry_run)
+    except CampaignFileError as exc:
+        for error in exc.errors:
+            print(error, file=sys.stderr)
+        print(f"salesauthz: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except UsageError as exc:
+        print(f"salesauthz: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    out = _output(args)
+    if args.format == "json":
+        out.data({"domain": report.domain, "store": report.store, "dry_run": report.dry_run,
+                  "ok": report.ok, "notes": report.notes, "totals": report.counts(),
+                  "by_reviewer": {r: report.counts(r) for r in sorted({o.reviewer for o in report.outcomes})},
+                  "lines": [o.to_json() for o in report.outcomes]})
+    else:
+        for line in render_apply(report):
+            out.text(line)
+    return EXIT_OK if report.ok else EXIT_FINDINGS
 
 
 # -- the parser -----------------------------------------------------------------------------
@@ -319,6 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="policy directory (default: policies)")
     explain.add_argument("--owner", help="the record's owner account")
     explain.add_argument("--department", help="the record's department (default: the owner's)")
+    _share_option(explain)
     _source_options(explain)
     explain.add_argument("--format", choices=("text", "json"), default="text")
     explain.set_defaults(handler=_cmd_explain)
@@ -331,6 +444,7 @@ def build_parser() -> argparse.ArgumentParser:
     record = who.add_mutually_exclusive_group()
     record.add_argument("--owner", help="only for a record owned by this account")
     record.add_argument("--department", help="only for a record in this department")
+    _share_option(who)
     _source_options(who)
     who.add_argument("--format", choices=("text", "json"), default="text")
     who.set_defaults(handler=_cmd_who_can)
@@ -362,7 +476,11 @@ def build_parser() -> argparse.ArgumentParser:
     diff.set_defaults(handler=_cmd_diff)
 
     review = commands.add_parser("review", parents=[common],
-                                 help="the periodic access-review report of one domain")
+                                 help="the periodic access-review report of one domain "
+                                      "(`review start` / `review apply`: a campaign with sign-off)",
+                                 epilog="A review campaign: `salesauthz review start SOURCE --domain D "
+                                        "--out DIR`, then `salesauthz review apply DIR --url STORE` "
+                                        "(each has its own --help).")
     review.add_argument("path", metavar="PATH", nargs="?", default=None)
     _source_options(review)
     review.add_argument("--format", choices=("md", "csv", "html", "json"), default="md")
@@ -381,8 +499,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    words = list(sys.argv[1:] if argv is None else argv)
+    if words[:1] == ["review"] and words[1:2] in (["start"], ["apply"]):
+        # `review PATH` takes a directory; `review start|apply` are the campaign's commands
+        # (a policy directory named "start" is reached as ./start).
+        return _campaign_main(words[1], words[2:])
     parser = build_parser()
-    _Parser.words = list(sys.argv[1:] if argv is None else argv)
+    _Parser.words = words
     try:
         args, extra = parser.parse_known_args(argv)
         # argparse cannot take an optional positional (PATH) after options, as in

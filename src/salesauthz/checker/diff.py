@@ -27,20 +27,23 @@ from pathlib import Path
 from typing import Any, Literal
 
 from salesauthz import _engine as engine
+from salesauthz import _rules as R
 from salesauthz._engine import EffectiveMap, Snapshot
 from salesauthz._wording import capped, count
 from salesauthz.errors import PolicyError, StorageError, UsageError
 from salesauthz.models.loader import load_directory
 from salesauthz.scopes import Coverage
+from salesauthz.values import Share
 
 from .analysis import excess, permission_text, scope_label
-from .fields_view import field_types, natural_records, where
+from .fields_view import field_types, natural_records, record_owners, shared_levels, where
 from .output import Output
 
 __all__ = [
     "AccountChange",
     "Change",
     "DiffResult",
+    "FactChange",
     "FieldChange",
     "diff_directories",
     "diff_snapshots",
@@ -109,6 +112,27 @@ class AccountChange:
                 "permissions": list(self.permissions)}
 
 
+FactKind = Literal["gain", "loss", "change"]
+
+
+@dataclass(frozen=True, slots=True)
+class FactChange:
+    """A change of a record-model fact of an account present in both versions, or of a share
+    level: its auxiliary departments, reporting superior, timed role assignments, or what a share
+    level allows. What these facts change in effective access *now* is listed with the
+    permissions; a timed role whose assignment lasts longer (or is made permanent) is a ``gain``
+    and one that ends sooner a ``loss`` — access that changes later, not now —, and the other
+    facts are a ``change``."""
+
+    domain: str
+    subject: str  # an account, or a type's share level: customer.read_write
+    kind: FactKind
+    text: str  # "also in service", "reports to dir_1 (was lead_e1)" …
+
+    def to_json(self) -> dict[str, Any]:
+        return {"domain": self.domain, "subject": self.subject, "kind": self.kind, "text": self.text}
+
+
 @dataclass(slots=True)
 class DiffResult:
     old: str
@@ -116,6 +140,7 @@ class DiffResult:
     changes: list[Change] = field(default_factory=list)
     fields: list[FieldChange] = field(default_factory=list)
     accounts: list[AccountChange] = field(default_factory=list)
+    facts: list[FactChange] = field(default_factory=list)
 
     @property
     def gains(self) -> list[Change]:
@@ -128,11 +153,12 @@ class DiffResult:
     @property
     def gained(self) -> bool:
         """Whether anyone gains anything: a permission, or sight of (or the right to change) a field."""
-        return bool(self.gains) or any(c.kind == "gain" for c in self.fields)
+        return (bool(self.gains) or any(c.kind == "gain" for c in self.fields)
+                or any(c.kind == "gain" for c in self.facts))
 
     @property
     def changed(self) -> bool:
-        return bool(self.changes or self.fields)
+        return bool(self.changes or self.fields or self.facts)
 
 
 _READ = "read"
@@ -158,7 +184,8 @@ def diff_snapshots(old: dict[str, Snapshot], new: dict[str, Snapshot], now: floa
             whole = _whole_account(domain, account, before_index, after_index, before, after, found)
             if whole is not None:
                 result.accounts.append(whole)
-        result.fields.extend(_field_changes(domain, before_index, after_index, maps))
+        result.fields.extend(_field_changes(domain, before_index, after_index, maps, now))
+        result.facts.extend(fact_changes(domain, before_index, after_index, now))
     return result
 
 
@@ -200,6 +227,84 @@ def _whole_account(domain: str, account: str, before_index: Snapshot | None, aft
     return AccountChange(domain, account, "loss", reason, tuple(c.permission for c in found))
 
 
+# -- record-model facts -----------------------------------------------------------------------
+
+
+def fact_changes(domain: str, before: Snapshot | None, after: Snapshot | None,
+                 now: float) -> list[FactChange]:
+    """Changes of share levels, and of the auxiliary departments, reporting superior and timed
+    role assignments of the accounts registered in both versions."""
+    if before is None or after is None:
+        return []
+    found: list[FactChange] = []
+    for type in sorted(set(before.sharing) | set(after.sharing)):
+        old_levels, new_levels = before.sharing.get(type, {}), after.sharing.get(type, {})
+        for level in sorted(set(old_levels) | set(new_levels)):
+            was, now_allows = old_levels.get(level), new_levels.get(level)
+            subject = f"{type}.{level}"
+            if was is None and now_allows is not None:
+                text = f"new share level {subject}: {', '.join(sorted(now_allows))}"
+            elif now_allows is None and was is not None:
+                text = f"share level {subject} removed (it allowed {', '.join(sorted(was))})"
+            elif was != now_allows and was is not None and now_allows is not None:
+                text = f"share level {subject} " + _plus_minus(was, now_allows)
+            else:
+                continue
+            found.append(FactChange(domain, subject, "change", text))
+    for account in sorted(set(before.accounts) & set(after.accounts)):
+        old, new = before.account(account), after.account(account)
+        if old.status is None or new.status is None:
+            continue
+        if old.also_in != new.also_in:
+            found.append(FactChange(domain, account, "change",
+                                    "auxiliary departments " + _plus_minus(old.also_in, new.also_in)))
+        if old.reports_to != new.reports_to:
+            if new.reports_to is None:
+                text = f"no longer reports to {old.reports_to}"
+            else:
+                text = f"reports to {new.reports_to}" + (f" (was {old.reports_to})" if old.reports_to else "")
+            found.append(FactChange(domain, account, "change", text))
+        found.extend(_timed_role_changes(domain, account, before, after, now))
+    return found
+
+
+def _plus_minus(old: Collection[str], new: Collection[str]) -> str:
+    """``+ delete, - update``."""
+    added, removed = sorted(set(new) - set(old)), sorted(set(old) - set(new))
+    return ", ".join([*(f"+ {a}" for a in added), *(f"- {r}" for r in removed)])
+
+
+def _timed_role_changes(domain: str, account: str, before: Snapshot, after: Snapshot,
+                        now: float) -> list[FactChange]:
+    old, new = before.account(account), after.account(account)
+    old_timed, new_timed = dict(old.timed_roles), dict(new.timed_roles)
+    found = []
+    for role in sorted(set(old_timed) | set(new_timed)):
+        was, until = old_timed.get(role), new_timed.get(role)
+        if was == until:
+            continue
+        at = R.format_expiry_at
+        kind: FactKind
+        if until is None:
+            if role in new.roles:
+                kind, text = "gain", f"role {role} now permanent (was until {at(was or 0.0)})"
+            else:
+                kind = "loss" if was is not None and was > now else "change"
+                text = f"role {role} until {at(was or 0.0)} removed"
+        elif was is None:
+            if role in old.roles:
+                kind, text = "loss", f"role {role} now until {at(until)} (was permanent)"
+            else:
+                kind = "gain" if until > now else "change"
+                text = f"role {role} assigned until {at(until)}"
+        else:
+            later = until > was
+            kind = ("gain" if until > now else "change") if later else ("loss" if was > now else "change")
+            text = f"role {role} until {at(until)} (was until {at(was)})"
+        found.append(FactChange(domain, account, kind, text))
+    return found
+
+
 # -- field rules ------------------------------------------------------------------------------
 
 
@@ -207,18 +312,21 @@ def _field_inputs(index: Snapshot, account: str, type: str) -> tuple[object, ...
     """Everything the engine's field modes of ``account`` depend on (its parent chain's statuses,
     departments and roles, and the field rules of those roles); equal inputs, equal modes."""
     names = engine.chain(index, account) or (account,)
-    inputs: list[object] = []
+    inputs: list[object] = [tuple(sorted(index.sharing.get(type, {}).items())),
+                            index.reports_below(account, transitive=True)]
     for name in names:
         info = index.account(name)
-        reached = sorted({role for assigned in info.roles for role, _ in index.role_paths.get(assigned, ())})
+        assigned = [*info.roles, *(role for role, _ in info.timed_roles)]
+        reached = sorted({role for role_name in assigned for role, _ in index.role_paths.get(role_name, ())})
         rules = sorted(rule.rule for role in reached for rule in index.role_fields.get(role, ())
                        if rule.type == type)
-        inputs.append((name, info.status, info.department, tuple(sorted(info.roles)), tuple(rules)))
+        inputs.append((name, info.status, info.department, tuple(sorted(info.roles)), tuple(rules),
+                       tuple(sorted(info.also_in)), info.timed_roles))
     return tuple(inputs)
 
 
 def _field_changes(domain: str, before_index: Snapshot | None, after_index: Snapshot | None,
-                   maps: dict[str, tuple[EffectiveMap, EffectiveMap]]) -> list[FieldChange]:
+                   maps: dict[str, tuple[EffectiveMap, EffectiveMap]], moment: float) -> list[FieldChange]:
     """Field-mode changes, on the natural records each account may read in both versions (a
     record newly readable, or no longer, is a permission change already)."""
     if before_index is None or after_index is None:
@@ -241,7 +349,7 @@ def _field_changes(domain: str, before_index: Snapshot | None, after_index: Snap
                     == _field_inputs(after_index, account, type)):
                 continue
             changes.extend(_account_field_changes(domain, account, type, fields, departments,
-                                                  (before_index, was), (after_index, now)))
+                                                  (before_index, was), (after_index, now), moment))
     return changes
 
 
@@ -250,30 +358,42 @@ _RANK = {"hidden": 0, "readonly": 1, "visible": 2}
 
 def _account_field_changes(domain: str, account: str, type: str, fields: list[str],
                            departments: list[str], old: tuple[Snapshot, Coverage],
-                           new: tuple[Snapshot, Coverage]) -> list[FieldChange]:
+                           new: tuple[Snapshot, Coverage], moment: float) -> list[FieldChange]:
     (before_index, was_read), (after_index, now_read) = old, new
-    owners = dict.fromkeys([*(engine.chain(before_index, account) or (account,)),
-                            *(engine.chain(after_index, account) or (account,))])
+    owners = dict.fromkeys([*record_owners(before_index, account), *record_owners(after_index, account)])
     records = natural_records(owners, departments, {o: after_index.department_of(o) for o in owners})
-    found: dict[tuple[str, str, str], tuple[set[str], dict[str, str | None]]] = {}
+    found: dict[tuple[str, str, str], tuple[set[str], dict[str, str | None], set[str]]] = {}
     for owner, department in records:
         if not (was_read.covers(owner, department, before_index.homes)
                 and now_read.covers(owner, department, after_index.homes)):
             continue
-        before = engine.field_modes(before_index, account, type, owner, department, fields)
-        after = engine.field_modes(after_index, account, type, owner, department, fields)
+        before = engine.field_modes(before_index, account, type, owner, department, fields, now=moment)
+        after = engine.field_modes(after_index, account, type, owner, department, fields, now=moment)
         for name in fields:
             if before[name] != after[name]:
-                places = found.setdefault((name, before[name], after[name]), (set(), {}))
+                places = found.setdefault((name, before[name], after[name]), (set(), {}, set()))
                 if owner is None:
                     if department is not None:
                         places[0].add(department)
                 else:
                     places[1][owner] = department
+    # Records shared with the account (no natural record stands for them), at the levels it
+    # reads them at in both versions.
+    levels = set(shared_levels(before_index, account, type, was_read)) & set(
+        shared_levels(after_index, account, type, now_read))
+    for level in sorted(levels):
+        shares = (Share(level, account=account),)
+        before = engine.field_modes(before_index, account, type, None, None, fields, now=moment,
+                                    shares=shares)
+        after = engine.field_modes(after_index, account, type, None, None, fields, now=moment,
+                                   shares=shares)
+        for name in fields:
+            if before[name] != after[name]:
+                found.setdefault((name, before[name], after[name]), (set(), {}, set()))[2].add(level)
     changes = []
-    for (name, was, now), (in_departments, owned) in sorted(found.items()):
+    for (name, was, now), (in_departments, owned, shared) in sorted(found.items()):
         kind: Kind = "gain" if _RANK[now] > _RANK[was] else "loss"
-        records_text = where(in_departments, owned)
+        records_text = where(in_departments, owned, shared)
         if len(in_departments) == len(departments) and departments:
             records_text = "records in every department"
         changes.append(FieldChange(domain, account, kind, type, name, was, now, records_text))
@@ -402,7 +522,8 @@ def render_diff(result: DiffResult, out: Output, *, fmt: str = "text") -> None:
                   "field_losses": sum(1 for c in result.fields if c.kind == "loss"),
                   "changes": [c.to_json() for c in result.changes],
                   "fields": [c.to_json() for c in result.fields],
-                  "accounts": [c.to_json() for c in result.accounts]})
+                  "accounts": [c.to_json() for c in result.accounts],
+                  "facts": [c.to_json() for c in result.facts]})
         return
     if not result.changed:
         out.text(f"no change in effective access between {result.old} and {result.new}", style="green")
@@ -428,9 +549,14 @@ def render_diff(result: DiffResult, out: Output, *, fmt: str = "text") -> None:
         out.styled((f"{sign} ", style), (f"{seen.domain}  {seen.account}  ", "bold"),
                    (f"{seen.what} {seen.type}.{seen.field} ({seen.before} → {seen.after})", style),
                    (f"  [{seen.records}]", "dim"))
+    for fact in result.facts:
+        sign, style = {"gain": ("+", "green"), "loss": ("-", "red"), "change": ("~", "yellow")}[fact.kind]
+        out.styled((f"{sign} ", style), (f"{fact.domain}  {fact.subject}  ", "bold"), (fact.text, style))
     field_gains = sum(1 for c in result.fields if c.kind == "gain")
     field_losses = len(result.fields) - field_gains
     fields = (f"; fields: {count(field_gains, 'gain')}, {count(field_losses, 'loss')}"
               if result.fields else "")
+    if result.facts:
+        fields += f"; {count(len(result.facts), 'fact')} changed"
     out.text(f"{count(len(result.gains), 'gain')}, {count(len(result.losses), 'loss')}{fields} between "
              f"{result.old} and {result.new}")

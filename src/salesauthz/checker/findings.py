@@ -25,6 +25,9 @@ CODES: dict[str, tuple[Severity, str]] = {
     "SA207": ("warning", "frozen or deactivated account still holding roles or grants"),
     "SA208": ("warning", "frozen or deactivated account with sub-accounts"),
     "SA209": ("warning", "direct grant already expired"),
+    "SA211": ("warning", "permission or field rule at scope shared that can never allow anything"),
+    "SA212": ("warning", "reporting line that runs against the sub-account hierarchy"),
+    "SA213": ("warning", "timed role assignment already expired"),
 }
 
 # Lints for a storage target, run only when asked for (``salesauthz check --target casbin``).
@@ -55,12 +58,15 @@ LOADER_CODES: dict[str, str] = {
     "SA131": "cycle in role inheritance",
     "SA140": "unknown parent account",
     "SA141": "sub-account chain has a cycle, or an account is its own parent",
+    "SA142": "reporting superior (reports_to) is an unknown account",
+    "SA143": "reporting line has a cycle, or an account reports to itself",
     "SA150": "permission set names no resource type",
     "SA151": "role permission with an expiry (only grants expire)",
     "SA152": "unknown resource type",
     "SA153": "unknown action for a resource type",
     "SA160": "field rules for an unknown resource type",
     "SA161": "field rule names an undeclared field",
+    "SA162": "share level of an unknown type, naming an unknown action or '*', or allowing nothing",
 }
 
 

@@ -20,10 +20,17 @@ from salesauthz._engine import EffectiveMap, Key, Permission, Snapshot
 from salesauthz._wording import capped, count
 from salesauthz.errors import PolicyError
 from salesauthz.models.compile import scope_of
-from salesauthz.models.documents import AccountDocument, PermissionSet, RoleDocument
+from salesauthz.models.documents import (
+    AccountDocument,
+    DomainDocument,
+    FieldRuleDocument,
+    PermissionSet,
+    RoleDocument,
+    TimedRole,
+)
 from salesauthz.models.loader import LoadedPolicy, load_directory, not_a_directory
 from salesauthz.models.validate import SourcedDocument
-from salesauthz.scopes import Coverage, Scope
+from salesauthz.scopes import Coverage, Scope, ScopeKind
 
 from .analysis import (
     excess,
@@ -195,6 +202,8 @@ def lint_policy(policy: LoadedPolicy, *, now: float | None = None,
             continue
         domain = _Domain(sourced, index, moment)
         _lint_roles(domain)
+        _lint_shared_scopes(domain)
+        _lint_reporting_lines(domain)
         for _ in _lint_accounts(domain):
             done += 1
             if progress is not None and done % 200 == 0:
@@ -257,6 +266,79 @@ def _redundant(domain: _Domain, entries: list[_Entry], inherited: list[_Entry], 
                        "delete the narrower entry; the wider one already allows it")
 
 
+def _lint_shared_scopes(domain: _Domain) -> None:
+    """SA211: a permission or field rule at scope ``shared`` that can never allow anything —
+    its type declares no share levels (or none of its levels includes the action)."""
+    doc: DomainDocument = domain.sourced.document
+    sharing = domain.index.sharing
+    holders: list[tuple[str, str, str, list[PermissionSet]]] = [
+        ("roles", name, "permissions", (role or RoleDocument()).permissions)
+        for name, role in doc.roles.items()]
+    holders += [("accounts", name, "grants", (account or AccountDocument()).grants)
+                for name, account in doc.accounts.items()]
+    for section, owner, field_name, sets in holders:
+        who = f"role {owner!r}" if section == "roles" else f"account {owner!r}"
+        for i, pset in enumerate(sets):
+            if scope_of(pset.scope).kind is not ScopeKind.SHARED:
+                continue
+            for typ, actions in pset.actions.items():
+                path: PathKey = (section, owner, field_name, i, typ)
+                types = sorted(sharing) if typ == R.WILDCARD else [typ]
+                if not any(sharing.get(t) for t in types):
+                    what = "no resource type declares" if typ == R.WILDCARD else f"{typ!r} declares no"
+                    example = "customer" if typ == R.WILDCARD else typ
+                    domain.add("SA211", path, f"{who} holds {typ}:{', '.join(actions)}@shared, but "
+                               f"{what} share levels, so it can never allow anything",
+                               f"declare share levels under `sharing:` (e.g. {example}: "
+                               "{read_only: [read]}), or use another scope")
+                    continue
+                for j, action in enumerate(actions):
+                    if action == R.WILDCARD or any(action in actions_of for t in types
+                                                   for actions_of in sharing.get(t, {}).values()):
+                        continue
+                    levels = sorted({level for t in types for level in sharing.get(t, {})})
+                    domain.add("SA211", (*path, j), f"{who} holds {typ}:{action}@shared, but no share "
+                               f"level of {typ!r} includes {action!r}, so it can never allow anything",
+                               f"add {action!r} to a level ({', '.join(levels)}), or use another scope")
+    for name, role in doc.roles.items():
+        for typ, rules in (role or RoleDocument()).fields.items():
+            for field_name, spec in rules.items():
+                if isinstance(spec, FieldRuleDocument) and scope_of(spec.scope).kind is ScopeKind.SHARED \
+                        and not sharing.get(typ):
+                    domain.add("SA211", ("roles", name, "fields", typ, field_name, "scope"),
+                               f"role {name!r}: the rule for {typ}.{field_name} applies on shared "
+                               f"records, but {typ!r} declares no share levels, so it never applies",
+                               "declare share levels under `sharing:`, or use another scope")
+
+
+def _lint_reporting_lines(domain: _Domain) -> None:
+    """SA212: a reporting line that runs against the sub-account hierarchy — an account whose
+    reporting superiors (its ``reports_to``, theirs, and so on up) include one of its own
+    sub-accounts (at any depth). A sub-account works under its parent; were the parent to report
+    to it, the sub-account would see its parent's records through ``subordinates``."""
+    doc: DomainDocument = domain.sourced.document
+    index = domain.index
+    for name, account in doc.accounts.items():
+        if account is None or account.reports_to is None:
+            continue
+        below = index.descendants_of([name])
+        if not below:
+            continue
+        line = [name]
+        superior: str | None = account.reports_to
+        while superior is not None and superior not in line:
+            line.append(superior)
+            if superior in below:
+                through = f" (through {' → '.join(line[1:-1])})" if len(line) > 2 else ""
+                domain.add("SA212", ("accounts", name, "reports_to"),
+                           f"account {name!r} reports{through} to {superior!r}, which is one of its "
+                           f"own sub-accounts ({superior} → {_chain(index, superior)})",
+                           "a sub-account works under its parent: have the sub-account report to "
+                           "its parent (or someone above), not the parent to it")
+                break
+            superior = index.account(superior).reports_to
+
+
 def _lint_accounts(domain: _Domain) -> Iterator[str]:
     doc = domain.sourced.document
     index = domain.index
@@ -307,6 +389,13 @@ def _lint_accounts(domain: _Domain) -> Iterator[str]:
                 domain.add("SA209", (*entry.path[:4], "expires"),
                            f"grant of {permission_text((entry.type, entry.action), str(entry.scope))} "
                            f"to {name!r} expired at {entry.expires}", "delete the expired grant")
+        for k, assignment in enumerate(account.roles):
+            if isinstance(assignment, TimedRole):
+                until = R.format_expiry(assignment.expires)
+                if engine.expired(R.parse_expiry(until), now):
+                    domain.add("SA213", ("accounts", name, "roles", k, "expires"),
+                               f"assignment of role {assignment.role!r} to {name!r} expired at {until}",
+                               "delete the expired assignment, or renew it with a later `expires:`")
         inherited = [e for role_name in sorted(index.roles_of(name)) for e in role_entries.get(role_name, [])]
         _redundant(domain, grants, inherited, f"account {name!r}")
         if account.parent is not None and not _inactive_above(index, name):
@@ -377,7 +466,7 @@ def _lint_sub_account(domain: _Domain, name: str, account: AccountDocument) -> N
         for role, permission, keys in held_permissions:
             if key not in keys:
                 continue
-            beyond = excess(engine.scope_coverage(index, name, permission.scope), limit, index)
+            beyond = excess(engine.scope_coverage(index, name, permission.scope, key=key), limit, index)
             if not beyond:
                 continue
             dead = _Dead(permission_text(key, str(permission.scope)),
@@ -429,18 +518,21 @@ def _lint_delegation(domain: _Domain, name: str, account: AccountDocument,
     who = domain.managed.get(name, [])
     able = [m for m in who if m != name or ("role", "escalate") in effective.get(m, {})]
 
-    coverage_of: dict[Scope, Coverage] = {}
+    coverage_of: dict[tuple[Scope, Key | None], Coverage] = {}
 
-    def granted(scope: Scope) -> Coverage:
-        found = coverage_of.get(scope)
+    def granted(scope: Scope, key: Key) -> Coverage:
+        # `shared` reaches records shared at the levels that include the action: keyed.
+        memo = (scope, key if scope.kind is ScopeKind.SHARED else None)
+        found = coverage_of.get(memo)
         if found is None:
-            found = coverage_of[scope] = engine.scope_coverage(index, name, scope)
+            found = coverage_of[memo] = engine.scope_coverage(index, name, scope, key=key)
         return found
 
     def could_grant(items: list[tuple[Key, Scope]]) -> bool:
         if any(("role", "escalate") in managers[m] for m in able):
             return True
-        return any(all(not excess(granted(scope), managers[m].get(key), index) for key, scope in items)
+        return any(all(not excess(granted(scope, key), managers[m].get(key), index)
+                       for key, scope in items)
                    for m in able)
 
     def missing_text(items: list[tuple[Key, Scope]]) -> str:

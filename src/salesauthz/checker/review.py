@@ -22,7 +22,7 @@ from salesauthz._engine import Snapshot
 
 from .analysis import excess
 from .fields_view import field_visibility
-from .listings import Source, what_can_rows
+from .listings import Source, timed_roles, timed_roles_text, what_can_rows
 
 __all__ = ["FLAGS", "Review", "ReviewRow", "build_review", "render_review"]
 
@@ -35,7 +35,7 @@ FLAGS: dict[str, tuple[int, str]] = {
     "all-scope": (20, "holds a permission over every record of the domain"),
     "manages-accounts": (10, "holds account:manage: may administer other accounts"),
     "direct-grants": (8, "holds direct grants outside any role"),
-    "expiring-soon": (5, "a direct grant expires within 30 days"),
+    "expiring-soon": (5, "a direct grant or a timed role assignment expires within 30 days"),
     "at-parent-ceiling": (3, "a sub-account whose own rights are cut by its parent's ceiling"),
 }
 
@@ -51,10 +51,19 @@ class ReviewRow:
     flags: list[str] = field(default_factory=list)
     risk: int = 0
     fields: list[str] = field(default_factory=list)  # what it sees of the ruled fields, and where
+    also_in: list[str] = field(default_factory=list)  # auxiliary departments
+    reports_to: str = ""  # reporting superior
+    timed_roles: list[dict[str, Any]] = field(default_factory=list)  # role, until, expired
+
+    @property
+    def timed_text(self) -> str:
+        return timed_roles_text(self.timed_roles)
 
     def to_json(self) -> dict[str, Any]:
         return {"account": self.account, "status": self.status, "department": self.department or None,
-                "parent": self.parent or None, "roles": self.roles, "permissions": self.permissions,
+                "also_in": self.also_in, "parent": self.parent or None,
+                "reports_to": self.reports_to or None, "roles": self.roles,
+                "timed_roles": self.timed_roles, "permissions": self.permissions,
                 "flags": self.flags, "risk": self.risk, "fields": self.fields}
 
 
@@ -77,7 +86,8 @@ def review_snapshot(index: Snapshot, now: float, *, progress: Callable[[int, int
         if ("role", "escalate") in effective:
             flags.append("escalate")
         live_grants = [g for g in info.grants if not engine.expired(g.expires, now)]
-        if info.status != "active" and (info.roles or live_grants):
+        live_timed = [until for _, until in info.timed_roles if not engine.expired(until, now)]
+        if info.status != "active" and (info.roles or live_grants or live_timed):
             flags.append("inactive-with-rights")
         if any(c.everything for k, c in effective.items() if k != ("role", "escalate")):
             flags.append("all-scope")
@@ -85,17 +95,20 @@ def review_snapshot(index: Snapshot, now: float, *, progress: Callable[[int, int
             flags.append("manages-accounts")
         if live_grants:
             flags.append("direct-grants")
-        if any(g.expires is not None and now < g.expires <= now + EXPIRY_WINDOW for g in live_grants):
+        if any(g.expires is not None and now < g.expires <= now + EXPIRY_WINDOW for g in live_grants) \
+                or any(until <= now + EXPIRY_WINDOW for until in live_timed):
             flags.append("expiring-soon")
         if info.parent is not None and info.status == "active":
             own = engine.own_map(index, name, now)[0]
             if any(excess(coverage, effective.get(key), index) for key, coverage in own.items()):
                 flags.append("at-parent-ceiling")
-        permissions = [r["permission"] for r in what_can_rows(index, name, now)]
+        permissions = [r["text"] for r in what_can_rows(index, name, now)]
         risk = sum(FLAGS[f][0] for f in flags) + len(permissions)
         rows.append(ReviewRow(name, info.status or "", info.department or "", info.parent or "",
                               sorted(info.roles), permissions, flags, risk,
-                              field_visibility(index, name, now) if permissions else []))
+                              field_visibility(index, name, now) if permissions else [],
+                              sorted(info.also_in), info.reports_to or "",
+                              timed_roles(index, name, now)))
         if progress is not None and done % 100 == 0:
             progress(done, len(names))
     if progress is not None:
@@ -119,16 +132,29 @@ def render_review(review: Review, fmt: str) -> str:
     if fmt == "csv":
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(["risk", "account", "status", "department", "parent", "roles", "flags",
-                         "permissions", "fields"])
+        writer.writerow(["risk", "account", "status", "department", "also_in", "parent", "reports_to",
+                         "roles", "timed_roles", "flags", "permissions", "fields"])
         for row in review.rows:
-            writer.writerow([row.risk, row.account, row.status, row.department, row.parent,
-                             " ".join(row.roles), " ".join(row.flags), " ".join(row.permissions),
-                             "; ".join(row.fields)])
+            # Permissions are joined with "; " (one may carry its expiry, which has spaces).
+            writer.writerow([row.risk, row.account, row.status, row.department, " ".join(row.also_in),
+                             row.parent, row.reports_to, " ".join(row.roles),
+                             "; ".join(row.timed_text.split(", ")) if row.timed_roles else "",
+                             " ".join(row.flags), "; ".join(row.permissions), "; ".join(row.fields)])
         return buffer.getvalue()
     if fmt == "html":
         return _html(review)
     return _markdown(review)
+
+
+def _department_text(row: ReviewRow) -> str:
+    """``east-1 (also in service)``."""
+    also = f" (also in {', '.join(row.also_in)})" if row.also_in else ""
+    return row.department + also
+
+
+def _roles_text(row: ReviewRow) -> str:
+    """``rep, senior_rep until 2027-03-31T00:00:00Z``."""
+    return ", ".join([*row.roles, *([row.timed_text] if row.timed_roles else [])])
 
 
 def _md(text: str) -> str:
@@ -139,12 +165,13 @@ def _markdown(review: Review) -> str:
     lines = [f"# Access review: {_md(review.domain)}", "",
              f"Source: `{review.source}` · generated {review.generated} · {len(review.rows)} accounts, "
              "riskiest first.", "",
-             "| risk | account | status | department | parent | roles | flags | effective permissions "
-             "| fields |",
-             "|---:|---|---|---|---|---|---|---|---|"]
+             "| risk | account | status | department | parent | reports to | roles | flags "
+             "| effective permissions | fields |",
+             "|---:|---|---|---|---|---|---|---|---|---|"]
     for row in review.rows:
-        cells = [str(row.risk), row.account, row.status, row.department, row.parent, ", ".join(row.roles),
-                 ", ".join(row.flags), "<br>".join(row.permissions) or "(nothing)", "<br>".join(row.fields)]
+        cells = [str(row.risk), row.account, row.status, _department_text(row), row.parent,
+                 row.reports_to, _roles_text(row), ", ".join(row.flags),
+                 "<br>".join(row.permissions) or "(nothing)", "<br>".join(row.fields)]
         lines.append("| " + " | ".join(_md(c) for c in cells) + " |")
     lines += ["", "Flags:", ""]
     lines += [f"- **{name}** — {meaning}" for name, (_, meaning) in FLAGS.items()]
@@ -184,8 +211,9 @@ def _html(review: Review) -> str:
         fields = "<br>".join(e(f) for f in row.fields)
         body.append(
             f'<tr class="{level}"><td class="risk">{row.risk}</td><td>{e(row.account)}</td>'
-            f'<td class="status-{e(row.status)}">{e(row.status)}</td><td>{e(row.department)}</td>'
-            f"<td>{e(row.parent)}</td><td>{e(', '.join(row.roles))}</td><td>{flags}</td>"
+            f'<td class="status-{e(row.status)}">{e(row.status)}</td><td>{e(_department_text(row))}</td>'
+            f"<td>{e(row.parent)}</td><td>{e(row.reports_to)}</td><td>{e(_roles_text(row))}</td>"
+            f"<td>{flags}</td>"
             f"<td>{perms}</td><td>{fields}</td></tr>")
     legend = "".join(f"<dt>{e(n)}</dt><dd>{e(m)}</dd>" for n, (_, m) in FLAGS.items())
     return (
@@ -197,7 +225,8 @@ def _html(review: Review) -> str:
         f"<div class=\"summary\"><div><b>{len(review.rows)}</b> accounts</div>"
         f"<div><b>{flagged}</b> flagged</div><div><b>{inactive}</b> inactive with rights</div></div>"
         "<table><thead><tr><th>risk</th><th>account</th><th>status</th><th>department</th>"
-        "<th>parent</th><th>roles</th><th>flags</th><th>effective permissions</th><th>fields</th>"
+        "<th>parent</th><th>reports to</th><th>roles</th><th>flags</th><th>effective permissions</th>"
+        "<th>fields</th>"
         "</tr></thead><tbody>"
         + "".join(body) + f"</tbody></table><h2>Flags</h2><dl>{legend}</dl></body></html>\n"
     )

@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from salesauthz import _engine as engine
 from salesauthz import _rules as R
@@ -66,7 +66,7 @@ from salesauthz.models.loader import (
     yaml_files,
 )
 from salesauthz.models.validate import SourcedDocument, issues_from_validation_error, validate_documents
-from salesauthz.values import Record
+from salesauthz.values import Record, Share
 
 from .analysis import permission_text
 from .findings import Finding
@@ -95,10 +95,29 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
+class ShareSpec(_Strict):
+    """A share on a record: ``{level: read_write, account: rep_w1}`` or ``{level: read_only,
+    department: service}``."""
+
+    level: str
+    account: str | None = None
+    department: str | None = None
+
+    @model_validator(mode="after")
+    def _one_target(self) -> ShareSpec:
+        if (self.account is None) == (self.department is None):
+            raise ValueError("a share names exactly one of `account` and `department`")
+        return self
+
+    def share(self) -> Share:
+        return Share(self.level, self.account, self.department)
+
+
 class RecordSpec(_Strict):
     type: str
     owner: str | None = None
     department: str | None = None
+    shares: list[ShareSpec] = Field(default_factory=list)
 
 
 class CheckSpec(_Strict):
@@ -113,6 +132,7 @@ class WhoCanSpec(_Strict):
     type: str
     owner: str | None = None
     department: str | None = None
+    shares: list[ShareSpec] = Field(default_factory=list)
     record: str | None = None
     domain: str | None = None
 
@@ -202,8 +222,9 @@ test_files.__test__ = False  # type: ignore[attr-defined]
 
 
 def coverage_universe(rules: tuple[Rule, ...] | list[Rule]) -> set[Rule]:
-    """The rules ``--coverage`` counts: permissions, grants, role assignments and inheritance."""
-    return {r for r in rules if r[0] in (R.PERMISSION, R.ROLE_LINK)}
+    """The rules ``--coverage`` counts: permissions, grants, role assignments (timed ones too)
+    and inheritance."""
+    return {r for r in rules if r[0] in (R.PERMISSION, R.ROLE_LINK, R.TIMED_ROLE)}
 
 
 def run_tests(path: str | os.PathLike[str], *, progress: Progress | None = None,
@@ -340,6 +361,7 @@ class _CaseNames:
         self.vocabulary = {t: set(a) for t, a in R.BUILTIN_VOCABULARY.items()}
         self.vocabulary.update((t, set(a)) for t, a in document.resources.items())
         self.departments = set(document.departments)
+        self.sharing = {t: set(levels) for t, levels in document.sharing.items()}
         if case.check is not None:
             self.check("account", case.check.account, (*here, key, "account"), self.accounts, "accounts")
             record = self._record(case.check.record, (*here, key, "record"))
@@ -354,6 +376,7 @@ class _CaseNames:
             self.check("account", who.owner, (*here, key, "owner"), self.accounts, "accounts")
             self.check("department", who.department, (*here, key, "department"), self.departments,
                        "departments")
+            self._shares(who.shares, who.type, (*here, key))
             if who.record is not None:
                 self._record(who.record, (*here, key, "record"))
         elif case.what_can is not None:
@@ -377,7 +400,21 @@ class _CaseNames:
             self.check("account", found.owner, (*path, "owner"), self.accounts, "accounts")
             self.check("department", found.department, (*path, "department"), self.departments,
                        "departments")
+            self._shares(found.shares, found.type, path)
         return found
+
+    def _shares(self, shares: list[ShareSpec], typ: str, path: KeyPath) -> None:
+        """A share's level must be one the type declares (a share at another level reaches no
+        one: a case about it would test nothing), and its account or department must exist."""
+        levels = self.sharing.get(typ, set())
+        for i, share in enumerate(shares):
+            here = (*path, "shares", i)
+            self.check("share level", share.level, (*here, "level"), levels,
+                       qualifier=f" for type {typ!r}" + ("" if levels else " (it declares no share "
+                                                               "levels under `sharing:`)"))
+            self.check("account", share.account, (*here, "account"), self.accounts, "accounts")
+            self.check("department", share.department, (*here, "department"), self.departments,
+                       "departments")
 
     def check(self, kind: str, name: str | None, path: KeyPath, known: set[str], section: str = "",
               qualifier: str = "") -> None:
@@ -465,7 +502,8 @@ def _record(spec: TestFileSpec, value: RecordSpec | str) -> Record | str:
         if named is None:
             return f"unknown record {value!r}: define it under fixtures.records"
         value = named
-    return Record(value.type, owner=value.owner, department=value.department)
+    return Record(value.type, owner=value.owner, department=value.department,
+                  shares=tuple(share.share() for share in value.shares))
 
 
 def _run_check(index: Snapshot | None, file: str, line: int | None,
@@ -511,16 +549,17 @@ def _run_who_can(index: Snapshot | None, file: str, line: int | None, spec: Test
                  case: CaseSpec, who: WhoCanSpec, report: TestReport,
                  now: float) -> CaseResult:
     owner, department = who.owner, who.department
+    shares = tuple(share.share() for share in who.shares)
     if who.record is not None:
         record = _record(spec, who.record)
         if isinstance(record, str):
             return CaseResult(file, line, case.name or f"who-can {who.action} {who.type}", False,
                               "", record)
-        owner, department = record.owner, record.department
+        owner, department, shares = record.owner, record.department, shares + record.shares
     name = case.name or f"who-can {who.type}:{who.action}" + (f" owned by {owner}" if owner else "") \
-        + (f" in {department}" if department else "")
-    got = holders(index, who.action, who.type, now, owner=owner, department=department) \
-        if index is not None else []
+        + (f" in {department}" if department else "") + (" shared" if shares else "")
+    got = holders(index, who.action, who.type, now, owner=owner, department=department,
+                  shares=shares) if index is not None else []
     if index is not None:
         for account in index.accounts:
             _exercise_key(index, account, (who.type, who.action), report)
@@ -553,12 +592,18 @@ def _compare_sets(file: str, line: int | None, name: str, expected: list[str], g
 
 
 def _links_to(index: Snapshot, account: str, role: str) -> Iterator[Rule]:
-    """The ``g`` rules on every path from the account's assigned roles to ``role``."""
+    """The ``g`` (and ``p8``: timed assignment) rules on every path from the account's assigned
+    roles to ``role``."""
     domain = index.name
-    for assigned in sorted(index.account(account).roles):
+    info = index.account(account)
+    assignments: list[tuple[str, Rule]] = [(assigned, (R.ROLE_LINK, account, assigned, domain))
+                                           for assigned in sorted(info.roles)]
+    assignments += [(assigned, (R.TIMED_ROLE, account, assigned, domain, R.format_expiry_at(until)))
+                    for assigned, until in info.timed_roles]
+    for assigned, link in assignments:
         if role not in index.role_closure(assigned):
             continue
-        yield (R.ROLE_LINK, account, assigned, domain)
+        yield link
         for current in index.role_closure(assigned):
             for inherited in index.role_parents.get(current, frozenset()):
                 if role in index.role_closure(inherited):
@@ -598,6 +643,8 @@ def rule_text(rule: Rule) -> str:
         who = rule[1]
         expires = f" until {rule[6]}" if rule[6] else ""
         return f"{rule[2]}: {who} holds {permission_text((rule[3], rule[4]), rule[5])}{expires}"
+    if rule[0] == R.TIMED_ROLE:
+        return f"{rule[3]}: {rule[1]} → role {rule[2]} until {rule[4]}"
     return f"{rule[3]}: {rule[1]} → role {rule[2]}"
 
 
