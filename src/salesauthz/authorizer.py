@@ -20,6 +20,7 @@ from .audit import AuditDraft, AuditRecord, AuditTrail
 from .errors import PolicyError
 from .fields import FieldAccess
 from .scopes import NOTHING, Coverage
+from .sharing import ShareAccess
 from .values import AccountView, CacheInfo, Decision, Record, ScopeFilter
 
 if TYPE_CHECKING:
@@ -30,7 +31,7 @@ __all__ = ["Authorizer"]
 logger = logging.getLogger("salesauthz")
 
 
-class Authorizer(FieldAccess, Replica):
+class Authorizer(FieldAccess, ShareAccess, Replica):
     """Answers *may this account do this action on this record?* and administers the rules.
 
     Build one per process and share it between threads: checks need no lock; changes are

@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from . import _engine as engine
 from .errors import ForbiddenError
-from .sharing import ShareAccess
 from .values import Record, Share
 
 if TYPE_CHECKING:
@@ -42,11 +41,8 @@ class _Decides(Protocol):
                     department_field: str = "department") -> dict[str, str]: ...
 
 
-class FieldAccess(ShareAccess):
-    """The field-level methods of :class:`~salesauthz.Authorizer` (see the module documentation).
-
-    It brings :class:`~salesauthz.sharing.ShareAccess` (``check_share``, ``explain_share``) along
-    until the Authorizer lists that mixin itself."""
+class FieldAccess:
+    """The field-level methods of :class:`~salesauthz.Authorizer` (see the module documentation)."""
 
     def field_modes(self: _Decides, account: str, type: str, record: Mapping[str, Any], *, domain: str,
                     fields: Iterable[str] | None = None, owner_field: str = "owner",
