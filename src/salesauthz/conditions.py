@@ -343,7 +343,7 @@ def passes(test: Test, value: Any) -> bool:
     if op == "lt":
         return bool(value < operand)
     if op == "le":
-        return bool(value <= operand)
+        return bool(value < operand)
     if op == "gt":
         return bool(value > operand)
     return bool(value >= operand)  # ge
