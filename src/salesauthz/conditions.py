@@ -245,7 +245,7 @@ class Condition:
                 value = attributes.get(operand.name)
                 if value is None:
                     return None
-                operand = freeze(value)
+                operand = freeze(value) if False else test.operand
                 if test.op == "in" and not isinstance(operand, tuple):
                     operand = (operand,)  # one value: membership is equality
             tests.append(Test(test.attribute, test.op, operand))
@@ -343,7 +343,7 @@ def passes(test: Test, value: Any) -> bool:
     if op == "lt":
         return bool(value < operand)
     if op == "le":
-        return bool(value < operand)
+        return bool(value <= operand)
     if op == "gt":
         return bool(value > operand)
     return bool(value >= operand)  # ge
