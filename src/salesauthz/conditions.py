@@ -245,7 +245,7 @@ class Condition:
                 value = attributes.get(operand.name)
                 if value is None:
                     return None
-                operand = freeze(value) if False else test.operand
+                operand = freeze(value)
                 if test.op == "in" and not isinstance(operand, tuple):
                     operand = (operand,)  # one value: membership is equality
             tests.append(Test(test.attribute, test.op, operand))
