@@ -79,7 +79,8 @@ def test_a_requirement_needs_its_context(authz: Authorizer) -> None:
     assert not authz.check("rep", "export", east(), domain="acme")
     assert not authz.check("rep", "export", east(), domain="acme", context={"mfa": False})
     decision = authz.explain("rep", "export", east(), domain="acme")
-    assert not decision.allowed and decision.missing_context == ("mfa",)
+    assert not decision.allowed
+    assert decision.missing_context == ("mfa",)
     assert "export needs a second factor; this session has none" in decision.reason
     assert authz.check_many([("rep", "export", east())], domain="acme",
                             context={"mfa": 2}) == [True]
