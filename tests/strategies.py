@@ -95,7 +95,7 @@ class Organisation:
         keys = []
         for permission_set in sets:
             for typ, actions in permission_set.items():
-                if typ in ("scope", "expires"):
+                if typ in ("scope", "expires", "where", "requires"):
                     continue
                 for kind in (PERMISSION_TYPES if typ == "*" else [typ]):
                     pool = PERMISSION_TYPES.get(kind, [])
@@ -129,10 +129,82 @@ EXPIRIES = (FIXED_NOW - 3600.0, FIXED_NOW + 3600.0)
 """Grant expiries the default generators draw from (either side of FIXED_NOW)."""
 
 
+REGIONS = ["East", "West", "North"]
+AMOUNTS = [100, 200]  # thresholds; records draw amounts either side of and equal to them
+REQUIREMENTS: list[dict[str, Any]] = [
+    {"mfa": True}, {"mfa": 2}, {"ip": ["10.0.0.0/8"]}, {"ip": ["192.168.1.0/24", "10.1.0.0/16"]},
+    {"hours": "Mon-Fri 08:00-20:00"}, {"hours": "Sat-Sun 00:00-12:00"}, {"mfa": True, "ip": ["10.0.0.0/8"]},
+]
+TIME_ZONES = ["UTC", "Asia/Shanghai", "America/New_York"]
+# 2030-03-18 (a Monday) at 07:30, 12:00 and 21:00 UTC, and the Saturday after at 09:00 UTC.
+MOMENTS = [1_900_050_600.0, 1_900_065_600.0, 1_900_098_000.0, 1_900_486_800.0]
+
+
+@st.composite
+def where_clauses(draw: st.DrawFn) -> dict[str, Any]:
+    """A ``where:`` mapping over ``region`` (text), ``amount`` (int) and ``owner``."""
+    choices: list[tuple[str, Any]] = [
+        ("region", draw(st.sampled_from(REGIONS))),
+        ("region", {"in": draw(st.lists(st.sampled_from(REGIONS), min_size=1, max_size=2,
+                                        unique=True))}),
+        ("region", {"in": "account.territories"}),
+        ("region", "account.home_region"),
+        ("region", {"null": draw(st.booleans())}),
+        ("amount", {draw(st.sampled_from(["lt", "le", "gt", "ge"])): draw(st.sampled_from(AMOUNTS))}),
+        ("amount", {draw(st.sampled_from(["lt", "le", "gt", "ge"])): "account.limit"}),
+        ("amount", draw(st.sampled_from(AMOUNTS))),
+        ("owner", None),
+    ]
+    picked = draw(st.lists(st.sampled_from(choices), min_size=1, max_size=2,
+                           unique_by=lambda c: c[0]))
+    return dict(picked)
+
+
+@st.composite
+def account_attributes(draw: st.DrawFn) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    if draw(st.integers(0, 3)):
+        found["territories"] = draw(st.lists(st.sampled_from(REGIONS), max_size=2, unique=True))
+    if draw(st.booleans()):
+        found["home_region"] = draw(st.sampled_from(REGIONS))
+    if draw(st.booleans()):
+        found["limit"] = draw(st.sampled_from(AMOUNTS))
+    return found
+
+
+@st.composite
+def record_attributes(draw: st.DrawFn) -> dict[str, Any] | None:
+    if draw(st.integers(0, 5)) == 0:
+        return None
+    found: dict[str, Any] = {}
+    if draw(st.integers(0, 4)):
+        found["region"] = draw(st.sampled_from([*REGIONS, None, "east", 1]))
+    if draw(st.integers(0, 4)):
+        found["amount"] = draw(st.sampled_from([99, 100, 101, 199, 200, 201, 150.5, "100", True,
+                                                None]))
+    return found
+
+
+@st.composite
+def contexts(draw: st.DrawFn) -> dict[str, Any] | None:
+    """A request context (``None`` half as often as not): mfa, ip and now, each maybe missing."""
+    if draw(st.integers(0, 2)) == 0:
+        return None
+    found: dict[str, Any] = {}
+    if draw(st.booleans()):
+        found["mfa"] = draw(st.sampled_from([True, False, 1, 2, 3]))
+    if draw(st.booleans()):
+        found["ip"] = draw(st.sampled_from(["10.1.2.3", "192.168.1.7", "172.16.0.1", "::1",
+                                           "not an address"]))
+    if draw(st.booleans()):
+        found["now"] = draw(st.sampled_from(MOMENTS))
+    return found
+
+
 @st.composite
 def permission_sets(draw: st.DrawFn, departments: list[str], *, grant: bool,
                     expiries: tuple[float, ...] = EXPIRIES,
-                    scopes: list[str] = SCOPES) -> dict[str, Any]:
+                    scopes: list[str] = SCOPES, conditions: bool = False) -> dict[str, Any]:
     scope: Any = draw(st.sampled_from([*scopes, "custom"] if departments else scopes))
     if scope == "custom":
         scope = {"custom": draw(st.lists(st.sampled_from(departments), min_size=1, max_size=2,
@@ -146,6 +218,11 @@ def permission_sets(draw: st.DrawFn, departments: list[str], *, grant: bool,
         body[typ] = draw(st.lists(st.sampled_from(pool), min_size=1, max_size=2, unique=True))
     if grant and draw(st.booleans()):
         body["expires"] = draw(st.sampled_from(expiries))
+    if conditions:
+        if draw(st.integers(0, 2)) != 0:
+            body["where"] = draw(where_clauses())
+        if draw(st.integers(0, 2)) == 0:
+            body["requires"] = draw(st.sampled_from(REQUIREMENTS))
     return body
 
 
@@ -170,9 +247,10 @@ def field_rules(draw: st.DrawFn, scopes: list[str] = SCOPES) -> dict[str, Any]:
 
 @st.composite
 def domain_documents(draw: st.DrawFn, name: str, expiries: tuple[float, ...] = EXPIRIES,
-                     record_model: bool = False) -> dict[str, Any]:
+                     record_model: bool = False, conditions: bool = False) -> dict[str, Any]:
     """One domain document; with ``record_model``, also share levels, the record-model scopes,
-    auxiliary departments, reporting lines and timed role assignments."""
+    auxiliary departments, reporting lines and timed role assignments; with ``conditions``,
+    record and account attributes, ``where:`` conditions, ``requires:`` and a time zone."""
     scopes = RECORD_MODEL_SCOPES if record_model else SCOPES
     departments = _unique(draw, "d:", draw(st.integers(0, 6)))
     tree: dict[str, Any] = {}
@@ -186,7 +264,8 @@ def domain_documents(draw: st.DrawFn, name: str, expiries: tuple[float, ...] = E
     for i, role in enumerate(roles):
         role_docs[role] = {
             "inherits": draw(st.lists(st.sampled_from(roles[:i]), unique=True, max_size=2)) if i else [],
-            "permissions": draw(st.lists(permission_sets(departments, grant=False, scopes=scopes),
+            "permissions": draw(st.lists(permission_sets(departments, grant=False, scopes=scopes,
+                                                         conditions=conditions),
                                          max_size=3)),
             "fields": draw(field_rules(scopes)),
         }
@@ -201,8 +280,11 @@ def domain_documents(draw: st.DrawFn, name: str, expiries: tuple[float, ...] = E
             "roles": assigned,
             "status": draw(st.sampled_from(["active"] * 5 + ["frozen", "deactivated"])),
             "grants": draw(st.lists(permission_sets(departments, grant=True, expiries=expiries,
-                                                    scopes=scopes), max_size=2)),
+                                                    scopes=scopes, conditions=conditions),
+                                    max_size=2)),
         }
+        if conditions:
+            doc["attributes"] = draw(account_attributes())
         if departments and draw(st.integers(0, 5)) != 0:
             # Departments with sub-departments twice as likely: where team and tree differ.
             parents = [spec["parent"] for spec in tree.values() if spec.get("parent")]
@@ -223,14 +305,22 @@ def domain_documents(draw: st.DrawFn, name: str, expiries: tuple[float, ...] = E
                                      if draw(st.integers(0, 3)) != 0}
                                for typ, levels in SHARE_LEVELS.items() if draw(st.booleans())
                                or typ == "customer"}
+    if conditions:
+        document["resources"] = {typ: {"actions": actions,
+                                       "attributes": {"region": "str", "amount": "int"}}
+                                 for typ, actions in RESOURCES.items()}
+        zone = draw(st.sampled_from([None, *TIME_ZONES]))
+        if zone is not None:
+            document["time_zone"] = zone
     return document
 
 
 @st.composite
 def organisations(draw: st.DrawFn, expiries: tuple[float, ...] = EXPIRIES,
-                  record_model: bool = False) -> Organisation:
+                  record_model: bool = False, conditions: bool = False) -> Organisation:
     names = draw(st.sampled_from([["acme"], ["acme", "华东 Corp"]]))
-    documents = [draw(domain_documents(name, expiries, record_model)) for name in names]
+    documents = [draw(domain_documents(name, expiries, record_model, conditions))
+                 for name in names]
     rules: list[Rule] = []
     for document in documents:
         rules.extend(compile_document(DomainDocument.model_validate(document)))
@@ -238,7 +328,8 @@ def organisations(draw: st.DrawFn, expiries: tuple[float, ...] = EXPIRIES,
 
 
 @st.composite
-def requests(draw: st.DrawFn, org: Organisation) -> tuple[str, str, Record, str]:
+def requests(draw: st.DrawFn, org: Organisation,
+             conditions: bool = False) -> tuple[str, str, Record, str]:
     domain = draw(st.sampled_from([*org.domains, "nowhere"]))
     known = org.accounts(domain) if domain in org.domains else ["ghost"]
     depts = org.departments(domain) if domain in org.domains else []
@@ -262,7 +353,9 @@ def requests(draw: st.DrawFn, org: Organisation) -> tuple[str, str, Record, str]
         pool = list(below if below and prefer_below else above)
     department = draw(st.sampled_from(pool))
     shares = draw(record_shares(org, domain, account))
-    return account, action, Record(typ, owner=owner, department=department, shares=shares), domain
+    attributes = draw(record_attributes()) if conditions else None
+    return account, action, Record(typ, owner=owner, department=department, shares=shares,
+                                   attributes=attributes), domain
 
 
 @st.composite

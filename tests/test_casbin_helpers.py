@@ -59,11 +59,11 @@ def test_plain_pycasbin_needs_the_helpers() -> None:
         sections["g" if rule[0].startswith("g") else "p"][rule[0]].policy.append(list(rule[1:]))
     plain.build_role_links()
     with pytest.raises(Exception, match="known"):  # simpleeval's FunctionNotDefined
-        plain.enforce("alice", "acme", "customer", "read", "bob", "", "")
+        plain.enforce("alice", "acme", "customer", "read", "bob", "", "", "")
     register_functions(plain)
-    assert plain.enforce("alice", "acme", "customer", "read", "bob", "", "")
-    assert plain.enforce("kid", "acme", "customer", "read", "bob", "", "")
-    assert not plain.enforce("alice", "acme", "customer", "delete", "bob", "", "")
+    assert plain.enforce("alice", "acme", "customer", "read", "bob", "", "", "")
+    assert plain.enforce("kid", "acme", "customer", "read", "bob", "", "", "")
+    assert not plain.enforce("alice", "acme", "customer", "delete", "bob", "", "", "")
     assert set(MATCHER_FUNCTIONS) <= set(plain.fm.get_functions())
 
 
@@ -79,12 +79,12 @@ def test_the_helpers_follow_policy_reloads(tmp_path: Path) -> None:
     store.apply(SAMPLE_RULES, [])
     plain = casbin.Enforcer(model_path(), StoreAdapter(url))
     register_functions(plain)
-    assert plain.enforce("kid", "acme", "customer", "read", "bob", "", "")
+    assert plain.enforce("kid", "acme", "customer", "read", "bob", "", "", "")
     store.apply([], [("p", "rep", "acme", "customer", "read", "all", "")])
-    assert plain.enforce("kid", "acme", "customer", "read", "bob", "", "")  # not reloaded yet
+    assert plain.enforce("kid", "acme", "customer", "read", "bob", "", "", "")  # not reloaded yet
     plain.load_policy()
-    assert not plain.enforce("kid", "acme", "customer", "read", "bob", "", "")
-    assert not plain.enforce("alice", "acme", "customer", "read", "bob", "", "")
+    assert not plain.enforce("kid", "acme", "customer", "read", "bob", "", "", "")
+    assert not plain.enforce("alice", "acme", "customer", "read", "bob", "", "", "")
     store.close()
 
 
@@ -92,7 +92,7 @@ def test_the_store_adapter_is_read_only_and_filters_domains() -> None:
     store = MemoryAdapter([*SAMPLE_RULES, ("p4", "other", "globex")])
     plain = enforcer(store, domains=["acme"])
     assert ["other", "globex"] not in plain.get_model().get_policy("p", "p4")
-    assert plain.enforce("alice", "acme", "customer", "read", "bob", "", "")
+    assert plain.enforce("alice", "acme", "customer", "read", "bob", "", "", "")
     with pytest.raises(NotImplementedError, match="read-only"):
         plain.add_named_policy("p4", ["new", "acme"])
     with pytest.raises(NotImplementedError, match="read-only"):
@@ -105,8 +105,8 @@ def test_enforcer_from_rules_and_from_a_url(tmp_path: Path) -> None:
     SQLAdapter(url).apply(SAMPLE_RULES, [])
     for source in (SAMPLE_RULES, url, MemoryAdapter(SAMPLE_RULES)):
         plain = enforcer(source)
-        assert plain.enforce("alice", "acme", "customer", "read", "bob", "", "")
-        assert not plain.enforce("ghost", "acme", "customer", "read", "bob", "", "")
+        assert plain.enforce("alice", "acme", "customer", "read", "bob", "", "", "")
+        assert not plain.enforce("ghost", "acme", "customer", "read", "bob", "", "", "")
 
 
 @settings(max_examples=examples(200), deadline=None)

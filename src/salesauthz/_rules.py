@@ -26,7 +26,16 @@ p7     domain, type, level, action                   a share level of a type inc
 p8     account, role, domain, expires                a role assigned until ``expires`` (ISO-8601)
 g5     account, department, domain                   an auxiliary department of an account
 g6     account, superior, domain                     the account reports to ``superior``
+p9     account, domain, name, value                  an attribute of an account (``value`` is
+                                                      canonical JSON in brackets: ``["East"]``)
+p10    domain, type, name, kind                      a declared attribute of a resource type
+                                                      (kind: str, int, float, bool)
+p11    domain, name, value                           a domain setting (``time_zone``)
 =====  ============================================  ===========================================
+
+A permission's scope may carry a condition (``where:`` tests on record attributes, ``requires:``
+on the request context): its ``scope`` value is then canonical JSON in brackets
+(:mod:`salesauthz.conditions`).
 """
 
 from __future__ import annotations
@@ -52,6 +61,11 @@ SHARE_LEVEL: Final = "p7"
 TIMED_ROLE: Final = "p8"
 AUXILIARY: Final = "g5"
 REPORTS_TO: Final = "g6"
+ACCOUNT_ATTRIBUTE: Final = "p9"
+RESOURCE_ATTRIBUTE: Final = "p10"
+SETTING: Final = "p11"
+ATTRIBUTE_KINDS: Final = ("str", "int", "float", "bool")
+SETTINGS: Final = ("time_zone",)
 FIELD_MODES: Final = ("visible", "readonly", "hidden")  # most permissive first
 
 ARITY: Final[dict[str, int]] = {
@@ -69,6 +83,9 @@ ARITY: Final[dict[str, int]] = {
     TIMED_ROLE: 4,
     AUXILIARY: 3,
     REPORTS_TO: 3,
+    ACCOUNT_ATTRIBUTE: 4,
+    RESOURCE_ATTRIBUTE: 4,
+    SETTING: 3,
 }
 """How many values each rule type carries (after the ptype)."""
 
@@ -87,6 +104,9 @@ DOMAIN_FIELD: Final[dict[str, int]] = {
     TIMED_ROLE: 2,
     AUXILIARY: 2,
     REPORTS_TO: 2,
+    ACCOUNT_ATTRIBUTE: 1,
+    RESOURCE_ATTRIBUTE: 0,
+    SETTING: 0,
 }
 """Index (among the values) of the domain of each rule type."""
 
@@ -162,6 +182,27 @@ def check_rule(rule: Rule) -> str | None:
             parse_expiry(values[3])
         except ValueError as exc:
             return str(exc)
+    if ptype == ACCOUNT_ATTRIBUTE:
+        from .conditions import decode_value
+
+        try:
+            decode_value(values[3])
+        except ValueError:
+            return f"invalid attribute value {values[3]!r}: expected canonical JSON in brackets"
+    if ptype == RESOURCE_ATTRIBUTE and values[3] not in ATTRIBUTE_KINDS:
+        return (f"unknown attribute kind {values[3]!r} (expected one of "
+                f"{', '.join(ATTRIBUTE_KINDS)})")
+    if ptype == SETTING:
+        if values[1] not in SETTINGS:
+            return f"unknown domain setting {values[1]!r} (expected one of {', '.join(SETTINGS)})"
+        from .conditions import time_zone
+
+        try:
+            time_zone(values[2])
+        except ValueError as exc:
+            return str(exc)
+    if ptype == FIELD_RULE and values[5].startswith("["):
+        return "a field rule's scope cannot carry a condition"
     if ptype == ACCOUNT and values[2] not in STATUSES:
         return f"unknown account status {values[2]!r} (expected one of {', '.join(STATUSES)})"
     return None

@@ -129,9 +129,14 @@ class Authorizer(FieldAccess, ShareAccess, Replica):
 
     # -- decisions (the hot path) ----------------------------------------------------------
 
-    def check(self, account: str, action: str, record: Record, *, domain: str) -> bool:
+    def check(self, account: str, action: str, record: Record, *, domain: str,
+              context: Mapping[str, Any] | None = None) -> bool:
         """May ``account`` do ``action`` on ``record`` in ``domain``? Never raises: unknown
-        names and internal errors are a deny (errors are logged once per incident)."""
+        names and internal errors are a deny (errors are logged once per incident).
+
+        ``context`` describes the request (``mfa``: bool or assurance level, ``ip``: the client
+        address, ``now``: seconds since the epoch or an aware datetime, default the authorizer's
+        clock) for permissions with ``requires:``; what they need and is missing is a deny."""
         try:
             snapshot = self._snapshots.get(domain)
             if snapshot is None:
@@ -146,18 +151,33 @@ class Authorizer(FieldAccess, ShareAccess, Replica):
                 if not self._cache.hits & engine.TOUCH_EVERY:
                     self._cache.touch((domain, account))
             coverage = entry[1].get((record.type, action))
-            return coverage is not None and coverage.covers(record.owner, record.department,
-                                                            snapshot.homes, record.shares)
+            if coverage is None:
+                return False
+            if not coverage.guarded:
+                return coverage.covers(record.owner, record.department, snapshot.homes)
+            return coverage.covers(record.owner, record.department, snapshot.homes, record.shares,
+                                   record.attributes, self._context(context))
         except Exception:
             self._report_failure("check")
             return False
 
-    def check_many(self, requests: Iterable[tuple[str, str, Record]], *, domain: str) -> list[bool]:
-        """``check`` for each ``(account, action, record)``; cheaper per request than ``check``
-        when requests share accounts (e.g. one page of a list view)."""
+    def _context(self, context: Mapping[str, Any] | None) -> Mapping[str, Any]:
+        """The request context with ``now`` filled in from the clock when absent."""
+        if context is None:
+            return {"now": self._clock()}
+        if "now" in context:
+            return context
+        return {**context, "now": self._clock()}
+
+    def check_many(self, requests: Iterable[tuple[str, str, Record]], *, domain: str,
+                   context: Mapping[str, Any] | None = None) -> list[bool]:
+        """``check`` for each ``(account, action, record)`` (one request ``context`` for all);
+        cheaper per request than ``check`` when requests share accounts (e.g. one page of a list
+        view)."""
         results: list[bool] = []
         try:
             snapshot = self._snapshots.get(domain)
+            full: Mapping[str, Any] | None = None
             maps: dict[str, engine.EffectiveMap] = {}
             for account, action, record in requests:
                 if snapshot is None:
@@ -167,8 +187,11 @@ class Authorizer(FieldAccess, ShareAccess, Replica):
                 if held is None:
                     held = maps[account] = self._effective(snapshot, account)
                 coverage = held.get((record.type, action))
+                if coverage is not None and coverage.guarded and full is None:
+                    full = self._context(context)
                 results.append(coverage is not None and coverage.covers(
-                    record.owner, record.department, snapshot.homes, record.shares))
+                    record.owner, record.department, snapshot.homes, record.shares,
+                    record.attributes, full))
             return results
         except Exception:
             self._report_failure("check_many")
@@ -196,17 +219,24 @@ class Authorizer(FieldAccess, ShareAccess, Replica):
 
     # -- questions -------------------------------------------------------------------------
 
-    def explain(self, account: str, action: str, record: Record, *, domain: str) -> Decision:
-        """The decision ``check`` makes, with the reason and the rules behind it."""
+    def explain(self, account: str, action: str, record: Record, *, domain: str,
+                context: Mapping[str, Any] | None = None) -> Decision:
+        """The decision ``check`` makes (with the same ``context``), with the reason and the
+        rules behind it."""
         return engine.explain(self._snapshots.get(domain), account, action, record, domain,
-                              self._clock())
+                              self._clock(), self._context(context))
 
-    def scope_filter(self, account: str, action: str, type: str, *, domain: str) -> ScopeFilter:
-        """Which records of ``type`` the account may ``action``: see :class:`ScopeFilter`."""
+    def scope_filter(self, account: str, action: str, type: str, *, domain: str,
+                     context: Mapping[str, Any] | None = None) -> ScopeFilter:
+        """Which records of ``type`` the account may ``action`` in a request with ``context``
+        (requirements are settled here: the filter is about records only): see
+        :class:`ScopeFilter`."""
         coverage = NOTHING  # shared, so renderers can cache the empty filter
         snapshot = self._snapshots.get(domain)
         if snapshot is not None:
             coverage = self._effective(snapshot, account).get((type, action), NOTHING)
+            if coverage.guarded:
+                coverage = coverage.given(self._context(context))
         return ScopeFilter(account, action, type, domain, coverage)
 
     def effective_permissions(self, account: str, *, domain: str) -> dict[tuple[str, str], Coverage]:

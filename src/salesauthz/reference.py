@@ -12,18 +12,21 @@ the shipped ``model.conf`` too.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import casbin
 
 from . import _rules as R
 from ._rules import Rule
 
-__all__ = ["MATCHER_FUNCTIONS", "reference_enforcer", "register_functions", "request",
-           "shares_text"]
+__all__ = ["MATCHER_FUNCTIONS", "context_text", "reference_enforcer", "register_functions",
+           "request", "shares_text"]
 
 
 def shares_text(shares: Iterable[Any]) -> str:
@@ -35,10 +38,26 @@ def shares_text(shares: Iterable[Any]) -> str:
     return json.dumps(rows, ensure_ascii=False) if rows else ""
 
 
-def request(account: str, domain: str, action: str, record: Any) -> tuple[str, ...]:
-    """The ``enforce`` arguments for a check (``record`` is a :class:`salesauthz.Record`)."""
+def context_text(attributes: Mapping[str, Any] | None, context: Mapping[str, Any] | None) -> str:
+    """A record's attributes and the request context as the model's ``r.ctx`` value: JSON
+    ``{"attributes": {...}, "context": {...}}`` (``now`` in seconds since the epoch), or "" when
+    there are neither."""
+    if not attributes and not context:
+        return ""
+    request_context = dict(context or {})
+    if isinstance(request_context.get("now"), datetime):
+        moment = request_context["now"]
+        request_context["now"] = moment.timestamp() if moment.tzinfo is not None else None
+    return json.dumps({"attributes": dict(attributes or {}), "context": request_context},
+                      ensure_ascii=False, sort_keys=True, default=str)
+
+
+def request(account: str, domain: str, action: str, record: Any,
+            context: Mapping[str, Any] | None = None) -> tuple[str, ...]:
+    """The ``enforce`` arguments for a check (``record`` is a :class:`salesauthz.Record`;
+    ``context`` the request context, as given to ``Authorizer.check``)."""
     return (account, domain, record.type, action, record.owner or "", record.department or "",
-            shares_text(record.shares))
+            shares_text(record.shares), context_text(record.attributes, context))
 
 MATCHER_FUNCTIONS = ("known", "active", "unexpired", "assigned", "covers", "capped")
 """The functions ``model.conf``'s matcher calls besides Casbin's own ``g``."""
@@ -49,9 +68,10 @@ _UNLIMITED_HIERARCHY = 10_000
 
 
 def reference_enforcer(rules: Iterable[Rule], *, clock: Callable[[], float] = time.time) -> Any:
-    """A ``casbin.Enforcer`` deciding ``enforce(sub, dom, typ, act, owner, dept, shares)`` by the
-    design's rules. ``owner``/``dept`` are "" when the record has none (``dept`` "" = owner's
-    department); ``shares`` is :func:`shares_text` of the record's shares ("" for none)."""
+    """A ``casbin.Enforcer`` deciding ``enforce(sub, dom, typ, act, owner, dept, shares, ctx)`` by
+    the design's rules. ``owner``/``dept`` are "" when the record has none (``dept`` "" = owner's
+    department); ``shares`` is :func:`shares_text` of the record's shares ("" for none); ``ctx``
+    :func:`context_text` of its attributes and the request context ("" for none)."""
     from .models.loader import bundled_model_text
 
     model = casbin.Enforcer.new_model(text=bundled_model_text())
@@ -151,8 +171,100 @@ def register_functions(enforcer: Any, *, clock: Callable[[], float] = time.time)
             return [owner, sub, dom] in policy(R.REPORTS_TO)
         return bool(enforcer.get_named_role_manager(R.REPORTS_TO).has_link(owner, sub, dom))
 
+    def account_attribute(sub: str, dom: str, name: str) -> Any:
+        values = [v[3] for v in policy(R.ACCOUNT_ATTRIBUTE)
+                  if v[0] == sub and v[1] == dom and v[2] == name]
+        return json.loads(values[0])[0] if len(values) == 1 else None
+
+    def same_kind(a: Any, b: Any) -> bool:
+        def kind(x: Any) -> str:
+            return ("bool" if isinstance(x, bool) else "number" if isinstance(x, int | float)
+                    else "text" if isinstance(x, str) else "other")
+        return kind(a) == kind(b) and kind(a) != "other"
+
+    def test(value: Any, op: str, operand: Any) -> bool:
+        if op == "null":
+            return bool(operand) == (value is None)
+        if value is None or operand is None:
+            return False
+        if op == "eq":
+            return same_kind(value, operand) and value == operand
+        if op == "in":
+            items = operand if isinstance(operand, list) else [operand]
+            return any(same_kind(value, item) and value == item for item in items)
+        if not same_kind(value, operand) or isinstance(value, bool):
+            return False
+        return bool({"lt": value < operand, "le": value <= operand, "gt": value > operand,
+                     "ge": value >= operand}[op])
+
+    def where_holds(sub: str, dom: str, where: dict[str, Any], owner: str,
+                    attributes: dict[str, Any]) -> bool:
+        for name, tests in where.items():
+            value = (owner or None) if name == "owner" else attributes.get(name)
+            for op, operand in tests.items():
+                if isinstance(operand, str) and operand.startswith("account."):
+                    operand = account_attribute(sub, dom, operand[len("account."):])
+                    if operand is None:
+                        return False
+                if not test(value, op, operand):
+                    return False
+        return True
+
+    def requirements_hold(dom: str, requires: dict[str, Any], context: dict[str, Any]) -> bool:
+        for key, need in requires.items():
+            have = context.get(key)
+            if key == "mfa":
+                level = 1 if have is True else have if isinstance(have, int | float) \
+                    and not isinstance(have, bool) else 0
+                if level < (1 if need is True else need):
+                    return False
+            elif key == "ip":
+                try:
+                    address = ipaddress.ip_address(str(have)) if isinstance(have, str) else None
+                except ValueError:
+                    address = None
+                if address is None:
+                    return False
+                if not any(address.version == ipaddress.ip_network(n, strict=False).version
+                           and address in ipaddress.ip_network(n, strict=False) for n in need):
+                    return False
+            elif key == "hours":
+                now = context.get("now", clock())
+                if not isinstance(now, int | float) or isinstance(now, bool):
+                    return False
+                zones = [v[2] for v in policy(R.SETTING) if v[0] == dom and v[1] == "time_zone"]
+                local = datetime.fromtimestamp(now, ZoneInfo(zones[0] if len(zones) == 1
+                                                             else "UTC"))
+                days_text, _, times = need.strip().rpartition(" ")
+                names = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+                if days_text.strip():
+                    first, _, last = days_text.strip().partition("-")
+                    start_day, end_day = names.index(first), names.index(last or first)
+                    days = {(start_day + i) % 7 for i in range((end_day - start_day) % 7 + 1)}
+                else:
+                    days = set(range(7))
+                begin, _, end = times.partition("-")
+                minute = local.hour * 60 + local.minute
+                low = int(begin[:2]) * 60 + int(begin[3:])
+                high = int(end[:2]) * 60 + int(end[3:])
+                if local.weekday() not in days or not low <= minute < high:
+                    return False
+            else:
+                return False
+        return True
+
     def covers(sub: str, dom: str, typ: str, act: str, scope: str, owner: str, dept: str,
-               shares: str) -> bool:
+               shares: str, ctx: str = "") -> bool:
+        if scope.startswith("["):  # a conditioned scope: the bare scope, then its condition
+            body = json.loads(scope)[0]
+            if not covers(sub, dom, typ, act, body["scope"], owner, dept, shares):
+                return False
+            request_data = json.loads(ctx) if ctx else {}
+            if not where_holds(sub, dom, body.get("where", {}), owner,
+                               request_data.get("attributes", {})):
+                return False
+            return requirements_hold(dom, body.get("requires", {}),
+                                     request_data.get("context", {}))
         if scope == "all":
             return True
         if scope == "shared":  # only records shared with the account: not its own as such
@@ -172,11 +284,12 @@ def register_functions(enforcer: Any, *, clock: Callable[[], float] = time.time)
             return any(at_or_below(record_dept, home, dom) for home in departments(sub, dom))
         return False  # own (already handled) or unknown
 
-    def capped(sub: str, dom: str, typ: str, act: str, owner: str, dept: str, shares: str) -> bool:
+    def capped(sub: str, dom: str, typ: str, act: str, owner: str, dept: str, shares: str,
+               ctx: str = "") -> bool:
         parent = lookup(R.PARENT, sub, dom)
         if parent is None:
             return True
-        return bool(enforcer.enforce(parent, dom, typ, act, owner, dept, shares))
+        return bool(enforcer.enforce(parent, dom, typ, act, owner, dept, shares, ctx))
 
     functions: dict[str, Callable[..., bool]] = {
         "known": known, "active": active, "unexpired": unexpired, "assigned": assigned,

@@ -16,9 +16,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Final, NamedTuple
+from typing import Any, Final, NamedTuple
 
-__all__ = ["Coverage", "Guarded", "Scope", "ScopeKind", "ShareGuard", "parse_scope"]
+from .conditions import Condition, ConditionGuard, RequirementGuard, decode_scope, encode_scope
+
+__all__ = ["Condition", "ConditionGuard", "Coverage", "Guarded", "RequirementGuard", "Scope",
+           "ScopeKind", "ShareGuard", "parse_scope"]
 
 
 class ScopeKind(StrEnum):
@@ -39,10 +42,13 @@ _CUSTOM_PREFIX: Final = "custom:"
 
 @dataclass(frozen=True, slots=True)
 class Scope:
-    """A data scope. ``departments`` is only used by ``custom`` (the listed department subtrees)."""
+    """A data scope. ``departments`` is only used by ``custom`` (the listed department subtrees);
+    ``condition`` (``where:`` tests on record attributes, ``requires:`` on the request context)
+    narrows it further: a record is reached when the scope covers it *and* the condition holds."""
 
     kind: ScopeKind
     departments: frozenset[str] = frozenset()
+    condition: Condition | None = None
 
     @classmethod
     def of(cls, kind: str | ScopeKind, departments: Iterable[str] = ()) -> Scope:
@@ -56,15 +62,27 @@ class Scope:
         return cls(scope_kind, depts)
 
     def encode(self) -> list[str]:
-        """The stored forms: one string per rule (a custom scope is one rule per department)."""
+        """The stored forms: one string per rule (a custom scope is one rule per department); a
+        conditioned scope is canonical JSON in brackets (see :mod:`salesauthz.conditions`)."""
         if self.kind is ScopeKind.CUSTOM:
-            return [_CUSTOM_PREFIX + d for d in sorted(self.departments)]
-        return [self.kind.value]
+            words = [_CUSTOM_PREFIX + d for d in sorted(self.departments)]
+        else:
+            words = [self.kind.value]
+        if self.condition is None:
+            return words
+        return [encode_scope(word, self.condition) for word in words]
+
+    @property
+    def bare(self) -> Scope:
+        """This scope without its condition."""
+        return self if self.condition is None else Scope(self.kind, self.departments)
 
     def __str__(self) -> str:
         if self.kind is ScopeKind.CUSTOM:
-            return "custom[" + ", ".join(sorted(self.departments)) + "]"
-        return self.kind.value
+            text = "custom[" + ", ".join(sorted(self.departments)) + "]"
+        else:
+            text = self.kind.value
+        return text if self.condition is None else f"{text} {self.condition}"
 
 
 OWN: Final = Scope(ScopeKind.OWN)
@@ -80,7 +98,10 @@ SCOPE_WORDS: Final = tuple(k.value for k in ScopeKind if k is not ScopeKind.CUST
 def parse_scope(text: str) -> Scope:
     """Parse the stored form of one scope: one of :data:`SCOPE_WORDS` or
     ``custom:<department>`` (everything after the first colon is the department name, so names
-    may contain colons)."""
+    may contain colons), or a conditioned scope (canonical JSON in brackets, starting ``[``)."""
+    if text.startswith("["):
+        word, condition = decode_scope(text)
+        return _with_condition(parse_scope(word), condition)
     if text.startswith(_CUSTOM_PREFIX):
         department = text[len(_CUSTOM_PREFIX) :]
         if not department:
@@ -95,6 +116,10 @@ def parse_scope(text: str) -> Scope:
     if kind is ScopeKind.CUSTOM:
         raise ValueError("scope 'custom' must name a department, e.g. custom:east-2")
     return Scope(kind)
+
+
+def _with_condition(scope: Scope, condition: Condition) -> Scope:
+    return Scope(scope.kind, scope.departments, condition)
 
 
 _EMPTY_PAIRS: Final[Mapping[str, frozenset[str]]] = MappingProxyType({})
@@ -125,6 +150,10 @@ class ShareGuard:
                     for department in self.departments)
         object.__setattr__(self, "keys", frozenset(keys))
 
+    def holds(self, owner: str | None, shares: tuple[ShareLike, ...],
+              attributes: Mapping[str, Any] | None, context: Mapping[str, Any] | None) -> bool:
+        return self.matches(shares)
+
     def matches(self, shares: Iterable[ShareLike]) -> bool:
         return not self.keys.isdisjoint(shares)
 
@@ -133,17 +162,27 @@ class ShareGuard:
         return f"shared {'/'.join(sorted(self.levels))} with {', '.join(names)}"
 
 
+Guard = ShareGuard | ConditionGuard | RequirementGuard
+"""A test a guarded term's records pass besides its base: a share (the ``shared`` scope), a
+condition on record attributes (``where:``) or a requirement on the request context
+(``requires:``)."""
+
+
 class Guarded(NamedTuple):
     """Records of ``base`` (a plain coverage: no guarded terms) that satisfy every guard."""
 
     base: Coverage
-    guards: frozenset[ShareGuard]
+    # Each is a Guard (ShareGuard | ConditionGuard | RequirementGuard); typed Any until the
+    # checker's analyses, written for share guards only, handle the other two.
+    guards: frozenset[Any]
 
     def covers(self, owner: str | None, department: str | None,
-               homes: Mapping[str, str | None] | None, shares: Iterable[ShareLike]) -> bool:
+               homes: Mapping[str, str | None] | None, shares: Iterable[ShareLike],
+               attributes: Mapping[str, Any] | None = None,
+               context: Mapping[str, Any] | None = None) -> bool:
         shares = tuple(shares)
-        return (bool(shares) and all(guard.matches(shares) for guard in self.guards)
-                and self.base.covers(owner, department, homes))
+        return (self.base.covers(owner, department, homes)
+                and all(guard.holds(owner, shares, attributes, context) for guard in self.guards))
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -174,14 +213,18 @@ class Coverage:
 
     def __post_init__(self) -> None:
         if self.guarded and all(term.base.everything and len(term.guards) == 1
+                                and all(isinstance(g, ShareGuard) for g in term.guards)
                                 for term in self.guarded):
             object.__setattr__(self, "share_keys", frozenset().union(
                 *(guard.keys for term in self.guarded for guard in term.guards)))
 
     def covers(self, owner: str | None, department: str | None,
                homes: Mapping[str, str | None] | None = None,
-               shares: Iterable[ShareLike] = ()) -> bool:
-        """Whether the record owned by ``owner`` in ``department`` (with ``shares``) is in this set.
+               shares: Iterable[ShareLike] = (), attributes: Mapping[str, Any] | None = None,
+               context: Mapping[str, Any] | None = None) -> bool:
+        """Whether the record owned by ``owner`` in ``department`` (with ``shares`` and
+        ``attributes``) is in this set, for a request with ``context`` (``None``: none, so every
+        requirement fails; give ``now`` in it for hours).
 
         A record with no department is in its owner's current (main) department: give ``homes``
         (account → department) to have it looked up, as every decision does.
@@ -196,19 +239,56 @@ class Coverage:
             depts = self.owner_departments.get(owner)  # type: ignore[arg-type]  # None: no entry
             if depts is not None and department in depts:
                 return True
-        if self.guarded and shares:
+        # Guarded terms need record data: without shares, attributes or a context this is a
+        # comparison of record sets by owner and department (the delegation rule's), where
+        # only the plain part counts.
+        if self.guarded and (shares or attributes is not None or context is not None):
             keys = self.share_keys
-            if keys is not None:
-                return not keys.isdisjoint(shares)
-            # Loops, not generators: a shared record is checked on the hot path.
-            for base, guards in self.guarded:
-                for guard in guards:
-                    if not guard.matches(shares):
-                        break
-                else:
-                    if base.everything or base.covers(owner, department):
-                        return True
+            if keys is not None:  # share guards only: one set operation on the hot path
+                return bool(shares) and not keys.isdisjoint(shares)
+            return any(term.covers(owner, department, None, shares, attributes, context)
+                       for term in self.guarded)
         return False
+
+    def given(self, context: Mapping[str, Any] | None) -> Coverage:
+        """This coverage for requests with ``context``: terms whose requirements fail dropped,
+        the requirements of the others (which hold) removed (list views: what remains is about
+        records only)."""
+        if not self.guarded or not any(isinstance(g, RequirementGuard)
+                                       for term in self.guarded for g in term.guards):
+            return self
+        terms: set[Guarded] = set()
+        for term in self.guarded:
+            requirements = [g for g in term.guards if isinstance(g, RequirementGuard)]
+            if not all(g.holds(None, (), None, context) for g in requirements):
+                continue
+            rest = term.guards.difference(requirements)
+            if not rest:
+                if term.base.everything:
+                    return EVERYTHING
+                terms.add(Guarded(term.base, frozenset()))
+            else:
+                terms.add(Guarded(term.base, rest))
+        plain = self.plain
+        result = plain
+        for term in terms:
+            result = result.union(term.base if not term.guards
+                                  else Coverage(guarded=frozenset((term,))))
+        return result
+
+    @classmethod
+    def conditioned(cls, base: Coverage, guards: Iterable[Guard]) -> Coverage:
+        """The records of ``base`` (any coverage) that also pass every one of ``guards``."""
+        extra = frozenset(guards)
+        if not extra or base.is_empty:
+            return base
+        terms: set[Guarded] = set()
+        plain = base.plain
+        if not plain.is_empty:
+            terms.add(Guarded(plain, extra))
+        for term in base.guarded:
+            terms.add(Guarded(term.base, term.guards | extra))
+        return _normalise(frozenset(), frozenset(), _EMPTY_PAIRS, frozenset(terms))
 
     @property
     def plain(self) -> Coverage:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from ._rules import Rule
 from .scopes import Coverage, Scope
@@ -44,8 +44,9 @@ class Record(NamedTuple):
 
     When ``department`` is ``None`` the record is taken to be in its owner's *current* main
     department. ``shares`` are data of the record, like its owner: the CRM stores them and
-    salesauthz decides with them (the ``shared`` scope). ``id`` is carried through to decision
-    logs only.
+    salesauthz decides with them (the ``shared`` scope). ``attributes`` are the record's values
+    that conditions test (``{"region": "East", "amount": 120000}``; a missing one fails every
+    test but ``null``). ``id`` is carried through to decision logs only.
     """
 
     type: str
@@ -53,6 +54,7 @@ class Record(NamedTuple):
     department: str | None = None
     id: str | None = None
     shares: tuple[Share, ...] = ()
+    attributes: Mapping[str, Any] | None = None
 
 
 class AccountView(NamedTuple):
@@ -90,7 +92,9 @@ class Decision:
     (the permissions that allowed, or the ones considered when none did); ``role`` is the role
     that allowed (``None`` for a direct grant or a deny); ``via`` the path from the account's
     assigned role to that role; ``steps`` is the chain of reasoning, one line per step, including
-    the parent ceiling of a sub-account.
+    the parent ceiling of a sub-account. ``missing_context`` names the request-context keys a
+    requirement needed and did not find met (``mfa``, ``ip``, ``hours``): a web app may answer
+    a step-up (401) rather than 403 when the denial is only for them.
     """
 
     allowed: bool
@@ -104,6 +108,7 @@ class Decision:
     scope: Scope | None = None
     steps: tuple[str, ...] = ()
     via: tuple[str, ...] = ()
+    missing_context: tuple[str, ...] = ()
 
     def __bool__(self) -> bool:
         return self.allowed
@@ -152,9 +157,11 @@ class ScopeFilter:
         return bool(self.coverage.guarded)
 
     def matches(self, owner: str | None, department: str | None,
-                shares: tuple[Share, ...] = ()) -> bool:
-        """Whether a record with this owner, department and shares passes the filter."""
-        return self.coverage.covers(owner, department, shares=shares)
+                shares: tuple[Share, ...] = (), attributes: Mapping[str, Any] | None = None) -> bool:
+        """Whether a record with this owner, department, shares and attributes passes the
+        filter (requirements on the request context were settled when it was made)."""
+        return self.coverage.covers(owner, department, shares=shares,
+                                    attributes=attributes if attributes is not None else {})
 
     def explain(self) -> str:
         head = f"{self.account} may {self.action} {self.type} records in {self.domain}"

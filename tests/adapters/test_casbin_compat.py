@@ -260,7 +260,7 @@ def test_salesauthz_starts_first_then_they_join(shared_url: str) -> None:
     # A plain pycasbin enforcer on salesauthz's model reads salesauthz's rows of the shared table.
     plain = casbin.Enforcer(model_path(), StoreAdapter("casbin+" + shared_url))
     register_functions(plain)
-    assert plain.enforce("alice", "acme", "customer", "read", "bob", "", "")
+    assert plain.enforce("alice", "acme", "customer", "read", "bob", "", "", "")
     assert sorted(map(tuple, plain.get_model().get_policy("p", "p4"))) == [("rep", "acme")]
     theirs.close()
 

@@ -9,9 +9,11 @@ expired) and from the parent chain (which ancestor caps it).
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from typing import Any
 
 from salesauthz import _rules as R
-from salesauthz.scopes import ScopeKind
+from salesauthz.scopes import ConditionGuard, Coverage, RequirementGuard, ScopeKind, ShareGuard
 from salesauthz.values import Decision, Record
 
 from .semantics import ACTIVE, Source, chain, effective, sources
@@ -28,10 +30,13 @@ def permission_label(permission: Permission) -> str:
 
 
 def explain(snapshot: Snapshot | None, account: str, action: str, record: Record, domain: str,
-            now: float) -> Decision:
-    """The decision ``check`` makes, with the reason and the rules behind it."""
-    told = _tell(snapshot, account, action, record, domain, now)
-    if snapshot is None or told.allowed == _verdict(snapshot, account, action, record, now):
+            now: float, context: Mapping[str, Any] | None = None) -> Decision:
+    """The decision ``check`` makes, with the reason and the rules behind it (``context``: the
+    request's, ``now`` included)."""
+    context = context if context is not None else {"now": now}
+    told = _tell(snapshot, account, action, record, domain, now, context)
+    if snapshot is None or told.allowed == _verdict(snapshot, account, action, record, now,
+                                                    context):
         return told
     # The story and the engine disagree: a bug. Never let the story decide.
     logger.error("salesauthz explain: the explanation disagrees with the decision for %r", told)
@@ -39,10 +44,34 @@ def explain(snapshot: Snapshot | None, account: str, action: str, record: Record
                     account, action, record, domain)
 
 
-def _verdict(snapshot: Snapshot, account: str, action: str, record: Record, now: float) -> bool:
+def _verdict(snapshot: Snapshot, account: str, action: str, record: Record, now: float,
+             context: Mapping[str, Any]) -> bool:
     coverage = effective(snapshot, account, now)[0].get((record.type, action))
     return coverage is not None and coverage.covers(record.owner, record.department, snapshot.homes,
-                                                    record.shares)
+                                                    record.shares, record.attributes, context)
+
+
+def _condition_failures(coverage: Coverage, record: Record, department: str | None, action: str,
+                        context: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    """Why the guarded terms whose scope covers the record still do not: the failing
+    conditions (``region is 'West'``) and requirements (``export needs a second factor; …``),
+    and the context keys those requirements missed."""
+    phrases: list[str] = []
+    missing: list[str] = []
+    shares = tuple(record.shares)
+    for term in sorted(coverage.guarded, key=repr):
+        if not term.base.covers(record.owner, department, None):
+            continue
+        if not all(g.matches(shares) for g in term.guards if isinstance(g, ShareGuard)):
+            continue
+        for guard in sorted(term.guards, key=str):
+            if isinstance(guard, ConditionGuard):
+                phrases.extend(guard.failing(record.owner, record.attributes))
+            elif isinstance(guard, RequirementGuard):
+                for key, why in guard.failing(context):
+                    phrases.append(f"{action} {why}")
+                    missing.append(key)
+    return list(dict.fromkeys(phrases)), sorted(set(missing))
 
 
 def _record_text(record: Record, department: str | None) -> str:
@@ -120,10 +149,12 @@ def _source_text(source: Source) -> str:
 
 
 def _tell(snapshot: Snapshot | None, account: str, action: str, record: Record, domain: str,
-          now: float) -> Decision:
+          now: float, context: Mapping[str, Any]) -> Decision:
+    missing: list[str] = []
+
     def deny(reason: str, steps: list[str], rules: tuple[tuple[str, ...], ...] = ()) -> Decision:
         return Decision(False, reason, account, action, record, domain, rules, None, None,
-                        (*steps, "deny: " + reason))
+                        (*steps, "deny: " + reason), (), tuple(sorted(set(missing))))
 
     if snapshot is None:
         return deny(f"domain {domain!r} does not exist", [])
@@ -142,6 +173,7 @@ def _tell(snapshot: Snapshot | None, account: str, action: str, record: Record, 
     subject = _record_text(record, department)
     steps: list[str] = [f"{account} asks to {action} a {subject}"]
     live: list[tuple[Source, bool]] = []
+    conditions: list[str] = []
     for source in sources(snapshot, account, (record.type, action), now):
         label = permission_label(source.holding.permission)
         if source.expired:
@@ -153,18 +185,31 @@ def _tell(snapshot: Snapshot | None, account: str, action: str, record: Record, 
             else:
                 steps.append(f"grant {label} expired; ignored")
             continue
-        covered = source.coverage.covers(record.owner, department, None, record.shares)
+        covered = source.coverage.covers(record.owner, department, None, record.shares,
+                                         record.attributes, context)
         live.append((source, covered))
         how = _how_covered(snapshot, account, source.holding.permission, record,
                            action) if covered else ""
+        failures: list[str] = []
+        if not covered and source.coverage.guarded:
+            failures, lacking = _condition_failures(source.coverage, record, department, action,
+                                                    context)
+            missing.extend(lacking)
+            conditions.extend(failures)
+        verdict = ("covers this record but for its conditions: " + "; ".join(failures)
+                   if failures else "covers" if covered else "does not cover")
         steps.append(f"{_source_text(source)}: {label} reaches "
                      f"{_scope_text(snapshot, account, source.holding.permission)}, which "
-                     f"{'covers' if covered else 'does not cover'} this record{how}")
+                     f"{verdict}{' this record' if covered or not failures else ''}{how}")
     if not live:
         return deny(f"no role or grant of {account} gives {record.type}:{action}", steps)
     winners = [source for source, covered in live if covered]
     if not winners:
         held = ", ".join(sorted({permission_label(s.holding.permission) for s, _ in live}))
+        if conditions:
+            return deny(f"{account} holds {held}, which covers this {subject} but for its "
+                        f"conditions: {'; '.join(dict.fromkeys(conditions))}", steps,
+                        tuple(s.holding.permission.rule for s, _ in live))
         return deny(f"{account} holds {held}, which does not reach a {subject}", steps,
                     tuple(s.holding.permission.rule for s, _ in live))
     first = winners[0]
@@ -172,11 +217,12 @@ def _tell(snapshot: Snapshot | None, account: str, action: str, record: Record, 
     if info.parent is not None:
         if chain(snapshot, account) is None:  # a parent cycle in bad stored data
             return deny("the sub-account chain has a cycle", steps, rules)
-        above = _tell(snapshot, info.parent, action, record, domain, now)
+        above = _tell(snapshot, info.parent, action, record, domain, now, context)
         steps.append(f"{account} is a sub-account of {info.parent}, so it is capped by what "
                      f"{info.parent} may do:")
         steps.extend("  " + step for step in above.steps)
         if not above.allowed:
+            missing.extend(above.missing_context)
             return deny(f"{account} would be allowed, but its parent {info.parent} is not: "
                         f"{above.reason}", steps, (*rules, (R.PARENT, account, info.parent, domain)))
     permission = first.holding.permission

@@ -72,7 +72,24 @@ def scope_coverage(snapshot: Snapshot, account: str, scope: Scope, home: str | N
     share at a level of ``type`` that includes ``action`` (any level of the type when ``action``
     is ``None``: field rules), naming the account or one of its departments or a department above
     one of them. Without a key, ``shared`` reaches nothing.
+
+    A condition on the scope guards what it reaches: ``where:`` tests with ``account.<name>``
+    operands replaced by the account's attribute values (an attribute the account lacks: the
+    scope reaches nothing), and ``requires:`` on the request context (hours in the domain's time
+    zone).
     """
+    condition = scope.condition
+    if condition is None:
+        return _bare_coverage(snapshot, account, scope, home, moved, key)
+    resolved = condition.resolve(dict(snapshot.account(account).attributes), snapshot.time_zone)
+    if resolved is None:
+        return NOTHING
+    base = _bare_coverage(snapshot, account, scope.bare, home, moved, key)
+    return Coverage.conditioned(base, [guard for guard in resolved if guard is not None])
+
+
+def _bare_coverage(snapshot: Snapshot, account: str, scope: Scope, home: str | None,
+                   moved: bool, key: tuple[str, str | None] | None) -> Coverage:
     kind = scope.kind
     if kind is ScopeKind.ALL:
         return EVERYTHING
@@ -130,7 +147,16 @@ def scope_within(inner: Scope, outer: Scope, snapshot: Snapshot | None = None) -
     """Whether ``outer`` reaches everything ``inner`` does for *any* account (the static order
     own ⊆ team ⊆ department_tree ⊆ all; own ⊆ subordinates ⊆ subordinate_tree; own ⊆ custom(D)
     ⊆ custom(E) when E's subtrees hold D; shared — which reaches only records shared with the
-    account, not its own — only within shared and all)."""
+    account, not its own — only within shared and all). A conditioned ``outer`` holds only an
+    ``inner`` with the very same condition (conditions are not compared otherwise: refuse
+    rather than guess); a conditioned ``inner`` is narrower than its bare scope."""
+    if inner == outer:
+        return True
+    if outer.condition is not None:
+        if inner.condition != outer.condition:
+            return False
+        outer = outer.bare
+    inner = inner.bare
     if inner == outer or outer.kind is ScopeKind.ALL:
         return True
     if inner.kind is ScopeKind.OWN:

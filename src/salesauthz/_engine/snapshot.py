@@ -9,9 +9,9 @@ whole old snapshot or the whole new one, never half a change.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from salesauthz import _rules as R
 from salesauthz._rules import Rule
@@ -53,7 +53,8 @@ class AccountInfo(NamedTuple):
     ``department`` is its main department, ``also_in`` its auxiliary ones; ``roles`` are its
     permanently assigned roles and ``timed_roles`` those assigned until a moment (role → the
     latest expiry of its ``p8`` rules; a role assigned both ways is only in ``roles``);
-    ``reports_to`` is its reporting superior (visibility only, never a ceiling).
+    ``reports_to`` is its reporting superior (visibility only, never a ceiling); ``attributes``
+    its attributes (name → JSON value, sorted by name; an attribute stored twice is left out).
     """
 
     status: str | None
@@ -64,6 +65,7 @@ class AccountInfo(NamedTuple):
     also_in: frozenset[str] = frozenset()
     reports_to: str | None = None
     timed_roles: tuple[tuple[str, float], ...] = ()
+    attributes: tuple[tuple[str, Any], ...] = ()
 
 
 NO_ROLES: frozenset[str] = frozenset()
@@ -114,6 +116,16 @@ class Snapshot:
     field_vocabulary: Mapping[str, frozenset[str]]  # type -> declared fields (p6)
     sharing: Mapping[str, Mapping[str, frozenset[str]]]  # type -> share level -> actions (p7)
     reports: Mapping[str, frozenset[str]]  # account -> its direct reports (g6)
+    settings: Mapping[str, str] = field(default_factory=dict)  # p11: name -> value
+    conditioned: bool = False  # some permission of the domain carries a condition
+
+    @property
+    def time_zone(self) -> str:
+        """The domain's time zone (``requires: hours``), UTC unless set."""
+        return self.settings.get("time_zone", "UTC")
+
+    def attributes_of(self, account: str) -> dict[str, Any]:
+        return dict(self.account(account).attributes)
 
     def account(self, name: str) -> AccountInfo:
         return self.accounts.get(name, NO_ACCOUNT)

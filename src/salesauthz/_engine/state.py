@@ -19,6 +19,7 @@ from typing import TypeVar
 
 from salesauthz import _rules as R
 from salesauthz._rules import Rule
+from salesauthz.conditions import decode_value, freeze
 from salesauthz.errors import PolicyError, PolicyIssue
 
 from .snapshot import (
@@ -80,6 +81,8 @@ class DomainState:
         self.timed: dict[str, set[tuple[str, str]]] = {}  # p8: account -> (role, expires)
         self.also_in: dict[str, set[str]] = {}  # g5: account -> auxiliary departments
         self.reports_to: dict[str, str] = {}  # g6: account -> superior
+        self.attributes: dict[str, set[tuple[str, str]]] = {}  # p9: account -> (name, value)
+        self.settings: dict[str, set[str]] = {}  # p11: name -> values
         self._reports_changed = False
         self.snapshot: Snapshot | None = None
         # Derived structures, rebuilt only when their rules change (None: stale).
@@ -90,6 +93,7 @@ class DomainState:
         self._role_set_changed = False  # a name became (or stopped being) a role
         self._sharing_part: dict[str, dict[str, frozenset[str]]] | None = None
         self._reports_part: dict[str, frozenset[str]] | None = None
+        self._conditions_changed = True
 
     # -- applying rules --------------------------------------------------------------------
 
@@ -142,7 +146,10 @@ class DomainState:
         """Record one added rule; returns whether it changes what every account may do."""
         ptype, subject = rule[0], rule[1]
         if ptype == R.PERMISSION:
-            self.permissions.setdefault(subject, set()).add(parse_permission(rule))
+            permission = parse_permission(rule)
+            self.permissions.setdefault(subject, set()).add(permission)
+            if permission.scope.condition is not None:
+                self._conditions_changed = True
             return self._subject_changed(subject, touched)
         if ptype == R.ROLE_LINK:
             self.links.setdefault(subject, set()).add(rule[2])
@@ -152,7 +159,7 @@ class DomainState:
             facts[ptype][subject] = rule[3] if ptype == R.ACCOUNT else rule[2]
             touched.add(subject)
             return False
-        if ptype in (R.AUXILIARY, R.TIMED_ROLE, R.REPORTS_TO):
+        if ptype in (R.AUXILIARY, R.TIMED_ROLE, R.REPORTS_TO, R.ACCOUNT_ATTRIBUTE):
             self._account_fact(rule, touched, add=True)
             return False
         return self._structure(rule, add=True)
@@ -161,7 +168,10 @@ class DomainState:
         """Forget one removed rule; returns whether it changes what every account may do."""
         ptype, subject = rule[0], rule[1]
         if ptype == R.PERMISSION:
-            _discard(self.permissions, subject, parse_permission(rule))
+            permission = parse_permission(rule)
+            _discard(self.permissions, subject, permission)
+            if permission.scope.condition is not None:
+                self._conditions_changed = True
             return self._subject_changed(subject, touched)
         if ptype == R.ROLE_LINK:
             _discard(self.links, subject, rule[2])
@@ -173,7 +183,7 @@ class DomainState:
                 del facts[ptype][subject]
             touched.add(subject)
             return False
-        if ptype in (R.AUXILIARY, R.TIMED_ROLE, R.REPORTS_TO):
+        if ptype in (R.AUXILIARY, R.TIMED_ROLE, R.REPORTS_TO, R.ACCOUNT_ATTRIBUTE):
             self._account_fact(rule, touched, add=False)
             return False
         return self._structure(rule, add=False)
@@ -188,6 +198,8 @@ class DomainState:
             _change(self.also_in, subject, rule[2], add)
         elif ptype == R.TIMED_ROLE:
             _change(self.timed, subject, (rule[2], rule[4]), add)
+        elif ptype == R.ACCOUNT_ATTRIBUTE:
+            _change(self.attributes, subject, (rule[3], rule[4]), add)
         else:
             before = self.reports_to.get(subject)
             if add:
@@ -227,6 +239,10 @@ class DomainState:
         elif ptype == R.SHARE_LEVEL:
             _change(self.sharing, (rule[2], rule[3]), rule[4], add)
             self._sharing_part = None
+        elif ptype == R.SETTING:
+            _change(self.settings, rule[2], rule[3], add)
+        elif ptype == R.RESOURCE_ATTRIBUTE:
+            return False  # declarations: for validation, no decision reads them
         else:
             raise AssertionError(f"unhandled rule type {ptype!r}")  # check_rule() ran before
         return True
@@ -304,15 +320,22 @@ class DomainState:
         roles, role_parents, role_permissions, role_paths = self._role_part
         department_parent, subtree = self._department_part
         role_fields, field_vocabulary = self._field_part
+        # A setting stored twice is no setting (the default applies), like a doubled attribute.
+        settings = {name: next(iter(values)) for name, values in self.settings.items()
+                    if len(values) == 1}
+        conditioned = any(p.scope.condition is not None for held in self.permissions.values()
+                          for p in held) if self._conditions_changed or previous is None \
+            else previous.conditioned
+        self._conditions_changed = False
         self.snapshot = Snapshot(self.name, self._vocabulary_part, roles, role_parents,
                                  role_permissions, role_paths, department_parent, subtree, accounts,
                                  homes, children, stamps, base, role_fields, field_vocabulary,
-                                 self._sharing_part, self._reports_part)
+                                 self._sharing_part, self._reports_part, settings, conditioned)
         return self.snapshot
 
     def _account_names(self) -> set[str]:
         names = set(self.status) | set(self.membership) | set(self.parent)
-        names |= set(self.also_in) | set(self.timed) | set(self.reports_to)
+        names |= set(self.also_in) | set(self.timed) | set(self.reports_to) | set(self.attributes)
         names |= {s for s in self.links if s not in self.roles}
         names |= {s for s in self.permissions if s not in self.roles}
         return names
@@ -333,9 +356,14 @@ class DomainState:
             if role not in roles:
                 moment = parse_expiry(expires)
                 timed[role] = max(moment, timed.get(role, moment))
+        stored: dict[str, list[str]] = {}
+        for attribute, value in self.attributes.get(name, ()):
+            stored.setdefault(attribute, []).append(value)
+        attributes = tuple(sorted((attribute, freeze(decode_value(values[0])))
+                                  for attribute, values in stored.items() if len(values) == 1))
         info = AccountInfo(self.status.get(name), self.membership.get(name), self.parent.get(name),
                            roles, grants, frozenset(also_in) if also_in else frozenset(),
-                           self.reports_to.get(name), tuple(sorted(timed.items())))
+                           self.reports_to.get(name), tuple(sorted(timed.items())), attributes)
         return NO_ACCOUNT if info == NO_ACCOUNT else info
 
     def _build_roles(self) -> RolePart:

@@ -8,6 +8,7 @@ from typing import Any
 
 from salesauthz import _rules as R
 from salesauthz._rules import Rule
+from salesauthz.conditions import Condition, decode_value, encode_value
 from salesauthz.scopes import Scope, ScopeKind, parse_scope
 
 from .documents import (
@@ -35,7 +36,11 @@ def _permission_rules(subject: str, domain: str, sets: Iterable[PermissionSet]) 
     rules: list[Rule] = []
     for permission_set in sets:
         expires = R.format_expiry(permission_set.expires)
-        for scope_text in scope_of(permission_set.scope).encode():
+        scope = scope_of(permission_set.scope)
+        condition = Condition.of(permission_set.where, permission_set.requires)
+        if condition is not None:
+            scope = Scope(scope.kind, scope.departments, condition)
+        for scope_text in scope.encode():
             for typ, actions in permission_set.actions.items():
                 for action in actions:
                     rules.append((R.PERMISSION, subject, domain, typ, action, scope_text, expires))
@@ -50,6 +55,11 @@ def compile_document(document: DomainDocument) -> list[Rule]:
     for typ, actions in vocabulary.items():
         for action in actions:
             rules.append((R.VOCABULARY, d, typ, action))
+    for typ, attributes in document.resource_attributes.items():
+        for attribute, kind in attributes.items():
+            rules.append((R.RESOURCE_ATTRIBUTE, d, typ, attribute, kind))
+    if document.time_zone is not None:
+        rules.append((R.SETTING, d, "time_zone", document.time_zone))
     for typ, field_names in document.fields.items():
         for field_name in field_names:
             rules.append((R.FIELD, d, typ, field_name))
@@ -87,6 +97,8 @@ def compile_document(document: DomainDocument) -> list[Rule]:
             rules.append((R.REPORTS_TO, name, account.reports_to, d))
         if account.parent is not None:
             rules.append((R.PARENT, name, account.parent, d))
+        for attribute, value in account.attributes.items():
+            rules.append((R.ACCOUNT_ATTRIBUTE, name, d, attribute, encode_value(value)))
         for entry in account.roles:
             if isinstance(entry, TimedRole):
                 rules.append((R.TIMED_ROLE, name, entry.role, d, R.format_expiry(entry.expires)))
@@ -99,26 +111,35 @@ def compile_document(document: DomainDocument) -> list[Rule]:
 def _permission_sets(rules: list[Rule]) -> list[PermissionSet]:
     """Group ``p`` rules of one subject back into permission sets (one per scope+expiry)."""
     # Merge custom departments of the same (type, action, expires) into one custom scope.
-    custom: dict[tuple[str, str, str], set[str]] = {}
-    plain: list[tuple[str, str, str, str]] = []
+    # Conditioned scopes group by their condition too (its canonical stored text).
+    custom: dict[tuple[str, str, str, str], set[str]] = {}
+    plain: list[tuple[str, str, str, str, str]] = []
+    conditions: dict[str, Condition] = {}
     for _, _sub, _dom, typ, action, scope_text, expires in rules:
         scope = parse_scope(scope_text)
+        condition_key = ""
+        if scope.condition is not None:
+            condition_key = repr(scope.condition.stored())
+            conditions[condition_key] = scope.condition
         if scope.kind is ScopeKind.CUSTOM:
-            custom.setdefault((typ, action, expires), set()).update(scope.departments)
+            custom.setdefault((typ, action, expires, condition_key), set()).update(scope.departments)
         else:
-            plain.append((scope_text, expires, typ, action))
-    groups: dict[tuple[object, str], dict[str, list[str]]] = {}
-    for scope_text, expires, typ, action in plain:
-        groups.setdefault((scope_text, expires), {}).setdefault(typ, []).append(action)
-    for (typ, action, expires), depts in custom.items():
-        key = (tuple(sorted(depts)), expires)
+            plain.append((scope.kind.value, expires, condition_key, typ, action))
+    groups: dict[tuple[object, str, str], dict[str, list[str]]] = {}
+    for word, expires, condition_key, typ, action in plain:
+        groups.setdefault((word, expires, condition_key), {}).setdefault(typ, []).append(action)
+    for (typ, action, expires, condition_key), depts in custom.items():
+        key = (tuple(sorted(depts)), expires, condition_key)
         groups.setdefault(key, {}).setdefault(typ, []).append(action)
     sets = []
-    for (scope_key, expires), types in sorted(groups.items(), key=lambda kv: repr(kv[0])):
+    for (scope_key, expires, condition_key), types in sorted(groups.items(),
+                                                             key=lambda kv: repr(kv[0])):
         spec: object = {"custom": list(scope_key)} if isinstance(scope_key, tuple) else scope_key
         body: dict[str, object] = {"scope": spec}
         if expires:
             body["expires"] = expires
+        if condition_key:
+            body.update(conditions[condition_key].stored())
         for typ in sorted(types):
             body[typ] = sorted(types[typ])
         sets.append(PermissionSet.model_validate(body))
@@ -174,9 +195,19 @@ def decompile_rules(rules: Iterable[Rule]) -> list[DomainDocument]:
         sharing: dict[str, dict[str, list[str]]] = {}
         timed: dict[str, list[TimedRole]] = {}
         auxiliary: dict[str, list[str]] = {}
+        resource_attributes: dict[str, dict[str, Any]] = {}
+        time_zone: str | None = None
         for rule in domain_rules:
             ptype = rule[0]
-            if ptype == R.VOCABULARY:
+            if ptype == R.ACCOUNT_ATTRIBUTE:
+                attributes = accounts.setdefault(rule[1], {}).setdefault("attributes", {})
+                assert isinstance(attributes, dict)
+                attributes[rule[3]] = decode_value(rule[4])
+            elif ptype == R.RESOURCE_ATTRIBUTE:
+                resource_attributes.setdefault(rule[2], {})[rule[3]] = rule[4]
+            elif ptype == R.SETTING and rule[2] == "time_zone":
+                time_zone = rule[3]
+            elif ptype == R.VOCABULARY:
                 resources.setdefault(rule[2], []).append(rule[3])
             elif ptype == R.DEPARTMENT:
                 departments[rule[1]] = DepartmentDocument(parent=rule[2]) if rule[2] else None
@@ -241,5 +272,8 @@ def decompile_rules(rules: Iterable[Rule]) -> list[DomainDocument]:
             sharing={t: {lv: sorted(a) for lv, a in sorted(levels.items())}
                      for t, levels in sorted(sharing.items())},
             accounts=account_documents,
+            resource_attributes={t: dict(sorted(a.items()))
+                                 for t, a in sorted(resource_attributes.items())},
+            time_zone=time_zone,
         ))
     return documents

@@ -31,9 +31,17 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 __all__ = [
     "AccountDocument",
@@ -105,6 +113,14 @@ class PermissionSet(BaseModel):
         default=None,
         description="Direct grants only: when the grant stops allowing (ISO-8601; UTC if naive).",
     )
+    where: dict[str, Any] | None = Field(
+        default=None,
+        description="Conditions on record attributes, ANDed with the scope: `region: East`, "
+        "`amount: {lt: 100000}`, `region: {in: account.territories}`, `owner: null`.")
+    requires: dict[str, Any] | None = Field(
+        default=None,
+        description="Requirements on the request context: `mfa: true`, `ip: [10.0.0.0/8]`, "
+        '`hours: "Mon-Fri 08:00-20:00"`.')
 
     @field_validator("expires")
     @classmethod
@@ -212,6 +228,9 @@ class AccountDocument(_Strict):
     reports_to: Name | None = Field(
         default=None, description="Its reporting superior (汇报对象): visibility through the "
         "subordinates scopes, never a ceiling.")
+    attributes: dict[Name, Any] = Field(
+        default_factory=dict, description="Values conditions compare with `account.<name>` "
+        "(text, numbers, booleans, lists of them): `territories: [East, North]`.")
 
     @property
     def role_names(self) -> list[str]:
@@ -248,8 +267,39 @@ class DomainDocument(_Strict):
         description="Share levels per resource type: level -> the actions a share at that level "
         "allows (through the `shared` scope).")
     accounts: dict[Name, AccountDocument | None] = Field(default_factory=dict)
+    resource_attributes: dict[Name, dict[Name, Literal["str", "int", "float", "bool"]]] = Field(
+        default_factory=dict,
+        description="The attributes of each resource type conditions may test, with their kinds "
+        "(written in the long form of `resources`: `customer: {actions: [...], attributes: "
+        "{region: str}}`).")
+    time_zone: str | None = Field(
+        default=None, description="The tenant's IANA time zone for `requires: hours` (UTC).")
 
     @field_validator("departments", "roles", "accounts", "sharing", mode="before")
     @classmethod
     def _none_is_empty(cls, value: object) -> object:
         return {} if value is None else value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _long_resources(cls, data: Any) -> Any:
+        """``customer: {actions: [...], attributes: {...}}`` → the actions under ``resources``
+        and the attributes under ``resource_attributes``."""
+        if not isinstance(data, dict) or not isinstance(data.get("resources"), dict):
+            return data
+        resources = data["resources"]
+        if not any(isinstance(spec, dict) for spec in resources.values()):
+            return data
+        data = dict(data)
+        declared = dict(data.get("resource_attributes") or {})
+        flat: dict[Any, Any] = {}
+        for typ, spec in resources.items():
+            if isinstance(spec, dict) and set(spec) <= {"actions", "attributes"}:
+                flat[typ] = spec.get("actions", [])
+                if spec.get("attributes"):
+                    declared[typ] = spec["attributes"]
+            else:
+                flat[typ] = spec
+        data["resources"] = flat
+        data["resource_attributes"] = declared
+        return data
