@@ -107,10 +107,14 @@ def excess(inner: Coverage, outer: Coverage | None, snapshot: Snapshot) -> Exces
     return found
 
 
-def _implies(mine: ShareGuard, theirs: ShareGuard) -> bool:
-    """Every share matching ``mine`` matches ``theirs``."""
-    return (mine.levels <= theirs.levels and mine.accounts <= theirs.accounts
-            and mine.departments <= theirs.departments)
+def _implies(mine: object, theirs: object) -> bool:
+    """Every record passing guard ``mine`` passes ``theirs`` (share guards: the levels, accounts
+    and departments are contained; any other guard — a condition, a requirement — only implies
+    an equal guard)."""
+    if isinstance(mine, ShareGuard) and isinstance(theirs, ShareGuard):
+        return (mine.levels <= theirs.levels and mine.accounts <= theirs.accounts
+                and mine.departments <= theirs.departments)
+    return bool(mine == theirs)
 
 
 def _term_within(term: Guarded, outer: Coverage, snapshot: Snapshot) -> bool:
@@ -127,13 +131,17 @@ def _term_within(term: Guarded, outer: Coverage, snapshot: Snapshot) -> bool:
 def shared_text(term: Guarded, snapshot: Snapshot) -> str:
     """``shared read_write with rep_w1`` (and ``, among records in east-1`` for a term capped by
     a plain coverage, e.g. a sub-account's ``shared`` under its parent's ``team``)."""
+    shares = [guard for guard in term.guards if isinstance(guard, ShareGuard)]
     guards = " and ".join(sorted(
         f"{'/'.join(sorted(guard.levels))} with "
         + (", ".join(sorted(guard.accounts)) if guard.accounts else "its departments")
-        for guard in term.guards))
+        for guard in shares))
+    others = " and ".join(sorted(str(guard) for guard in term.guards if guard not in shares))
     among = "" if term.base.everything else \
         f", among {_plain_excess(term.base, Coverage(), snapshot).describe()}"
-    return f"shared {guards}{among}"
+    if not shares:
+        return f"records {others}{among}"
+    return f"shared {guards}{among}" + (f", {others}" if others else "")
 
 
 def _plain_excess(inner: Coverage, outer: Coverage, snapshot: Snapshot) -> Excess:

@@ -13,7 +13,7 @@ from salesauthz._engine import Key, Snapshot
 from salesauthz._wording import capped, count, did_you_mean
 from salesauthz.errors import UsageError
 from salesauthz.models.loader import Progress
-from salesauthz.scopes import Scope, ScopeKind
+from salesauthz.scopes import Scope, ScopeKind, ShareGuard
 from salesauthz.values import Record, Share
 
 from .analysis import excess, live_sources, permission_text, scope_label, widest_scopes
@@ -196,7 +196,9 @@ def holders_if_shared(snapshot: Snapshot, action: str, type: str, now: float, *,
             continue
         levels = sorted({level for term in coverage.guarded
                          if term.base.covers(owner, department, snapshot.homes)
-                         for level in frozenset.intersection(*(g.levels for g in term.guards))})
+                         and all(isinstance(g, ShareGuard) for g in term.guards)
+                         for level in frozenset.intersection(
+                             *(g.levels for g in term.guards if isinstance(g, ShareGuard)))})
         if levels:
             found[name] = levels
     return found
