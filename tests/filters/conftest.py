@@ -78,11 +78,13 @@ def sqlite_table(sqlite_engine: Engine) -> Table:
 
 
 @pytest.fixture(scope="session")
-def sqlite_shares(sqlite_engine: Engine) -> Table:
+def sqlite_shared_records(sqlite_engine: Engine) -> tuple[Table, Table]:
+    """A record table and its share table (apart from ``sqlite_table``: another module's
+    connection may hold a transaction open on that one)."""
     metadata = MetaData()
-    table = share_table(metadata)
+    tables = record_table(metadata), share_table(metadata)
     metadata.create_all(sqlite_engine)
-    return table
+    return tables
 
 
 @pytest.fixture(scope="session")
@@ -103,11 +105,14 @@ def pg_table(pg_engine: Engine) -> Iterator[Table]:
 
 
 @pytest.fixture(scope="session")
-def pg_shares(pg_engine: Engine) -> Iterator[Table]:
+def pg_shared_records(pg_engine: Engine) -> Iterator[tuple[Table, Table]]:
+    """A record table and its share table in PostgreSQL, apart from ``pg_table``: the
+    differential's other connection keeps a transaction open on that one (an insert of the same
+    ids from here would wait for it forever)."""
     metadata = MetaData()
-    table = share_table(metadata)
+    tables = record_table(metadata), share_table(metadata)
     metadata.create_all(pg_engine)
-    yield table
+    yield tables
     metadata.drop_all(pg_engine)
 
 

@@ -197,15 +197,16 @@ class SharedBackend(SqlBackend):
 
 @pytest.fixture(scope="module")
 def shared_backends(
-    sqlite_engine: Engine, sqlite_table: Table, sqlite_shares: Table, request: pytest.FixtureRequest,
+    sqlite_engine: Engine, sqlite_shared_records: tuple[Table, Table],
+    request: pytest.FixtureRequest,
 ) -> Iterator[list[SharedBackend]]:
     with ExitStack() as stack:
-        chosen = [SharedBackend(stack.enter_context(sqlite_engine.connect()), sqlite_table,
-                                sqlite_shares, [("qmark", False), ("named", False)])]
+        chosen = [SharedBackend(stack.enter_context(sqlite_engine.connect()),
+                                *sqlite_shared_records, [("qmark", False), ("named", False)])]
         if service_available("127.0.0.1", 5432):
+            pg_records: tuple[Table, Table] = request.getfixturevalue("pg_shared_records")
             chosen.append(SharedBackend(
-                stack.enter_context(request.getfixturevalue("pg_engine").connect()),
-                request.getfixturevalue("pg_table"), request.getfixturevalue("pg_shares"),
+                stack.enter_context(request.getfixturevalue("pg_engine").connect()), *pg_records,
                 [("format", False), ("pyformat", True), ("format", True), ("pyformat", False)]))
         yield chosen
 
