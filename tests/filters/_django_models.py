@@ -17,3 +17,21 @@ class Customer(models.Model):
 
     def __str__(self) -> str:
         return f"{self.tenant}/{self.owner}/{self.department}"
+
+
+class CustomerShare(models.Model):
+    """A share of a customer (相关团队): with an account or a department, at a level."""
+
+    customer: models.ForeignKey[Customer, Customer] = models.ForeignKey(
+        Customer, on_delete=models.CASCADE, db_constraint=False, related_name="shares")
+    customer_id: int
+    account: models.CharField[str | None, str | None] = models.CharField(max_length=200, null=True)
+    department: models.CharField[str | None, str | None] = models.CharField(max_length=200, null=True)
+    level: models.CharField[str, str] = models.CharField(max_length=200)
+
+    class Meta:
+        app_label = "salesauthz_filter_tests"
+        db_table = "sz_filter_django_customer_share"
+
+    def __str__(self) -> str:
+        return f"{self.customer_id}:{self.level}:{self.account or self.department}"

@@ -33,6 +33,11 @@ PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 # Column names that need quoting, on purpose: the renderers must keep them intact.
 OWNER_COLUMN = 'owner "x" %s'
 DEPARTMENT_COLUMN = "dept;--"
+# The share table's columns too (a dot inside the quotes, a percent sign, a quote).
+SHARE_ACCOUNT_COLUMN = 'acct.%s "a"'
+SHARE_DEPARTMENT_COLUMN = "dept'--"
+SHARE_LEVEL_COLUMN = "level"
+SHARE_RECORD_COLUMN = "record id"
 
 
 def record_table(metadata: MetaData) -> Table:
@@ -43,6 +48,17 @@ def record_table(metadata: MetaData) -> Table:
         Column("tenant", String, nullable=False),
         Column(OWNER_COLUMN, String, nullable=True, key="owner"),
         Column(DEPARTMENT_COLUMN, String, nullable=True, key="department"),
+    )
+
+
+def share_table(metadata: MetaData) -> Table:
+    name = "sz share " + uuid.uuid4().hex[:12]
+    return Table(
+        name, metadata,
+        Column(SHARE_RECORD_COLUMN, Integer, nullable=False, key="record_id"),
+        Column(SHARE_ACCOUNT_COLUMN, String, nullable=True, key="account"),
+        Column(SHARE_DEPARTMENT_COLUMN, String, nullable=True, key="department"),
+        Column(SHARE_LEVEL_COLUMN, String, nullable=False, key="level"),
     )
 
 
@@ -59,6 +75,16 @@ def sqlite_table(sqlite_engine: Engine) -> Table:
     table = record_table(metadata)
     metadata.create_all(sqlite_engine)
     return table
+
+
+@pytest.fixture(scope="session")
+def sqlite_shared_records(sqlite_engine: Engine) -> tuple[Table, Table]:
+    """A record table and its share table (apart from ``sqlite_table``: another module's
+    connection may hold a transaction open on that one)."""
+    metadata = MetaData()
+    tables = record_table(metadata), share_table(metadata)
+    metadata.create_all(sqlite_engine)
+    return tables
 
 
 @pytest.fixture(scope="session")
@@ -79,6 +105,18 @@ def pg_table(pg_engine: Engine) -> Iterator[Table]:
 
 
 @pytest.fixture(scope="session")
+def pg_shared_records(pg_engine: Engine) -> Iterator[tuple[Table, Table]]:
+    """A record table and its share table in PostgreSQL, apart from ``pg_table``: the
+    differential's other connection keeps a transaction open on that one (an insert of the same
+    ids from here would wait for it forever)."""
+    metadata = MetaData()
+    tables = record_table(metadata), share_table(metadata)
+    metadata.create_all(pg_engine)
+    yield tables
+    metadata.drop_all(pg_engine)
+
+
+@pytest.fixture(scope="session")
 def django_customers() -> Iterator[type[Any]]:
     """The Django ``Customer`` model, its table created in Django's (in-memory SQLite) database."""
     from django.db import connection
@@ -92,3 +130,17 @@ def django_customers() -> Iterator[type[Any]]:
     yield Customer
     with connection.schema_editor() as editor:
         editor.delete_model(Customer)
+
+
+@pytest.fixture(scope="session")
+def django_shares(django_customers: type[Any]) -> Iterator[type[Any]]:
+    """The Django ``CustomerShare`` model (a foreign key to ``Customer``), its table created."""
+    from django.db import connection
+
+    from ._django_models import CustomerShare
+
+    with connection.schema_editor() as editor:
+        editor.create_model(CustomerShare)
+    yield CustomerShare
+    with connection.schema_editor() as editor:
+        editor.delete_model(CustomerShare)

@@ -19,9 +19,10 @@ from sqlalchemy import Column, Date, Integer, MetaData, String, Table, create_en
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from salesauthz import Authorizer, Record
-from salesauthz.filters.django import scope_q
-from salesauthz.filters.sql import sql_where
-from salesauthz.filters.sqlalchemy import scope_clause
+from salesauthz.errors import UsageError
+from salesauthz.filters.django import ShareModel, scope_q
+from salesauthz.filters.sql import ShareTable, sql_where
+from salesauthz.filters.sqlalchemy import ShareColumns, scope_clause
 
 PAGE = Path(__file__).resolve().parents[2] / "docs" / "filtering.md"
 
@@ -141,3 +142,112 @@ def test_rows_without_a_department(sample: Authorizer) -> None:
         clause = scope_clause(flt, owner=leads.c.owner, department=leads.c.department, authz=sample)
         assert sorted(conn.scalars(select(leads.c.id).where(clause))) == [1, 3]
     engine.dispose()
+
+
+SHARED_POLICY = """
+domain: acme
+resources:
+  customer: [read, update]
+departments:
+  sales: {}
+  east: {parent: sales}
+  service: {}
+sharing:
+  customer:
+    read_only: [read]
+    read_write: [read, update]
+roles:
+  rep:
+    permissions:
+      - {scope: own, customer: [read, update]}
+      - {scope: shared, customer: [read, update]}
+accounts:
+  rep_e1: {department: east, roles: [rep]}
+  rep_e2: {department: east, roles: [rep]}
+  svc_1: {department: service, roles: [rep]}
+"""
+
+
+@pytest.fixture
+def shared_authz(tmp_path: Path) -> Authorizer:
+    page = PAGE.read_text(encoding="utf-8")
+    assert SHARED_POLICY.strip() in page  # the page shows this very policy
+    (tmp_path / "acme.yaml").write_text(SHARED_POLICY, encoding="utf-8")
+    return Authorizer.from_directory(tmp_path)
+
+
+def test_shared_explain_matches_the_page(shared_authz: Authorizer) -> None:
+    shown = re.findall(r"```text\n(.*?)```", PAGE.read_text(encoding="utf-8"), re.S)
+    flt = shared_authz.scope_filter("rep_e1", "read", "customer", domain="acme")
+    assert flt.explain() in [block.strip() for block in shown]
+
+
+def test_shared_records_in_plain_sql(shared_authz: Authorizer) -> None:
+    with closing(sqlite3.connect(":memory:")) as db:
+        db.executescript("""
+            CREATE TABLE customer (id INTEGER PRIMARY KEY, name TEXT, tenant TEXT, owner TEXT,
+                                   department TEXT);
+            CREATE TABLE customer_share (customer_id INTEGER, account TEXT, department TEXT,
+                                         level TEXT);""")
+        db.executemany("INSERT INTO customer VALUES (?, ?, 'acme', ?, 'east')", [
+            (1, "Initech", "rep_e1"), (2, "Umbrella", "rep_e2"), (3, "Hooli", "rep_e2"),
+            (4, "Globex", "rep_e2")])
+        db.executemany("INSERT INTO customer_share VALUES (?, ?, ?, ?)", [
+            (2, "svc_1", None, "read_only"), (3, None, "sales", "read_write"),
+            (4, "rep_e1", None, "read_only")])
+        shares = ShareTable("customer_share", record_id="customer_id")
+
+        def visible(account: str, action: str) -> list[str]:
+            flt = shared_authz.scope_filter(account, action, "customer", domain="acme")
+            where, params = sql_where(flt, owner="c.owner", department="c.department",
+                                      domain=("c.tenant", "acme"), paramstyle="qmark",
+                                      shares=shares, record_id="c.id")
+            query = f"SELECT c.name FROM customer c WHERE {where} ORDER BY c.id"
+            return [name for (name,) in db.execute(query, params)]
+
+        assert visible("rep_e1", "read") == ["Initech", "Hooli", "Globex"]
+        assert visible("rep_e1", "update") == ["Initech", "Hooli"]
+        assert visible("svc_1", "read") == ["Umbrella"]
+        assert visible("svc_1", "update") == []
+        flt = shared_authz.scope_filter("svc_1", "read", "customer", domain="acme")
+        with pytest.raises(UsageError, match="shares=ShareTable"):
+            sql_where(flt, owner="c.owner", department="c.department")
+        with pytest.raises(ValueError, match="must be qualified"):
+            sql_where(flt, owner="c.owner", department="c.department", shares=shares,
+                      record_id="id")
+
+
+def test_shared_records_in_sqlalchemy_and_django(shared_authz: Authorizer, django_customers: Any,
+                                                 django_shares: Any) -> None:
+    metadata = MetaData()
+    customers = Table("customer", metadata, Column("id", Integer, primary_key=True),
+                      Column("owner", String), Column("department", String))
+    customer_shares = Table("customer_share", metadata, Column("customer_id", Integer),
+                            Column("account", String), Column("department", String),
+                            Column("level", String))
+    engine = create_engine("sqlite://")
+    metadata.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(customers.insert(), [{"id": i, "owner": "rep_e2", "department": "east"}
+                                          for i in (1, 2)])
+        conn.execute(customer_shares.insert(), [
+            {"customer_id": 1, "account": "rep_e1", "department": None, "level": "read_only"},
+            {"customer_id": 2, "account": None, "department": "sales", "level": "read_write"}])
+        for action, expected in [("read", [1, 2]), ("update", [2])]:
+            flt = shared_authz.scope_filter("rep_e1", action, "customer", domain="acme")
+            clause = scope_clause(flt, owner=customers.c.owner, department=customers.c.department,
+                                  shares=ShareColumns.of(customer_shares, record_id="customer_id"),
+                                  record_id=customers.c.id)
+            assert sorted(conn.scalars(select(customers.c.id).where(clause))) == expected
+    engine.dispose()
+    django_shares.objects.all().delete()
+    django_customers.objects.all().delete()
+    django_customers.objects.bulk_create([
+        django_customers(id=1, tenant="acme", owner="rep_e2", department="east"),
+        django_customers(id=2, tenant="acme", owner="rep_e2", department="east")])
+    django_shares.objects.create(customer_id=2, account="rep_e1", level="read_only")
+    flt = shared_authz.scope_filter("rep_e1", "read", "customer", domain="acme")
+    q = scope_q(flt, domain="tenant", shares=ShareModel(django_shares, record="customer"))
+    assert list(django_customers.objects.filter(q).values_list("id", flat=True)) == [2]
+    with pytest.raises(UsageError, match="shares=ShareModel"):
+        scope_q(flt)

@@ -9,7 +9,8 @@ import pytest
 
 import salesauthz.filters
 from salesauthz import Authorizer
-from salesauthz.filters.sql import quote_identifier, sql_where
+from salesauthz.errors import UsageError
+from salesauthz.filters.sql import ShareTable, quote_identifier, sql_where
 from salesauthz.scopes import Coverage
 from salesauthz.values import ScopeFilter
 
@@ -193,3 +194,58 @@ def test_postgres_arrays_keep_the_text_constant(sample: Authorizer) -> None:
     assert params == ["acme", ["mgr_east"], ["east", "east-1", "east-2"]]
     assert sql_where(rep, owner="o", department="d", domain=("t", "acme"), arrays=True) == (
         "(t = %s AND (o = ANY(%s)))", ["acme", ["rep_e1a"]])
+
+
+def _shared_authz() -> Authorizer:
+    from salesauthz.models import DomainDocument, compile_document
+
+    document = {
+        "domain": "acme", "resources": {"customer": ["read", "update"]},
+        "departments": {"sales": {}, "east": {"parent": "sales"}},
+        "sharing": {"customer": {"ro": ["read"], "rw": ["read", "update"]}},
+        "roles": {"rep": {"permissions": [{"scope": "shared", "customer": ["read"]}]},
+                  "team_lead": {"permissions": [{"scope": "team", "customer": ["read"]}]}},
+        "accounts": {"lead": {"department": "east", "roles": ["team_lead"]},
+                     "asst": {"department": "east", "roles": ["rep"], "parent": "lead"}},
+    }
+    return Authorizer.from_rules(compile_document(DomainDocument.model_validate(document)))
+
+
+def test_a_guarded_term_is_its_base_and_one_exists_per_guard() -> None:
+    flt = _shared_authz().scope_filter("asst", "read", "customer", domain="acme")
+    where, params = sql_where(flt, owner="c.owner", department="c.department", paramstyle="qmark",
+                              shares=ShareTable("crm.share", record_id='"Record"'),
+                              record_id="c.id")
+    assert where == (
+        "(((c.owner = ? OR c.department = ?) AND EXISTS (SELECT 1 FROM crm.share salesauthz_share"
+        ' WHERE salesauthz_share."Record" = c.id AND salesauthz_share.level IN (?, ?)'
+        " AND (salesauthz_share.account = ? OR salesauthz_share.department IN (?, ?)))))")
+    assert params == ["lead", "east", "ro", "rw", "asst", "east", "sales"]
+
+
+def test_shares_are_required_exactly_when_the_filter_needs_them() -> None:
+    authz = _shared_authz()
+    shared = authz.scope_filter("asst", "read", "customer", domain="acme")
+    plain = authz.scope_filter("lead", "read", "customer", domain="acme")
+    assert shared.needs_shares
+    assert not plain.needs_shares
+    with pytest.raises(UsageError, match=r"asst \(read customer in acme\).*shares=ShareTable"):
+        sql_where(shared, owner="owner", department="department")
+    with pytest.raises(UsageError, match="record_id="):
+        sql_where(shared, owner="owner", department="department", shares=ShareTable("share"))
+    assert sql_where(plain, owner="owner", department="department",
+                     shares=ShareTable("share"), record_id="c.id") == sql_where(
+        plain, owner="owner", department="department")
+
+
+@pytest.mark.parametrize(("table", "record_id", "message"), [
+    (ShareTable("share"), "id", "must be qualified"),
+    (ShareTable("share"), '"c.id"', "must be qualified"),
+    (ShareTable("share; DROP"), "c.id", "share table column"),
+    (ShareTable("share", account="s.account"), "c.id", "not dotted"),
+    (ShareTable("share", level="level --"), "c.id", "share level column"),
+])
+def test_share_table_names_are_validated(table: ShareTable, record_id: str, message: str) -> None:
+    flt = _shared_authz().scope_filter("asst", "read", "customer", domain="acme")
+    with pytest.raises(ValueError, match=message):
+        sql_where(flt, owner="owner", department="department", shares=table, record_id=record_id)

@@ -6,10 +6,13 @@ from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import String, create_engine, select
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, aliased, mapped_column
 
 from salesauthz import Authorizer
-from salesauthz.filters.sqlalchemy import scope_clause
+from salesauthz.errors import UsageError
+from salesauthz.filters.sqlalchemy import ShareColumns, scope_clause
+from salesauthz.models import DomainDocument, compile_document
+from salesauthz.values import ScopeFilter
 
 
 class Base(DeclarativeBase):
@@ -93,3 +96,53 @@ def test_nothing_and_everything_compile_to_constants(sample: Authorizer) -> None
     with_tenant = scope_clause(everything, owner=Customer.owner, department=Customer.department,
                                domain=Customer.tenant)
     assert str(with_tenant.compile(dialect=pg)) .startswith("customer.tenant = %(tenant_1)s")
+
+
+class CustomerShare(Base):
+    __tablename__ = "customer_share"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[int]
+    account: Mapped[str | None] = mapped_column(String(100))
+    department: Mapped[str | None] = mapped_column(String(100))
+    level: Mapped[str] = mapped_column(String(20))
+
+
+def _shared_filter() -> ScopeFilter:
+    document = {
+        "domain": "acme", "resources": {"customer": ["read"]}, "departments": {"east": {}},
+        "sharing": {"customer": {"ro": ["read"]}},
+        "roles": {"rep": {"permissions": [{"scope": "shared", "customer": ["read"]}]}},
+        "accounts": {"r1": {"department": "east", "roles": ["rep"]}},
+    }
+    authz = Authorizer.from_rules(compile_document(DomainDocument.model_validate(document)))
+    return authz.scope_filter("r1", "read", "customer", domain="acme")
+
+
+def test_the_exists_keeps_its_share_table_when_the_query_joins_it(session: Session) -> None:
+    # Customers 1 and 2 of the fixture: one shared with r1, one with r3.
+    session.add_all([CustomerShare(id=1, customer_id=1, account="r1", level="ro"),
+                     CustomerShare(id=2, customer_id=2, account="r3", level="ro")])
+    session.commit()
+    clause = scope_clause(_shared_filter(), owner=Customer.owner, department=Customer.department,
+                          shares=ShareColumns.of(CustomerShare, record_id="customer_id"),
+                          record_id=Customer.id)
+    joined = select(Customer.id, CustomerShare.account).join(
+        CustomerShare, CustomerShare.customer_id == Customer.id).where(clause)
+    assert sorted(tuple(row) for row in session.execute(joined)) == [(1, "r1")]
+    assert "FROM customer_share" in str(joined)  # not correlated away
+    aliased_share = aliased(CustomerShare)
+    clause = scope_clause(_shared_filter(), owner=Customer.owner, department=Customer.department,
+                          shares=ShareColumns.of(aliased_share, record_id="customer_id"),
+                          record_id=Customer.id)
+    assert list(session.scalars(select(Customer.id).where(clause))) == [1]
+
+
+def test_share_columns_of_one_table() -> None:
+    other = Customer.__table__
+    columns = ShareColumns(CustomerShare.customer_id, CustomerShare.account,
+                           other.c.department, CustomerShare.level)
+    with pytest.raises(ValueError, match="four columns of one table"):
+        scope_clause(_shared_filter(), owner=Customer.owner, department=Customer.department,
+                     shares=columns, record_id=Customer.id)
+    with pytest.raises(UsageError, match="shares=ShareColumns"):
+        scope_clause(_shared_filter(), owner=Customer.owner, department=Customer.department)

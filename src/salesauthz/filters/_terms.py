@@ -11,7 +11,11 @@ Every renderer (plain SQL, SQLAlchemy, Django) builds its ``WHERE`` clause from 
   grouped so the clause stays short), or
 - its department is NULL or empty and its owner is in ``null_department_owners`` (only when
   the authorizer was given: such a record lives in its owner's *current* department, exactly as
-  :meth:`Authorizer.check <salesauthz.Authorizer.check>` decides).
+  :meth:`Authorizer.check <salesauthz.Authorizer.check>` decides), or
+- for one of the ``guarded`` terms: the row passes the term's ``base`` (plain terms as above) and,
+  for *each* of the term's ``guards``, a row of the share table names it, at one of the guard's
+  ``levels``, with its account in ``accounts`` or its department in ``departments`` (the
+  ``shared`` scope; renderers turn each guard into one ``EXISTS``).
 
 Sets are sorted so the same filter always renders the same SQL text (statement caches).
 """
@@ -26,9 +30,20 @@ from salesauthz._identity import IdentityCache
 
 if TYPE_CHECKING:
     from salesauthz.authorizer import Authorizer
+    from salesauthz.scopes import Coverage, ShareGuard
     from salesauthz.values import ScopeFilter
 
-__all__ = ["Terms", "terms_of"]
+__all__ = ["GuardTerms", "GuardedTerms", "Terms", "shares_required", "terms_of"]
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class GuardTerms:
+    """One share condition: a share row at one of ``levels`` naming one of ``accounts`` or one
+    of ``departments`` (either may be empty, never both)."""
+
+    levels: tuple[str, ...]
+    accounts: tuple[str, ...]
+    departments: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +54,25 @@ class Terms:
     departments: tuple[str, ...] = ()
     pairs: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = ()
     null_department_owners: tuple[str, ...] = ()
+    guarded: tuple[GuardedTerms, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class GuardedTerms:
+    """Rows passing ``base`` (plain terms, maybe *everything*) that match every guard."""
+
+    base: Terms
+    guards: tuple[GuardTerms, ...]
+
+
+def shares_required(flt: ScopeFilter, how: str) -> str:
+    """The message of the :class:`~salesauthz.errors.UsageError` a renderer raises when a filter
+    needs the share table and none was described (``how``: what to pass)."""
+    return (
+        f"the filter for {flt.account} ({flt.action} {flt.type} in {flt.domain}) lets records "
+        f"through by their shares (the shared scope), so it cannot be rendered without the CRM's "
+        f"share table: pass {how}; flt.needs_shares tells whether a filter needs it"
+    )
 
 
 # Coverages are immutable and the authorizer hands out the same object while an account's
@@ -59,34 +93,53 @@ def terms_of(flt: ScopeFilter, authz: Authorizer | None = None) -> Terms:
 
 def _compute(flt: ScopeFilter, authz: Authorizer | None,
              members: Mapping[str, frozenset[str]] | None) -> Terms:
-    if flt.everything:
+    return _compute_coverage(flt.coverage, flt.domain, authz, members)
+
+
+def _compute_coverage(coverage: Coverage, domain: str, authz: Authorizer | None,
+                      members: Mapping[str, frozenset[str]] | None) -> Terms:
+    if coverage.everything:
         return Terms(nothing=False, everything=True)
-    if flt.nothing:
+    if coverage.is_empty:
         return Terms(nothing=True, everything=False)
     # ``check`` reads an empty department as "the owner's department", never as a name, so an
     # empty string must not match the department sets either.
-    departments = frozenset(d for d in flt.departments if d)
+    departments = frozenset(d for d in coverage.departments if d)
     by_departments: dict[frozenset[str], list[str]] = {}
-    for owner, depts in flt.owner_departments.items():
+    for owner, depts in coverage.owner_departments.items():
         kept = frozenset(d for d in depts if d)
-        if kept and owner not in flt.owners:
+        if kept and owner not in coverage.owners:
             by_departments.setdefault(kept, []).append(owner)
     pairs = tuple(sorted((tuple(sorted(owners)), tuple(sorted(depts)))
                          for depts, owners in by_departments.items()))
     null_owners: tuple[str, ...] = ()
     if authz is not None and members is not None:
-        null_owners = _null_department_owners(flt, authz, members, departments)
+        null_owners = _null_department_owners(coverage, domain, authz, members, departments)
+    # A guarded term's base is a plain coverage: a record without a department is in its owner's
+    # department there too (``check`` resolves the department before looking at the terms).
+    guarded = tuple(sorted(
+        (GuardedTerms(_compute_coverage(term.base, domain, authz, members),
+                      tuple(sorted(_guard_terms(guard) for guard in term.guards)))
+         for term in coverage.guarded),
+        key=repr,
+    ))
     return Terms(
         nothing=False,
         everything=False,
-        owners=tuple(sorted(flt.owners)),
+        owners=tuple(sorted(coverage.owners)),
         departments=tuple(sorted(departments)),
         pairs=pairs,
         null_department_owners=null_owners,
+        guarded=guarded,
     )
 
 
-def _null_department_owners(flt: ScopeFilter, authz: Authorizer,
+def _guard_terms(guard: ShareGuard) -> GuardTerms:
+    return GuardTerms(tuple(sorted(guard.levels)), tuple(sorted(guard.accounts)),
+                      tuple(sorted(guard.departments)))
+
+
+def _null_department_owners(coverage: Coverage, domain: str, authz: Authorizer,
                             members: Mapping[str, frozenset[str]],
                             departments: frozenset[str]) -> tuple[str, ...]:
     # A row without a department is in its owner's current department: it passes when that
@@ -94,9 +147,9 @@ def _null_department_owners(flt: ScopeFilter, authz: Authorizer,
     owners: set[str] = set()
     for department in departments:
         owners.update(members.get(department, ()))
-    for owner, depts in flt.owner_departments.items():
-        account = authz.account(owner, domain=flt.domain)
+    for owner, depts in coverage.owner_departments.items():
+        account = authz.account(owner, domain=domain)
         if account is not None and account.department and account.department in depts:
             owners.add(owner)
-    owners.difference_update(flt.owners)  # already passes on the owner alone
+    owners.difference_update(coverage.owners)  # already passes on the owner alone
     return tuple(sorted(owners))

@@ -4,21 +4,43 @@
 
 Field names are lookups as anywhere in Django (``"owner__username"`` follows a relation);
 values are bound by Django, never spliced into SQL.
+
+A filter with the ``shared`` scope also needs the CRM's share model (:class:`ShareModel`); each
+share condition becomes an ``Exists`` subquery correlated to the record (``OuterRef("pk")``):
+
+    >>> Customer.objects.filter(scope_q(flt, shares=ShareModel(CustomerShare, record="customer")))
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 
-from ._terms import terms_of
+from salesauthz.errors import UsageError
+
+from ._terms import GuardTerms, Terms, shares_required, terms_of
 
 if TYPE_CHECKING:
     from salesauthz.authorizer import Authorizer
     from salesauthz.values import ScopeFilter
 
-__all__ = ["scope_q"]
+__all__ = ["ShareModel", "scope_q"]
+
+
+@dataclass(frozen=True, slots=True)
+class ShareModel:
+    """The CRM's share model (one row per share) and its fields: ``record`` names the shared
+    record (a foreign key to the record model, or a plain field holding its id), ``account`` or
+    ``department`` whom it is shared with (the other one NULL), ``level`` the share level. All
+    are lookups on ``model``."""
+
+    model: Any  # a django.db.models.Model subclass
+    record: str = "record"
+    account: str = "account"
+    department: str = "department"
+    level: str = "level"
 
 
 def _in(field: str, values: tuple[str, ...]) -> Q:
@@ -37,6 +59,8 @@ def scope_q(
     department: str = "department",
     domain: str | None = None,
     authz: Authorizer | None = None,
+    shares: ShareModel | None = None,
+    record_id: str = "pk",
 ) -> Q:
     """A ``Q`` true exactly for the rows ``flt`` lets through.
 
@@ -46,6 +70,14 @@ def scope_q(
         domain: the tenant field; adds ``domain == flt.domain``.
         authz: the authorizer that made ``flt``, when the department field may be NULL or
             empty (see :func:`salesauthz.filters.sql.sql_where`).
+        shares: the share model, needed when the filter lets records through by their shares
+            (``flt.needs_shares``: the ``shared`` scope); each share condition becomes
+            ``Exists(model.objects.filter(record=OuterRef(record_id), level__in=...,
+            account__in=... | department__in=...))``. Ignored by filters that do not need it.
+        record_id: the record model's field the share's ``record`` refers to (default ``pk``).
+
+    Raises:
+        UsageError: the filter needs the share model and ``shares`` was not given.
     """
     fields: list[tuple[str, object]] = [("owner", owner), ("department", department)]
     if domain is not None:
@@ -60,18 +92,18 @@ def scope_q(
         condition = Q()
     else:
         condition = Q()
-        alternatives: list[Q] = []
-        if terms.owners:
-            alternatives.append(_in(owner, terms.owners))
-        if terms.departments:
-            alternatives.append(_in(department, terms.departments))
-        for owners, departments in terms.pairs:
-            alternatives.append(_in(owner, owners) & _in(department, departments))
-        if terms.null_department_owners:
-            alternatives.append(
-                (Q(**{f"{department}__isnull": True}) | Q(**{department: ""}))
-                & _in(owner, terms.null_department_owners)
-            )
+        alternatives = _alternatives(terms, owner, department)
+        if terms.guarded:
+            if shares is None:
+                raise UsageError(shares_required(
+                    flt, "shares=ShareModel(<share model>, record=<its field naming the record>)"))
+            for term in terms.guarded:
+                term_q = Q()
+                if not term.base.everything:
+                    term_q = _any(_alternatives(term.base, owner, department))
+                for guard in term.guards:
+                    term_q &= Q(_exists(guard, shares, record_id))
+                alternatives.append(term_q)
         for alternative in alternatives:
             condition |= alternative
         if not alternatives:
@@ -79,3 +111,39 @@ def scope_q(
     if domain is not None:
         return Q(**{domain: flt.domain}) & condition
     return condition
+
+
+def _alternatives(terms: Terms, owner: str, department: str) -> list[Q]:
+    alternatives: list[Q] = []
+    if terms.owners:
+        alternatives.append(_in(owner, terms.owners))
+    if terms.departments:
+        alternatives.append(_in(department, terms.departments))
+    for owners, departments in terms.pairs:
+        alternatives.append(_in(owner, owners) & _in(department, departments))
+    if terms.null_department_owners:
+        alternatives.append(
+            (Q(**{f"{department}__isnull": True}) | Q(**{department: ""}))
+            & _in(owner, terms.null_department_owners)
+        )
+    return alternatives
+
+
+def _any(alternatives: list[Q]) -> Q:
+    if not alternatives:
+        return _never()
+    found = alternatives[0]
+    for alternative in alternatives[1:]:
+        found |= alternative
+    return found
+
+
+def _exists(guard: GuardTerms, shares: ShareModel, record_id: str) -> Exists:
+    names: list[Q] = []
+    if guard.accounts:
+        names.append(_in(shares.account, guard.accounts))
+    if guard.departments:
+        names.append(_in(shares.department, guard.departments))
+    rows = shares.model._default_manager.filter(
+        Q(**{shares.record: OuterRef(record_id)}), _in(shares.level, guard.levels), _any(names))
+    return Exists(rows)

@@ -7,29 +7,63 @@ validated (a plain or double-quoted identifier, optionally dotted: ``c.owner``,
 
     >>> where, params = sql_where(flt, owner="owner", department="department")
     >>> cursor.execute(f"SELECT id FROM customer WHERE {where} ORDER BY id", params)
+
+A filter with the ``shared`` scope also needs the CRM's share table (:class:`ShareTable`) and
+the records' id column; each share condition becomes a correlated ``EXISTS``:
+
+    >>> where, params = sql_where(flt, owner="customer.owner", department="customer.department",
+    ...                           shares=ShareTable("customer_share"), record_id="customer.id")
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
-from ._terms import terms_of
+from salesauthz.errors import UsageError
+
+from ._terms import GuardTerms, Terms, shares_required, terms_of
 
 if TYPE_CHECKING:
     from salesauthz.authorizer import Authorizer
     from salesauthz.values import ScopeFilter
 
-__all__ = ["Paramstyle", "quote_identifier", "sql_where"]
+__all__ = ["Paramstyle", "ShareTable", "quote_identifier", "sql_where"]
 
 Paramstyle: TypeAlias = Literal["format", "pyformat", "named", "qmark"]
 
 _PLAIN = r"[A-Za-z_][A-Za-z0-9_$]*"
 _QUOTED = r'"(?:[^"\x00]|"")+"'
 _IDENTIFIER = re.compile(rf"(?:{_PLAIN}|{_QUOTED})(?:\.(?:{_PLAIN}|{_QUOTED}))*")
+_PART = re.compile(rf"{_PLAIN}|{_QUOTED}")
 _PARAM_PREFIX = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# The share table's alias inside each EXISTS: its columns are always qualified with it, so they
+# never resolve to a column of the records table (and the caller's names never to the shares').
+SHARE_ALIAS = "salesauthz_share"
+
+
+@dataclass(frozen=True, slots=True)
+class ShareTable:
+    """The CRM's share table (相关团队, account team, manual share): one row per share, naming
+    the record (``record_id``), the account or the department it is shared with (the other one
+    NULL) and the share level.
+
+    ``name`` is a table name as in ``FROM`` (``customer_share``, ``crm.customer_share``, or
+    quoted with :func:`quote_identifier`); the columns are plain or double-quoted names (not
+    dotted: the renderer qualifies them with its own alias, ``salesauthz_share``).
+
+    >>> ShareTable("crm.customer_share", record_id="customer_id").level
+    'level'
+    """
+
+    name: str
+    record_id: str = "record_id"
+    account: str = "account"
+    department: str = "department"
+    level: str = "level"
 
 
 def quote_identifier(name: str) -> str:
@@ -43,6 +77,32 @@ def _column(role: str, name: str, paramstyle: Paramstyle) -> str:
     if not isinstance(name, str):
         raise ValueError(f"{role} column {name!r} is not a SQL identifier: give the column name as a string")
     return _checked_column(role, name, paramstyle)
+
+
+@lru_cache(maxsize=64)
+def _share_sql(shares: ShareTable, record_id: str, paramstyle: Paramstyle) -> tuple[str, ...]:
+    """``(table, record id, account, department, level, records' id)``, checked and qualified."""
+    table = _column("share table", shares.name, paramstyle)
+    columns = []
+    for role, name in (("share record_id", shares.record_id), ("share account", shares.account),
+                       ("share department", shares.department), ("share level", shares.level)):
+        if not isinstance(name, str) or not _PART.fullmatch(name):
+            raise ValueError(
+                f"{role} column {name!r} is not a SQL identifier: give one plain name such as "
+                f"'account' (not dotted: it is qualified with the share table's alias), or "
+                f"quote it with quote_identifier()")
+        columns.append(f"{SHARE_ALIAS}.{_column(role, name, paramstyle)}")
+    record = _column("record_id", record_id, paramstyle)
+    if not _IDENTIFIER.fullmatch(record) or "." not in _outside_quotes(record):
+        raise ValueError(
+            f"record_id column {record_id!r} must be qualified with the records' table (or its "
+            f"alias), e.g. 'customer.id': inside EXISTS (SELECT 1 FROM <share table> ...) an "
+            f"unqualified name could resolve to a column of the share table")
+    return (table, *columns, record)
+
+
+def _outside_quotes(name: str) -> str:
+    return re.sub(_QUOTED, "", name)
 
 
 @lru_cache(maxsize=256)  # the same few column names come back on every list view
@@ -98,6 +158,8 @@ def sql_where(
     authz: Authorizer | None = None,
     param_prefix: str = "scope_",
     arrays: bool = False,
+    shares: ShareTable | None = None,
+    record_id: str | None = None,
 ) -> tuple[str, list[Any] | dict[str, Any]]:
     """``(fragment, params)``: a parenthesised boolean SQL expression true exactly for the rows
     ``flt`` lets through, and its bound parameters (a list for ``format``/``qmark``, a dict for
@@ -117,10 +179,20 @@ def sql_where(
         arrays: PostgreSQL only: bind each set as one array, ``column = ANY(%s)``, so the SQL
             text (and a prepared statement) is the same whatever the number of owners or
             departments; the planner uses the column's index as for ``IN``.
+        shares: the CRM's share table, needed when the filter lets records through by their
+            shares (``flt.needs_shares``: the ``shared`` scope). Each share condition renders as
+            ``EXISTS (SELECT 1 FROM <shares> salesauthz_share WHERE salesauthz_share.<record_id>
+            = <record_id> AND salesauthz_share.<level> IN (...) AND (salesauthz_share.<account>
+            IN (...) OR salesauthz_share.<department> IN (...)))``. Ignored by filters that do
+            not need it (they render exactly as without it).
+        record_id: with ``shares``: the records' id column, qualified with the records' table
+            or alias (``customer.id``).
 
     Raises:
         ValueError: a column name is not a SQL identifier, or the tenant value is not the
             filter's domain.
+        UsageError: the filter needs the share table (``flt.needs_shares``) and ``shares`` or
+            ``record_id`` was not given.
     """
     if paramstyle not in ("format", "pyformat", "named", "qmark"):
         raise ValueError(f"unknown paramstyle {paramstyle!r}: expected format, pyformat, named or qmark")
@@ -144,21 +216,54 @@ def sql_where(
     if terms.nothing:
         condition = "1 = 0"
     else:
-        alternatives: list[str] = []
-        if terms.owners:
-            alternatives.append(params.in_list(owner_col, terms.owners))
-        if terms.departments:
-            alternatives.append(params.in_list(department_col, terms.departments))
-        for owners, departments in terms.pairs:
-            alternatives.append(
-                f"({params.in_list(owner_col, owners)} AND {params.in_list(department_col, departments)})"
-            )
-        if terms.null_department_owners:
-            alternatives.append(
-                f"(({department_col} IS NULL OR {department_col} = {params.bind('')}) AND "
-                f"{params.in_list(owner_col, terms.null_department_owners)})"
-            )
+        share_sql: tuple[str, ...] = ()
+        if terms.guarded:
+            if shares is None or record_id is None:
+                raise UsageError(shares_required(
+                    flt, "shares=ShareTable(...) and record_id= (the records' id column, e.g. "
+                    "'customer.id')"))
+            share_sql = _share_sql(shares, record_id, paramstyle)
+        alternatives = _alternatives(terms, params, owner_col, department_col)
+        for term in terms.guarded:
+            parts = []
+            if not term.base.everything:
+                parts.append("(" + (" OR ".join(_alternatives(term.base, params, owner_col,
+                                                              department_col)) or "1 = 0") + ")")
+            parts.extend(_exists(guard, params, share_sql) for guard in term.guards)
+            alternatives.append("(" + " AND ".join(parts) + ")")
         condition = " OR ".join(alternatives) or "1 = 0"
     if tenant:
         return f"({tenant} AND ({condition}))", params.result()
     return f"({condition})", params.result()
+
+
+def _alternatives(terms: Terms, params: _Params, owner_col: str, department_col: str) -> list[str]:
+    """The plain alternatives of ``terms`` (owners, departments, pairs, NULL departments)."""
+    alternatives: list[str] = []
+    if terms.owners:
+        alternatives.append(params.in_list(owner_col, terms.owners))
+    if terms.departments:
+        alternatives.append(params.in_list(department_col, terms.departments))
+    for owners, departments in terms.pairs:
+        alternatives.append(
+            f"({params.in_list(owner_col, owners)} AND {params.in_list(department_col, departments)})"
+        )
+    if terms.null_department_owners:
+        alternatives.append(
+            f"(({department_col} IS NULL OR {department_col} = {params.bind('')}) AND "
+            f"{params.in_list(owner_col, terms.null_department_owners)})"
+        )
+    return alternatives
+
+
+def _exists(guard: GuardTerms, params: _Params, share_sql: tuple[str, ...]) -> str:
+    table, share_record, share_account, share_department, share_level, record = share_sql
+    levels = params.in_list(share_level, guard.levels)  # bound in the order of the text
+    names = []
+    if guard.accounts:
+        names.append(params.in_list(share_account, guard.accounts))
+    if guard.departments:
+        names.append(params.in_list(share_department, guard.departments))
+    named = " OR ".join(names) or "1 = 0"
+    return (f"EXISTS (SELECT 1 FROM {table} {SHARE_ALIAS} WHERE {share_record} = {record} AND "
+            f"{levels} AND ({named}))")

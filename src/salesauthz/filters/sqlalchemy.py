@@ -6,26 +6,78 @@
 Sets become ``IN`` with SQLAlchemy's expanding bound parameters: every value is bound, the
 statement text (and its cache key) does not depend on how many values there are, and an index
 on the column serves the lookup.
+
+A filter with the ``shared`` scope also needs the share table's columns (:class:`ShareColumns`)
+and the records' id column; each share condition becomes a correlated ``EXISTS``:
+
+    >>> scope_clause(flt, owner=Customer.owner, department=Customer.department,
+    ...              shares=ShareColumns.of(CustomerShare, record_id="customer_id"),
+    ...              record_id=Customer.id)
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeAlias
 
-from sqlalchemy import and_, false, or_, true
+from sqlalchemy import and_, exists, false, or_, true
 from sqlalchemy.orm import QueryableAttribute
 from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.expression import FromClause
 
-from ._terms import terms_of
+from salesauthz.errors import UsageError
+
+from ._terms import GuardTerms, Terms, shares_required, terms_of
 
 if TYPE_CHECKING:
     from salesauthz.authorizer import Authorizer
     from salesauthz.values import ScopeFilter
 
-__all__ = ["Column", "scope_clause"]
+__all__ = ["Column", "ShareColumns", "scope_clause"]
 
 #: A Core column (``table.c.owner``) or an ORM attribute (``Customer.owner``).
 Column: TypeAlias = ColumnElement[Any] | QueryableAttribute[Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ShareColumns:
+    """The columns of the CRM's share table (one row per share): the shared record's id, the
+    account or the department it is shared with (the other one NULL), and the share level.
+    All four belong to one table (a Core ``Table``, an ORM model, or an alias of either)."""
+
+    record_id: Column
+    account: Column
+    department: Column
+    level: Column
+
+    @classmethod
+    def of(cls, table: Any, *, record_id: str = "record_id", account: str = "account",
+           department: str = "department", level: str = "level") -> ShareColumns:
+        """The named columns of a Core ``Table`` (``table.c.<name>``) or the attributes of an
+        ORM model (``Model.<name>``)."""
+        columns = getattr(table, "c", None)
+        if columns is not None:
+            return cls(columns[record_id], columns[account], columns[department], columns[level])
+        return cls(getattr(table, record_id), getattr(table, account), getattr(table, department),
+                   getattr(table, level))
+
+    def table(self) -> FromClause:
+        """The table (or alias) the columns belong to."""
+        tables = {_table_of(column) for column in (self.record_id, self.account, self.department,
+                                                    self.level)}
+        if len(tables) != 1 or None in tables:
+            raise ValueError("the share columns must be four columns of one table, got "
+                             f"{self.record_id!r}, {self.account!r}, {self.department!r}, "
+                             f"{self.level!r}")
+        found = tables.pop()
+        assert found is not None
+        return found
+
+
+def _table_of(column: Column) -> FromClause | None:
+    element = column.__clause_element__() if isinstance(column, QueryableAttribute) else column
+    table = getattr(element, "table", None)
+    return table if isinstance(table, FromClause) else None
 
 
 def _in(column: Column, values: tuple[str, ...]) -> ColumnElement[bool]:
@@ -39,6 +91,8 @@ def scope_clause(
     department: Column,
     domain: Column | None = None,
     authz: Authorizer | None = None,
+    shares: ShareColumns | None = None,
+    record_id: Column | None = None,
 ) -> ColumnElement[bool]:
     """A ``ColumnElement[bool]`` true exactly for the rows ``flt`` lets through.
 
@@ -48,6 +102,16 @@ def scope_clause(
         domain: the tenant column; adds ``domain == flt.domain``.
         authz: the authorizer that made ``flt``, when the department column may be NULL or
             empty (see :func:`salesauthz.filters.sql.sql_where`).
+        shares: the share table's columns, needed when the filter lets records through by their
+            shares (``flt.needs_shares``: the ``shared`` scope); each share condition becomes
+            ``EXISTS (SELECT * FROM <shares> WHERE <shares>.record_id = <record_id> AND
+            level IN (...) AND (account IN (...) OR department IN (...)))``, never correlated
+            to the share table of an enclosing query. Ignored by filters that do not need it.
+        record_id: with ``shares``: the records' id column (``Customer.id``).
+
+    Raises:
+        UsageError: the filter needs the share table and ``shares`` or ``record_id`` was not
+            given.
     """
     terms = terms_of(flt, authz)
     condition: ColumnElement[bool]
@@ -56,19 +120,50 @@ def scope_clause(
     if terms.nothing:
         condition = false()
     else:
-        alternatives: list[ColumnElement[bool]] = []
-        if terms.owners:
-            alternatives.append(_in(owner, terms.owners))
-        if terms.departments:
-            alternatives.append(_in(department, terms.departments))
-        for owners, departments in terms.pairs:
-            alternatives.append(and_(_in(owner, owners), _in(department, departments)))
-        if terms.null_department_owners:
-            alternatives.append(and_(
-                or_(department.is_(None), department == ""),
-                _in(owner, terms.null_department_owners),
-            ))
+        alternatives = _alternatives(terms, owner, department)
+        if terms.guarded:
+            if shares is None or record_id is None:
+                raise UsageError(shares_required(
+                    flt, "shares=ShareColumns(...) and record_id= (the records' id column, e.g. "
+                    "Customer.id)"))
+            table = shares.table()
+            for term in terms.guarded:
+                parts: list[ColumnElement[bool]] = []
+                if not term.base.everything:
+                    base = _alternatives(term.base, owner, department)
+                    parts.append(or_(*base) if base else false())
+                parts.extend(_exists(guard, shares, table, record_id) for guard in term.guards)
+                alternatives.append(and_(*parts))
         condition = or_(*alternatives) if alternatives else false()
     if domain is not None:
         return and_(domain == flt.domain, condition)
     return condition
+
+
+def _alternatives(terms: Terms, owner: Column, department: Column) -> list[ColumnElement[bool]]:
+    alternatives: list[ColumnElement[bool]] = []
+    if terms.owners:
+        alternatives.append(_in(owner, terms.owners))
+    if terms.departments:
+        alternatives.append(_in(department, terms.departments))
+    for owners, departments in terms.pairs:
+        alternatives.append(and_(_in(owner, owners), _in(department, departments)))
+    if terms.null_department_owners:
+        alternatives.append(and_(
+            or_(department.is_(None), department == ""),
+            _in(owner, terms.null_department_owners),
+        ))
+    return alternatives
+
+
+def _exists(guard: GuardTerms, shares: ShareColumns, table: FromClause,
+            record_id: Column) -> ColumnElement[bool]:
+    names: list[ColumnElement[bool]] = []
+    if guard.accounts:
+        names.append(_in(shares.account, guard.accounts))
+    if guard.departments:
+        names.append(_in(shares.department, guard.departments))
+    return (exists()
+            .where(shares.record_id == record_id, _in(shares.level, guard.levels),
+                   or_(*names) if names else false())
+            .correlate_except(table))
