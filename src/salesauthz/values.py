@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from ._rules import Rule
-from .scopes import Coverage, Scope
+from .scopes import Coverage, Scope, ShareGuard
 
 __all__ = ["AccountView", "CacheInfo", "Decision", "Record", "ScopeFilter", "Share"]
 
@@ -154,7 +154,8 @@ class ScopeFilter:
     @property
     def needs_shares(self) -> bool:
         """Whether some records pass only through a share (render with a share table)."""
-        return bool(self.coverage.guarded)
+        return any(isinstance(guard, ShareGuard) for term in self.coverage.guarded
+                   for guard in term.guards)
 
     def matches(self, owner: str | None, department: str | None,
                 shares: tuple[Share, ...] = (), attributes: Mapping[str, Any] | None = None) -> bool:

@@ -27,10 +27,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from salesauthz._identity import IdentityCache
+from salesauthz.errors import UsageError
+from salesauthz.scopes import ShareGuard
 
 if TYPE_CHECKING:
     from salesauthz.authorizer import Authorizer
-    from salesauthz.scopes import Coverage, ShareGuard
+    from salesauthz.scopes import Coverage
     from salesauthz.values import ScopeFilter
 
 __all__ = ["GuardTerms", "GuardedTerms", "Terms", "shares_required", "terms_of"]
@@ -134,7 +136,15 @@ def _compute_coverage(coverage: Coverage, domain: str, authz: Authorizer | None,
     )
 
 
-def _guard_terms(guard: ShareGuard) -> GuardTerms:
+def _guard_terms(guard: object) -> GuardTerms:
+    if not isinstance(guard, ShareGuard):
+        # A condition on record attributes (``where:``): the renderers do not know which columns
+        # hold the attributes yet. Refuse rather than drop the term (which would hide rows that
+        # check allows) or ignore the condition (which would show rows it denies).
+        raise UsageError(
+            f"this filter lets records through only where a condition holds ({guard}); list "
+            "filters cannot render conditions on record attributes as SQL yet: filter those rows "
+            "with Authorizer.check, or grant the list view a permission without `where:`")
     return GuardTerms(tuple(sorted(guard.levels)), tuple(sorted(guard.accounts)),
                       tuple(sorted(guard.departments)))
 
