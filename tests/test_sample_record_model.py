@@ -37,7 +37,7 @@ def _reason(authz: Authorizer, account: str, action: str, record: Record) -> str
 def test_a_key_account_shared_read_write_with_a_colleague_in_another_region(sample: Authorizer) -> None:
     for action in ("read", "update"):
         assert _reason(sample, "rep_w1", action, KEY_ACCOUNT) == (
-            f"allowed by role junior_rep: customer:{action}@shared reaches records shared "
+            f"allowed by role account_team: customer:{action}@shared reaches records shared "
             f"{'read_only/read_write' if action == 'read' else 'read_write'} with rep_w1 or with its "
             "department west-1 (shared with rep_w1 read_write)")
     # read_write allows what the level lists, nothing more: no export, no delete.
@@ -65,11 +65,11 @@ def test_a_share_names_someone_else_reaches_no_one_else(sample: Authorizer) -> N
 
 def test_a_share_with_a_department_reaches_its_subtree(sample: Authorizer) -> None:
     assert _reason(sample, "lead_e1", "read", WEST_FOR_EAST) == (
-        "allowed by role senior_rep: customer:read@shared reaches records shared "
+        "allowed by role account_team: customer:read@shared reaches records shared "
         "read_only/read_write with lead_e1 or with its department east-1 "
         "(shared read_only with department east, above its department east-1)")
     assert sample.check("rep_e2", "read", WEST_FOR_EAST, domain="acme")       # east-2
-    assert sample.check("mgr_east", "read", WEST_FOR_EAST, domain="acme")     # east itself
+    assert not sample.check("mgr_east", "read", WEST_FOR_EAST, domain="acme")  # not on the team
     assert not sample.check("lead_e1", "update", WEST_FOR_EAST, domain="acme")  # read_only
     assert not sample.check("svc_1", "read", WEST_FOR_EAST, domain="acme")    # service: elsewhere
 
@@ -99,8 +99,10 @@ def test_undeclared_levels_and_types_without_levels_reach_no_one(sample: Authori
 
 def test_a_sub_accounts_shared_right_is_capped_by_its_parent(fresh_sample: Authorizer) -> None:
     # intern_e1 (under mgr_east) gets customer:read@shared; a west record shared with it is
-    # still out of reach unless mgr_east may read it too (mgr_east's own shared right counts).
-    fresh_sample.apply_changes([("p", "intern_e1", "acme", "customer", "read", "shared", "")])
+    # still out of reach unless mgr_east may read it too (mgr_east's own shared right counts:
+    # it gets one here, since in the sample only the account team holds shared rights).
+    fresh_sample.apply_changes([("p", "intern_e1", "acme", "customer", "read", "shared", ""),
+                                ("p", "mgr_east", "acme", "customer", "read", "shared", "")])
     to_intern = Record("customer", owner="rep_w1", shares=(Share("read_only", account="intern_e1"),))
     decision = fresh_sample.explain("intern_e1", "read", to_intern, domain="acme")
     assert not decision.allowed

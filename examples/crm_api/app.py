@@ -39,12 +39,15 @@ from sqlalchemy.orm import Session
 
 from salesauthz import AuditRecord, Authorizer, Coverage, Record, ScopeFilter, UnknownNameError
 from salesauthz.errors import ConflictError
-from salesauthz.filters.sqlalchemy import scope_clause
+from salesauthz.filters.sqlalchemy import ShareColumns, scope_clause
 from salesauthz.middleware import DecisionLog, Guard, HS256Tokens, RequestAuthz
 from salesauthz.middleware.asgi import AuthzMiddleware, context_for
 from salesauthz.middleware.fastapi import FastAPIAuthz
 
-from .db import Customer, Note, Order, open_database, seed
+from .db import Customer, CustomerShare, Note, Order, open_database, seed
+
+# The customers' relevant teams: list views let shared customers through (the `shared` scope).
+CUSTOMER_SHARES = ShareColumns.of(CustomerShare, record_id="customer_id")
 
 __all__ = ["POLICIES", "create_app", "open_authorizer"]
 
@@ -297,7 +300,8 @@ def create_app(*, secret: str | None = None, database_url: str | None = None, en
                        flt: Annotated[ScopeFilter, Depends(web.scope_filter("customer"))]
                        ) -> list[dict[str, Any]]:
         where = scope_clause(flt, owner=Customer.owner, department=Customer.department,
-                             domain=Customer.domain)
+                             domain=Customer.domain, shares=CUSTOMER_SHARES,
+                             record_id=Customer.id)
         rows = db.scalars(select(Customer).where(where).order_by(Customer.id))
         return [shown(r, context) for r in rows]
 

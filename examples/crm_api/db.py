@@ -12,7 +12,7 @@ from sqlalchemy.pool import StaticPool
 
 from salesauthz import Authorizer
 
-__all__ = ["Base", "Customer", "Note", "Order", "open_database", "seed"]
+__all__ = ["Base", "Customer", "CustomerShare", "Note", "Order", "open_database", "seed"]
 
 
 class Base(DeclarativeBase):
@@ -29,6 +29,18 @@ class Customer(Base):
     department: Mapped[str] = mapped_column(String(64), index=True)
     phone: Mapped[str] = mapped_column(String(40), default="")
     contract_value: Mapped[int] = mapped_column(default=0)
+
+
+class CustomerShare(Base):
+    """A customer's relevant team (相关团队): who else may reach it, and at which share level."""
+
+    __tablename__ = "customer_shares"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    account: Mapped[str | None] = mapped_column(String(64), index=True, default=None)
+    department: Mapped[str | None] = mapped_column(String(64), index=True, default=None)
+    level: Mapped[str] = mapped_column(String(32))
 
 
 class Order(Base):
