@@ -189,6 +189,12 @@ def _type(schema: dict[str, Any], links: dict[str, tuple[str, str]]) -> str:
         if not isinstance(values, dict):
             values = next(iter(schema.get("patternProperties", {}).values()), {})
         return "mapping of name → " + _type(values, links)
+    if not schema:
+        return "any value (text, number, true/false, a list or {} mapping)"
+    if kind in ("integer", "number"):
+        return "number"
+    if kind == "boolean":
+        return "true or false"
     if kind == "string":
         if schema.get("format") == "date-time":
             return "date-time (ISO-8601; UTC if no zone)"

@@ -64,13 +64,13 @@ def test_a_share_names_someone_else_reaches_no_one_else(sample: Authorizer) -> N
 
 
 def test_a_share_with_a_department_reaches_its_subtree(sample: Authorizer) -> None:
-    assert _reason(sample, "lead_e1", "read", WEST_FOR_EAST) == (
+    assert _reason(sample, "rep_e2", "read", WEST_FOR_EAST) == (
         "allowed by role account_team: customer:read@shared reaches records shared "
-        "read_only/read_write with lead_e1 or with its department east-1 "
-        "(shared read_only with department east, above its department east-1)")
-    assert sample.check("rep_e2", "read", WEST_FOR_EAST, domain="acme")       # east-2
+        "read_only/read_write with rep_e2 or with its department east-2 "
+        "(shared read_only with department east, above its department east-2)")
+    assert not sample.check("lead_e1", "read", WEST_FOR_EAST, domain="acme")   # not on the team
     assert not sample.check("mgr_east", "read", WEST_FOR_EAST, domain="acme")  # not on the team
-    assert not sample.check("lead_e1", "update", WEST_FOR_EAST, domain="acme")  # read_only
+    assert not sample.check("rep_e2", "update", WEST_FOR_EAST, domain="acme")  # read_only
     assert not sample.check("svc_1", "read", WEST_FOR_EAST, domain="acme")    # service: elsewhere
 
 

@@ -84,11 +84,12 @@ def test_export_into_the_policy_directory_shows_only_what_changed(tmp_path: Path
     removed = [line[1:] for line in changes if line.startswith("-")]
     added = [line[1:] for line in changes if line.startswith("+")]
     assert [line.strip() for line in removed if "*" not in line] == [
-        "rep_e2: {department: east-2, reports_to: lead_e1, roles: [junior_rep]}",
+        "rep_e2: {department: east-2, reports_to: lead_e1, roles: [junior_rep, account_team]}",
         "gone_1: {department: east-1, roles: [junior_rep], status: deactivated}  # salesauthz: ignore[SA207]",
     ]
     assert [line.strip() for line in added if "*" not in line] == [
-        "rep_e2:", "department: east-2", "reports_to: lead_e1", "roles: [junior_rep]", "grants:",
+        "rep_e2:", "department: east-2", "reports_to: lead_e1", "roles: [junior_rep, account_team]",
+        "grants:",
         "- scope: own",
         "customer: [export]"]
     result = check_directory(policies, now=NOW)

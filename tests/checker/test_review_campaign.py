@@ -222,11 +222,14 @@ def test_start_on_the_sample(tmp_path: Path) -> None:
     campaign = tmp_path / "campaign"
     start_campaign(str(policies), "acme", campaign, default_reviewer="alice")
     lines = access_of(campaign)
-    assert lines[("rep_e1a", "role junior_rep")]["reviewer"] == "mgr_east"
+    # rep_e1a reports to lead_e1 (its reporting superior reviews it), rep_e1b to no one: the
+    # head of east-1's line, mgr_east, reviews it.
+    assert lines[("rep_e1a", "role junior_rep")]["reviewer"] == "lead_e1"
+    assert lines[("rep_e1b", "role junior_rep")]["reviewer"] == "mgr_east"
     assert lines[("gone_1", "role junior_rep")]["flags"] == ["inactive-with-rights"]
     assert lines[("intern_e1", "grant customer:update@own")]["reviewer"] == "mgr_east"
     assert lines[("cs_1", "role customer_service")]["reviewer"] == "alice"  # service has no head
-    assert {line["reviewer"] for line in lines.values()} == {"alice", "mgr_east"}
+    assert {line["reviewer"] for line in lines.values()} == {"alice", "dir_sales", "lead_e1", "mgr_east"}
 
 
 def test_dormant_accounts_from_the_decision_log(org: Path, tmp_path: Path) -> None:

@@ -152,8 +152,8 @@ tests:
   - name: only its own records filed in east survive the ceiling; create@own not at all
     what-can: {account: temp}
     expect:
-      - customer:read@shared+team capped by mgr_east
-      - customer:update@shared+team capped by mgr_east
+      - customer:read@team capped by mgr_east
+      - customer:update@team capped by mgr_east
       - order:create@team capped by mgr_east
       - order:read@team capped by mgr_east
 """)
