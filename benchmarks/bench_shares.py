@@ -90,6 +90,8 @@ def requests(org: orggen.Organisation, rules: Sequence[tuple[str, ...]], rng: ra
         foreign = Share("read_write", account=rng.choice(others))
         theirs = Record("customer", owner=other, department=where)
         own = Record("customer", owner=asker)
+        if not authz.check(asker, "update", theirs._replace(shares=(*decoys, mine)), domain=domain):
+            continue  # its roles do not include the rep's shared rights
         for name, record, shares in (("reached by a share", theirs, (*decoys, mine)),
                                      ("no matching share", theirs, (*decoys, foreign)),
                                      ("own record", own, (*decoys, foreign))):
