@@ -321,3 +321,24 @@ def test_offboard_decides_reports_again_when_applied(authz: Authorizer) -> None:
     alice.set_reports_to("rep_e1a", "mgr_east")  # changed since the plan was made
     assert plan.apply() == []
     assert acme(authz).account("rep_e1a").reports_to == "mgr_east"
+
+
+def test_offboarding_to_ones_own_sub_account_moves_it_up_not_under_itself() -> None:
+    from salesauthz import Authorizer
+
+    rules = [("p2", "acme", "customer", "read"), ("p2", "acme", "account", "manage"),
+             ("g2", "sales", "", "acme"),
+             ("p3", "boss", "acme", "active"), ("g3", "boss", "sales", "acme"),
+             ("p", "boss", "acme", "*", "*", "all", ""),
+             ("p3", "lead", "acme", "active"), ("g3", "lead", "sales", "acme"),
+             ("p", "lead", "acme", "customer", "read", "team", ""),
+             ("p3", "asst", "acme", "active"), ("g3", "asst", "sales", "acme"),
+             ("g4", "asst", "lead", "acme"), ("p", "asst", "acme", "customer", "read", "own", "")]
+    authz = Authorizer.from_rules(rules)
+    plan = authz.admin("boss", domain="acme").offboard("lead", transfer_to="asst")
+    assert plan.sub_accounts == (("asst", "reparent"),)
+    plan.apply()
+    view = authz.account("asst", domain="acme")
+    assert view is not None
+    assert view.parent is None  # the leaver had no parent: the successor is top-level now
+    Authorizer.from_rules(authz.rules())  # the stored rules stay valid (no account its own parent)

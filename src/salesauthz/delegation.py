@@ -570,7 +570,14 @@ class Admin:
                 if snapshot.account(name).parent != plan.account:
                     continue  # changed since the plan was made
                 if action == "reparent":
-                    change_add = [(R.PARENT, name, plan.transfer_to, self.domain)]
+                    # Under the successor — unless the successor is this sub-account or below
+                    # it (it would be its own ancestor): then it takes the leaver's place, under
+                    # the leaver's parent if any. The plan checked that the actor holds all it
+                    # holds, so losing the leaver's ceiling escalates nothing.
+                    heir: str | None = plan.transfer_to
+                    if heir == name or heir in snapshot.descendants_of((name,)):
+                        heir = snapshot.account(plan.account).parent
+                    change_add = [(R.PARENT, name, heir, self.domain)] if heir else []
                     change_remove = [(R.PARENT, name, plan.account, self.domain)]
                 else:
                     status = snapshot.account(name).status or "active"
