@@ -191,11 +191,16 @@ class Authorizer(FieldAccess, ShareAccess, Replica):
                 if held is None:
                     held = maps[account] = self._effective(snapshot, account)
                 coverage = held.get((record.type, action))
-                if coverage is not None and coverage.guarded and full is None:
-                    full = self._context(context)
-                results.append(coverage is not None and coverage.covers(
-                    record.owner, record.department, snapshot.homes, record.shares,
-                    record.attributes, full))
+                if coverage is None:
+                    results.append(False)
+                elif not coverage.guarded:
+                    results.append(coverage.covers(record.owner, record.department, snapshot.homes))
+                else:
+                    if full is None:
+                        full = self._context(context)
+                    results.append(coverage.covers(
+                        record.owner, record.department, snapshot.homes, record.shares,
+                        record.attributes, full))
             return results
         except Exception:
             self._report_failure("check_many")
