@@ -91,6 +91,12 @@ def _grant_is_covered(actor: Coverage | None, granted: Coverage, snapshot: Snaps
     return True
 
 
+def _listed(missing: Iterable[str]) -> tuple[list[str], str]:
+    """The distinct labels of what an actor lacks, and the first five of them in words."""
+    unique = sorted(set(missing))
+    return unique, ", ".join(unique[:5]) + (f" and {len(unique) - 5} more" if len(unique) > 5 else "")
+
+
 def _role_permissions(snapshot: Snapshot, role: str) -> list[Permission]:
     """Every permission a role brings, after inheritance."""
     return [held.permission for held in engine.role_holdings(snapshot, role)]
@@ -737,8 +743,7 @@ class Admin:
             return False
         if escalated:
             return True
-        unique = sorted(set(missing))
-        shown = ", ".join(unique[:5]) + (f" and {len(unique) - 5} more" if len(unique) > 5 else "")
+        unique, shown = _listed(missing)
         return self._bypass(snapshot, account, operation,
                             f"{self.actor} cannot {operation.replace('_', ' ')} for {account}: it does "
                             f"not itself hold {shown} over {account}", unique, department)
@@ -757,8 +762,7 @@ class Admin:
             return False
         if escalated:
             return True
-        unique = sorted(set(missing))
-        shown = ", ".join(unique[:5]) + (f" and {len(unique) - 5} more" if len(unique) > 5 else "")
+        unique, shown = _listed(missing)
         return self._bypass(before, target, operation,
                             f"{self.actor} cannot {words} for {target}: the change would give "
                             f"{shown} beyond what {self.actor} itself holds", unique)

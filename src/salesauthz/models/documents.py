@@ -125,13 +125,7 @@ class PermissionSet(BaseModel):
     @field_validator("expires")
     @classmethod
     def _expiry_in_range(cls, value: datetime | None) -> datetime | None:
-        if value is not None:
-            try:  # stored in UTC: a time that has no UTC form (year 1 or 9999) is refused here
-                (value if value.tzinfo is not None else value.replace(tzinfo=UTC)).astimezone(UTC)
-            except OverflowError:
-                raise ValueError(f"expires: {value.isoformat()} is out of range once converted to "
-                                 "UTC") from None
-        return value
+        return value if value is None else _utc_ok(value)
 
     @field_validator("scope", mode="before")
     @classmethod
