@@ -34,7 +34,8 @@ from salesauthz.errors import PolicyIssue
 from salesauthz.models import MAX_FILE_BYTES, load_directory
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "hostile"
-MAX_SECONDS = 2.0  # per call; every case is refused in milliseconds on an idle machine
+MAX_SECONDS = 10.0  # CPU seconds per call: a guard against runaway work (an alias bomb expands for
+# minutes), not a performance measure; every case is refused in milliseconds on an idle machine
 
 BESIDE_V1 = """\
 domain: beside
@@ -243,16 +244,16 @@ def _matching(issues: tuple[PolicyIssue, ...], case: Hostile, directory: Path) -
 
 
 def _refused(load: Callable[[Path], object], directory: Path) -> tuple[PolicyError, float]:
-    start = time.perf_counter()
+    start = time.process_time()
     with pytest.raises(PolicyError) as caught:
         load(directory)
-    return caught.value, time.perf_counter() - start
+    return caught.value, time.process_time() - start
 
 
 def _timed(call: Callable[[], object]) -> float:
-    start = time.perf_counter()
+    start = time.process_time()  # CPU time: a loaded machine does not make it grow
     call()
-    return time.perf_counter() - start
+    return time.process_time() - start
 
 
 @pytest.mark.timeout(60)  # a regression that blocks (a pipe read, an alias bomb) fails, not hangs
@@ -323,24 +324,32 @@ SUBPROCESS_CASES = ["alias_bomb", "named_pipe", "link_to_itself", "latin1_bytes"
                     "model_conf_is_a_directory"]
 
 
+def _children_cpu() -> float:
+    """CPU seconds used so far by this process's finished children."""
+    import resource  # Unix only, as are these tests' named pipes and links
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("name", SUBPROCESS_CASES)
 def test_the_installed_command_refuses_it_quickly(name: str, tmp_path: Path) -> None:
-    """The same through a real process: exit status, stderr and wall time, interpreter start
+    """The same through a real process: exit status, stderr and CPU time, interpreter start
     included (about half a second)."""
     case = next(c for c in CASES if c.name == name)
     directory = case.directory(tmp_path)
     for argv in (["check", str(directory)], ["import", str(directory), "--into",
                                               f"sqlite:///{tmp_path / 'new.db'}"]):
-        start = time.perf_counter()
+        start = _children_cpu()
         done = subprocess.run([sys.executable, "-m", "salesauthz.checker.cli", *argv], capture_output=True,
                               text=True, timeout=60, check=False)
-        took = time.perf_counter() - start
+        took = _children_cpu() - start
         output = done.stdout + done.stderr
         assert done.returncode in (1, 2), output
         assert "Traceback" not in output
         assert case.location(directory) in output
-        assert took < MAX_SECONDS + 3.0, took  # interpreter and imports on a shared machine
+        assert took < MAX_SECONDS + 3.0, took  # interpreter and imports included
     assert not (tmp_path / "new.db").exists()
 
 
