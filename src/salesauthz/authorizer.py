@@ -143,7 +143,8 @@ class Authorizer(FieldAccess, ShareAccess, Replica):
                 return False
             # The hit path of EffectiveCache.get inlined: a call would cost ~10 % of a check.
             entry = self._hot.get((domain, account))
-            if (entry is None or entry[0] != snapshot.stamps.get(account, snapshot.base)
+            if (entry is None or not snapshot.base <= entry[0] <= snapshot.version
+                    or snapshot.stamps.get(account, 0) > entry[0]  # Snapshot.fresh, inlined
                     or (entry[2] is not None and self._clock() >= entry[2])):
                 entry = self._cache.get(snapshot, account, self._clock())
             else:

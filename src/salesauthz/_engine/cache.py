@@ -25,7 +25,8 @@ from .snapshot import EffectiveMap, Snapshot
 __all__ = ["CacheKey", "EffectiveCache", "Entry"]
 
 CacheKey = tuple[str, str]  # (domain, account)
-Entry = tuple[int, EffectiveMap, float | None]  # (stamp, effective map, valid until)
+# (the version of the snapshot it was computed from, effective map, valid until)
+Entry = tuple[int, EffectiveMap, float | None]
 TOUCH_EVERY: Final = 15  # hits refresh the strategy's recency one time in 16 (a bit mask)
 DEFAULT_SIZE: Final = 65_536
 
@@ -43,17 +44,21 @@ class EffectiveCache:
         self.misses = 0
 
     def get(self, snapshot: Snapshot, account: str, now: float) -> Entry:
-        """The account's entry, computed (and kept) unless a kept one is still valid: same stamp
-        as in ``snapshot``, not past its validity. A sub-account's fill reuses its parent's
+        """The account's entry, computed (and kept) unless a kept one is still valid: fresh for
+        ``snapshot`` (:meth:`Snapshot.fresh`), not past its validity. A sub-account's fill reuses its parent's
         entry, so a chain of sub-accounts is filled once per level, not once per descendant."""
         entry = self.entries.get((snapshot.name, account))
-        if (entry is None or entry[0] != snapshot.stamps.get(account, snapshot.base)
+        if (entry is None or not snapshot.fresh(account, entry[0])
                 or (entry[2] is not None and now >= entry[2])):
-            stamp = snapshot.stamps.get(account, snapshot.base)
             held, valid_until = effective(snapshot, account, now,
                                           ceiling=lambda parent: self.get(snapshot, parent, now)[1:])
-            entry = (stamp, held, valid_until)
-            self.put((snapshot.name, account), entry)
+            entry = (snapshot.version, held, valid_until)
+            # A change after this snapshot already touched the account: the map is right for
+            # this snapshot's readers, but kept it would only be thrown away.
+            if snapshot.stamps.get(account, 0) <= snapshot.version:
+                self.put((snapshot.name, account), entry)
+            else:
+                self.misses += 1
         else:
             self.hits += 1
         return entry
