@@ -4,6 +4,7 @@ an authorizer built from scratch over the same rules, and as Casbin's reference 
 from __future__ import annotations
 
 import gc
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import given, settings
@@ -359,3 +360,19 @@ def test_the_layered_map_behaves_as_a_dict_through_changes_and_compaction() -> N
         assert [k in mapping for k in ("k3", "k120", "nope")] == [
             k in expected for k in ("k3", "k120", "nope")]
         assert mapping.get("nope", -1) == -1
+
+
+def test_check_many_never_uses_a_stale_or_expired_entry() -> None:
+    clock = [1_000.0]
+    authz = Authorizer(MemoryAdapter(_many(3)), clock=lambda: clock[0])
+    record = Record("customer", owner="someone", department="hq")
+    page = [("u1", "read", record), ("u2", "read", record), ("u1", "read", record)]
+    assert authz.check_many(page, domain="acme") == [False, False, False]  # entries cached
+    authz.apply_changes(added=[("p", "u1", "acme", "customer", "read", "team", "")])
+    assert authz.check_many(page, domain="acme") == [True, False, True]
+    authz.apply_changes(added=[("p", "u2", "acme", "customer", "read", "team",
+                                format_expiry(datetime.fromtimestamp(1_500.0, UTC)))])
+    assert authz.check_many(page, domain="acme") == [True, True, True]
+    clock[0] = 1_500.0  # u2's grant expires: its cached entry is no longer valid
+    assert authz.check_many(page, domain="acme") == [True, False, True]
+    assert authz.check_many(page, domain="nowhere") == [False, False, False]
