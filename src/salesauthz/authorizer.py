@@ -158,6 +158,8 @@ class Authorizer(FieldAccess, ShareAccess, Replica):
             owner = record.owner
             if coverage.everything or owner in coverage.owners:
                 return True
+            if entry[3] and owner == account and coverage.owners:  # a shared map: SELF
+                return True
             if not coverage.guarded:
                 return coverage.covers(owner, record.department, snapshot.homes)
             return coverage.covers(owner, record.department, snapshot.homes, record.shares,
@@ -186,13 +188,13 @@ class Authorizer(FieldAccess, ShareAccess, Replica):
             if snapshot is None:
                 return [False for _ in requests]
             full: Mapping[str, Any] | None = None
-            maps: dict[str, engine.EffectiveMap] = {}
+            maps: dict[str, tuple[engine.EffectiveMap, bool]] = {}  # account -> (map, shared)
             hot, stamps, base, version = self._hot, snapshot.stamps, snapshot.base, snapshot.version
             homes = snapshot.homes
             now: float | None = None
             for account, action, record in requests:
-                held = maps.get(account)
-                if held is None:
+                found = maps.get(account)
+                if found is None:
                     # check's inlined cache hit, once per account of the batch
                     entry = hot.get((domain, account))
                     if entry is not None and entry[2] is not None and now is None:
@@ -200,12 +202,16 @@ class Authorizer(FieldAccess, ShareAccess, Replica):
                     if (entry is None or not base <= entry[0] <= version
                             or stamps.get(account, 0) > entry[0]
                             or (entry[2] is not None and now is not None and now >= entry[2])):
-                        held = self._effective(snapshot, account)
+                        entry = self._cache.get(snapshot, account, self._clock())
                     else:
                         self._cache.hits += 1
-                        held = entry[1]
-                    maps[account] = held
+                    found = maps[account] = (entry[1], entry[3])
+                held, shared = found
                 coverage = held.get((record.type, action))
+                if shared and coverage is not None and record.owner == account \
+                        and coverage.owners:  # a shared map: SELF, the account's own records
+                    append(True)
+                    continue
                 if coverage is None:
                     append(False)
                 elif coverage.everything or record.owner in coverage.owners:
@@ -223,7 +229,7 @@ class Authorizer(FieldAccess, ShareAccess, Replica):
             return [False for _ in requests] if isinstance(requests, Sequence) else []
 
     def _effective(self, snapshot: engine.Snapshot, account: str) -> engine.EffectiveMap:
-        return self._cache.get(snapshot, account, self._clock())[1]
+        return self._cache.absolute(self._cache.get(snapshot, account, self._clock()), account)
 
     def _report_failure(self, where: str) -> None:
         # Fail closed, and log once per incident (same error within a minute) rather than per check.
