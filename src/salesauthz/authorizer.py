@@ -143,7 +143,8 @@ class Authorizer(FieldAccess, ShareAccess, Replica):
                 return False
             # The hit path of EffectiveCache.get inlined: a call would cost ~10 % of a check.
             entry = self._hot.get((domain, account))
-            if (entry is None or entry[0] != snapshot.stamps.get(account, snapshot.base)
+            if (entry is None or not snapshot.base <= entry[0] <= snapshot.version
+                    or snapshot.stamps.get(account, 0) > entry[0]  # Snapshot.fresh, inlined
                     or (entry[2] is not None and self._clock() >= entry[2])):
                 entry = self._cache.get(snapshot, account, self._clock())
             else:
@@ -156,6 +157,8 @@ class Authorizer(FieldAccess, ShareAccess, Replica):
             # Coverage.covers' first test inlined: most allowed checks end here.
             owner = record.owner
             if coverage.everything or owner in coverage.owners:
+                return True
+            if entry[3] and owner == account and coverage.owners:  # a shared map: SELF
                 return True
             if not coverage.guarded:
                 return coverage.covers(owner, record.department, snapshot.homes)
@@ -184,34 +187,49 @@ class Authorizer(FieldAccess, ShareAccess, Replica):
             snapshot = self._snapshots.get(domain)
             if snapshot is None:
                 return [False for _ in requests]
-            homes = snapshot.homes
             full: Mapping[str, Any] | None = None
-            maps: dict[str, engine.EffectiveMap] = {}
+            maps: dict[str, tuple[engine.EffectiveMap, bool]] = {}  # account -> (map, shared)
+            hot, stamps, base, version = self._hot, snapshot.stamps, snapshot.base, snapshot.version
+            homes = snapshot.homes
+            now: float | None = None
             for account, action, record in requests:
-                held = maps.get(account)
-                if held is None:
-                    held = maps[account] = self._effective(snapshot, account)
+                found = maps.get(account)
+                if found is None:
+                    # check's inlined cache hit, once per account of the batch
+                    entry = hot.get((domain, account))
+                    if entry is not None and entry[2] is not None and now is None:
+                        now = self._clock()
+                    if (entry is None or not base <= entry[0] <= version
+                            or stamps.get(account, 0) > entry[0]
+                            or (entry[2] is not None and now is not None and now >= entry[2])):
+                        entry = self._cache.get(snapshot, account, self._clock())
+                    else:
+                        self._cache.hits += 1
+                    found = maps[account] = (entry[1], entry[3])
+                held, shared = found
                 coverage = held.get((record.type, action))
+                if shared and coverage is not None and record.owner == account \
+                        and coverage.owners:  # a shared map: SELF, the account's own records
+                    append(True)
+                    continue
                 if coverage is None:
                     append(False)
-                    continue
-                owner = record.owner
-                if coverage.everything or owner in coverage.owners:  # as in check()
+                elif coverage.everything or record.owner in coverage.owners:
                     append(True)
                 elif not coverage.guarded:
-                    append(coverage.covers(owner, record.department, homes))
+                    append(coverage.covers(record.owner, record.department, homes))
                 else:
                     if full is None:
                         full = self._context(context)
-                    append(coverage.covers(owner, record.department, homes, record.shares,
-                                           record.attributes, full))
+                    append(coverage.covers(record.owner, record.department, homes,
+                                           record.shares, record.attributes, full))
             return results
         except Exception:
             self._report_failure("check_many")
             return [False for _ in requests] if isinstance(requests, Sequence) else []
 
     def _effective(self, snapshot: engine.Snapshot, account: str) -> engine.EffectiveMap:
-        return self._cache.get(snapshot, account, self._clock())[1]
+        return self._cache.absolute(self._cache.get(snapshot, account, self._clock()), account)
 
     def _report_failure(self, where: str) -> None:
         # Fail closed, and log once per incident (same error within a minute) rather than per check.

@@ -217,24 +217,33 @@ def sql_where(
         condition = "1 = 0"
     else:
         share_sql: tuple[str, ...] = ()
-        if terms.guarded:
+        if terms.shared:
             if shares is None or record_id is None:
                 raise UsageError(shares_required(
                     flt, "shares=ShareTable(...) and record_id= (the records' id column, e.g. "
                     "'customer.id')"))
             share_sql = _share_sql(shares, record_id, paramstyle)
-        alternatives = _alternatives(terms, params, owner_col, department_col)
-        for term in terms.guarded:
-            parts = []
-            if not term.base.everything:
-                parts.append("(" + (" OR ".join(_alternatives(term.base, params, owner_col,
-                                                              department_col)) or "1 = 0") + ")")
-            parts.extend(_exists(guard, params, share_sql) for guard in term.guards)
-            alternatives.append("(" + " AND ".join(parts) + ")")
-        condition = " OR ".join(alternatives) or "1 = 0"
+        condition = _condition(terms, params, owner_col, department_col, share_sql)
     if tenant:
         return f"({tenant} AND ({condition}))", params.result()
     return f"({condition})", params.result()
+
+
+def _condition(terms: Terms, params: _Params, owner_col: str, department_col: str,
+               share_sql: tuple[str, ...]) -> str:
+    """``terms`` (neither nothing nor everything) as one boolean expression, unparenthesised."""
+    if terms.factors:
+        return " AND ".join("(" + _condition(factor, params, owner_col, department_col, share_sql)
+                            + ")" for factor in terms.factors)
+    alternatives = _alternatives(terms, params, owner_col, department_col)
+    for term in terms.guarded:
+        parts = []
+        if not term.base.everything:
+            parts.append("(" + (" OR ".join(_alternatives(term.base, params, owner_col,
+                                                          department_col)) or "1 = 0") + ")")
+        parts.extend(_exists(guard, params, share_sql) for guard in term.guards)
+        alternatives.append("(" + " AND ".join(parts) + ")")
+    return " OR ".join(alternatives) or "1 = 0"
 
 
 def _alternatives(terms: Terms, params: _Params, owner_col: str, department_col: str) -> list[str]:
