@@ -37,8 +37,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 __all__ = ["OPERATORS", "REQUIREMENTS", "AccountRef", "Condition", "ConditionGuard",
            "RequirementGuard", "Test", "canonical", "decode_scope", "decode_value",
-           "encode_scope", "encode_value", "freeze", "parse_hours", "parse_requires", "parse_where",
-           "time_zone"]
+           "encode_scope", "encode_value", "fits_kind", "freeze", "parse_hours", "parse_requires",
+           "parse_where", "time_zone", "value_problem"]
 
 OPERATORS: Final = ("eq", "in", "lt", "le", "gt", "ge", "null")
 REQUIREMENTS: Final = ("mfa", "ip", "hours")
@@ -306,6 +306,39 @@ def decode_value(text: str) -> Any:
     if not isinstance(loaded, list) or len(loaded) != 1:
         raise ValueError(f"invalid attribute value {text!r}: expected [<JSON>]")
     return loaded[0]
+
+
+def value_problem(value: Any) -> str | None:
+    """Why ``value`` cannot be an account attribute's value (``None`` when it can): text, a
+    number, a boolean, or a list of them."""
+    scalars = (str, int, float, bool)
+    if isinstance(value, scalars):
+        return None
+    if isinstance(value, list | tuple):
+        odd = next((v for v in value if not isinstance(v, scalars)), _MISSING)
+        if odd is _MISSING:
+            return None
+        return f"a list item {odd!r} is not text, a number or a boolean"
+    if value is None:
+        return "null is not a value (remove the attribute instead)"
+    return f"{value!r} is not text, a number, a boolean or a list of them"
+
+
+_MISSING: Final = object()
+
+
+def fits_kind(value: Any, kind: str) -> bool:
+    """Whether the constant ``value`` is of the declared attribute ``kind`` (``str``, ``int``,
+    ``float`` — whole numbers too — or ``bool``)."""
+    if kind == "bool":
+        return isinstance(value, bool)
+    if isinstance(value, bool):
+        return False
+    if kind == "int":
+        return isinstance(value, int)
+    if kind == "float":
+        return isinstance(value, int | float)
+    return isinstance(value, str)
 
 
 # -- evaluation --------------------------------------------------------------------------------

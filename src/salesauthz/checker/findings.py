@@ -67,6 +67,12 @@ LOADER_CODES: dict[str, str] = {
     "SA160": "field rules for an unknown resource type",
     "SA161": "field rule names an undeclared field",
     "SA162": "share level of an unknown type, naming an unknown action or '*', or allowing nothing",
+    "SA170": "condition (where:) tests an attribute the resource type does not declare",
+    "SA171": "value of the wrong type in a condition, a requirement or an account attribute",
+    "SA172": "unknown operator or malformed test in a condition (where:)",
+    "SA173": "requires: ip names something that is not a network",
+    "SA174": "requires: hours text that cannot be read, or an unknown time zone",
+    "SA175": "requires: names an unknown context key (not mfa, ip or hours)",
 }
 
 
