@@ -81,6 +81,7 @@ class AsyncAdmin:
     add_auxiliary_department = _in_thread(Admin.add_auxiliary_department)
     remove_auxiliary_department = _in_thread(Admin.remove_auxiliary_department)
     set_reports_to = _in_thread(Admin.set_reports_to)
+    set_attribute = _in_thread(Admin.set_attribute)
 
     async def offboard(self, account: str, *, transfer_to: str) -> AsyncOffboardPlan:
         """:meth:`Admin.offboard <salesauthz.Admin.offboard>` (it freezes the account now), with

@@ -38,7 +38,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 __all__ = ["OPERATORS", "REQUIREMENTS", "AccountRef", "Condition", "ConditionGuard",
            "RequirementGuard", "Test", "canonical", "decode_scope", "decode_value",
            "encode_scope", "encode_value", "fits_kind", "freeze", "parse_hours", "parse_requires",
-           "parse_where", "time_zone", "value_problem"]
+           "parse_where", "reference_mismatch", "time_zone", "value_problem"]
 
 OPERATORS: Final = ("eq", "in", "lt", "le", "gt", "ge", "null")
 REQUIREMENTS: Final = ("mfa", "ip", "hours")
@@ -339,6 +339,21 @@ def fits_kind(value: Any, kind: str) -> bool:
     if kind == "float":
         return isinstance(value, int | float)
     return isinstance(value, str)
+
+
+def reference_mismatch(value: Any, op: str, kinds: frozenset[str] | set[str]) -> tuple[bool, Any]:
+    """Whether an account attribute's ``value`` can never pass ``attribute op account.<name>``
+    for a record attribute of the declared ``kinds`` (``True`` with the offending value), e.g.
+    ``[1, 2]`` for ``region: {in: account.territories}`` where ``region`` is ``str``, or a list
+    compared by anything but ``in``. Unknown ``kinds`` (undeclared): never a mismatch."""
+    if not kinds:
+        return False, None
+    if isinstance(value, list | tuple) and op != "in":
+        return True, value
+    for item in (value if isinstance(value, list | tuple) else [value]):
+        if isinstance(item, list | tuple | dict) or not any(fits_kind(item, k) for k in kinds):
+            return True, item
+    return False, None
 
 
 # -- evaluation --------------------------------------------------------------------------------

@@ -830,17 +830,15 @@ def _account_reference_issues(src: SourcedDocument, references: Sequence[_Accoun
             value = account.attributes[ref.name]
             if C.value_problem(value) is not None:
                 continue  # reported on its own
-            items = value if isinstance(value, list) and ref.op == "in" else [value]
-            bad = next((v for v in items if isinstance(v, list)
-                        or not any(C.fits_kind(v, k) for k in ref.kinds)), None)
-            if bad is not None or (isinstance(value, list) and ref.op != "in"):
+            bad, item = C.reference_mismatch(value, ref.op, ref.kinds)
+            if bad:
                 reported.add((name, ref.name))
                 want = " or ".join(sorted(ref.kinds))
                 issues.append(src.issue(
                     ("accounts", name, "attributes", ref.name),
                     f"account {name!r}: attribute {ref.name!r} is compared with {ref.attribute} "
                     f"({want}){' by ' + ref.op if ref.op != 'eq' else ''}, but holds "
-                    f"{_kind(bad if bad is not None else value)}",
+                    f"{_kind(item)}",
                     "a list only makes sense with in:" if isinstance(value, list)
                     and ref.op != "in" else None, "SA171"))
     return issues
