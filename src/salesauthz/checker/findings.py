@@ -28,6 +28,8 @@ CODES: dict[str, tuple[Severity, str]] = {
     "SA211": ("warning", "permission or field rule at scope shared that can never allow anything"),
     "SA212": ("warning", "reporting line that runs against the sub-account hierarchy"),
     "SA213": ("warning", "timed role assignment already expired"),
+    "SA214": ("warning", "sensitive action held without a requirement (only in a domain that "
+                         "lists sensitive_actions)"),
 }
 
 # Lints for a storage target, run only when asked for (``salesauthz check --target casbin``).
