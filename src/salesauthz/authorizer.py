@@ -294,12 +294,15 @@ class Authorizer(FieldAccess, ShareAccess, Replica):
 
     # -- changes ---------------------------------------------------------------------------
 
-    def admin(self, actor: str, *, domain: str, audit_denied: bool = False) -> Admin:
+    def admin(self, actor: str, *, domain: str, audit_denied: bool = False,
+              context: Mapping[str, Any] | None = None) -> Admin:
         """Administrative operations performed by ``actor``, authorized by its own rights
-        (``audit_denied=True`` also records refused operations in the audit trail)."""
+        (``audit_denied=True`` also records refused operations in the audit trail). ``context``
+        is the actor's request context: its ``mfa`` (session assurance) is written into every
+        audit record (``AuditRecord.assurance``)."""
         from .delegation import Admin
 
-        return Admin(self, actor, domain, audit_denied=audit_denied)
+        return Admin(self, actor, domain, audit_denied=audit_denied, context=context)
 
     def apply_changes(self, added: Iterable[Rule] = (), removed: Iterable[Rule] = (), *,
                       audit: Sequence[AuditDraft] = ()) -> list[AuditRecord]:

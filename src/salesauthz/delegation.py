@@ -250,11 +250,15 @@ class OffboardPlan:
 class Admin:
     """Administrative operations by ``actor`` in ``domain`` (see the module documentation)."""
 
-    def __init__(self, authz: Administered, actor: str, domain: str, *, audit_denied: bool = False) -> None:
+    def __init__(self, authz: Administered, actor: str, domain: str, *, audit_denied: bool = False,
+                 context: Mapping[str, object] | None = None) -> None:
         self._authz = authz
         self.actor = actor
         self.domain = domain
         self.audit_denied = audit_denied
+        # The actor's request context: its session assurance (``mfa``) goes into every audit
+        # record this Admin writes.
+        self.assurance = _assurance(context)
 
     # -- the operations --------------------------------------------------------------------
 
@@ -730,7 +734,7 @@ class Admin:
     def _draft(self, operation: str, target: str, added: Sequence[Rule], removed: Sequence[Rule],
                escalated: bool, *, outcome: str = "applied", detail: str = "") -> AuditDraft:
         return AuditDraft(self._authz.now(), self.actor, self.domain, operation, target,
-                          tuple(added), tuple(removed), escalated, outcome, detail)
+                          tuple(added), tuple(removed), escalated, outcome, detail, self.assurance)
 
     def _require_account(self, snapshot: Snapshot, account: str) -> None:
         info = snapshot.accounts.get(account)
@@ -889,3 +893,14 @@ def _require_comparable(snapshot: Snapshot, declared: Mapping[str, Mapping[str, 
                     f"attribute {name!r} of {account!r}: {item!r} can never match "
                     f"{permission.type}.{test.attribute} ({' or '.join(sorted(kinds))}), which "
                     f"the condition `{test}` compares it with")
+
+
+def _assurance(context: Mapping[str, object] | None) -> int | None:
+    """The session assurance level a request context gives (``mfa``: true is 1, false 0, a
+    level itself), ``None`` without a context (or without ``mfa`` in it)."""
+    if context is None or "mfa" not in context:
+        return None
+    have = context["mfa"]
+    if isinstance(have, bool):
+        return int(have)
+    return have if isinstance(have, int) and have >= 0 else 0

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from salesauthz.authorizer import Authorizer
+from salesauthz.delegation import Admin
 from salesauthz.errors import AuthorizationError, ForbiddenError, NotAuthenticatedError, NotFoundError
 from salesauthz.values import Record, ScopeFilter
 
@@ -414,4 +415,15 @@ class RequestAuthz:
         log.emit(allowed=allowed, domain=self.domain, account=self.account, action=action, type=type,
                  record_id=record.id if record is not None else None, latency_ns=latency_ns,
                  request_id=self.request_id, method=self.method, route=self.route, rule=rule,
-                 role=role, kind=kind)
+                 role=role, kind=kind, assurance=self._assurance())
+
+    def _assurance(self) -> int | None:
+        have = self.context.get("mfa")
+        if have is None:
+            return None
+        return have if isinstance(have, int) and not isinstance(have, bool) else int(have is True)
+
+    def admin(self) -> Admin:
+        """Administrative operations by this request's account in its domain, their audit
+        records carrying the session's assurance (``AuditRecord.assurance``)."""
+        return self.guard.authorizer.admin(self.account, domain=self.domain, context=self.context)
