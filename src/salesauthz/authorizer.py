@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 __all__ = ["Authorizer"]
 
 logger = logging.getLogger("salesauthz")
+_NO_CONTEXT: Mapping[str, Any] = {}  # a request context no condition (where:) reads
 
 
 class Authorizer(FieldAccess, ShareAccess, Replica):
@@ -159,6 +160,9 @@ class Authorizer(FieldAccess, ShareAccess, Replica):
                 return True
             if not coverage.guarded:
                 return coverage.covers(owner, record.department, snapshot.homes)
+            if coverage.condition_guards is not None:  # where: only, no requires: no clock read
+                return coverage.covers(owner, record.department, snapshot.homes, record.shares,
+                                       record.attributes, _NO_CONTEXT)
             return coverage.covers(owner, record.department, snapshot.homes, record.shares,
                                    record.attributes, self._context(context))
         except Exception:

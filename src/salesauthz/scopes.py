@@ -180,9 +180,14 @@ class Guarded(NamedTuple):
                homes: Mapping[str, str | None] | None, shares: Iterable[ShareLike],
                attributes: Mapping[str, Any] | None = None,
                context: Mapping[str, Any] | None = None) -> bool:
-        shares = tuple(shares)
-        return (self.base.covers(owner, department, homes)
-                and all(guard.holds(owner, shares, attributes, context) for guard in self.guards))
+        if not self.base.covers(owner, department, homes):
+            return False
+        if type(shares) is not tuple:
+            shares = tuple(shares)
+        for guard in self.guards:  # noqa: SIM110 - a loop, not all(): on the check path
+            if not guard.holds(owner, shares, attributes, context):
+                return False
+        return True
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -211,12 +216,24 @@ class Coverage:
     share_keys: frozenset[ShareLike] | None = field(default=None, init=False, repr=False,
                                                     compare=False)
 
+    # Likewise when every guarded term is one condition (where:) over everything: those
+    # conditions, tested in turn without building the terms' records.
+    condition_guards: tuple[ConditionGuard, ...] | None = field(default=None, init=False,
+                                                                repr=False, compare=False)
+
     def __post_init__(self) -> None:
-        if self.guarded and all(term.base.everything and len(term.guards) == 1
-                                and all(isinstance(g, ShareGuard) for g in term.guards)
-                                for term in self.guarded):
+        if not self.guarded:
+            return
+        if all(term.base.everything and len(term.guards) == 1
+               and all(isinstance(g, ShareGuard) for g in term.guards)
+               for term in self.guarded):
             object.__setattr__(self, "share_keys", frozenset().union(
                 *(guard.keys for term in self.guarded for guard in term.guards)))
+        elif all(term.base.everything and len(term.guards) == 1
+                 and all(isinstance(g, ConditionGuard) for g in term.guards)
+                 for term in self.guarded):
+            object.__setattr__(self, "condition_guards", tuple(
+                guard for term in self.guarded for guard in term.guards))
 
     def covers(self, owner: str | None, department: str | None,
                homes: Mapping[str, str | None] | None = None,
@@ -246,8 +263,15 @@ class Coverage:
             keys = self.share_keys
             if keys is not None:  # share guards only: one set operation on the hot path
                 return bool(shares) and not keys.isdisjoint(shares)
-            return any(term.covers(owner, department, None, shares, attributes, context)
-                       for term in self.guarded)
+            conditions = self.condition_guards
+            if conditions is not None:  # conditions only, over every record
+                for guard in conditions:  # noqa: SIM110 - a loop, not any(): the check path
+                    if guard.holds(owner, (), attributes, None):
+                        return True
+                return False
+            for term in self.guarded:
+                if term.covers(owner, department, None, shares, attributes, context):
+                    return True
         return False
 
     def given(self, context: Mapping[str, Any] | None) -> Coverage:
