@@ -6,7 +6,8 @@ attributes against the same check through plain permissions, side by side in one
 The organisation is ``orggen.generate`` (100k rules; ``--quick``: 10k) with ``customer`` declaring
 ``region: str`` and ``amount: int`` and four actions added to the vocabulary: ``audit``,
 ``review``, ``close`` (no one holds it) and ``bulk_export``. Each asker (up to 2,000 active
-top-level accounts over every tenant; each account's map cached before timing) gets ``territories: [East, North]`` and direct grants of
+top-level accounts over every tenant; each account's map cached before timing) gets
+``territories: [East, North]`` and direct grants of
 
 - ``customer:audit@team`` and ``customer:review@all`` (plain), and
 - ``customer:bulk_export@all where region in account.territories and amount <= 100000`` (two
