@@ -156,3 +156,37 @@ def test_an_empty_owner_equals_nothing() -> None:
     terms = ConditionTerms((), (), (), (("owner", "in", ("", "x")),), "where owner in [, x]")
     assert condition_sql(terms, {}, "c.owner", bind, column) == "(c.owner = ?)"
     assert bound == ["x"]
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Any:
+    """A connection with the rows in a temporary table (this session's own: no name clashes)."""
+    from tests.adapters._services import PG_HOST, PG_PORT
+    from tests.conftest import require_service
+
+    require_service("PostgreSQL", PG_HOST, PG_PORT)
+    import psycopg
+
+    conn = psycopg.connect(f"host={PG_HOST} port={PG_PORT} user=postgres dbname=test",
+                           autocommit=True)
+    conn.execute("CREATE TEMP TABLE customer (id INTEGER PRIMARY KEY, owner TEXT, department TEXT, "
+                 "region TEXT, amount NUMERIC, pool TEXT, customer_id TEXT, score DOUBLE PRECISION)")
+    with conn.cursor() as cursor:
+        cursor.executemany("INSERT INTO customer VALUES (%s, %s, %s, %s, %s, %s, %s, %s)", rows())
+    yield conn
+    conn.close()
+
+
+@pytest.mark.parametrize("account", sorted(DOCUMENT["accounts"]))
+@pytest.mark.parametrize("arrays", [False, True])
+def test_the_filter_equals_check_on_postgresql(postgres: Any, authz: Authorizer, account: str,
+                                               arrays: bool) -> None:
+    for action in ("read", "export", "claim", "update"):
+        flt = authz.scope_filter(account, action, "customer", domain="acme")
+        where, params = sql_where(flt, owner="c.owner", department="c.department", authz=authz,
+                                  attributes=ATTRIBUTES, paramstyle="format", arrays=arrays)
+        got = {n for (n,) in postgres.execute(f"SELECT c.id FROM customer c WHERE {where}",
+                                              params).fetchall()}
+        expected = {row[0] for row in rows()
+                    if authz.check(account, action, record_of(row), domain="acme")}
+        assert got == expected, (action, where, sorted(got ^ expected)[:5])
