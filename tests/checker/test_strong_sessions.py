@@ -154,3 +154,51 @@ def test_a_stored_sensitive_actions_setting_is_checked() -> None:
         problem = check_rule(("p11", "acme", "sensitive_actions", bad))
         assert problem is not None
         assert "invalid sensitive_actions" in problem
+
+
+def test_lints_compare_conditioned_permissions_as_narrower(tmp_path: Path) -> None:
+    """SA203/SA204 see a permission's condition: `read@own` is not subsumed by `read@all where
+    …`, two `@all` with different conditions are not twins, the same condition twice is."""
+    (tmp_path / "acme.yaml").write_text("""\
+domain: acme
+resources:
+  customer: {actions: [read], attributes: {region: str}}
+departments:
+  sales: {}
+roles:
+  rep:
+    permissions:
+      - scope: own
+        customer: [read]
+      - scope: all
+        where: {region: East}
+        customer: [read]
+      - scope: all
+        where: {region: West}
+        customer: [read]
+      - scope: all
+        where: {region: West}
+        customer: [read]
+accounts:
+  boss: {department: sales, grants: [{scope: all, account: [manage], customer: [read],
+                                      requires: {mfa: true}}, {scope: all, role: [escalate]}]}
+  a: {department: sales, roles: [rep]}
+""", encoding="utf-8")
+    found = [(f.code, f.line) for f in check_directory(tmp_path).findings]
+    assert found == [("SA203", 19)], found  # the repeated `region: West` only
+
+
+def test_a_manager_whose_right_needs_a_second_factor_still_manages(tmp_path: Path) -> None:
+    (tmp_path / "acme.yaml").write_text("""\
+domain: acme
+resources:
+  customer: [read]
+departments:
+  sales: {}
+accounts:
+  boss: {department: sales, grants: [{scope: all, requires: {mfa: true},
+                                      account: [manage], role: [escalate], customer: [read]}]}
+  a: {department: sales, grants: [{scope: own, customer: [read]}]}
+""", encoding="utf-8")
+    messages = [f.message for f in check_directory(tmp_path).findings if f.code == "SA202"]
+    assert not any("no account manages 'a'" in m for m in messages), messages

@@ -24,6 +24,7 @@ from salesauthz import _engine as engine
 from salesauthz._engine import EffectiveMap, Holding, Key, Snapshot
 from salesauthz._identity import IdentityCache
 from salesauthz._wording import capped
+from salesauthz.conditions import RequirementGuard
 from salesauthz.scopes import Coverage, Guarded, Scope, ScopeKind, ShareGuard
 
 __all__ = [
@@ -82,6 +83,21 @@ def exports_without_second_factor(snapshot: Snapshot, account: str, now: float,
     return [key for key in sorted(keys) if key[1] == "export" and any(
         not needs_second_factor(held.permission.scope)
         for held in live_sources(snapshot, account, key, now))]
+
+
+def _requirements_met(coverage: Coverage) -> Coverage:
+    """``coverage`` for a request that meets every requirement (``requires:``): terms guarded
+    only by requirements become plain; conditions and shares stay."""
+    if not coverage.guarded or not any(isinstance(g, RequirementGuard) for term in coverage.guarded
+                                       for g in term.guards):
+        return coverage
+    found = Coverage(everything=coverage.everything, owners=coverage.owners,
+                     departments=coverage.departments,
+                     owner_departments=coverage.owner_departments)
+    for term in coverage.guarded:
+        rest = [g for g in term.guards if not isinstance(g, RequirementGuard)]
+        found = found.union(Coverage.conditioned(term.base, rest) if rest else term.base)
+    return found
 
 
 def static_ceiling(snapshot: Snapshot, account: str, now: float) -> EffectiveMap | None:
@@ -247,6 +263,7 @@ def managed_by(snapshot: Snapshot, effective: dict[str, EffectiveMap]) -> dict[s
         manage = held.get(("account", "manage"))
         if manage is None:
             continue
+        manage = _requirements_met(manage)  # a manager that needs a second factor still manages
         reached: set[str] = set()
         if manage.everything:
             reached.update(everyone)

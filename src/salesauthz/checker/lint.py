@@ -18,6 +18,7 @@ from salesauthz import _engine as engine
 from salesauthz import _rules as R
 from salesauthz._engine import EffectiveMap, Key, Permission, Snapshot
 from salesauthz._wording import capped, count
+from salesauthz.conditions import Condition
 from salesauthz.errors import PolicyError
 from salesauthz.models.compile import scope_of
 from salesauthz.models.documents import (
@@ -138,6 +139,9 @@ def _entries(owner: str, sets: list[PermissionSet], section: str, field_name: st
     found = []
     for i, pset in enumerate(sets):
         scope = scope_of(pset.scope)
+        condition = Condition.of(pset.where, pset.requires)
+        if condition is not None:  # a conditioned permission is narrower than its bare scope
+            scope = Scope(scope.kind, scope.departments, condition)
         expires = R.format_expiry(pset.expires)
         for typ, actions in pset.actions.items():
             for j, action in enumerate(actions):
