@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 __all__ = ["Authorizer"]
 
 logger = logging.getLogger("salesauthz")
+_NO_CONTEXT: Mapping[str, Any] = {}  # a request context no condition (where:) reads
 
 
 class Authorizer(FieldAccess, ShareAccess, Replica):
@@ -162,6 +163,9 @@ class Authorizer(FieldAccess, ShareAccess, Replica):
                 return True
             if not coverage.guarded:
                 return coverage.covers(owner, record.department, snapshot.homes)
+            if coverage.condition_guards is not None:  # where: only, no requires: no clock read
+                return coverage.covers(owner, record.department, snapshot.homes, record.shares,
+                                       record.attributes, _NO_CONTEXT)
             return coverage.covers(owner, record.department, snapshot.homes, record.shares,
                                    record.attributes, self._context(context))
         except Exception:
@@ -316,12 +320,15 @@ class Authorizer(FieldAccess, ShareAccess, Replica):
 
     # -- changes ---------------------------------------------------------------------------
 
-    def admin(self, actor: str, *, domain: str, audit_denied: bool = False) -> Admin:
+    def admin(self, actor: str, *, domain: str, audit_denied: bool = False,
+              context: Mapping[str, Any] | None = None) -> Admin:
         """Administrative operations performed by ``actor``, authorized by its own rights
-        (``audit_denied=True`` also records refused operations in the audit trail)."""
+        (``audit_denied=True`` also records refused operations in the audit trail). ``context``
+        is the actor's request context: its ``mfa`` (session assurance) is written into every
+        audit record (``AuditRecord.assurance``)."""
         from .delegation import Admin
 
-        return Admin(self, actor, domain, audit_denied=audit_denied)
+        return Admin(self, actor, domain, audit_denied=audit_denied, context=context)
 
     def apply_changes(self, added: Iterable[Rule] = (), removed: Iterable[Rule] = (), *,
                       audit: Sequence[AuditDraft] = ()) -> list[AuditRecord]:

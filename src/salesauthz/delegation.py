@@ -250,11 +250,15 @@ class OffboardPlan:
 class Admin:
     """Administrative operations by ``actor`` in ``domain`` (see the module documentation)."""
 
-    def __init__(self, authz: Administered, actor: str, domain: str, *, audit_denied: bool = False) -> None:
+    def __init__(self, authz: Administered, actor: str, domain: str, *, audit_denied: bool = False,
+                 context: Mapping[str, object] | None = None) -> None:
         self._authz = authz
         self.actor = actor
         self.domain = domain
         self.audit_denied = audit_denied
+        # The actor's request context: its session assurance (``mfa``) goes into every audit
+        # record this Admin writes.
+        self.assurance = _assurance(context)
 
     # -- the operations --------------------------------------------------------------------
 
@@ -433,6 +437,61 @@ class Admin:
             return added, removed, [self._draft(
                 operation, account, added, removed, escalated,
                 detail=f"{info.reports_to or 'no one'} -> {superior or 'no one'}")]
+
+        return self._run(operation, account, plan)[0]
+
+    def set_attribute(self, account: str, name: str, value: object) -> AuditRecord:
+        """Set the account's attribute ``name`` (what conditions compare with
+        ``account.<name>``: territories, a pool, a portal user's ``customer_id``) to ``value``,
+        or remove it with ``None``.
+
+        ``value`` is text, a number, a boolean or a list of them, and must be comparable with
+        every record attribute a condition of the domain compares ``account.<name>`` with (by
+        the types the resource types declare): ``ValueError`` otherwise, naming it. The actor
+        must manage the account; setting (not removing: that only narrows) is judged like a
+        move — whatever the account's conditions would reach with the new value beyond what they
+        reach now, the actor must hold at least as widely (so an actor whose own reach is
+        narrowed by a condition cannot widen another's through an attribute; where two
+        conditions cannot be compared, the change is refused). Not on the actor itself."""
+        from .conditions import decode_value, encode_value, freeze, reference_mismatch, value_problem
+
+        operation = "set_attribute"
+        if not isinstance(name, str) or not name or "\x00" in name:
+            raise ValueError(f"invalid attribute name {name!r}")
+        if value is not None:
+            problem = value_problem(value)
+            if problem is not None:
+                raise ValueError(f"attribute {name!r} of {account!r}: {problem}")
+            value = list(value) if isinstance(value, tuple) else value
+        declared: dict[str, dict[str, str]] = {}
+        for rule in self._authz.rules(self.domain):
+            if rule[0] == R.RESOURCE_ATTRIBUTE:
+                declared.setdefault(rule[2], {})[rule[3]] = rule[4]
+
+        def plan(snapshot: Snapshot) -> _Change:
+            self._require_account(snapshot, account)
+            info = snapshot.account(account)
+            current = dict(info.attributes)
+            if value is not None:
+                _require_comparable(snapshot, declared, account, name, value, reference_mismatch)
+            if freeze(current.get(name)) == freeze(value):
+                raise ForbiddenError(f"{account}'s attribute {name} is already "
+                                     f"{'unset' if value is None else repr(value)}",
+                                     account=self.actor, domain=self.domain)
+            escalated = self._require_manage(snapshot, account, None, operation)
+            if value is not None:
+                changed = {**current, name: value}
+                after = _with_facts(snapshot, {account: info._replace(
+                    attributes=tuple(sorted(changed.items())))})
+                escalated |= self._require_gains(snapshot, after, [account], account, operation,
+                                                 escalated)
+            removed = _attribute_rules(self._authz.rules(self.domain), account, name)
+            added: list[Rule] = ([(R.ACCOUNT_ATTRIBUTE, account, self.domain, name,
+                                   encode_value(value))] if value is not None else [])
+            old = (repr(decode_value(removed[0][4])) if removed else "unset")
+            return added, removed, [self._draft(
+                operation, account, added, removed, escalated,
+                detail=f"{name}: {old} -> {'unset' if value is None else repr(value)}")]
 
         return self._run(operation, account, plan)[0]
 
@@ -675,7 +734,7 @@ class Admin:
     def _draft(self, operation: str, target: str, added: Sequence[Rule], removed: Sequence[Rule],
                escalated: bool, *, outcome: str = "applied", detail: str = "") -> AuditDraft:
         return AuditDraft(self._authz.now(), self.actor, self.domain, operation, target,
-                          tuple(added), tuple(removed), escalated, outcome, detail)
+                          tuple(added), tuple(removed), escalated, outcome, detail, self.assurance)
 
     def _require_account(self, snapshot: Snapshot, account: str) -> None:
         info = snapshot.accounts.get(account)
@@ -798,3 +857,50 @@ class Admin:
                 current = after
             decided.append((name, superior, "repoint" if allowed else "keep"))
         return decided
+
+
+def _attribute_rules(rules: Iterable[Rule], account: str, name: str) -> list[Rule]:
+    """The ``p9`` rules stating the account's attribute ``name``."""
+    return [rule for rule in rules
+            if rule[0] == R.ACCOUNT_ATTRIBUTE and rule[1] == account and rule[3] == name]
+
+
+def _require_comparable(snapshot: Snapshot, declared: Mapping[str, Mapping[str, str]],
+                        account: str, name: str, value: object,
+                        mismatch: Callable[[object, str, frozenset[str]], tuple[bool, object]],
+                        ) -> None:
+    """``ValueError`` when ``value`` could never pass a condition of the domain comparing
+    ``account.<name>`` with a declared record attribute."""
+    from .conditions import OWNER, AccountRef
+
+    permissions = [p for ps in snapshot.role_permissions.values() for p in ps]
+    permissions += [p for info in snapshot.accounts.values() for p in info.grants]
+    for permission in permissions:
+        condition = permission.scope.condition
+        if condition is None:
+            continue
+        for test in condition.where:
+            if not (isinstance(test.operand, AccountRef) and test.operand.name == name):
+                continue
+            types = declared if permission.type == R.WILDCARD else {
+                permission.type: declared.get(permission.type, {})}
+            kinds = frozenset({"str"} if test.attribute == OWNER else
+                              {attrs[test.attribute] for attrs in types.values()
+                               if test.attribute in attrs})
+            bad, item = mismatch(value, test.op, kinds)
+            if bad:
+                raise ValueError(
+                    f"attribute {name!r} of {account!r}: {item!r} can never match "
+                    f"{permission.type}.{test.attribute} ({' or '.join(sorted(kinds))}), which "
+                    f"the condition `{test}` compares it with")
+
+
+def _assurance(context: Mapping[str, object] | None) -> int | None:
+    """The session assurance level a request context gives (``mfa``: true is 1, false 0, a
+    level itself), ``None`` without a context (or without ``mfa`` in it)."""
+    if context is None or "mfa" not in context:
+        return None
+    have = context["mfa"]
+    if isinstance(have, bool):
+        return int(have)
+    return have if isinstance(have, int) and have >= 0 else 0
