@@ -78,6 +78,7 @@ class AsyncAdmin:
     freeze = _in_thread(Admin.freeze)
     deactivate = _in_thread(Admin.deactivate)
     unfreeze = _in_thread(Admin.unfreeze)
+    reactivate = _in_thread(Admin.reactivate)
     add_auxiliary_department = _in_thread(Admin.add_auxiliary_department)
     remove_auxiliary_department = _in_thread(Admin.remove_auxiliary_department)
     set_reports_to = _in_thread(Admin.set_reports_to)

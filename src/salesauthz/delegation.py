@@ -60,14 +60,18 @@ class Administered(Protocol):
     def _snapshot(self, domain: str) -> Snapshot | None: ...
 
 
-def _grant_is_covered(actor: Coverage | None, granted: Coverage, snapshot: Snapshot) -> bool:
+def _grant_is_covered(actor: Coverage | None, granted: Coverage, snapshot: Snapshot,
+                      capped: bool = False) -> bool:
     """Whether an actor holding ``actor`` may hand out ``granted`` (rule 2 above).
 
-    ``granted`` is compared record-set-wise, with each owner's records taken in that owner's
-    current department (records follow their owner by default). Records reached through shares
-    (the ``shared`` scope) may lie anywhere in the domain: a guarded term is covered when the
-    actor covers its records whatever their shares, or holds a term with the same guards over at
-    least its records.
+    ``granted`` is compared record-set-wise. An owner's records may be filed in any department
+    (a record names its department; only one without is taken in its owner's), so an owner
+    ``granted`` reaches wherever its records lie must be one the actor reaches wherever they lie
+    — unless ``capped``: the account receiving ``granted`` is a sub-account below the actor, whose
+    parent ceiling intersects it with the actor's rights at every decision, and then the owner's
+    records are judged in its current department. Records reached through shares (the ``shared``
+    scope) may lie anywhere in the domain: a guarded term is covered when the actor covers its
+    records whatever their shares, or holds a term with the same guards over at least its records.
     """
     if actor is None:
         return False
@@ -76,14 +80,16 @@ def _grant_is_covered(actor: Coverage | None, granted: Coverage, snapshot: Snaps
     if granted.everything:
         return False
     for term in granted.guarded:
-        if not (_grant_is_covered(actor.plain, term.base, snapshot) or any(
-                theirs.guards <= term.guards and _grant_is_covered(theirs.base, term.base, snapshot)
+        if not (_grant_is_covered(actor.plain, term.base, snapshot, capped) or any(
+                theirs.guards <= term.guards
+                and _grant_is_covered(theirs.base, term.base, snapshot, capped)
                 for theirs in actor.guarded)):
             return False
     if not granted.departments <= actor.departments:
         return False
     for owner in granted.owners:
-        if not actor.covers(owner, snapshot.department_of(owner)):
+        if not (owner in actor.owners
+                or (capped and actor.covers(owner, snapshot.department_of(owner)))):
             return False
     for owner, departments in granted.owner_departments.items():
         if not all(actor.covers(owner, d) for d in departments):
@@ -103,22 +109,75 @@ def _role_permissions(snapshot: Snapshot, role: str) -> list[Permission]:
 
 
 def _held(snapshot: Snapshot, account: str) -> list[Permission]:
-    """Every permission the account itself holds (its roles' and its grants)."""
-    return [held.permission for held in engine.holdings(snapshot, account)]
+    """Every permission the account itself holds (its roles' and its grants), each with the
+    earlier of its own expiry and its role assignment's as its ``expires``."""
+    found: list[Permission] = []
+    for held in engine.holdings(snapshot, account):
+        permission = held.permission
+        if held.until is not None and (permission.expires is None or held.until < permission.expires):
+            permission = permission._replace(expires=held.until)
+        found.append(permission)
+    return found
 
 
-def _missing(snapshot: Snapshot, actor_map: EffectiveMap, account: str, department: str | None,
-             permissions: Iterable[Permission]) -> list[str]:
+def _missing(snapshot: Snapshot, actor_map: Mapping[Key, Coverage], account: str,
+             department: str | None, permissions: Iterable[Permission],
+             capped: bool = False, already: EffectiveMap | None = None) -> list[str]:
     """``type:action@scope`` labels of what ``permissions`` would give ``account`` (were it in
-    ``department``) that an actor holding ``actor_map`` does not hold at least as widely."""
+    ``department``) that an actor holding ``actor_map`` does not hold at least as widely
+    (``capped``: the account is a sub-account below the actor, see :func:`_grant_is_covered`).
+    With ``already`` (what the account reaches by itself without the change), only what the
+    permissions give beyond it counts: a decision that was allowed stays as it was."""
     missing: list[str] = []
     for permission in permissions:
         for key in engine.expand(snapshot, permission.type, permission.action):
             granted = engine.scope_coverage(snapshot, account, permission.scope, department,
                                             moved=True, key=key)
-            if not _grant_is_covered(actor_map.get(key), granted, snapshot):
+            if already is not None:
+                granted = _beyond(granted, already.get(key, NOTHING))
+                if granted.is_empty:
+                    continue
+            if not _grant_is_covered(actor_map.get(key), granted, snapshot, capped):
                 missing.append(f"{key[0]}:{key[1]}@{permission.scope}")
     return missing
+
+
+class _Widened(Mapping[Key, Coverage]):
+    """An actor's effective map with its ``role:escalate`` reach added to every right: what an
+    escalating actor may hand out (rule 3: escalate reaches no further than its own scope)."""
+
+    def __init__(self, held: EffectiveMap, reach: Coverage) -> None:
+        self._held, self._reach = held, reach
+
+    def __getitem__(self, key: Key) -> Coverage:
+        return self._held.get(key, NOTHING).union(self._reach)
+
+    def __iter__(self) -> Iterator[Key]:
+        return iter(self._held)
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+
+_TIMELINE_LIMIT = 64
+"""How many future changes of an actor's rights a decision looks at (beyond: refused)."""
+
+
+def _own_without(snapshot: Snapshot, account: str, rule: Rule, now: float) -> EffectiveMap:
+    """What ``account`` holds by itself at ``now`` without ``rule`` (a grant, or a role
+    assignment: every holding through that role assignment)."""
+    found: dict[Key, Coverage] = {}
+    for held in engine.holdings(snapshot, account):
+        permission = held.permission
+        if permission.rule == rule or (rule[0] in (R.ROLE_LINK, R.TIMED_ROLE)
+                                       and held.via[:1] == (rule[2],)):
+            continue
+        if permission.expires is not None and engine.expired(permission.expires, now):
+            continue
+        for key in engine.expand(snapshot, permission.type, permission.action):
+            coverage = engine.scope_coverage(snapshot, account, permission.scope, key=key)
+            found[key] = found.get(key, NOTHING).union(coverage)
+    return found
 
 
 def _with_facts(snapshot: Snapshot, changed: Mapping[str, AccountInfo]) -> Snapshot:
@@ -190,7 +249,7 @@ def _beyond(after: Coverage, before: Coverage) -> Coverage:
                     owner_departments=pairs, guarded=after.guarded - before.guarded)
 
 
-def _missing_gains(before: Snapshot, after: Snapshot, actor_map: EffectiveMap,
+def _missing_gains(before: Snapshot, after: Snapshot, actor_map: Mapping[Key, Coverage],
                    accounts: Iterable[str], target: str) -> list[str]:
     """``type:action@scope`` labels (``… for <account>`` when not ``target``) of what
     ``accounts`` would reach in ``after`` beyond what they reach in ``before`` that an actor
@@ -314,8 +373,11 @@ class Admin:
                 raise ValueError(f"the assignment of {role} to {account} would end at {expiry}, "
                                  "which is not in the future")
             escalated = self._require_manage(snapshot, account, None, "assign_role")
+            ends = R.parse_expiry(expiry) if expiry else None
+            permissions = [p._replace(expires=engine.earliest(p.expires, ends))
+                           for p in _role_permissions(snapshot, role)]
             escalated |= self._require_holds(snapshot, account, snapshot.department_of(account),
-                                             _role_permissions(snapshot, role), "assign_role", escalated)
+                                             permissions, "assign_role", escalated)
             permanent: Rule = (R.ROLE_LINK, account, role, self.domain)
             removed = self._timed_assignments(snapshot, account, role)
             if expiry:
@@ -458,13 +520,25 @@ class Admin:
             for name in the_scope.departments:
                 if name not in snapshot.department_parent:
                     raise UnknownNameError("department", name, self.domain)
+            if expiry and R.parse_expiry(expiry) <= self._authz.now():
+                raise ValueError(f"the grant to {account} would end at {expiry}, which is not in "
+                                 "the future")
             escalated = self._require_manage(snapshot, account, None, "grant")
-            added: list[Rule] = [(R.PERMISSION, account, self.domain, type, action, text, expiry)
-                                 for action in action_list for text in the_scope.encode()]
-            permissions = [Permission(type, a, the_scope, None, ()) for a in action_list]
+            ends = R.parse_expiry(expiry) if expiry else None
+            permissions = [Permission(type, a, the_scope, ends, ()) for a in action_list]
             escalated |= self._require_holds(snapshot, account, snapshot.department_of(account),
                                              permissions, "grant", escalated)
+            keys: list[tuple[str, str]] = [(type, a) for a in action_list]
+            if not escalated and (type == R.WILDCARD or R.WILDCARD in action_list):
+                # A wildcard the actor vouched for means the actions it holds now: stored as
+                # those, so that an action added to the vocabulary later is not handed out too.
+                keys = list(dict.fromkeys(key for a in action_list
+                                          for key in engine.expand(snapshot, type, a)))
+            added: list[Rule] = [(R.PERMISSION, account, self.domain, t, a, text, expiry)
+                                 for t, a in keys for text in the_scope.encode()]
             label = f"{type}:{','.join(action_list)}@{the_scope}" + (f" until {expiry}" if expiry else "")
+            if keys != [(type, a) for a in action_list]:
+                label += " (as " + ", ".join(f"{t}:{a}" for t, a in keys) + ")"
             return added, [], [self._draft("grant", account, added, (), escalated, detail=label)]
 
         return self._run("grant", account, plan)[0]
@@ -515,8 +589,16 @@ class Admin:
         return self._set_status(account, "frozen", "freeze")
 
     def deactivate(self, account: str) -> AuditRecord:
-        """Mark the account as gone; like freeze, but not undone by :meth:`unfreeze`."""
+        """Mark the account as gone; like freeze, but undone only by :meth:`reactivate` (a
+        deactivated account can be neither frozen nor unfrozen)."""
         return self._set_status(account, "deactivated", "deactivate")
+
+    def reactivate(self, account: str) -> AuditRecord:
+        """Bring a deactivated account back. Its own rule: the actor needs ``role:escalate`` over
+        the account (besides ``account:manage``), and everything the account holds comes back into
+        force, so it must lie within what the actor holds or its escalate right reaches. The audit
+        record is always marked ``escalated``."""
+        return self._set_status(account, "active", "reactivate")
 
     def unfreeze(self, account: str) -> AuditRecord:
         """Reactivate a frozen account. Its rights come back into force, so the actor must hold
@@ -556,8 +638,10 @@ class Admin:
             target = rule[1]
             permissions = ([engine.parse_permission(rule)] if rule[0] == R.PERMISSION
                            else _role_permissions(snapshot, rule[2]))
+            already = _own_without(snapshot, target, rule, self._authz.now())
             keep = self._allowed_manage(snapshot, actor_map, target, None) and not _missing(
-                snapshot, actor_map, target, snapshot.department_of(target), permissions)
+                snapshot, actor_map, target, snapshot.department_of(target), permissions,
+                already=already)
             grants.append((rule, "reissue" if keep else "revoke"))
         reports = self._plan_reports(snapshot, actor_map, account, transfer_to,
                                      snapshot.reports.get(account, ()))
@@ -587,6 +671,8 @@ class Admin:
                     change_remove = [(R.PARENT, name, plan.account, self.domain)]
                 else:
                     status = snapshot.account(name).status or "active"
+                    if status == "deactivated":
+                        continue  # stays deactivated: freezing would make it unfreezable
                     change_add = [(R.ACCOUNT, name, self.domain, "frozen")]
                     change_remove = [(R.ACCOUNT, name, self.domain, status)] if status != "frozen" else []
                 added += change_add
@@ -631,16 +717,29 @@ class Admin:
                 raise ForbiddenError(f"{account} is already {status}", account=self.actor,
                                      domain=self.domain)
             if operation == "unfreeze" and current != "frozen":
-                raise ForbiddenError(f"only a frozen account can be unfrozen; {account} is {current}",
+                raise ForbiddenError(f"only a frozen account can be unfrozen; {account} is {current}"
+                                     + (" (use reactivate)" if current == "deactivated" else ""),
                                      account=self.actor, domain=self.domain)
+            if operation == "freeze" and current == "deactivated":
+                raise ForbiddenError(f"{account} is deactivated: it cannot be frozen (nor then "
+                                     "unfrozen); only reactivate brings it back",
+                                     account=self.actor, domain=self.domain)
+            if operation == "reactivate" and current != "deactivated":
+                raise ForbiddenError(f"only a deactivated account can be reactivated; {account} is "
+                                     f"{current}", account=self.actor, domain=self.domain)
             escalated = self._require_manage(snapshot, account, None, operation)
-            if operation == "unfreeze":
+            if operation == "reactivate":
+                escalated = self._bypass(snapshot, account, operation,
+                                         f"{self.actor} may not reactivate {account}: reactivating "
+                                         "a deactivated account needs role:escalate over it",
+                                         ["role:escalate"])
+            if operation in ("unfreeze", "reactivate"):
                 if account == self.actor:
-                    raise ForbiddenError("an account cannot unfreeze itself", account=self.actor,
+                    raise ForbiddenError(f"an account cannot {operation} itself", account=self.actor,
                                          domain=self.domain)
                 escalated |= self._require_holds(snapshot, account, snapshot.department_of(account),
                                                  _held(snapshot, account),
-                                                 operation, escalated)
+                                                 operation, escalated, gained_only=False)
             removed: list[Rule] = [(R.ACCOUNT, account, self.domain, current or "active")]
             added: list[Rule] = [(R.ACCOUNT, account, self.domain, status)]
             return added, removed, [self._draft(operation, account, added, removed, escalated)]
@@ -701,11 +800,43 @@ class Admin:
         where = department if department is not None else snapshot.department_of(account)
         return coverage is not None and coverage.covers(account, where)
 
-    def _holds_escalate(self, snapshot: Snapshot, account: str, department: str | None) -> bool:
+    def _escalate_reach(self, snapshot: Snapshot, account: str, department: str | None) -> Coverage | None:
+        """What the actor's ``role:escalate`` reaches, if it covers ``account`` (in ``department``,
+        default its own); ``None`` otherwise."""
         effective, _ = engine.effective(snapshot, self.actor, self._authz.now())
         coverage = effective.get(("role", "escalate"))
         where = department if department is not None else snapshot.department_of(account)
-        return coverage is not None and coverage.covers(account, where)
+        return coverage if coverage is not None and coverage.covers(account, where) else None
+
+    def _holds_escalate(self, snapshot: Snapshot, account: str, department: str | None) -> bool:
+        return self._escalate_reach(snapshot, account, department) is not None
+
+    def _timeline(self, snapshot: Snapshot, also: Iterable[float] = ()) -> list[tuple[float, EffectiveMap]]:
+        """``(from, map)``: the actor's effective map now, at each later moment it changes (an
+        expiry) and at the moments ``also`` (when what the target holds by itself changes), as
+        the rules stand; the last one holds forever."""
+        now = self._authz.now()
+        pending = sorted({m for m in also if m > now})
+        moment = now
+        found: list[tuple[float, EffectiveMap]] = []
+        while True:
+            actor_map, until = engine.effective(snapshot, self.actor, moment)
+            found.append((moment, actor_map))
+            while pending and pending[0] <= moment:
+                pending.pop(0)
+            nxt = min(m for m in (until, pending[0] if pending else None) if m is not None) \
+                if until is not None or pending else None
+            if nxt is None:
+                return found
+            if len(found) >= _TIMELINE_LIMIT:  # rights changing this often: judged as ended here
+                found.append((nxt, {}))
+                return found
+            moment = nxt
+
+    def _own_changes(self, snapshot: Snapshot, account: str) -> list[float]:
+        """The moments what ``account`` holds by itself changes (its grants and timed roles
+        expiring)."""
+        return sorted({p.expires for p in _held(snapshot, account) if p.expires is not None})
 
     def _bypass(self, snapshot: Snapshot, account: str, operation: str, message: str,
                 missing: Sequence[str], department: str | None = None) -> bool:
@@ -717,36 +848,84 @@ class Admin:
 
     def _require_manage(self, snapshot: Snapshot, account: str, department: str | None,
                         operation: str, escalated: bool = False) -> bool:
-        """Rule 1; returns whether the escalate right had to be used."""
+        """Rule 1 (for ``account`` in ``department``, default its own); returns whether the
+        escalate right had to be used. Decided for this department whatever was decided before
+        (``escalated`` is not sticky: an escalate right over the account where it is says
+        nothing about where it goes)."""
         actor_map, _ = engine.effective(snapshot, self.actor, self._authz.now())
         if self._allowed_manage(snapshot, actor_map, account, department):
             return False
-        if escalated:
-            return True
         where = department if department is not None else snapshot.department_of(account)
         return self._bypass(snapshot, account, operation,
                             f"{self.actor} may not manage account {account}"
                             + (f" in department {where}" if where else "")
-                            + ": it holds no account:manage at a scope covering it",
+                            + ": it holds no account:manage at a scope covering it"
+                            + (" (nor role:escalate)" if escalated else ""),
                             ["account:manage"], department)
 
-    def _require_holds(self, snapshot: Snapshot, account: str, department: str | None,
-                       permissions: Sequence[Permission], operation: str, escalated: bool) -> bool:
-        """Rule 2 for everything ``permissions`` would give ``account`` in ``department``."""
-        if account == self.actor and operation in ("assign_role", "grant", "move") and not escalated:
-            return self._bypass(snapshot, account, operation,
-                                f"{self.actor} may not {operation.replace('_', ' ')} for itself",
-                                [f"{operation} on itself"], department)
-        actor_map, _ = engine.effective(snapshot, self.actor, self._authz.now())
-        missing = _missing(snapshot, actor_map, account, department, permissions)
+    def _judge(self, snapshot: Snapshot, account: str, department: str | None, operation: str,
+               missing_with: Callable[[Mapping[Key, Coverage], float], list[str]],
+               message: Callable[[str], str], also: Iterable[float] = ()) -> bool:
+        """Rule 2 over time, and rule 3 bounded by the escalate right's own scope.
+
+        ``missing_with(actor map, moment)`` lists what the operation gives (that is still in
+        force at ``moment``) beyond an actor holding that map. The actor must hold it now and at
+        every later change of its rights (a right of the actor that expires bounds what it may
+        hand out). Otherwise the actor's ``role:escalate`` must cover ``account`` (in
+        ``department``) and, added to what the actor holds, reach all of it — at every moment
+        too. Returns whether escalate was used; raises :class:`EscalationError` otherwise."""
+        timeline = self._timeline(snapshot, also)
+        now = timeline[0][0]
+        missing: list[str] = []
+        for moment, actor_map in timeline:
+            for label in missing_with(actor_map, moment):
+                missing.append(label if moment <= now else
+                               f"{label} after {R.format_expiry_at(moment)}")
         if not missing:
             return False
-        if escalated:
-            return True
         unique, shown = _listed(missing)
-        return self._bypass(snapshot, account, operation,
-                            f"{self.actor} cannot {operation.replace('_', ' ')} for {account}: it does "
-                            f"not itself hold {shown} over {account}", unique, department)
+        if self._escalate_reach(snapshot, account, department) is None:
+            raise EscalationError(message(shown), actor=self.actor, operation=operation,
+                                  target=account, missing=unique, domain=self.domain)
+        beyond: list[str] = []
+        for moment, actor_map in timeline:
+            reach = actor_map.get(("role", "escalate"), NOTHING)
+            for label in missing_with(_Widened(actor_map, reach), moment):
+                beyond.append(label if moment <= now else
+                              f"{label} after {R.format_expiry_at(moment)}")
+        if beyond:
+            unique, shown = _listed(beyond)
+            raise EscalationError(
+                f"{message(shown)}; its role:escalate does not reach that far either (escalation "
+                "hands out nothing beyond the escalate right's own scope)", actor=self.actor,
+                operation=operation, target=account, missing=unique, domain=self.domain)
+        return True
+
+    def _require_holds(self, snapshot: Snapshot, account: str, department: str | None,
+                       permissions: Sequence[Permission], operation: str, escalated: bool, *,
+                       gained_only: bool = True) -> bool:
+        """Rule 2 for everything ``permissions`` would give ``account`` in ``department``, for as
+        long as each is in force (its ``expires``). With ``gained_only`` only what they give
+        beyond what the account holds by itself at each moment counts (a grant, a role, a move);
+        without it all of it (an unfreeze: nothing was in force before)."""
+        if account == self.actor and operation in ("assign_role", "grant", "move") and not escalated:
+            escalated = self._bypass(snapshot, account, operation,
+                                     f"{self.actor} may not {operation.replace('_', ' ')} for itself",
+                                     [f"{operation} on itself"], department)
+        capped = account in snapshot.descendants_of((self.actor,))
+
+        def missing_with(actor_map: Mapping[Key, Coverage], moment: float) -> list[str]:
+            if capped and moment > self._authz.now():
+                return []  # the parent ceiling takes the actor's later rights into account
+            alive = [p for p in permissions if p.expires is None or p.expires > moment]
+            already = engine.own_map(snapshot, account, moment)[0] if gained_only else None
+            return _missing(snapshot, actor_map, account, department, alive, capped, already)
+
+        return self._judge(
+            snapshot, account, department, operation, missing_with,
+            lambda shown: f"{self.actor} cannot {operation.replace('_', ' ')} for {account}: it does "
+                          f"not itself hold {shown} over {account}",
+            self._own_changes(snapshot, account) if gained_only else ()) or escalated
 
     def _require_gains(self, before: Snapshot, after: Snapshot, accounts: Sequence[str], target: str,
                        operation: str, escalated: bool) -> bool:
@@ -754,18 +933,17 @@ class Admin:
         ``accounts`` would reach beyond what they reach now, the actor must hold as widely."""
         words = operation.replace("_", " ")
         if target == self.actor and target in accounts and not escalated:
-            return self._bypass(before, target, operation, f"{self.actor} may not {words} for itself",
-                                [f"{operation} on itself"])
-        actor_map, _ = engine.effective(before, self.actor, self._authz.now())
-        missing = _missing_gains(before, after, actor_map, accounts, target)
-        if not missing:
-            return False
-        if escalated:
-            return True
-        unique, shown = _listed(missing)
-        return self._bypass(before, target, operation,
-                            f"{self.actor} cannot {words} for {target}: the change would give "
-                            f"{shown} beyond what {self.actor} itself holds", unique)
+            escalated = self._bypass(before, target, operation,
+                                     f"{self.actor} may not {words} for itself",
+                                     [f"{operation} on itself"])
+
+        def missing_with(actor_map: Mapping[Key, Coverage], moment: float) -> list[str]:
+            return _missing_gains(before, after, actor_map, accounts, target)
+
+        return self._judge(
+            before, target, None, operation, missing_with,
+            lambda shown: f"{self.actor} cannot {words} for {target}: the change would give "
+                          f"{shown} beyond what {self.actor} itself holds") or escalated
 
     def _timed_assignments(self, snapshot: Snapshot, account: str, role: str) -> list[Rule]:
         """The ``p8`` rules assigning ``role`` to ``account`` until some moment (the stored rules
