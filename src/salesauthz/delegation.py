@@ -218,12 +218,16 @@ class _Overlay(Mapping[str, _V]):
         return len(self._top) + sum(1 for name in self._base if name not in self._top)
 
 
-def _reach(snapshot: Snapshot, account: str) -> dict[Key, tuple[Coverage, dict[str, Coverage]]]:
+def _reach(snapshot: Snapshot, account: str,
+           moment: float | None = None) -> dict[Key, tuple[Coverage, dict[str, Coverage]]]:
     """``key → (union, scope label → coverage)`` of what the account's own holdings reach
-    (expired ones included, its status and parent ignored: as :func:`_missing` judges)."""
+    (those in force at ``moment``; all, expired ones included, without it; its status and
+    parent ignored: as :func:`_missing` judges)."""
     found: dict[Key, tuple[Coverage, dict[str, Coverage]]] = {}
     for held in engine.holdings(snapshot, account):
         permission = held.permission
+        if moment is not None and engine.expired(permission.expires, moment):
+            continue
         for key in engine.expand(snapshot, permission.type, permission.action):
             coverage = engine.scope_coverage(snapshot, account, permission.scope, key=key)
             union, by_scope = found.get(key, (NOTHING, {}))
@@ -250,15 +254,15 @@ def _beyond(after: Coverage, before: Coverage) -> Coverage:
 
 
 def _missing_gains(before: Snapshot, after: Snapshot, actor_map: Mapping[Key, Coverage],
-                   accounts: Iterable[str], target: str) -> list[str]:
+                   accounts: Iterable[str], target: str, moment: float | None = None) -> list[str]:
     """``type:action@scope`` labels (``… for <account>`` when not ``target``) of what
     ``accounts`` would reach in ``after`` beyond what they reach in ``before`` that an actor
     holding ``actor_map`` does not hold at least as widely (rule 2 for changes of the facts
     scopes read: auxiliary departments, reporting lines)."""
     missing: list[str] = []
     for account in dict.fromkeys(accounts):
-        old = _reach(before, account)
-        for key, (union, by_scope) in _reach(after, account).items():
+        old = _reach(before, account, moment)
+        for key, (union, by_scope) in _reach(after, account, moment).items():
             previous, previous_by_scope = old.get(key, (NOTHING, {}))
             gained = _beyond(union, previous)
             if gained.is_empty or _grant_is_covered(actor_map.get(key), gained, after):
@@ -620,12 +624,19 @@ class Admin:
         if snapshot.account(account).status == "active":
             self.freeze(account)
         snapshot = self._current()
-        actor_map, _ = engine.effective(snapshot, self.actor, self._authz.now())
+        involved = [name for name, info in snapshot.accounts.items()
+                    if info.parent == account or info.reports_to == account]
+        involved += _superiors(snapshot, transfer_to)
+        timeline = self._timeline(snapshot, [m for name in involved
+                                             for m in self._own_changes(snapshot, name)])
+        actor_map = timeline[0][1]
         subs: list[tuple[str, str]] = []
         for name in sorted(n for n, info in snapshot.accounts.items() if info.parent == account):
-            ok = self._allowed_manage(snapshot, actor_map, name, None) and not _missing(
-                snapshot, actor_map, name, snapshot.department_of(name),
-                _held(snapshot, name))
+            held = _held(snapshot, name)
+            ok = self._allowed_manage(snapshot, actor_map, name, None) and not any(
+                _missing(snapshot, moment_map, name, snapshot.department_of(name),
+                         [p for p in held if not engine.expired(p.expires, moment)])
+                for moment, moment_map in timeline)
             subs.append((name, "reparent" if ok else "freeze"))
         grants: list[tuple[Rule, str]] = []
         current = set(self._authz.rules(self.domain))
@@ -638,12 +649,18 @@ class Admin:
             target = rule[1]
             permissions = ([engine.parse_permission(rule)] if rule[0] == R.PERMISSION
                            else _role_permissions(snapshot, rule[2]))
-            already = _own_without(snapshot, target, rule, self._authz.now())
-            keep = self._allowed_manage(snapshot, actor_map, target, None) and not _missing(
-                snapshot, actor_map, target, snapshot.department_of(target), permissions,
-                already=already)
+            if rule[0] == R.TIMED_ROLE:
+                ends = R.parse_expiry(rule[4])
+                permissions = [p._replace(expires=engine.earliest(p.expires, ends))
+                               for p in permissions]
+            target_timeline = self._timeline(snapshot, self._own_changes(snapshot, target))
+            keep = self._allowed_manage(snapshot, actor_map, target, None) and not any(
+                _missing(snapshot, moment_map, target, snapshot.department_of(target),
+                         [p for p in permissions if not engine.expired(p.expires, moment)],
+                         already=_own_without(snapshot, target, rule, moment))
+                for moment, moment_map in target_timeline)
             grants.append((rule, "reissue" if keep else "revoke"))
-        reports = self._plan_reports(snapshot, actor_map, account, transfer_to,
+        reports = self._plan_reports(snapshot, timeline, account, transfer_to,
                                      snapshot.reports.get(account, ()))
         records = ScopeFilter(account, "*", "*", self.domain, Coverage(owners=frozenset((account,))))
         return OffboardPlan(self, account, transfer_to, records, tuple(subs), tuple(grants),
@@ -681,8 +698,10 @@ class Admin:
                                           detail=f"offboarding {plan.account}"))
             planned = [name for name, _, action in plan.reports if action == "repoint"
                        and snapshot.account(name).reports_to == plan.account]  # else changed since
-            actor_map, _ = engine.effective(snapshot, self.actor, self._authz.now())
-            for name, superior, action in self._plan_reports(snapshot, actor_map, plan.account,
+            involved = [*planned, *_superiors(snapshot, plan.transfer_to)]
+            timeline = self._timeline(snapshot, [m for name in involved
+                                                 for m in self._own_changes(snapshot, name)])
+            for name, superior, action in self._plan_reports(snapshot, timeline, plan.account,
                                                              plan.transfer_to, planned):
                 if action != "repoint":
                     continue  # no longer allowed: left as it is, like a "keep"
@@ -938,12 +957,13 @@ class Admin:
                                      [f"{operation} on itself"])
 
         def missing_with(actor_map: Mapping[Key, Coverage], moment: float) -> list[str]:
-            return _missing_gains(before, after, actor_map, accounts, target)
+            return _missing_gains(before, after, actor_map, accounts, target, moment)
 
         return self._judge(
             before, target, None, operation, missing_with,
             lambda shown: f"{self.actor} cannot {words} for {target}: the change would give "
-                          f"{shown} beyond what {self.actor} itself holds") or escalated
+                          f"{shown} beyond what {self.actor} itself holds",
+            [m for name in accounts for m in self._own_changes(before, name)]) or escalated
 
     def _timed_assignments(self, snapshot: Snapshot, account: str, role: str) -> list[Rule]:
         """The ``p8`` rules assigning ``role`` to ``account`` until some moment (the stored rules
@@ -953,7 +973,8 @@ class Admin:
         return [rule for rule in self._authz.rules(self.domain)
                 if rule[0] == R.TIMED_ROLE and rule[1] == account and rule[2] == role]
 
-    def _plan_reports(self, snapshot: Snapshot, actor_map: EffectiveMap, leaver: str,
+    def _plan_reports(self, snapshot: Snapshot, timeline: Sequence[tuple[float, EffectiveMap]],
+                      leaver: str,
                       transfer_to: str, reports: Iterable[str]) -> list[tuple[str, str | None, str]]:
         """``(report, new superior, "repoint" | "keep")`` for the leaver's direct ``reports``:
         each is re-pointed to ``transfer_to`` (``transfer_to`` itself, if it reported to the
@@ -962,6 +983,7 @@ class Admin:
         otherwise it keeps reporting to the (frozen) leaver, for an administrator who may."""
         decided: list[tuple[str, str | None, str]] = []
         current = snapshot
+        actor_map = timeline[0][1]
         for name in sorted(reports):
             superior = transfer_to if name != transfer_to else snapshot.account(leaver).reports_to
             info = current.account(name)
@@ -970,8 +992,9 @@ class Admin:
                        and (superior is None or (
                            self._allowed_manage(current, actor_map, superior, None)
                            and name not in _superiors(current, superior)
-                           and not _missing_gains(current, after, actor_map,
-                                                  _superiors(after, superior), name))))
+                           and not any(_missing_gains(current, after, moment_map,
+                                                      _superiors(after, superior), name, moment)
+                                       for moment, moment_map in timeline))))
             if allowed:
                 current = after
             decided.append((name, superior, "repoint" if allowed else "keep"))
