@@ -135,7 +135,9 @@ class _Change:
                            "remove its old 'g2' rule in the same change")
             seen = {name}
             above = parent or None
-            while above is not None and len(seen) < _WALK_LIMIT:
+            for _ in range(_WALK_LIMIT):
+                if above is None:
+                    break
                 if above in seen:
                     self.issue(f"{rule!r}: department {name!r} would be below itself "
                                f"(through {above!r})", "SA121",
@@ -160,7 +162,9 @@ class _Change:
             if rule[0] == R.ROLE_LINK and self.role(subject):
                 stack: list[str] = [role]
                 seen: set[str] = set()
-                while stack and len(seen) < _WALK_LIMIT:
+                for _ in range(_WALK_LIMIT):
+                    if not stack:
+                        break
                     current = stack.pop()
                     if current == subject:
                         self.issue(f"{rule!r}: role {subject!r} would inherit itself through "
@@ -211,7 +215,9 @@ class _Change:
                     continue
                 seen = {account}
                 current: str | None = target
-                while current is not None and len(seen) < _WALK_LIMIT:
+                for _ in range(_WALK_LIMIT):
+                    if current is None:
+                        break
                     if current in seen:
                         self.issue(f"{rule!r}: the {word} chain of {account!r} would loop "
                                    f"(through {current!r})", loop_code,
