@@ -180,6 +180,56 @@ def _own_without(snapshot: Snapshot, account: str, rule: Rule, now: float) -> Ef
     return found
 
 
+_ACCOUNT_RULES = frozenset((R.ACCOUNT, R.MEMBERSHIP, R.AUXILIARY, R.PARENT, R.REPORTS_TO, R.ROLE_LINK,
+                            R.TIMED_ROLE, R.PERMISSION, R.ACCOUNT_ATTRIBUTE))
+"""The rule types whose first value is the account they are about."""
+
+
+def _holders(snapshot: Snapshot, role: str) -> list[tuple[str, float | None]]:
+    """Every account holding ``role`` (directly, by inheritance or until a moment), with the
+    moment it stops holding it (``None``: permanently)."""
+    found: list[tuple[str, float | None]] = []
+    for name, info in sorted(snapshot.accounts.items()):
+        if info.status is None:
+            continue
+        if any(role in snapshot.role_closure(r) for r in info.roles):
+            found.append((name, None))
+            continue
+        ends = [until for r, until in info.timed_roles if role in snapshot.role_closure(r)]
+        if ends:
+            found.append((name, max(ends)))
+    return found
+
+
+def _with_department_parent(snapshot: Snapshot, name: str, parent: str | None) -> Snapshot:
+    """``snapshot`` as it would be were department ``name`` below ``parent``: what scopes read of
+    the tree (parents, subtrees) kept consistent."""
+    parents = dict(snapshot.department_parent)
+    parents[name] = parent
+    children: dict[str, list[str]] = {}
+    for department, above in parents.items():
+        if above is not None:
+            children.setdefault(above, []).append(department)
+    subtree: dict[str, frozenset[str]] = {}
+
+    def below(department: str) -> frozenset[str]:
+        known = subtree.get(department)
+        if known is None:
+            found = {department}
+            stack = list(children.get(department, ()))
+            while stack:
+                child = stack.pop()
+                if child not in found:
+                    found.add(child)
+                    stack.extend(children.get(child, ()))
+            known = subtree[department] = frozenset(found)
+        return known
+
+    for department in parents:
+        below(department)
+    return dataclasses.replace(snapshot, department_parent=parents, subtree=subtree)
+
+
 def _with_facts(snapshot: Snapshot, changed: Mapping[str, AccountInfo]) -> Snapshot:
     """``snapshot`` as it would be were the accounts in ``changed`` to have those facts (their
     auxiliary departments or reporting superiors): a cheap overlay, for deciding on a change
@@ -609,6 +659,193 @@ class Admin:
         them (the escalation rule applies to everything the account holds)."""
         return self._set_status(account, "active", "unfreeze")
 
+    # -- organisation: departments and roles -----------------------------------------------
+
+    def create_department(self, name: str, *, parent: str | None) -> AuditRecord:
+        """Create a department below ``parent`` (``None``: a root). The actor must manage the
+        parent department (``account:manage`` reaching it, or ``role:escalate`` there); a root
+        needs ``account:manage`` (or escalate) at ``all``. A new department holds no records, so
+        it hands nothing out."""
+        operation = "create_department"
+
+        def plan(snapshot: Snapshot) -> _Change:
+            if name in snapshot.department_parent:
+                raise ForbiddenError(f"department {name!r} already exists in domain {self.domain!r}",
+                                     account=self.actor, domain=self.domain)
+            if parent is not None and parent not in snapshot.department_parent:
+                raise UnknownNameError("department", parent, self.domain)
+            escalated = self._require_department(snapshot, parent, operation)
+            rule: Rule = (R.DEPARTMENT, name, parent or "", self.domain)
+            return [rule], [], [self._draft(operation, name, [rule], (), escalated,
+                                            detail=f"below {parent or 'no one (a root)'}")]
+
+        return self._run(operation, name, plan)[0]
+
+    def move_department(self, name: str, *, parent: str | None) -> AuditRecord:
+        """Put a department (and everything below it) under another ``parent``. The actor must
+        manage the department and the new parent, and hold at least as widely everything anyone
+        would reach that it does not reach now (``department_tree`` and ``custom`` scopes of the
+        new parent's ancestors reach the moved subtree, shares naming them too). A move below
+        itself is refused."""
+        operation = "move_department"
+
+        def plan(snapshot: Snapshot) -> _Change:
+            if name not in snapshot.department_parent:
+                raise UnknownNameError("department", name, self.domain)
+            if parent is not None and parent not in snapshot.department_parent:
+                raise UnknownNameError("department", parent, self.domain)
+            old = snapshot.department_parent[name]
+            if old == parent:
+                raise ForbiddenError(f"department {name!r} is already below {parent or 'no one'}",
+                                     account=self.actor, domain=self.domain)
+            if parent is not None and parent in snapshot.subtree.get(name, frozenset((name,))):
+                raise ForbiddenError(f"department {name!r} cannot be moved below {parent!r}, which "
+                                     "is below it: a department cannot be below itself",
+                                     account=self.actor, domain=self.domain)
+            escalated = self._require_department(snapshot, name, operation)
+            escalated |= self._require_department(snapshot, parent, operation)
+            after = _with_department_parent(snapshot, name, parent)
+            accounts = sorted(snapshot.accounts)
+
+            def missing_with(actor_map: Mapping[Key, Coverage], moment: float) -> list[str]:
+                return _missing_gains(snapshot, after, actor_map, accounts, "", moment)
+
+            escalated |= self._judge(
+                snapshot, None, parent if parent is not None else name, operation, missing_with,
+                lambda shown: f"{self.actor} cannot move department {name} below "
+                              f"{parent or 'no one'}: the move would give {shown} beyond what "
+                              f"{self.actor} itself holds")
+            removed: list[Rule] = [(R.DEPARTMENT, name, old or "", self.domain)]
+            added: list[Rule] = [(R.DEPARTMENT, name, parent or "", self.domain)]
+            return added, removed, [self._draft(operation, name, added, removed, escalated,
+                                                detail=f"{old or 'no one'} -> {parent or 'no one'}")]
+
+        return self._run(operation, name, plan)[0]
+
+    def delete_department(self, name: str) -> AuditRecord:
+        """Delete an empty department: no department below it, no account in it (main or
+        auxiliary), no ``custom`` scope naming it (otherwise :class:`~salesauthz.errors.PolicyError`
+        naming what still does, SA120). The actor must manage it. It only narrows."""
+        operation = "delete_department"
+
+        def plan(snapshot: Snapshot) -> _Change:
+            if name not in snapshot.department_parent:
+                raise UnknownNameError("department", name, self.domain)
+            escalated = self._require_department(snapshot, name, operation)
+            rule: Rule = (R.DEPARTMENT, name, snapshot.department_parent[name] or "", self.domain)
+            return [], [rule], [self._draft(operation, name, (), [rule], escalated)]
+
+        return self._run(operation, name, plan)[0]
+
+    def add_role_permission(self, role: str, type: str, actions: Iterable[str], *,
+                            scope: str | Scope, departments: Iterable[str] = ()) -> AuditRecord:
+        """Add ``type:action@scope`` to a role: it reaches every account holding the role
+        (directly, through inheritance or until a moment). The actor must manage each holder and
+        hold what the permission newly gives each of them at least as widely (or escalate over
+        that holder, within its escalate right's reach); a holder that is the actor itself needs
+        escalate. A wildcard is stored as the actions held unless escalated."""
+        operation = "edit_role"
+        action_list = list(actions)
+        the_scope = scope if isinstance(scope, Scope) else Scope.of(scope, departments)
+
+        def plan(snapshot: Snapshot) -> _Change:
+            if role not in snapshot.roles:
+                raise UnknownNameError("role", role, self.domain)
+            self._require_vocabulary(snapshot, type, action_list)
+            for name in the_scope.departments:
+                if name not in snapshot.department_parent:
+                    raise UnknownNameError("department", name, self.domain)
+            escalated = False
+            for holder, until in _holders(snapshot, role):
+                escalated |= self._require_manage(snapshot, holder, None, operation)
+                permissions = [Permission(type, a, the_scope, until, ()) for a in action_list]
+                escalated |= self._require_holds(snapshot, holder, snapshot.department_of(holder),
+                                                 permissions, operation, escalated)
+            keys: list[tuple[str, str]] = [(type, a) for a in action_list]
+            if not escalated and (type == R.WILDCARD or R.WILDCARD in action_list):
+                keys = list(dict.fromkeys(key for a in action_list
+                                          for key in engine.expand(snapshot, type, a)))
+            added: list[Rule] = [(R.PERMISSION, role, self.domain, t, a, text, "")
+                                 for t, a in keys for text in the_scope.encode()]
+            label = f"{role} + {type}:{','.join(action_list)}@{the_scope}"
+            return added, [], [self._draft(operation, role, added, (), escalated, detail=label)]
+
+        return self._run(operation, role, plan)[0]
+
+    def remove_role_permission(self, role: str, type: str, actions: Iterable[str], *,
+                               scope: str | Scope | None = None) -> AuditRecord:
+        """Remove ``type:action`` (at ``scope``, or at every scope) from a role. It only narrows,
+        but it changes every holder: the actor must manage each of them."""
+        operation = "edit_role"
+        action_set = set(actions)
+        wanted = None if scope is None else (scope if isinstance(scope, Scope) else Scope.of(scope))
+
+        def plan(snapshot: Snapshot) -> _Change:
+            if role not in snapshot.roles:
+                raise UnknownNameError("role", role, self.domain)
+            removed = [p.rule for p in snapshot.role_permissions.get(role, ())
+                       if p.type == type and p.action in action_set
+                       and (wanted is None or (wanted.kind is p.scope.kind
+                            and (not wanted.departments or p.scope.departments <= wanted.departments)))]
+            if not removed:
+                raise UnknownNameError("role permission",
+                                       f"{role}: {type}:{','.join(sorted(action_set))}", self.domain)
+            escalated = False
+            for holder, _ in _holders(snapshot, role):
+                escalated |= self._require_manage(snapshot, holder, None, operation)
+            return [], removed, [self._draft(operation, role, (), removed, escalated,
+                                             detail=f"{role} - {type}:{','.join(sorted(action_set))}")]
+
+        return self._run(operation, role, plan)[0]
+
+    def delete_account(self, account: str) -> AuditRecord:
+        """Delete a frozen or deactivated account and every rule about it (roles, grants,
+        departments, attributes, its parent and superior). Refused while it is active, or while
+        sub-accounts or reports name it (offboard it first). The actor must manage it."""
+        operation = "delete_account"
+
+        def plan(snapshot: Snapshot) -> _Change:
+            self._require_account(snapshot, account)
+            if account == self.actor:
+                raise ForbiddenError("an account cannot delete itself", account=self.actor,
+                                     domain=self.domain)
+            info = snapshot.account(account)
+            if info.status == "active":
+                raise ForbiddenError(f"{account} is active: freeze or deactivate it (or offboard "
+                                     "it) before deleting it", account=self.actor, domain=self.domain)
+            below = sorted(snapshot.children.get(account, ()))
+            reports = sorted(snapshot.reports.get(account, ()))
+            if below or reports:
+                raise ForbiddenError(f"{account} still has sub-accounts or reports "
+                                     f"({', '.join([*below, *reports])}): offboard it first",
+                                     account=self.actor, domain=self.domain)
+            escalated = self._require_manage(snapshot, account, None, operation)
+            removed = [rule for rule in self._authz.rules(self.domain)
+                       if rule[1] == account and rule[0] in _ACCOUNT_RULES]
+            return [], removed, [self._draft(operation, account, (), removed, escalated)]
+
+        return self._run(operation, account, plan)[0]
+
+    def _require_department(self, snapshot: Snapshot, department: str | None,
+                            operation: str) -> bool:
+        """The actor manages ``department`` (its ``account:manage`` reaches the department's
+        records; ``None``: the whole domain), or its escalate right does; returns whether
+        escalate was used."""
+        actor_map, _ = engine.effective(snapshot, self.actor, self._authz.now())
+        manage = actor_map.get(("account", "manage"))
+        if manage is not None and (manage.everything or (
+                department is not None and department in manage.departments)):
+            return False
+        escalate = actor_map.get(("role", "escalate"))
+        if escalate is not None and (escalate.everything or (
+                department is not None and department in escalate.departments)):
+            return True
+        where = f"department {department}" if department is not None else "the whole domain"
+        raise EscalationError(f"{self.actor} may not manage {where}: it holds no account:manage "
+                              "(nor role:escalate) reaching it", actor=self.actor,
+                              operation=operation, target=department or self.domain,
+                              missing=["account:manage"], domain=self.domain)
+
     def offboard(self, account: str, *, transfer_to: str) -> OffboardPlan:
         """Freeze ``account`` now and plan the rest: its records (a filter for the CRM to transfer
         to ``transfer_to``), its sub-accounts, the grants it issued to others (from the audit
@@ -819,12 +1056,17 @@ class Admin:
         where = department if department is not None else snapshot.department_of(account)
         return coverage is not None and coverage.covers(account, where)
 
-    def _escalate_reach(self, snapshot: Snapshot, account: str, department: str | None) -> Coverage | None:
+    def _escalate_reach(self, snapshot: Snapshot, account: str | None,
+                        department: str | None) -> Coverage | None:
         """What the actor's ``role:escalate`` reaches, if it covers ``account`` (in ``department``,
-        default its own); ``None`` otherwise."""
+        default its own; with no account: the department itself, records of no one in it);
+        ``None`` otherwise."""
         effective, _ = engine.effective(snapshot, self.actor, self._authz.now())
         coverage = effective.get(("role", "escalate"))
         where = department if department is not None else snapshot.department_of(account)
+        if account is None:
+            return coverage if coverage is not None and where is not None and (
+                coverage.everything or where in coverage.departments) else None
         return coverage if coverage is not None and coverage.covers(account, where) else None
 
     def _holds_escalate(self, snapshot: Snapshot, account: str, department: str | None) -> bool:
@@ -882,7 +1124,7 @@ class Admin:
                             + (" (nor role:escalate)" if escalated else ""),
                             ["account:manage"], department)
 
-    def _judge(self, snapshot: Snapshot, account: str, department: str | None, operation: str,
+    def _judge(self, snapshot: Snapshot, account: str | None, department: str | None, operation: str,
                missing_with: Callable[[Mapping[Key, Coverage], float], list[str]],
                message: Callable[[str], str], also: Iterable[float] = ()) -> bool:
         """Rule 2 over time, and rule 3 bounded by the escalate right's own scope.
@@ -905,7 +1147,8 @@ class Admin:
         unique, shown = _listed(missing)
         if self._escalate_reach(snapshot, account, department) is None:
             raise EscalationError(message(shown), actor=self.actor, operation=operation,
-                                  target=account, missing=unique, domain=self.domain)
+                                  target=account or department or "", missing=unique,
+                                  domain=self.domain)
         beyond: list[str] = []
         for moment, actor_map in timeline:
             reach = actor_map.get(("role", "escalate"), NOTHING)
@@ -917,7 +1160,8 @@ class Admin:
             raise EscalationError(
                 f"{message(shown)}; its role:escalate does not reach that far either (escalation "
                 "hands out nothing beyond the escalate right's own scope)", actor=self.actor,
-                operation=operation, target=account, missing=unique, domain=self.domain)
+                operation=operation, target=account or department or "", missing=unique,
+                domain=self.domain)
         return True
 
     def _require_holds(self, snapshot: Snapshot, account: str, department: str | None,
@@ -927,7 +1171,8 @@ class Admin:
         long as each is in force (its ``expires``). With ``gained_only`` only what they give
         beyond what the account holds by itself at each moment counts (a grant, a role, a move);
         without it all of it (an unfreeze: nothing was in force before)."""
-        if account == self.actor and operation in ("assign_role", "grant", "move") and not escalated:
+        if account == self.actor and operation in ("assign_role", "grant", "move", "edit_role") \
+                and not escalated:
             escalated = self._bypass(snapshot, account, operation,
                                      f"{self.actor} may not {operation.replace('_', ' ')} for itself",
                                      [f"{operation} on itself"], department)
