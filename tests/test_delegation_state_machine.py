@@ -274,6 +274,48 @@ class Administration(RuleBasedStateMachine):
         for typ, action in (("role", "escalate"), ("account", "manage")):
             self.attempt("grant", actor, target, typ, [action], scope=Scope.of(scope, departments))
 
+    @precondition(lambda self: len(self.departments()) >= 2)
+    @rule(data=st.data())
+    def move_department(self, data: st.DataObject) -> None:
+        actor = data.draw(st.sampled_from(self.accounts()))
+        name = data.draw(st.sampled_from(self.departments()))
+        parent = data.draw(st.sampled_from([None, *self.departments()]))
+        self.attempt("move_department", actor, name, parent=parent)
+
+    @precondition(lambda self: bool(self.accounts()) and bool(self.departments()))
+    @rule(data=st.data(), creating=st.booleans())
+    def department_lifecycle(self, data: st.DataObject, creating: bool) -> None:
+        actor = data.draw(st.sampled_from(self.accounts()))
+        if creating:
+            self.counter += 1
+            parent = data.draw(st.sampled_from([None, *self.departments()]))
+            self.attempt("create_department", actor, f"dept{self.counter}", parent=parent)
+        else:
+            self.attempt("delete_department", actor, data.draw(st.sampled_from(self.departments())))
+
+    @precondition(lambda self: bool(self.accounts()))
+    @rule(data=st.data(), typ=st.sampled_from(TYPES), scope=st.sampled_from(SCOPES[:4]),
+          adding=st.booleans())
+    def edit_role(self, data: st.DataObject, typ: str, scope: str, adding: bool) -> None:
+        index = self.authz._snapshot(self.domain)
+        assert index is not None
+        if not index.roles:
+            return
+        actor = data.draw(st.sampled_from(self.accounts()))
+        role = data.draw(st.sampled_from(sorted(index.roles)))
+        actions = data.draw(st.lists(st.sampled_from(["*", *ACTIONS_OF[typ]]), min_size=1,
+                                     unique=True))
+        if adding:
+            self.attempt("add_role_permission", actor, role, typ, actions, scope=scope)
+        else:
+            self.attempt("remove_role_permission", actor, role, typ, actions)
+
+    @precondition(lambda self: bool(self.accounts()))
+    @rule(data=st.data())
+    def delete_account(self, data: st.DataObject) -> None:
+        actor, target = (data.draw(st.sampled_from(self.accounts())) for _ in range(2))
+        self.attempt("delete_account", actor, target)
+
     @rule(data=st.data())
     def extend_vocabulary(self, data: st.DataObject) -> None:
         """A new action on a type (a raw, audited change): a wildcard an actor vouched for
@@ -417,7 +459,7 @@ class Administration(RuleBasedStateMachine):
         """Issue 15, point 5: a grant that did not need escalate stores the actions the actor
         held (so later vocabulary does not reach it); only an escalated grant keeps a ``*``."""
         for record in self.authz.audit.records():
-            if record.operation == "grant" and not record.escalated:
+            if record.operation in ("grant", "edit_role") and not record.escalated:
                 assert all("*" not in (rule[3], rule[4]) for rule in record.added), record
 
     @invariant()
