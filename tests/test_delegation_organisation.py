@@ -118,3 +118,35 @@ def test_deleting_an_account(authz: Authorizer) -> None:
     error = refused(authz, ForbiddenError, lambda: alice.delete_account("mgr_east"))
     assert "intern_e1" in str(error)  # a sub-account: offboard first
     assert authz.audit.verify()
+
+
+def test_roles_are_created_and_deleted_by_those_who_manage_their_holders(authz: Authorizer) -> None:
+    refused(authz, EscalationError, lambda: authz.admin("rep_e1a", domain=D).create_role("r1"))
+    manager = authz.admin("mgr_east", domain=D)
+    record = manager.create_role("east_helper", inherits=["junior_rep"])
+    assert record.added == (("p4", "east_helper", D), ("g", "east_helper", "junior_rep", D))
+    refused(authz, ForbiddenError, lambda: manager.create_role("east_helper"))
+    refused(authz, UnknownNameError, lambda: manager.create_role("r2", inherits=["nope"]))
+    # senior_rep is held in west-1 too (rep_w2, timed): mgr_east does not manage it there.
+    error = refused(authz, EscalationError, lambda: manager.delete_role("senior_rep"))
+    assert "rep_w2" in str(error)
+    assert manager.delete_role("east_helper").removed == (
+        ("g", "east_helper", "junior_rep", D), ("p4", "east_helper", D))
+    alice = authz.admin("alice", domain=D)
+    removed = alice.delete_role("account_team").removed
+    assert ("g", "rep_e2", "account_team", D) in removed
+    assert "account_team" not in authz.account("rep_e2", domain=D).roles  # type: ignore[union-attr]
+    assert authz.audit.verify()
+
+
+def test_extending_the_vocabulary_hands_wildcard_holders_something_new(authz: Authorizer) -> None:
+    # The admin role holds *:*: a new action reaches alice, which nobody could do before.
+    error = refused(authz, EscalationError,
+                    lambda: authz.admin("mgr_east", domain=D).extend_vocabulary("note", ["pin"]))
+    assert "note:pin@all for alice" in error.missing  # type: ignore[attr-defined]
+    record = authz.admin("alice", domain=D).extend_vocabulary("note", ["pin", "read"])
+    assert (record.added, record.escalated) == ((("p2", D, "note", "pin"),), True)
+    assert authz.check("alice", "pin", Record("note", owner="x"), domain=D)
+    refused(authz, ForbiddenError,
+            lambda: authz.admin("alice", domain=D).extend_vocabulary("note", ["pin"]))
+    refused(authz, ValueError, lambda: authz.admin("alice", domain=D).extend_vocabulary("note", ["*"]))

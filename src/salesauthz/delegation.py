@@ -798,6 +798,85 @@ class Admin:
 
         return self._run(operation, role, plan)[0]
 
+    def create_role(self, name: str, *, inherits: Iterable[str] = ()) -> AuditRecord:
+        """Create a role (inheriting ``inherits``). Nobody holds it yet, so it hands nothing out:
+        the actor must be an administrator (hold ``account:manage`` at some scope)."""
+        operation = "create_role"
+        parents = list(inherits)
+
+        def plan(snapshot: Snapshot) -> _Change:
+            if name in snapshot.roles or name in snapshot.accounts:
+                raise ForbiddenError(f"{name!r} already exists in domain {self.domain!r}",
+                                     account=self.actor, domain=self.domain)
+            for parent in parents:
+                if parent not in snapshot.roles:
+                    raise UnknownNameError("role", parent, self.domain)
+            actor_map, _ = engine.effective(snapshot, self.actor, self._authz.now())
+            manage = actor_map.get(("account", "manage"))
+            if manage is None or manage.is_empty:
+                raise EscalationError(f"{self.actor} may not create roles: it holds no "
+                                      "account:manage", actor=self.actor, operation=operation,
+                                      target=name, missing=["account:manage"], domain=self.domain)
+            added: list[Rule] = [(R.ROLE, name, self.domain)]
+            added += [(R.ROLE_LINK, name, parent, self.domain) for parent in parents]
+            return added, [], [self._draft(operation, name, added, (), False,
+                                           detail=f"inherits {', '.join(parents) or 'nothing'}")]
+
+        return self._run(operation, name, plan)[0]
+
+    def delete_role(self, name: str) -> AuditRecord:
+        """Delete a role with its permissions, field rules, assignments and the inheritance links
+        naming it. It only narrows, but it changes every holder: the actor must manage each."""
+        operation = "delete_role"
+
+        def plan(snapshot: Snapshot) -> _Change:
+            if name not in snapshot.roles:
+                raise UnknownNameError("role", name, self.domain)
+            escalated = False
+            for holder, _ in _holders(snapshot, name):
+                escalated |= self._require_manage(snapshot, holder, None, operation)
+            removed = [rule for rule in self._authz.rules(self.domain)
+                       if (rule[0] in (R.ROLE, R.PERMISSION, R.FIELD_RULE) and rule[1] == name)
+                       or (rule[0] == R.ROLE_LINK and name in (rule[1], rule[2]))
+                       or (rule[0] == R.TIMED_ROLE and rule[2] == name)]
+            return [], removed, [self._draft(operation, name, (), removed, escalated)]
+
+        return self._run(operation, name, plan)[0]
+
+    def extend_vocabulary(self, type: str, actions: Iterable[str]) -> AuditRecord:
+        """Add ``actions`` to resource type ``type`` (a new type too). Whoever holds a wildcard
+        over the type gains them, and nobody — the actor included — could do them before: so
+        when anyone holds such a wildcard, only ``role:escalate`` reaching as far (in practice:
+        ``all``) may extend the vocabulary."""
+        operation = "extend_vocabulary"
+        action_list = list(actions)
+
+        def plan(snapshot: Snapshot) -> _Change:
+            if not action_list or any(a == R.WILDCARD or not a for a in action_list):
+                raise ValueError("extend the vocabulary by named actions ('*' is not an action)")
+            known = snapshot.vocabulary.get(type, frozenset())
+            new = [a for a in dict.fromkeys(action_list) if a not in known]
+            if not new:
+                raise ForbiddenError(f"{type} already has {', '.join(action_list)}",
+                                     account=self.actor, domain=self.domain)
+            vocabulary = dict(snapshot.vocabulary)
+            vocabulary[type] = known | frozenset(new)
+            after = dataclasses.replace(snapshot, vocabulary=vocabulary)
+            accounts = sorted(snapshot.accounts)
+
+            def missing_with(actor_map: Mapping[Key, Coverage], moment: float) -> list[str]:
+                return _missing_gains(snapshot, after, actor_map, accounts, "", moment)
+
+            escalated = self._judge(
+                snapshot, None, None, operation, missing_with,
+                lambda shown: f"{self.actor} cannot extend the vocabulary of {type}: wildcards "
+                              f"would give {shown}, which nobody could do before")
+            added: list[Rule] = [(R.VOCABULARY, self.domain, type, a) for a in new]
+            return added, [], [self._draft(operation, type, added, (), escalated,
+                                           detail=f"{type}: {', '.join(new)}")]
+
+        return self._run(operation, type, plan)[0]
+
     def delete_account(self, account: str) -> AuditRecord:
         """Delete a frozen or deactivated account and every rule about it (roles, grants,
         departments, attributes, its parent and superior). Refused while it is active, or while
@@ -1064,9 +1143,9 @@ class Admin:
         effective, _ = engine.effective(snapshot, self.actor, self._authz.now())
         coverage = effective.get(("role", "escalate"))
         where = department if department is not None else snapshot.department_of(account)
-        if account is None:
-            return coverage if coverage is not None and where is not None and (
-                coverage.everything or where in coverage.departments) else None
+        if account is None:  # a department's records; with no department, the whole domain
+            return coverage if coverage is not None and (coverage.everything or (
+                where is not None and where in coverage.departments)) else None
         return coverage if coverage is not None and coverage.covers(account, where) else None
 
     def _holds_escalate(self, snapshot: Snapshot, account: str, department: str | None) -> bool:
