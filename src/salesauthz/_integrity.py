@@ -120,12 +120,15 @@ class _Change:
         return self.found
 
     def departments(self) -> None:
+        stated: dict[str, int] = {}
+        for rule in self.add.get(R.DEPARTMENT, ()):
+            stated[rule[1]] = stated.get(rule[1], 0) + 1
         for rule in self.add.get(R.DEPARTMENT, ()):
             name, parent = rule[1], rule[2]
             if parent and not self.department(parent):
                 self.issue(f"{rule!r}: department {name!r} has unknown parent {parent!r}", "SA120",
                            "create the parent department first")
-            if sum(1 for r in self.add[R.DEPARTMENT] if r[1] == name) > 1 or (
+            if stated[name] > 1 or (
                     self.s is not None and name in self.s.department_parent
                     and (R.DEPARTMENT, name, self.s.department_parent[name] or "",
                          self.domain) in self.held
