@@ -121,7 +121,12 @@ def test_deleting_an_account(authz: Authorizer) -> None:
 
 
 def test_roles_are_created_and_deleted_by_those_who_manage_their_holders(authz: Authorizer) -> None:
-    refused(authz, EscalationError, lambda: authz.admin("rep_e1a", domain=D).create_role("r1"))
+    rep = authz.admin("rep_e1a", domain=D)
+    refused(authz, EscalationError, lambda: rep.create_role("r1"))
+    authz.admin("alice", domain=D).create_role("spare")
+    error = refused(authz, EscalationError, lambda: rep.add_role_permission(  # nobody holds it
+        "spare", "customer", ["delete"], scope="all"))
+    assert "holds no account:manage" in str(error)
     manager = authz.admin("mgr_east", domain=D)
     record = manager.create_role("east_helper", inherits=["junior_rep"])
     assert record.added == (("p4", "east_helper", D), ("g", "east_helper", "junior_rep", D))

@@ -755,6 +755,7 @@ class Admin:
             for name in the_scope.departments:
                 if name not in snapshot.department_parent:
                     raise UnknownNameError("department", name, self.domain)
+            self._require_administrator(snapshot, operation, role)
             escalated = False
             for holder, until in _holders(snapshot, role):
                 escalated |= self._require_manage(snapshot, holder, None, operation)
@@ -790,6 +791,7 @@ class Admin:
             if not removed:
                 raise UnknownNameError("role permission",
                                        f"{role}: {type}:{','.join(sorted(action_set))}", self.domain)
+            self._require_administrator(snapshot, operation, role)
             escalated = False
             for holder, _ in _holders(snapshot, role):
                 escalated |= self._require_manage(snapshot, holder, None, operation)
@@ -811,12 +813,7 @@ class Admin:
             for parent in parents:
                 if parent not in snapshot.roles:
                     raise UnknownNameError("role", parent, self.domain)
-            actor_map, _ = engine.effective(snapshot, self.actor, self._authz.now())
-            manage = actor_map.get(("account", "manage"))
-            if manage is None or manage.is_empty:
-                raise EscalationError(f"{self.actor} may not create roles: it holds no "
-                                      "account:manage", actor=self.actor, operation=operation,
-                                      target=name, missing=["account:manage"], domain=self.domain)
+            self._require_administrator(snapshot, operation, name)
             added: list[Rule] = [(R.ROLE, name, self.domain)]
             added += [(R.ROLE_LINK, name, parent, self.domain) for parent in parents]
             return added, [], [self._draft(operation, name, added, (), False,
@@ -904,6 +901,16 @@ class Admin:
             return [], removed, [self._draft(operation, account, (), removed, escalated)]
 
         return self._run(operation, account, plan)[0]
+
+    def _require_administrator(self, snapshot: Snapshot, operation: str, target: str) -> None:
+        """The actor holds ``account:manage`` at some scope (roles are administered by
+        administrators, even a role nobody holds yet)."""
+        actor_map, _ = engine.effective(snapshot, self.actor, self._authz.now())
+        manage = actor_map.get(("account", "manage"))
+        if manage is None or manage.is_empty:
+            raise EscalationError(f"{self.actor} may not {operation.replace('_', ' ')} {target}: it "
+                                  "holds no account:manage", actor=self.actor, operation=operation,
+                                  target=target, missing=["account:manage"], domain=self.domain)
 
     def _require_department(self, snapshot: Snapshot, department: str | None,
                             operation: str) -> bool:
