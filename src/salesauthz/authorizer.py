@@ -331,9 +331,47 @@ class Authorizer(FieldAccess, ShareAccess, Replica):
         return Admin(self, actor, domain, audit_denied=audit_denied, context=context)
 
     def apply_changes(self, added: Iterable[Rule] = (), removed: Iterable[Rule] = (), *,
-                      audit: Sequence[AuditDraft] = ()) -> list[AuditRecord]:
-        """Apply a batch of rule changes: store first (atomically, with its audit records), then
-        the in-memory snapshots. Unauthorized: administrative code goes through :meth:`admin`."""
-        with self._write_lock:
-            return self._commit(added, removed, audit, None)
+                      audit: Sequence[AuditDraft] = (),
+                      actor: str = "system:apply_changes") -> list[AuditRecord]:
+        """Apply a batch of raw rule changes — the low-level, **unauthorized** write path
+        (administrative code goes through :meth:`admin`): store first, atomically with its audit
+        records, then the in-memory snapshots.
 
+        The change is validated first: malformed rules and doubled single-valued facts (by the
+        store), and for every domain this process holds, the loader's reference and cycle rules
+        on what the change touches (unknown departments, roles, accounts, types and actions,
+        department, role-inheritance, parent and reporting cycles, deletions leaving something
+        dangling: ``SA1xx`` codes as the loader's). A refused change raises
+        :class:`~salesauthz.errors.PolicyError` and writes nothing.
+
+        It is audited: with ``audit`` drafts, those; without, one record per domain it touches,
+        naming ``actor`` (a non-human one is named ``system:<what>``, e.g. ``system:import``)."""
+        if not isinstance(actor, str) or not actor.strip():
+            raise ValueError(f"apply_changes needs an actor to audit the change under, not {actor!r}")
+        add, remove = list(dict.fromkeys(added)), list(dict.fromkeys(removed))
+        with self._write_lock:
+            drafts = list(audit) or self._raw_drafts(actor, add, remove)
+            return self._commit(add, remove, drafts, None)
+
+    def _raw_drafts(self, actor: str, added: Sequence[Rule], removed: Sequence[Rule]) -> list[AuditDraft]:
+        """One audit draft per domain a raw change touches."""
+        from . import _rules as R
+
+        grouped: dict[str, tuple[list[Rule], list[Rule]]] = {}
+        for rule in added:
+            grouped.setdefault(_domain_or_blank(R, rule), ([], []))[0].append(rule)
+        for rule in removed:
+            grouped.setdefault(_domain_or_blank(R, rule), ([], []))[1].append(rule)
+        now = self._clock()
+        return [AuditDraft(now, actor, domain, "apply_changes", domain, tuple(plus), tuple(minus),
+                           False, "applied", f"{len(plus)} added, {len(minus)} removed")
+                for domain, (plus, minus) in sorted(grouped.items()) if domain]
+
+
+def _domain_or_blank(rules: Any, rule: Rule) -> str:
+    """The domain a rule belongs to ("" when it is too malformed to say: the store refuses it)."""
+    try:
+        name = rules.domain_of(rule)
+    except (IndexError, KeyError, TypeError):
+        return ""
+    return name if isinstance(name, str) else ""
