@@ -237,7 +237,8 @@ def sql_where(
 
 
 def _condition(terms: Terms, params: _Params, owner_col: str, department_col: str,
-               share_sql: tuple[str, ...], attributes: Mapping[str, str], paramstyle: str) -> str:
+               share_sql: tuple[str, ...], attributes: Mapping[str, str],
+               paramstyle: Paramstyle) -> str:
     """``terms`` (neither nothing nor everything) as one boolean expression, unparenthesised;
     ``attributes`` maps record attributes to their columns (conditions)."""
     if terms.factors:
