@@ -180,6 +180,7 @@ class AuditDraft:
     escalated: bool = False
     outcome: str = "applied"  # or "denied"
     detail: str = ""
+    assurance: int | None = None  # the actor's session assurance (mfa level), when known
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,6 +206,10 @@ class AuditRecord:
     previous_hash: str
     hash: str = field(default="")
     key_id: str = field(default="")
+    # The actor's session assurance when the change was made (0: one factor; 1: a second
+    # factor; higher: the acr level), ``None`` when not known. Left out of the payload and the
+    # JSON when ``None``, so records of earlier versions hash and read as they always did.
+    assurance: int | None = field(default=None)
 
     def payload(self) -> str:
         """The canonical text the link covers (records written before keys existed hash the
@@ -213,6 +218,8 @@ class AuditRecord:
         body.pop("hash")
         if not self.key_id:
             body.pop("key_id")
+        if self.assurance is None:
+            body.pop("assurance")
         return _canonical(body)
 
     def compute_hash(self, key: AuditKey | None = None) -> str:
@@ -228,6 +235,8 @@ class AuditRecord:
         data = asdict(self)
         if not self.key_id:
             data.pop("key_id")  # byte-identical to records of earlier versions
+        if self.assurance is None:
+            data.pop("assurance")
         return _canonical(data)
 
     @classmethod
@@ -254,14 +263,15 @@ def seal(draft: AuditDraft, sequence: int, previous_hash: str, key: AuditKey | N
     record = AuditRecord(sequence, draft.time, draft.actor, draft.domain, draft.operation,
                          draft.target, tuple(tuple(r) for r in draft.added),
                          tuple(tuple(r) for r in draft.removed), draft.escalated, draft.outcome,
-                         draft.detail, previous_hash, key_id=key.key_id if key is not None else "")
+                         draft.detail, previous_hash, key_id=key.key_id if key is not None else "",
+                         assurance=draft.assurance)
     return _with_hash(record, record.compute_hash(key))
 
 
 def _with_hash(record: AuditRecord, link: str) -> AuditRecord:
     return AuditRecord(record.sequence, record.time, record.actor, record.domain, record.operation,
                        record.target, record.added, record.removed, record.escalated, record.outcome,
-                       record.detail, record.previous_hash, link, record.key_id)
+                       record.detail, record.previous_hash, link, record.key_id, record.assurance)
 
 
 # -- anchors --------------------------------------------------------------------------------

@@ -30,7 +30,8 @@ p9     account, domain, name, value                  an attribute of an account 
                                                       canonical JSON in brackets: ``["East"]``)
 p10    domain, type, name, kind                      a declared attribute of a resource type
                                                       (kind: str, int, float, bool)
-p11    domain, name, value                           a domain setting (``time_zone``)
+p11    domain, name, value                           a domain setting (``time_zone``,
+                                                      ``sensitive_actions``: a JSON list)
 =====  ============================================  ===========================================
 
 A permission's scope may carry a condition (``where:`` tests on record attributes, ``requires:``
@@ -65,7 +66,7 @@ ACCOUNT_ATTRIBUTE: Final = "p9"
 RESOURCE_ATTRIBUTE: Final = "p10"
 SETTING: Final = "p11"
 ATTRIBUTE_KINDS: Final = ("str", "int", "float", "bool")
-SETTINGS: Final = ("time_zone",)
+SETTINGS: Final = ("time_zone", "sensitive_actions")
 FIELD_MODES: Final = ("visible", "readonly", "hidden")  # most permissive first
 
 ARITY: Final[dict[str, int]] = {
@@ -195,12 +196,22 @@ def check_rule(rule: Rule) -> str | None:
     if ptype == SETTING:
         if values[1] not in SETTINGS:
             return f"unknown domain setting {values[1]!r} (expected one of {', '.join(SETTINGS)})"
-        from .conditions import time_zone
+        if values[1] == "time_zone":
+            from .conditions import time_zone
 
-        try:
-            time_zone(values[2])
-        except ValueError as exc:
-            return str(exc)
+            try:
+                time_zone(values[2])
+            except ValueError as exc:
+                return str(exc)
+        else:
+            import json
+
+            try:
+                listed = json.loads(values[2])
+            except ValueError:
+                listed = None
+            if not (isinstance(listed, list) and all(isinstance(a, str) and a for a in listed)):
+                return f"invalid sensitive_actions {values[2]!r}: expected a JSON list of actions"
     if ptype == FIELD_RULE and values[5].startswith("["):
         return "a field rule's scope cannot carry a condition"
     if ptype == ACCOUNT and values[2] not in STATUSES:

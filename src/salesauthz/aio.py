@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
-from collections.abc import Callable, Collection, Coroutine, Iterable, Sequence
+from collections.abc import Callable, Collection, Coroutine, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from ._rules import Rule
@@ -78,9 +78,20 @@ class AsyncAdmin:
     freeze = _in_thread(Admin.freeze)
     deactivate = _in_thread(Admin.deactivate)
     unfreeze = _in_thread(Admin.unfreeze)
+    reactivate = _in_thread(Admin.reactivate)
+    create_department = _in_thread(Admin.create_department)
+    move_department = _in_thread(Admin.move_department)
+    delete_department = _in_thread(Admin.delete_department)
+    add_role_permission = _in_thread(Admin.add_role_permission)
+    remove_role_permission = _in_thread(Admin.remove_role_permission)
+    delete_account = _in_thread(Admin.delete_account)
+    create_role = _in_thread(Admin.create_role)
+    delete_role = _in_thread(Admin.delete_role)
+    extend_vocabulary = _in_thread(Admin.extend_vocabulary)
     add_auxiliary_department = _in_thread(Admin.add_auxiliary_department)
     remove_auxiliary_department = _in_thread(Admin.remove_auxiliary_department)
     set_reports_to = _in_thread(Admin.set_reports_to)
+    set_attribute = _in_thread(Admin.set_attribute)
 
     async def offboard(self, account: str, *, transfer_to: str) -> AsyncOffboardPlan:
         """:meth:`Admin.offboard <salesauthz.Admin.offboard>` (it freezes the account now), with
@@ -161,9 +172,11 @@ class AsyncAuthorizer:
 
     # -- what reaches the store: awaited ----------------------------------------------------
 
-    def admin(self, actor: str, *, domain: str, audit_denied: bool = False) -> AsyncAdmin:
+    def admin(self, actor: str, *, domain: str, audit_denied: bool = False,
+              context: Mapping[str, Any] | None = None) -> AsyncAdmin:
         """Administrative operations by ``actor`` (see :class:`AsyncAdmin`)."""
-        return AsyncAdmin(self.sync.admin(actor, domain=domain, audit_denied=audit_denied))
+        return AsyncAdmin(self.sync.admin(actor, domain=domain, audit_denied=audit_denied,
+                                          context=context))
 
     async def reload(self, domains: Collection[str] | None = None) -> None:
         """:meth:`Authorizer.reload <salesauthz.Authorizer.reload>`, awaited."""

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 __all__ = ["Authorizer"]
 
 logger = logging.getLogger("salesauthz")
+_NO_CONTEXT: Mapping[str, Any] = {}  # a request context no condition (where:) reads
 
 
 class Authorizer(FieldAccess, ShareAccess, Replica):
@@ -162,6 +163,9 @@ class Authorizer(FieldAccess, ShareAccess, Replica):
                 return True
             if not coverage.guarded:
                 return coverage.covers(owner, record.department, snapshot.homes)
+            if coverage.condition_guards is not None:  # where: only, no requires: no clock read
+                return coverage.covers(owner, record.department, snapshot.homes, record.shares,
+                                       record.attributes, _NO_CONTEXT)
             return coverage.covers(owner, record.department, snapshot.homes, record.shares,
                                    record.attributes, self._context(context))
         except Exception:
@@ -316,17 +320,58 @@ class Authorizer(FieldAccess, ShareAccess, Replica):
 
     # -- changes ---------------------------------------------------------------------------
 
-    def admin(self, actor: str, *, domain: str, audit_denied: bool = False) -> Admin:
+    def admin(self, actor: str, *, domain: str, audit_denied: bool = False,
+              context: Mapping[str, Any] | None = None) -> Admin:
         """Administrative operations performed by ``actor``, authorized by its own rights
-        (``audit_denied=True`` also records refused operations in the audit trail)."""
+        (``audit_denied=True`` also records refused operations in the audit trail). ``context``
+        is the actor's request context: its ``mfa`` (session assurance) is written into every
+        audit record (``AuditRecord.assurance``)."""
         from .delegation import Admin
 
-        return Admin(self, actor, domain, audit_denied=audit_denied)
+        return Admin(self, actor, domain, audit_denied=audit_denied, context=context)
 
     def apply_changes(self, added: Iterable[Rule] = (), removed: Iterable[Rule] = (), *,
-                      audit: Sequence[AuditDraft] = ()) -> list[AuditRecord]:
-        """Apply a batch of rule changes: store first (atomically, with its audit records), then
-        the in-memory snapshots. Unauthorized: administrative code goes through :meth:`admin`."""
-        with self._write_lock:
-            return self._commit(added, removed, audit, None)
+                      audit: Sequence[AuditDraft] = (),
+                      actor: str = "system:apply_changes") -> list[AuditRecord]:
+        """Apply a batch of raw rule changes — the low-level, **unauthorized** write path
+        (administrative code goes through :meth:`admin`): store first, atomically with its audit
+        records, then the in-memory snapshots.
 
+        The change is validated first: malformed rules and doubled single-valued facts (by the
+        store), and for every domain this process holds, the loader's reference and cycle rules
+        on what the change touches (unknown departments, roles, accounts, types and actions,
+        department, role-inheritance, parent and reporting cycles, deletions leaving something
+        dangling: ``SA1xx`` codes as the loader's). A refused change raises
+        :class:`~salesauthz.errors.PolicyError` and writes nothing.
+
+        It is audited: with ``audit`` drafts, those; without, one record per domain it touches,
+        naming ``actor`` (a non-human one is named ``system:<what>``, e.g. ``system:import``)."""
+        if not isinstance(actor, str) or not actor.strip():
+            raise ValueError(f"apply_changes needs an actor to audit the change under, not {actor!r}")
+        add, remove = list(dict.fromkeys(added)), list(dict.fromkeys(removed))
+        with self._write_lock:
+            drafts = list(audit) or self._raw_drafts(actor, add, remove)
+            return self._commit(add, remove, drafts, None)
+
+    def _raw_drafts(self, actor: str, added: Sequence[Rule], removed: Sequence[Rule]) -> list[AuditDraft]:
+        """One audit draft per domain a raw change touches."""
+        from . import _rules as R
+
+        grouped: dict[str, tuple[list[Rule], list[Rule]]] = {}
+        for rule in added:
+            grouped.setdefault(_domain_or_blank(R, rule), ([], []))[0].append(rule)
+        for rule in removed:
+            grouped.setdefault(_domain_or_blank(R, rule), ([], []))[1].append(rule)
+        now = self._clock()
+        return [AuditDraft(now, actor, domain, "apply_changes", domain, tuple(plus), tuple(minus),
+                           False, "applied", f"{len(plus)} added, {len(minus)} removed")
+                for domain, (plus, minus) in sorted(grouped.items()) if domain]
+
+
+def _domain_or_blank(rules: Any, rule: Rule) -> str:
+    """The domain a rule belongs to ("" when it is too malformed to say: the store refuses it)."""
+    try:
+        name = rules.domain_of(rule)
+    except (IndexError, KeyError, TypeError):
+        return ""
+    return name if isinstance(name, str) else ""

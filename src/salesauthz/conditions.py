@@ -27,9 +27,10 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import operator
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
 from typing import Any, Final, NamedTuple
@@ -37,8 +38,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 __all__ = ["OPERATORS", "REQUIREMENTS", "AccountRef", "Condition", "ConditionGuard",
            "RequirementGuard", "Test", "canonical", "decode_scope", "decode_value",
-           "encode_scope", "encode_value", "freeze", "parse_hours", "parse_requires", "parse_where",
-           "time_zone"]
+           "encode_scope", "encode_value", "fits_kind", "freeze", "parse_hours", "parse_requires",
+           "parse_where", "reference_mismatch", "time_zone", "value_problem"]
 
 OPERATORS: Final = ("eq", "in", "lt", "le", "gt", "ge", "null")
 REQUIREMENTS: Final = ("mfa", "ip", "hours")
@@ -308,6 +309,54 @@ def decode_value(text: str) -> Any:
     return loaded[0]
 
 
+def value_problem(value: Any) -> str | None:
+    """Why ``value`` cannot be an account attribute's value (``None`` when it can): text, a
+    number, a boolean, or a list of them."""
+    scalars = (str, int, float, bool)
+    if isinstance(value, scalars):
+        return None
+    if isinstance(value, list | tuple):
+        odd = next((v for v in value if not isinstance(v, scalars)), _MISSING)
+        if odd is _MISSING:
+            return None
+        return f"a list item {odd!r} is not text, a number or a boolean"
+    if value is None:
+        return "null is not a value (remove the attribute instead)"
+    return f"{value!r} is not text, a number, a boolean or a list of them"
+
+
+_MISSING: Final = object()
+
+
+def fits_kind(value: Any, kind: str) -> bool:
+    """Whether the constant ``value`` is of the declared attribute ``kind`` (``str``, ``int``,
+    ``float`` — whole numbers too — or ``bool``)."""
+    if kind == "bool":
+        return isinstance(value, bool)
+    if isinstance(value, bool):
+        return False
+    if kind == "int":
+        return isinstance(value, int)
+    if kind == "float":
+        return isinstance(value, int | float)
+    return isinstance(value, str)
+
+
+def reference_mismatch(value: Any, op: str, kinds: frozenset[str] | set[str]) -> tuple[bool, Any]:
+    """Whether an account attribute's ``value`` can never pass ``attribute op account.<name>``
+    for a record attribute of the declared ``kinds`` (``True`` with the offending value), e.g.
+    ``[1, 2]`` for ``region: {in: account.territories}`` where ``region`` is ``str``, or a list
+    compared by anything but ``in``. Unknown ``kinds`` (undeclared): never a mismatch."""
+    if not kinds:
+        return False, None
+    if isinstance(value, list | tuple) and op != "in":
+        return True, value
+    for item in (value if isinstance(value, list | tuple) else [value]):
+        if isinstance(item, list | tuple | dict) or not any(fits_kind(item, k) for k in kinds):
+            return True, item
+    return False, None
+
+
 # -- evaluation --------------------------------------------------------------------------------
 
 
@@ -349,6 +398,77 @@ def passes(test: Test, value: Any) -> bool:
     return bool(value >= operand)  # ge
 
 
+Predicate = Callable[[Any], bool]
+
+
+def _never(value: Any) -> bool:
+    return False
+
+
+_NUMBERS: Final = (int, float)
+
+
+def compile_test(test: Test) -> Predicate:
+    """``value -> passes(test, value)`` for a test with a constant operand, specialised by
+    operator and operand kind once (a guard is built once per account and type, and tested on
+    every check): the same answers as :func:`passes`, without its dispatch. Exact ``str``,
+    ``int`` and ``float`` values take the short way; their subclasses (an ``IntEnum``, a
+    ``StrEnum``) the general one, as in :func:`passes` (``bool`` is never a number)."""
+    op, operand = test.op, test.operand
+    if op == "null":
+        if operand:
+            return lambda value: value is None
+        return lambda value: value is not None
+    kind = _kind(operand)
+    if op == "in":
+        if not isinstance(operand, tuple):
+            return _never
+        texts = frozenset(v for v in operand if _kind(v) == "text")
+        bools = frozenset(v for v in operand if _kind(v) == "bool")
+        numbers = frozenset(v for v in operand if _kind(v) == "number" and v == v)  # no NaN
+
+        def member(value: Any) -> bool:
+            if isinstance(value, str):
+                return value in texts
+            if isinstance(value, bool):
+                return value in bools
+            if isinstance(value, _NUMBERS):
+                return value in numbers
+            return False
+
+        return member
+    if op == "eq":
+        if kind == "text":
+            return lambda value: value == operand and isinstance(value, str)
+        if kind == "bool":
+            return lambda value: value is operand
+        if kind == "number":
+            return lambda value: (value == operand and isinstance(value, _NUMBERS)
+                                  and not isinstance(value, bool))
+        return _never
+    compare = _COMPARE.get(op)
+    if compare is None:
+        return _never
+    if kind == "text":
+        def text(value: Any) -> bool:
+            return isinstance(value, str) and compare(value, operand)
+        return text
+    if kind == "number":
+        def number(value: Any) -> bool:
+            kind_of = type(value)
+            if kind_of is int or kind_of is float:
+                return compare(value, operand)
+            return (isinstance(value, _NUMBERS) and not isinstance(value, bool)
+                    and bool(compare(value, operand)))
+        return number
+    return _never
+
+
+_COMPARE: Final[dict[str, Callable[[Any, Any], bool]]] = {
+    "lt": operator.lt, "le": operator.le, "gt": operator.gt, "ge": operator.ge}
+_NO_ATTRIBUTES: Final[Mapping[str, Any]] = {}
+
+
 @dataclass(frozen=True, slots=True)
 class ConditionGuard:
     """The record's attributes pass every test (operands already resolved for one account);
@@ -356,15 +476,22 @@ class ConditionGuard:
 
     tests: tuple[Test, ...]
     source: tuple[Test, ...] = ()
+    # (attribute, predicate) per test, compiled once: not part of equality or the hash.
+    # (attribute — None for the record's owner —, predicate) per test, compiled once: not part
+    # of equality or the hash.
+    _checks: tuple[tuple[str | None, Predicate], ...] = field(init=False, repr=False,
+                                                              compare=False, hash=False, default=())
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_checks", tuple(
+            (None if t.attribute == OWNER else t.attribute, compile_test(t)) for t in self.tests))
 
     def holds(self, owner: str | None, shares: tuple[Any, ...],
               attributes: Mapping[str, Any] | None, context: Mapping[str, Any] | None) -> bool:
-        for test in self.tests:
-            if test.attribute == OWNER:
-                value: Any = owner or None
-            else:
-                value = attributes.get(test.attribute) if attributes is not None else None
-            if not passes(test, value):
+        if attributes is None:
+            attributes = _NO_ATTRIBUTES
+        for attribute, check in self._checks:
+            if not check(owner or None if attribute is None else attributes.get(attribute)):
                 return False
         return True
 

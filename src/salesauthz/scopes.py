@@ -182,8 +182,9 @@ class Guarded(NamedTuple):
                context: Mapping[str, Any] | None = None) -> bool:
         if not self.base.covers(owner, department, homes):
             return False
-        shares = tuple(shares)
-        for guard in self.guards:  # noqa: SIM110  # a generator would allocate cells per call
+        if type(shares) is not tuple:
+            shares = tuple(shares)
+        for guard in self.guards:  # noqa: SIM110 - a loop, not all(): on the check path
             if not guard.holds(owner, shares, attributes, context):
                 return False
         return True
@@ -215,12 +216,24 @@ class Coverage:
     share_keys: frozenset[ShareLike] | None = field(default=None, init=False, repr=False,
                                                     compare=False)
 
+    # Likewise when every guarded term is one condition (where:) over everything: those
+    # conditions, tested in turn without building the terms' records.
+    condition_guards: tuple[ConditionGuard, ...] | None = field(default=None, init=False,
+                                                                repr=False, compare=False)
+
     def __post_init__(self) -> None:
-        if self.guarded and all(term.base.everything and len(term.guards) == 1
-                                and all(isinstance(g, ShareGuard) for g in term.guards)
-                                for term in self.guarded):
+        if not self.guarded:
+            return
+        if all(term.base.everything and len(term.guards) == 1
+               and all(isinstance(g, ShareGuard) for g in term.guards)
+               for term in self.guarded):
             object.__setattr__(self, "share_keys", frozenset().union(
                 *(guard.keys for term in self.guarded for guard in term.guards)))
+        elif all(term.base.everything and len(term.guards) == 1
+                 and all(isinstance(g, ConditionGuard) for g in term.guards)
+                 for term in self.guarded):
+            object.__setattr__(self, "condition_guards", tuple(
+                guard for term in self.guarded for guard in term.guards))
 
     def covers(self, owner: str | None, department: str | None,
                homes: Mapping[str, str | None] | None = None,
@@ -250,6 +263,12 @@ class Coverage:
             keys = self.share_keys
             if keys is not None:  # share guards only: one set operation on the hot path
                 return bool(shares) and not keys.isdisjoint(shares)
+            conditions = self.condition_guards
+            if conditions is not None:  # conditions only, over every record
+                for guard in conditions:  # noqa: SIM110 - a loop, not any(): the check path
+                    if guard.holds(owner, (), attributes, None):
+                        return True
+                return False
             # A loop, not any(<generator>): a generator closing over the arguments would make
             # every call (the plain ones too) allocate five cells (~3x the cost of this method).
             for term in self.guarded:

@@ -132,3 +132,31 @@ def test_documents_round_trip_through_rules() -> None:
     rules = compile_document(DomainDocument.model_validate(DOCUMENT))
     again = [compile_document(d) for d in decompile_rules(rules)]
     assert {r for batch in again for r in batch} == set(rules)
+
+
+_VALUES: list[Any] = [None, "East", "east", "", 0, 1, 1.0, 1.5, -1, 100000, 100001, True, False,
+                      float("nan"), [1], {"a": 1}, "100000"]
+
+
+def test_compiled_tests_answer_as_passes() -> None:
+    """Guards compile their tests into predicates (the check path); each answers exactly as
+    :func:`passes` on values of every kind, subclasses and NaN included."""
+    import enum
+
+    from salesauthz.conditions import OPERATORS, Test, compile_test, passes
+
+    class Colour(enum.StrEnum):
+        EAST = "East"
+
+    class Size(enum.IntEnum):
+        ONE = 1
+
+    values = [*_VALUES, Colour.EAST, Size.ONE]
+    operands: list[Any] = [*_VALUES, ("East", "North"), ("East", 1, True), (1, 1.5), (),
+                           (float("nan"),), (Colour.EAST,), (True,), (False, "x")]
+    for op in OPERATORS:
+        for operand in ([True, False] if op == "null" else operands):
+            test = Test("x", op, operand)
+            predicate = compile_test(test)
+            for value in values:
+                assert predicate(value) == passes(test, value), (op, operand, value)

@@ -13,7 +13,7 @@ from salesauthz.middleware import DecisionLog, Guard, Identity, RequestAuthz, Re
 from .conftest import DecisionRecords
 
 FIELDS = {"decision_id", "time", "request_id", "domain", "account", "action", "type", "record_id",
-          "kind", "method", "route", "allowed", "rule", "role", "latency_ns"}
+          "kind", "method", "route", "allowed", "rule", "role", "latency_ns", "mfa"}
 
 
 def bound(sample: Authorizer, log: DecisionLog, account: str = "lead_e1") -> RequestAuthz:

@@ -24,15 +24,19 @@ from salesauthz import _engine as engine
 from salesauthz._engine import EffectiveMap, Holding, Key, Snapshot
 from salesauthz._identity import IdentityCache
 from salesauthz._wording import capped
+from salesauthz.conditions import RequirementGuard
 from salesauthz.scopes import Coverage, Guarded, Scope, ScopeKind, ShareGuard
 
 __all__ = [
     "Excess",
     "excess",
+    "exports_without_second_factor",
     "live_sources",
     "managed_by",
+    "needs_second_factor",
     "permission_text",
     "scope_label",
+    "second_factor_matters",
     "static_ceiling",
     "widest_scopes",
 ]
@@ -50,6 +54,50 @@ def permission_text(key: Key, scope: str) -> str:
 def live_sources(snapshot: Snapshot, account: str, key: Key, now: float) -> list[Holding]:
     """The account's own unexpired holdings that give ``key``."""
     return [s.holding for s in engine.sources(snapshot, account, key, now) if not s.expired]
+
+
+def needs_second_factor(scope: Scope) -> bool:
+    """Whether a permission at ``scope`` allows only in a session with a second factor
+    (``requires: {mfa: ...}``)."""
+    condition = scope.condition
+    return condition is not None and any(key == "mfa" for key, _ in condition.requires)
+
+
+def second_factor_matters(snapshot: Snapshot) -> bool:
+    """Whether the domain deals in second factors: it lists ``sensitive_actions`` or some
+    permission of it requires ``mfa`` (the review flags exports without one only then: in a
+    domain that never asks for one, every exporter would be flagged)."""
+    if "sensitive_actions" in snapshot.settings:
+        return True
+    if not snapshot.conditioned:
+        return False
+    permissions = [p for ps in snapshot.role_permissions.values() for p in ps]
+    permissions += [p for info in snapshot.accounts.values() for p in info.grants]
+    return any(needs_second_factor(p.scope) for p in permissions)
+
+
+def exports_without_second_factor(snapshot: Snapshot, account: str, now: float,
+                                  keys: Iterable[Key]) -> list[Key]:
+    """The ``*:export`` keys among ``keys`` the account holds through some unexpired
+    permission that does not require a second factor."""
+    return [key for key in sorted(keys) if key[1] == "export" and any(
+        not needs_second_factor(held.permission.scope)
+        for held in live_sources(snapshot, account, key, now))]
+
+
+def _requirements_met(coverage: Coverage) -> Coverage:
+    """``coverage`` for a request that meets every requirement (``requires:``): terms guarded
+    only by requirements become plain; conditions and shares stay."""
+    if not coverage.guarded or not any(isinstance(g, RequirementGuard) for term in coverage.guarded
+                                       for g in term.guards):
+        return coverage
+    found = Coverage(everything=coverage.everything, owners=coverage.owners,
+                     departments=coverage.departments,
+                     owner_departments=coverage.owner_departments)
+    for term in coverage.guarded:
+        rest = [g for g in term.guards if not isinstance(g, RequirementGuard)]
+        found = found.union(Coverage.conditioned(term.base, rest) if rest else term.base)
+    return found
 
 
 def static_ceiling(snapshot: Snapshot, account: str, now: float) -> EffectiveMap | None:
@@ -215,6 +263,7 @@ def managed_by(snapshot: Snapshot, effective: dict[str, EffectiveMap]) -> dict[s
         manage = held.get(("account", "manage"))
         if manage is None:
             continue
+        manage = _requirements_met(manage)  # a manager that needs a second factor still manages
         reached: set[str] = set()
         if manage.everything:
             reached.update(everyone)

@@ -41,7 +41,7 @@ from salesauthz._wording import count, did_you_mean
 from salesauthz.errors import UsageError
 from salesauthz.scopes import Scope, ScopeKind
 
-from .analysis import managed_by
+from .analysis import managed_by, needs_second_factor, second_factor_matters
 from .review import _CSS, FLAGS
 
 __all__ = [
@@ -207,6 +207,10 @@ def line_flags(snapshot: Snapshot, key: LineKey, rules: Sequence[Rule], now: flo
         flags.append("manages-accounts")
     if key[0] == "grant":
         flags.append("direct-grants")
+    if second_factor_matters(snapshot) and any(
+            k[1] == "export" and not needs_second_factor(scope) for k, scope in
+           ((k, p.scope) for p in permissions for k in engine.expand(snapshot, p.type, p.action))):
+        flags.append("export-without-mfa")
     until = _until(rules)
     if until is not None and until <= now:
         flags.append("expired")

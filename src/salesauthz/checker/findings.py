@@ -28,6 +28,8 @@ CODES: dict[str, tuple[Severity, str]] = {
     "SA211": ("warning", "permission or field rule at scope shared that can never allow anything"),
     "SA212": ("warning", "reporting line that runs against the sub-account hierarchy"),
     "SA213": ("warning", "timed role assignment already expired"),
+    "SA214": ("warning", "sensitive action held without a requirement (only in a domain that "
+                         "lists sensitive_actions)"),
 }
 
 # Lints for a storage target, run only when asked for (``salesauthz check --target casbin``).
@@ -67,6 +69,12 @@ LOADER_CODES: dict[str, str] = {
     "SA160": "field rules for an unknown resource type",
     "SA161": "field rule names an undeclared field",
     "SA162": "share level of an unknown type, naming an unknown action or '*', or allowing nothing",
+    "SA170": "condition (where:) tests an attribute the resource type does not declare",
+    "SA171": "value of the wrong type in a condition, a requirement or an account attribute",
+    "SA172": "unknown operator or malformed test in a condition (where:)",
+    "SA173": "requires: ip names something that is not a network",
+    "SA174": "requires: hours text that cannot be read, or an unknown time zone",
+    "SA175": "requires: names an unknown context key (not mfa, ip or hours)",
 }
 
 

@@ -18,6 +18,7 @@ from salesauthz import _engine as engine
 from salesauthz import _rules as R
 from salesauthz._engine import EffectiveMap, Key, Permission, Snapshot
 from salesauthz._wording import capped, count
+from salesauthz.conditions import Condition
 from salesauthz.errors import PolicyError
 from salesauthz.models.compile import scope_of
 from salesauthz.models.documents import (
@@ -138,6 +139,9 @@ def _entries(owner: str, sets: list[PermissionSet], section: str, field_name: st
     found = []
     for i, pset in enumerate(sets):
         scope = scope_of(pset.scope)
+        condition = Condition.of(pset.where, pset.requires)
+        if condition is not None:  # a conditioned permission is narrower than its bare scope
+            scope = Scope(scope.kind, scope.departments, condition)
         expires = R.format_expiry(pset.expires)
         for typ, actions in pset.actions.items():
             for j, action in enumerate(actions):
@@ -204,6 +208,7 @@ def lint_policy(policy: LoadedPolicy, *, now: float | None = None,
         _lint_roles(domain)
         _lint_shared_scopes(domain)
         _lint_reporting_lines(domain)
+        _lint_sensitive_actions(domain)
         for _ in _lint_accounts(domain):
             done += 1
             if progress is not None and done % 200 == 0:
@@ -212,6 +217,50 @@ def lint_policy(policy: LoadedPolicy, *, now: float | None = None,
     if progress is not None:
         progress("linting", total, total)
     return sorted(findings, key=Finding.sort_key)
+
+
+def _lint_sensitive_actions(domain: _Domain) -> None:
+    """SA214 (only in a domain that lists ``sensitive_actions``): a role permission or a direct
+    grant giving one of them without a ``requires:`` (a second factor, the office network …)."""
+    doc = domain.sourced.document
+    listed = doc.sensitive_actions
+    if not listed:
+        return
+    vocabulary = domain.index.vocabulary
+
+    def sensitive(typ: str, action: str) -> list[str]:
+        """The listed actions ``typ:action`` gives (wildcards expanded)."""
+        found = []
+        for entry in listed:
+            want_type, _, want_action = entry.rpartition(":")
+            types = [typ] if typ != R.WILDCARD else sorted(vocabulary)
+            for t in types:
+                if want_type and want_type != t:
+                    continue
+                actions = vocabulary.get(t, frozenset())
+                if (action == want_action or action == R.WILDCARD) and want_action in actions:
+                    found.append(f"{t}:{want_action}")
+        return sorted(set(found))
+
+    owners: list[tuple[str, str, list[PermissionSet]]] = [
+        ("roles", name, (role or RoleDocument()).permissions) for name, role in doc.roles.items()]
+    owners += [("accounts", name, (account or AccountDocument()).grants)
+               for name, account in doc.accounts.items()]
+    for section, name, sets in owners:
+        field_name = "permissions" if section == "roles" else "grants"
+        who = f"role {name!r}" if section == "roles" else f"account {name!r} (a direct grant)"
+        for i, pset in enumerate(sets):
+            if pset.requires and any(v is not False for v in pset.requires.values()):
+                continue
+            for typ, actions in pset.actions.items():
+                for j, action in enumerate(actions):
+                    hits = sensitive(typ, action)
+                    if hits:
+                        domain.add("SA214", (section, name, field_name, i, typ, j),
+                                   f"{who} gives {', '.join(hits)} without a requirement "
+                                   f"(requires:), and domain {doc.domain!r} lists it as sensitive",
+                                   "add e.g. `requires: {mfa: true}` to this permission set, or "
+                                   "silence it here with `# salesauthz: ignore[SA214]`")
 
 
 def _lint_roles(domain: _Domain) -> None:

@@ -20,7 +20,7 @@ from salesauthz import __version__
 from salesauthz import _engine as engine
 from salesauthz._engine import Snapshot
 
-from .analysis import excess
+from .analysis import excess, exports_without_second_factor, second_factor_matters
 from .fields_view import field_visibility
 from .listings import Source, timed_roles, timed_roles_text, what_can_rows
 
@@ -37,6 +37,8 @@ FLAGS: dict[str, tuple[int, str]] = {
     "direct-grants": (8, "holds direct grants outside any role"),
     "expiring-soon": (5, "a direct grant or a timed role assignment expires within 30 days"),
     "at-parent-ceiling": (3, "a sub-account whose own rights are cut by its parent's ceiling"),
+    "export-without-mfa": (15, "may export records without a second factor (no requires: mfa; "
+                              "only in a domain that lists sensitive_actions or requires mfa)"),
 }
 
 
@@ -79,6 +81,7 @@ def review_snapshot(index: Snapshot, now: float, *, progress: Callable[[int, int
                  ) -> list[ReviewRow]:
     rows = []
     names = sorted(n for n, info in index.accounts.items() if info.status is not None)
+    strong_sessions = second_factor_matters(index)
     for done, name in enumerate(names, 1):
         info = index.account(name)
         effective = engine.effective(index, name, now)[0]
@@ -102,6 +105,9 @@ def review_snapshot(index: Snapshot, now: float, *, progress: Callable[[int, int
             own = engine.own_map(index, name, now)[0]
             if any(excess(coverage, effective.get(key), index) for key, coverage in own.items()):
                 flags.append("at-parent-ceiling")
+        if info.status == "active" and strong_sessions \
+                and exports_without_second_factor(index, name, now, effective):
+            flags.append("export-without-mfa")
         permissions = [r["text"] for r in what_can_rows(index, name, now)]
         risk = sum(FLAGS[f][0] for f in flags) + len(permissions)
         rows.append(ReviewRow(name, info.status or "", info.department or "", info.parent or "",

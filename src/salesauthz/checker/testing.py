@@ -16,6 +16,12 @@ tests:
     permission: customer:read@own # optional: the permission that decides
   - check: {account: rep_e1a, action: read, record: east2_deal}
     expect: deny
+  - check:                        # record attributes (where:) and the request context (requires:)
+      account: rep_e1a
+      action: export
+      record: {type: customer, owner: rep_e1a, attributes: {region: East}}
+      context: {mfa: true, ip: 10.1.2.3, now: 2030-03-18T09:00:00Z}
+    expect: allow
   - who-can: {action: export, type: customer}          # optional owner: / department: / record:
     expect: [alice, mgr_east]                          # exhaustive: exactly these accounts
   - what-can: {account: intern_e1}
@@ -41,6 +47,7 @@ import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -118,6 +125,25 @@ class RecordSpec(_Strict):
     owner: str | None = None
     department: str | None = None
     shares: list[ShareSpec] = Field(default_factory=list)
+    attributes: dict[str, Any] | None = None  # what conditions (where:) test
+
+
+class ContextSpec(_Strict):
+    """The request context of a check: ``{mfa: true, ip: 10.1.2.3, now: 2030-03-18T09:00:00Z}``
+    (``now`` defaults to the test run's clock; a naive time is UTC)."""
+
+    mfa: bool | int | None = None
+    ip: str | None = None
+    now: datetime | None = None
+
+    def context(self, now: float) -> dict[str, Any]:
+        found: dict[str, Any] = {"now": now if self.now is None else (
+            self.now if self.now.tzinfo is not None else self.now.replace(tzinfo=UTC)).timestamp()}
+        if self.mfa is not None:
+            found["mfa"] = self.mfa
+        if self.ip is not None:
+            found["ip"] = self.ip
+        return found
 
 
 class CheckSpec(_Strict):
@@ -125,6 +151,7 @@ class CheckSpec(_Strict):
     action: str
     record: RecordSpec | str
     domain: str | None = None
+    context: ContextSpec | None = None
 
 
 class WhoCanSpec(_Strict):
@@ -503,7 +530,8 @@ def _record(spec: TestFileSpec, value: RecordSpec | str) -> Record | str:
             return f"unknown record {value!r}: define it under fixtures.records"
         value = named
     return Record(value.type, owner=value.owner, department=value.department,
-                  shares=tuple(share.share() for share in value.shares))
+                  shares=tuple(share.share() for share in value.shares),
+                  attributes=value.attributes)
 
 
 def _run_check(index: Snapshot | None, file: str, line: int | None,
@@ -514,7 +542,8 @@ def _run_check(index: Snapshot | None, file: str, line: int | None,
     name = case.name or f"check {check.account} {check.action} {where} → {case.expect}"
     if isinstance(record, str):
         return CaseResult(file, line, name, False, str(case.expect), record)
-    decision = engine.explain(index, check.account, check.action, record, domain, now)
+    context = check.context.context(now) if check.context is not None else None
+    decision = engine.explain(index, check.account, check.action, record, domain, now, context)
     if index is not None:
         _exercise_decision(index, check.account, decision.rules, report)
     got = "allow" if decision.allowed else "deny"

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from salesauthz._identity import IdentityCache
+from salesauthz.conditions import ConditionGuard
 from salesauthz.errors import UsageError
 from salesauthz.scopes import EVERYTHING, NOTHING, Coverage, Guarded, ShareGuard
 
@@ -66,8 +67,10 @@ class Terms:
 
     @property
     def shared(self) -> bool:
-        """Whether rendering needs the share table (a guarded term here or in a factor)."""
-        return bool(self.guarded) or any(factor.shared for factor in self.factors)
+        """Whether rendering needs the share table (a share guard here or in a factor; a
+        condition's guard, :class:`~salesauthz.filters.conditions.ConditionTerms`, does not)."""
+        return (any(type(guard) is GuardTerms for term in self.guarded for guard in term.guards)
+                or any(factor.shared for factor in self.factors))
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,22 +98,27 @@ def shares_required(flt: ScopeFilter, how: str) -> str:
 _cache: IdentityCache[Terms] = IdentityCache(4096)
 
 
-def terms_of(flt: ScopeFilter, authz: Authorizer | None = None) -> Terms:
-    """The terms of ``flt``; with ``authz``, also those for rows whose department is NULL/empty."""
+_CONDITIONS = object()  # the cache key part of terms computed with ConditionTerms
+
+
+def terms_of(flt: ScopeFilter, authz: Authorizer | None = None, *,
+             conditions: bool = False) -> Terms:
+    """The terms of ``flt``; with ``authz``, also those for rows whose department is NULL/empty.
+    With ``conditions``, a condition on record attributes becomes a
+    :class:`~salesauthz.filters.conditions.ConditionTerms` guard (for a renderer that knows
+    the attribute columns); without, it is refused (:class:`UsageError`)."""
     members = authz.department_members(domain=flt.domain) if authz is not None else None
-    cached = _cache.get(flt.coverage, members)
+    keys = (flt.coverage, members, _CONDITIONS) if conditions else (flt.coverage, members)
+    cached = _cache.get(*keys)
     if cached is not None:
         return cached
-    return _cache.put(_compute(flt, authz, members), flt.coverage, members)
-
-
-def _compute(flt: ScopeFilter, authz: Authorizer | None,
-             members: Mapping[str, frozenset[str]] | None) -> Terms:
-    return _compute_coverage(flt.coverage, flt.domain, authz, members)
+    return _cache.put(_compute_coverage(flt.coverage, flt.domain, authz, members, conditions),
+                      *keys)
 
 
 def _compute_coverage(coverage: Coverage, domain: str, authz: Authorizer | None,
-                      members: Mapping[str, frozenset[str]] | None) -> Terms:
+                      members: Mapping[str, frozenset[str]] | None,
+                      conditions: bool = False) -> Terms:
     if coverage.everything:
         return Terms(nothing=False, everything=True)
     if coverage.is_empty:
@@ -118,7 +126,7 @@ def _compute_coverage(coverage: Coverage, domain: str, authz: Authorizer | None,
     factors = _factors(coverage)
     if factors is not None:
         return Terms(nothing=False, everything=False, factors=tuple(
-            _compute_coverage(factor, domain, authz, members) for factor in factors))
+            _compute_coverage(factor, domain, authz, members, conditions) for factor in factors))
     # ``check`` reads an empty department as "the owner's department", never as a name, so an
     # empty string must not match the department sets either.
     departments = frozenset(d for d in coverage.departments if d)
@@ -135,8 +143,9 @@ def _compute_coverage(coverage: Coverage, domain: str, authz: Authorizer | None,
     # A guarded term's base is a plain coverage: a record without a department is in its owner's
     # department there too (``check`` resolves the department before looking at the terms).
     guarded = tuple(sorted(
-        (GuardedTerms(_compute_coverage(term.base, domain, authz, members),
-                      tuple(sorted(_guard_terms(guard) for guard in term.guards)))
+        (GuardedTerms(_compute_coverage(term.base, domain, authz, members, conditions),
+                      tuple(sorted((_guard_terms(guard, conditions) for guard in term.guards),
+                                   key=_guard_order)))
          for term in coverage.guarded),
         key=repr,
     ))
@@ -182,15 +191,26 @@ def _factors(coverage: Coverage) -> tuple[Coverage, ...] | None:
     return tuple(factors) if product == coverage else None
 
 
-def _guard_terms(guard: object) -> GuardTerms:
+def _guard_order(guard: GuardTerms) -> tuple[bool, str, GuardTerms]:
+    """Share guards in their own order (as ever), then conditions by their text."""
+    text = getattr(guard, "text", None)
+    return (text is not None, text or "", guard)
+
+
+def _guard_terms(guard: object, conditions: bool = False) -> GuardTerms:
+    if conditions and isinstance(guard, ConditionGuard):
+        from .conditions import ConditionTerms
+
+        return ConditionTerms.of(guard)
     if not isinstance(guard, ShareGuard):
         # A condition on record attributes (``where:``): the renderers do not know which columns
         # hold the attributes yet. Refuse rather than drop the term (which would hide rows that
         # check allows) or ignore the condition (which would show rows it denies).
         raise UsageError(
             f"this filter lets records through only where a condition holds ({guard}); list "
-            "filters cannot render conditions on record attributes as SQL yet: filter those rows "
-            "with Authorizer.check, or grant the list view a permission without `where:`")
+            "filters render conditions on record attributes as SQL only with sql_where(..., "
+            "attributes={attribute: column}); otherwise filter those rows with "
+            "Authorizer.check, or grant the list view a permission without `where:`")
     return GuardTerms(tuple(sorted(guard.levels)), tuple(sorted(guard.accounts)),
                       tuple(sorted(guard.departments)))
 

@@ -18,7 +18,7 @@ the records' id column; each share condition becomes a correlated ``EXISTS``:
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 from salesauthz.errors import UsageError
 
 from ._terms import GuardTerms, Terms, shares_required, terms_of
+from .conditions import ConditionTerms, condition_sql
 
 if TYPE_CHECKING:
     from salesauthz.authorizer import Authorizer
@@ -126,7 +127,7 @@ class _Params:
         self.positional: list[Any] = []
         self.named: dict[str, Any] = {}
 
-    def bind(self, value: str | list[str]) -> str:
+    def bind(self, value: Any) -> str:
         if self.style == "format":
             self.positional.append(value)
             return "%s"
@@ -160,6 +161,7 @@ def sql_where(
     arrays: bool = False,
     shares: ShareTable | None = None,
     record_id: str | None = None,
+    attributes: Mapping[str, str] | None = None,
 ) -> tuple[str, list[Any] | dict[str, Any]]:
     """``(fragment, params)``: a parenthesised boolean SQL expression true exactly for the rows
     ``flt`` lets through, and its bound parameters (a list for ``format``/``qmark``, a dict for
@@ -187,6 +189,10 @@ def sql_where(
             not need it (they render exactly as without it).
         record_id: with ``shares``: the records' id column, qualified with the records' table
             or alias (``customer.id``).
+        attributes: record attribute → the column holding it (``{"region": "c.region"}``), to
+            render the filter's conditions on record attributes (``where:``) as parameterised
+            SQL (see :mod:`salesauthz.filters.conditions`). Without it a filter with such a
+            condition is refused (``UsageError``), never rendered without it.
 
     Raises:
         ValueError: a column name is not a SQL identifier, or the tenant value is not the
@@ -210,7 +216,7 @@ def sql_where(
                 f"{tenant_value!r}"
             )
         tenant = f"{_column('domain', tenant_col, paramstyle)} = {params.bind(tenant_value)}"
-    terms = terms_of(flt, authz)
+    terms = terms_of(flt, authz, conditions=attributes is not None)
     if terms.everything:
         return f"({tenant or '1 = 1'})", params.result()
     if terms.nothing:
@@ -223,17 +229,21 @@ def sql_where(
                     flt, "shares=ShareTable(...) and record_id= (the records' id column, e.g. "
                     "'customer.id')"))
             share_sql = _share_sql(shares, record_id, paramstyle)
-        condition = _condition(terms, params, owner_col, department_col, share_sql)
+        condition = _condition(terms, params, owner_col, department_col, share_sql,
+                               attributes or {}, paramstyle)
     if tenant:
         return f"({tenant} AND ({condition}))", params.result()
     return f"({condition})", params.result()
 
 
 def _condition(terms: Terms, params: _Params, owner_col: str, department_col: str,
-               share_sql: tuple[str, ...]) -> str:
-    """``terms`` (neither nothing nor everything) as one boolean expression, unparenthesised."""
+               share_sql: tuple[str, ...], attributes: Mapping[str, str],
+               paramstyle: Paramstyle) -> str:
+    """``terms`` (neither nothing nor everything) as one boolean expression, unparenthesised;
+    ``attributes`` maps record attributes to their columns (conditions)."""
     if terms.factors:
-        return " AND ".join("(" + _condition(factor, params, owner_col, department_col, share_sql)
+        return " AND ".join("(" + _condition(factor, params, owner_col, department_col, share_sql,
+                                             attributes, paramstyle)
                             + ")" for factor in terms.factors)
     alternatives = _alternatives(terms, params, owner_col, department_col)
     for term in terms.guarded:
@@ -241,7 +251,11 @@ def _condition(terms: Terms, params: _Params, owner_col: str, department_col: st
         if not term.base.everything:
             parts.append("(" + (" OR ".join(_alternatives(term.base, params, owner_col,
                                                           department_col)) or "1 = 0") + ")")
-        parts.extend(_exists(guard, params, share_sql) for guard in term.guards)
+        parts.extend(
+            condition_sql(guard, attributes, owner_col, params.bind,
+                          lambda role, name: _column(role, name, paramstyle))
+            if isinstance(guard, ConditionTerms) else _exists(guard, params, share_sql)
+            for guard in term.guards)
         alternatives.append("(" + " AND ".join(parts) + ")")
     return " OR ".join(alternatives) or "1 = 0"
 

@@ -6,7 +6,16 @@ pulls in no web framework: :mod:`~salesauthz.middleware.asgi` (Starlette / any A
 :mod:`~salesauthz.middleware.wsgi` and :mod:`~salesauthz.middleware.django`.
 """
 
-from ._core import Guard, Problem, RequestAuthz, problem_for
+from ._core import (
+    Guard,
+    Problem,
+    RequestAuthz,
+    StepUpRequired,
+    assurance_level,
+    client_address,
+    problem_for,
+    request_context,
+)
 from ._routes import Requirement
 from .decision_log import DECISION_LOGGER, DecisionLog
 from .identity import (
@@ -38,10 +47,14 @@ __all__ = [
     "RequestInfo",
     "Requirement",
     "StaticTokens",
+    "StepUpRequired",
+    "assurance_level",
     "bearer_token",
+    "client_address",
     "domain_from_claim",
     "domain_from_host",
     "domain_from_path",
     "fixed_domain",
     "problem_for",
+    "request_context",
 ]

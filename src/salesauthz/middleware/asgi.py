@@ -67,7 +67,12 @@ def request_info(scope: Scope, *, route: str | None = None,
     return RequestInfo(method=scope.get("method", "GET"), path=scope.get("path", "/"),
                        host=headers.get("host", ""), headers=headers,
                        path_params=path_params if path_params is not None else scope.get("path_params", {}),
-                       route=route, native=connection)
+                       route=route, native=connection, client=_peer(scope))
+
+
+def _peer(scope: Scope) -> str | None:
+    client = scope.get("client")
+    return str(client[0]) if client else None
 
 
 async def context_for(guard: Guard, scope: Scope, *, route: str | None = None,

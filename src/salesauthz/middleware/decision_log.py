@@ -62,7 +62,8 @@ class DecisionLog:
     def emit(self, *, allowed: bool, domain: str | None, account: str | None, action: str,
              type: str, record_id: str | None, latency_ns: int, request_id: str | None = None,
              method: str | None = None, route: str | None = None, rule: str | None = None,
-             role: str | None = None, kind: str = "record", labels: dict[str, str] | None = None) -> None:
+             role: str | None = None, kind: str = "record", labels: dict[str, str] | None = None,
+             assurance: int | None = None) -> None:
         """Write one decision record (the caller has already asked :meth:`wants`)."""
         fields: dict[str, Any] = {
             "decision_id": str(uuid.uuid4()),
@@ -81,6 +82,8 @@ class DecisionLog:
             "role": role,
             "latency_ns": latency_ns,
         }
+        if assurance is not None:
+            fields["mfa"] = assurance  # the session's assurance level (0: one factor)
         if labels:
             fields["labels"] = labels
         self.logger.info(json.dumps(fields, separators=(",", ":")), extra={"decision": fields})

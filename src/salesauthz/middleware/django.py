@@ -117,7 +117,9 @@ def context_of(request: HttpRequest) -> RequestAuthz:
                        host=str(request.META.get("HTTP_HOST", "")),
                        headers={k.lower(): v for k, v in request.headers.items()},
                        path_params=dict(match.kwargs) if match is not None else {},
-                       route=_route(request), native=request)
+                       route=_route(request), native=request,
+                       client=str(request.META["REMOTE_ADDR"]) if request.META.get("REMOTE_ADDR")
+                       else None)
     context = get_guard().resolve(info)
     setattr(request, _ATTRIBUTE, context)
     return context

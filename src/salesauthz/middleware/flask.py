@@ -73,7 +73,8 @@ def _request_info() -> RequestInfo:
     return RequestInfo(method=request.method, path=request.path, host=request.host,
                        headers={k.lower(): v for k, v in request.headers.items()},
                        path_params=dict(request.view_args or {}),
-                       route=rule.rule if rule is not None else None, native=request)
+                       route=rule.rule if rule is not None else None, native=request,
+                       client=request.remote_addr or None)
 
 
 class FlaskAuthz:

@@ -62,7 +62,9 @@ class RequestInfo:
     ``headers`` has lower-case names; ``route`` is the matched route *template*
     (``/customers/{id}``), ``None`` when no route matched; ``native`` is the framework's request
     object (Starlette ``HTTPConnection``, Flask ``request``, Django ``HttpRequest``, or the
-    WSGI ``environ``).
+    WSGI ``environ``). ``client`` is the address of the connection's peer (``None`` when the
+    server does not say); :func:`~salesauthz.middleware.client_address` finds the client behind
+    trusted proxies.
     """
 
     method: str
@@ -72,6 +74,7 @@ class RequestInfo:
     path_params: Mapping[str, Any] = field(default_factory=dict)
     route: str | None = None
     native: Any = None
+    client: str | None = None  # the peer's address (the last hop: a proxy's, behind one)
 
 
 IdentityResolver = Callable[[RequestInfo], "Identity | Awaitable[Identity | None] | None"]

@@ -48,7 +48,8 @@ def request_info(environ: dict[str, Any], *, route: str | None = None,
     host = headers.get("host") or str(environ.get("SERVER_NAME", ""))
     return RequestInfo(method=str(environ.get("REQUEST_METHOD", "GET")).upper(),
                        path=str(environ.get("PATH_INFO", "/")) or "/", host=host, headers=headers,
-                       path_params=path_params or {}, route=route, native=environ)
+                       path_params=path_params or {}, route=route, native=environ,
+                       client=str(environ["REMOTE_ADDR"]) if environ.get("REMOTE_ADDR") else None)
 
 
 def is_preflight(method: str, headers: Mapping[str, str]) -> bool:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
 from salesauthz import _rules as R
 from salesauthz._rules import Rule
-from salesauthz.conditions import Condition, decode_value, encode_value
+from salesauthz.conditions import Condition, canonical, decode_value, encode_value
 from salesauthz.scopes import Scope, ScopeKind, parse_scope
 
 from .documents import (
@@ -60,6 +61,8 @@ def compile_document(document: DomainDocument) -> list[Rule]:
             rules.append((R.RESOURCE_ATTRIBUTE, d, typ, attribute, kind))
     if document.time_zone is not None:
         rules.append((R.SETTING, d, "time_zone", document.time_zone))
+    if document.sensitive_actions is not None:
+        rules.append((R.SETTING, d, "sensitive_actions", canonical(document.sensitive_actions)))
     for typ, field_names in document.fields.items():
         for field_name in field_names:
             rules.append((R.FIELD, d, typ, field_name))
@@ -197,6 +200,7 @@ def decompile_rules(rules: Iterable[Rule]) -> list[DomainDocument]:
         auxiliary: dict[str, list[str]] = {}
         resource_attributes: dict[str, dict[str, Any]] = {}
         time_zone: str | None = None
+        sensitive: list[str] | None = None
         for rule in domain_rules:
             ptype = rule[0]
             if ptype == R.ACCOUNT_ATTRIBUTE:
@@ -207,6 +211,8 @@ def decompile_rules(rules: Iterable[Rule]) -> list[DomainDocument]:
                 resource_attributes.setdefault(rule[2], {})[rule[3]] = rule[4]
             elif ptype == R.SETTING and rule[2] == "time_zone":
                 time_zone = rule[3]
+            elif ptype == R.SETTING and rule[2] == "sensitive_actions":
+                sensitive = json.loads(rule[3])
             elif ptype == R.VOCABULARY:
                 resources.setdefault(rule[2], []).append(rule[3])
             elif ptype == R.DEPARTMENT:
@@ -275,5 +281,6 @@ def decompile_rules(rules: Iterable[Rule]) -> list[DomainDocument]:
             resource_attributes={t: dict(sorted(a.items()))
                                  for t, a in sorted(resource_attributes.items())},
             time_zone=time_zone,
+            sensitive_actions=sensitive,
         ))
     return documents

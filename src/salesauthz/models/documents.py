@@ -55,6 +55,9 @@ __all__ = [
     "TimedRole",
 ]
 
+SENSITIVE_ACTIONS = ("export", "delete", "assign", "account:manage")
+"""What ``sensitive_actions: true`` lists: actions that should need a strong session."""
+
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -268,6 +271,20 @@ class DomainDocument(_Strict):
         "{region: str}}`).")
     time_zone: str | None = Field(
         default=None, description="The tenant's IANA time zone for `requires: hours` (UTC).")
+    sensitive_actions: list[Name] | None = Field(
+        default=None,
+        description="Turns on the `check` lint SA214 for this domain: each listed action "
+        "(`export`, any type's; `customer:export`; `account:manage`) held without a `requires:` "
+        "is reported. `true` lists export, delete, assign and account:manage.")
+
+    @field_validator("sensitive_actions", mode="before")
+    @classmethod
+    def _default_sensitive(cls, value: object) -> object:
+        if value is True:
+            return list(SENSITIVE_ACTIONS)
+        if value is False:
+            return None
+        return value
 
     @field_validator("departments", "roles", "accounts", "sharing", mode="before")
     @classmethod

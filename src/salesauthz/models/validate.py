@@ -6,6 +6,7 @@ schema cannot: that names refer to things that exist, in the same domain.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from typing import Annotated, Any, Final, Literal, Union, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 
 from salesauthz import _rules as R
+from salesauthz import conditions as C
 from salesauthz._rules import Rule
 from salesauthz._wording import did_you_mean, docs_url, value_kind
 from salesauthz.errors import PolicyError, PolicyIssue
@@ -483,7 +485,14 @@ def _validate_domain(src: SourcedDocument, all_domains: dict[str, SourcedDocumen
                       f"the department tree has a cycle through {cycle_start!r}",
                       "a department cannot be below itself; fix the parent chain", "SA121"))
 
+    if doc.time_zone is not None:
+        try:
+            C.time_zone(doc.time_zone)
+        except ValueError as exc:
+            add(src.issue(("time_zone",), str(exc), None, "SA174"))
+
     # Roles.
+    references: list[_AccountReference] = []  # account.<name> operands, checked with the accounts
     roles = doc.roles
     overlap = set(roles) & set(doc.accounts)
     for name in sorted(overlap):
@@ -498,7 +507,8 @@ def _validate_domain(src: SourcedDocument, all_domains: dict[str, SourcedDocumen
                               unknown(inherited, "roles", roles), "SA130"))
         for i, pset in enumerate(role.permissions):
             issues.extend(_validate_permission_set(src, ("roles", name, "permissions", i), pset,
-                                                   vocabulary, departments, grant=False))
+                                                   vocabulary, departments, grant=False,
+                                                   references=references))
         for typ, specs in role.fields.items():
             if typ not in vocabulary and skip.types is not None:
                 add(src.issue(("roles", name, "fields", typ),
@@ -570,7 +580,14 @@ def _validate_domain(src: SourcedDocument, all_domains: dict[str, SourcedDocumen
                               unknown(account.parent, "accounts", accounts), "SA140"))
         for i, pset in enumerate(account.grants):
             issues.extend(_validate_permission_set(src, ("accounts", name, "grants", i), pset,
-                                                   vocabulary, departments, grant=True))
+                                                   vocabulary, departments, grant=True,
+                                                   references=references))
+        for attribute, value in account.attributes.items():
+            problem = C.value_problem(value)
+            if problem is not None:
+                add(src.issue(("accounts", name, "attributes", attribute),
+                              f"account {name!r}: attribute {attribute!r}: {problem}",
+                              "write text, a number, a boolean or a list of them", "SA171"))
     for cycle_start in _cycles({n: [a.parent] if a is not None and a.parent else []
                                 for n, a in accounts.items()}):
         if (accounts[cycle_start] or AccountDocument()).parent != cycle_start:
@@ -584,6 +601,8 @@ def _validate_domain(src: SourcedDocument, all_domains: dict[str, SourcedDocumen
                           f"the reporting line has a cycle through {cycle_start!r}",
                           "an account cannot report to itself, directly or through others",
                           "SA143"))
+
+    issues.extend(_account_reference_issues(src, references, accounts))
 
     # Share levels.
     for typ, levels in doc.sharing.items():
@@ -613,9 +632,12 @@ def _validate_domain(src: SourcedDocument, all_domains: dict[str, SourcedDocumen
 
 def _validate_permission_set(src: SourcedDocument, path: Path, pset: PermissionSet,
                              vocabulary: dict[str, set[str]], departments: Mapping[str, object],
-                             *, grant: bool) -> list[PolicyIssue]:
+                             *, grant: bool, references: list[_AccountReference] | None = None,
+                             ) -> list[PolicyIssue]:
     issues = []
     skip = src.unchecked
+    if pset.where is not None or pset.requires is not None:
+        issues.extend(_condition_issues(src, path, pset, vocabulary, references))
     if not pset.actions:
         issues.append(src.issue(path, "a permission set names no resource type",
                                 "add e.g. `customer: [read]` beside the scope", "SA150"))
@@ -648,6 +670,177 @@ def _validate_permission_set(src: SourcedDocument, path: Path, pset: PermissionS
                 issues.append(src.issue((*path, typ, i), f"unknown action {action!r} for {typ!r}",
                                         (close + " " if close else "")
                                         + f"known actions: {', '.join(sorted(known))}", "SA153"))
+    return issues
+
+
+@dataclass(frozen=True, slots=True)
+class _AccountReference:
+    """``attribute: {op: account.<name>}`` in a ``where:``: the account attribute ``name`` is
+    compared with a record attribute of the ``kinds`` declared."""
+
+    name: str
+    op: str
+    attribute: str
+    kinds: frozenset[str]
+
+
+_COMPARISONS: Final = ("lt", "le", "gt", "ge")
+
+
+def _condition_issues(src: SourcedDocument, path: Path, pset: PermissionSet,
+                      vocabulary: Mapping[str, set[str]],
+                      references: list[_AccountReference] | None) -> list[PolicyIssue]:
+    """SA170-SA175: the ``where:`` tests and ``requires:`` requirements of one permission set,
+    each problem at its own line."""
+    issues: list[PolicyIssue] = []
+    add = issues.append
+    declared = src.document.resource_attributes
+    types = [t for t in pset.actions if t == R.WILDCARD or t in vocabulary]
+    concrete = sorted(set(vocabulary) if R.WILDCARD in types
+                      else {t for t in types if t != R.WILDCARD})
+    vocabulary_known = src.unchecked.types is not None
+    for attribute, spec in (pset.where or {}).items():
+        here = (*path, "where", attribute)
+        kinds: set[str] = set()
+        if attribute == C.OWNER:
+            kinds = {"str"}
+        elif vocabulary_known:
+            # Types that declare their attributes are checked (like fields); built-in types and
+            # types declaring none are not.
+            checked = [t for t in concrete if declared.get(t)]
+            lacking = [t for t in checked if attribute not in declared[t]]
+            kinds = {declared[t][attribute] for t in checked if attribute in declared[t]}
+            if (R.WILDCARD in types and checked and not kinds) or (
+                    R.WILDCARD not in types and lacking):
+                typ = lacking[0] if lacking else "*"
+                known = sorted(declared.get(typ, {})) if typ != "*" else sorted(
+                    {a for t in declared.values() for a in t})
+                add(src.issue(here, f"unknown attribute {attribute!r} of {typ!r} in where:",
+                              did_you_mean(attribute, [*known, C.OWNER]) or (
+                                  f"declared attributes: {', '.join(known)}" if known else
+                                  f"declare it: resources: {{{typ}: {{actions: [...], "
+                                  f"attributes: {{{attribute}: str}}}}}}"), "SA170"))
+                continue
+        tests: list[tuple[str, Any, Path]]
+        if spec is None:
+            continue  # `attr: null`: the value is missing
+        if isinstance(spec, Mapping):
+            if not spec:
+                add(src.issue(here, f"where: {attribute} has no test",
+                              f"write e.g. {attribute}: {{eq: ...}}; tests: {', '.join(C.OPERATORS)}",
+                              "SA172"))
+            tests = [(str(op), operand, (*here, op)) for op, operand in spec.items()]
+        elif isinstance(spec, list):
+            tests = [("in", spec, here)]
+        else:
+            tests = [("eq", spec, here)]
+        for op, operand, at in tests:
+            if op not in C.OPERATORS:
+                add(src.issue(at, f"unknown operator {op!r} for {attribute!r} in where:",
+                              did_you_mean(op, C.OPERATORS)
+                              or f"operators: {', '.join(C.OPERATORS)}", "SA172"))
+                continue
+            if op == "null":
+                if not isinstance(operand, bool):
+                    add(src.issue(at, f"where: {attribute}: null takes true or false, not "
+                                  f"{_kind(operand)}", code="SA172"))
+                continue
+            if isinstance(operand, str) and operand.startswith(C.ACCOUNT_PREFIX) \
+                    and len(operand) > len(C.ACCOUNT_PREFIX):
+                if references is not None:
+                    references.append(_AccountReference(operand[len(C.ACCOUNT_PREFIX):], op,
+                                                        attribute, frozenset(kinds)))
+                continue
+            if op == "in" and not isinstance(operand, list):
+                add(src.issue(at, f"where: {attribute}: in takes a list or account.<attribute>, "
+                              f"not {_kind(operand)}", f"write {attribute}: {{in: [a, b]}}",
+                              "SA172"))
+                continue
+            if op in _COMPARISONS and kinds and kinds <= {"bool"}:
+                add(src.issue(at, f"where: {attribute} is a boolean and cannot be compared with "
+                              f"{op}", f"use {attribute}: true or {attribute}: false", "SA171"))
+                continue
+            for i, constant in enumerate(operand if op == "in" else [operand]):
+                if isinstance(constant, dict | list) or constant is None or (
+                        kinds and not any(C.fits_kind(constant, k) for k in kinds)):
+                    want = " or ".join(sorted(kinds)) or "text, a number or a boolean"
+                    add(src.issue((*at, i) if op == "in" else at,
+                                  f"where: {attribute} is {want}, but is compared with "
+                                  f"{_kind(constant)}", _kind_hint(constant, kinds), "SA171"))
+    for key, value in (pset.requires or {}).items():
+        here = (*path, "requires", key)
+        if key not in C.REQUIREMENTS:
+            add(src.issue(here, f"unknown context key {key!r} in requires:",
+                          did_you_mean(str(key), C.REQUIREMENTS)
+                          or f"requirements: {', '.join(C.REQUIREMENTS)}", "SA175"))
+        elif key == "mfa":
+            if not isinstance(value, bool) and not (isinstance(value, int) and value >= 1):
+                add(src.issue(here, f"requires: mfa takes true or an assurance level (1, 2, …), "
+                              f"not {_kind(value)}", "write mfa: true", "SA171"))
+        elif key == "ip":
+            networks = [value] if isinstance(value, str) else value
+            if not isinstance(networks, list) or not networks:
+                add(src.issue(here, f"requires: ip takes a list of networks, not {_kind(value)}",
+                              "write ip: [10.0.0.0/8]", "SA173"))
+                continue
+            for i, network in enumerate(networks):
+                try:
+                    ipaddress.ip_network(str(network), strict=False)
+                except ValueError:
+                    add(src.issue(here if isinstance(value, str) else (*here, i),
+                                  f"requires: ip: {shown(network)} is not a network",
+                                  "write an address or a CIDR block, e.g. 10.0.0.0/8 or "
+                                  "2001:db8::/32", "SA173"))
+        elif key == "hours":
+            if not isinstance(value, str):
+                add(src.issue(here, f"requires: hours takes text, not {_kind(value)}",
+                              'write hours: "Mon-Fri 08:00-20:00"', "SA174"))
+                continue
+            try:
+                C.parse_hours(value)
+            except ValueError as exc:
+                add(src.issue(here, f"requires: {exc}",
+                              "days are Mon Tue Wed Thu Fri Sat Sun, times HH:MM, start before end",
+                              "SA174"))
+    return issues
+
+
+def _kind_hint(constant: object, kinds: Collection[str]) -> str | None:
+    if isinstance(constant, str) and kinds and "str" not in kinds \
+            and re.fullmatch(r"-?\d+(\.\d+)?", constant):
+        return f"write the number unquoted: {constant}"
+    if isinstance(constant, int | float) and not isinstance(constant, bool) and "str" in kinds:
+        return f"quote it if it is text: '{constant}'"
+    return None
+
+
+def _account_reference_issues(src: SourcedDocument, references: Sequence[_AccountReference],
+                              accounts: Mapping[str, AccountDocument | None]) -> list[PolicyIssue]:
+    """SA171 for an account attribute whose value can never be compared with the record
+    attribute a condition compares it with."""
+    issues: list[PolicyIssue] = []
+    reported: set[tuple[str, str]] = set()
+    for ref in references:
+        if not ref.kinds:
+            continue
+        for name, account in accounts.items():
+            if account is None or ref.name not in account.attributes \
+                    or (name, ref.name) in reported:
+                continue
+            value = account.attributes[ref.name]
+            if C.value_problem(value) is not None:
+                continue  # reported on its own
+            bad, item = C.reference_mismatch(value, ref.op, ref.kinds)
+            if bad:
+                reported.add((name, ref.name))
+                want = " or ".join(sorted(ref.kinds))
+                issues.append(src.issue(
+                    ("accounts", name, "attributes", ref.name),
+                    f"account {name!r}: attribute {ref.name!r} is compared with {ref.attribute} "
+                    f"({want}){' by ' + ref.op if ref.op != 'eq' else ''}, but holds "
+                    f"{_kind(item)}",
+                    "a list only makes sense with in:" if isinstance(value, list)
+                    and ref.op != "in" else None, "SA171"))
     return issues
 
 
