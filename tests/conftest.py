@@ -62,3 +62,20 @@ def sample() -> Authorizer:
 def fresh_sample() -> Authorizer:
     """A private copy of the sample organisation that a test may change."""
     return Authorizer.from_directory(POLICIES)
+
+
+# Tests that measure propagation or fault handling against wall-clock deadlines (several real
+# processes, proxies that delay and cut connections). scripts/test.sh runs the rest on every core
+# and then these alone, so that a busy neighbour does not eat their margins.
+SERIAL_MODULES = frozenset({
+    "tests/adapters/test_watch.py", "tests/adapters/test_watch_faults.py",
+    "tests/adapters/test_multiserver.py", "tests/adapters/test_multiserver_stress.py",
+    "tests/adapters/test_faults.py", "tests/adapters/test_timeouts.py",
+    "tests/engine/test_concurrency.py", "tests/examples/test_crm_api_workers.py",
+})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.relative_to(ROOT).as_posix() in SERIAL_MODULES:
+            item.add_marker(pytest.mark.serial)

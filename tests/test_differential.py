@@ -12,7 +12,7 @@ from .conftest import examples
 from .strategies import FIXED_NOW, Organisation, organisations, requests
 
 
-@settings(max_examples=examples(500))
+@settings(max_examples=examples(300))
 @given(data=st.data(), org=organisations(record_model=True))
 def test_check_equals_casbin_reference(data: st.DataObject, org: Organisation) -> None:
     authz = Authorizer.from_rules(org.rules, clock=lambda: FIXED_NOW)

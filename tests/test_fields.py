@@ -121,7 +121,7 @@ def reference_mode(authz: Authorizer, domain: str, account: str, owner: str | No
     return mine
 
 
-@settings(max_examples=examples(100))
+@settings(max_examples=examples(60))
 @given(data=st.data(), org=organisations(record_model=True))
 def test_field_modes_follow_the_documented_rules(data: st.DataObject, org: Organisation) -> None:
     domain = org.domains[0]

@@ -12,7 +12,7 @@ from tests.conftest import examples
 from tests.strategies import FIXED_NOW, Organisation, contexts, organisations, requests
 
 
-@settings(max_examples=examples(400))
+@settings(max_examples=examples(150))
 @given(data=st.data(), org=organisations(record_model=True, conditions=True))
 def test_conditions_equal_casbin_reference(data: st.DataObject, org: Organisation) -> None:
     authz = Authorizer.from_rules(org.rules, clock=lambda: FIXED_NOW)
@@ -33,7 +33,7 @@ def test_conditions_equal_casbin_reference(data: st.DataObject, org: Organisatio
                                record.attributes) == expected
 
 
-@settings(max_examples=examples(100))
+@settings(max_examples=examples(50))
 @given(data=st.data(), org=organisations(record_model=True, conditions=True))
 def test_conditions_cached_equal_uncached(data: st.DataObject, org: Organisation) -> None:
     cached = Authorizer.from_rules(org.rules, clock=lambda: FIXED_NOW)

@@ -128,7 +128,7 @@ def _assert_only_placeholders(flt: ScopeFilter, authz: Authorizer, domain: str) 
     assert params[0] == domain
 
 
-@settings(max_examples=examples(200))
+@settings(max_examples=examples(100))
 @given(data=st.data(), org=organisations())
 def test_filters_equal_check(
     data: st.DataObject, org: Organisation, backends: list[SqlBackend], django_customers: Any,
@@ -245,7 +245,7 @@ def _count_shapes(flt: ScopeFilter, authz: Authorizer, query: Query, rows: list[
         event("rows reached only through a share")
 
 
-@settings(max_examples=examples(200))
+@settings(max_examples=examples(100))
 @given(data=st.data(), org=shared_organisations())
 def test_filters_with_shares_equal_check(
     data: st.DataObject, org: Organisation, shared_backends: list[SharedBackend],
