@@ -4,7 +4,7 @@ SQL, on PostgreSQL with 1M customers and 3M shares.
     python benchmarks/bench_share_filters.py [--dsn postgresql://postgres@127.0.0.1:5432/test]
         [--rows 1000000] [--shares-per-record 3] [--accounts 200] [--rounds 3]
         [--out benchmarks/results/bench_share_filters.json] [--plot ...png]
-        [--docs-plot docs/filtering-shares-benchmark.png] [--drop]
+        [--docs-plot docs/filtering-shares-benchmark.png] [--drop] [--only TEXT]
 
 Everything lives in the schema ``bench_share_filters`` (created on first run, reused by reruns
 while its sizes match; ``--drop`` removes it at the end). No other schema is touched.
@@ -303,7 +303,7 @@ def p95(values: list[float]) -> float:
 
 
 def run(dsn: str, rows: int, per_record: int, n_accounts: int, rounds: int,
-        drop: bool) -> dict[str, Any]:
+        drop: bool, only: str | None = None) -> dict[str, Any]:
     authz = Authorizer.from_rules(compile_document(DomainDocument.model_validate(organisation())))
     with psycopg.connect(dsn, autocommit=True) as conn:
         setup_seconds = ensure_data(conn, rows, per_record)
@@ -312,6 +312,8 @@ def run(dsn: str, rows: int, per_record: int, n_accounts: int, rounds: int,
         assert sizes is not None
         results: list[dict[str, Any]] = []
         for persona in personas(authz, n_accounts):
+            if only is not None and only not in persona.name:
+                continue
             times: dict[str, list[float]] = {"salesauthz": [], "hand_written": []}
             gc.disable()
             try:
@@ -423,9 +425,19 @@ def main(argv: list[str] | None = None) -> int:
                         help="a copy of the plot for docs/filtering.md ('' to skip)")
     parser.add_argument("--drop", action="store_true",
                         help="drop the bench_share_filters schema at the end")
+    parser.add_argument("--only", help="rerun only the personas whose name contains this text; "
+                        "their rows replace the same rows of the existing --out report")
     args = parser.parse_args(argv)
     report = run(args.dsn, args.rows, args.shares_per_record, args.accounts, args.rounds,
-                 args.drop)
+                 args.drop, args.only)
+    if args.only is not None and args.out.exists():
+        previous = json.loads(args.out.read_text())
+        fresh = {r["persona"]: r for r in report["results"]}
+        for row in fresh.values():
+            row["rerun"] = time.strftime("%Y-%m-%d", time.gmtime())
+        kept = [fresh.pop(r["persona"], r) for r in previous["results"]]
+        previous["results"] = kept + list(fresh.values())
+        report = previous
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n")
     plot_path = args.plot or args.out.with_suffix(".png")

@@ -61,7 +61,14 @@ def at(seconds: float) -> datetime:
 
 def test_setting_a_superior_gives_it_subordinates_reach_and_is_audited(authz: Authorizer) -> None:
     assert not authz.check("lead_e1", "read", customer("rep_e1b", "west-1"), domain="acme")
-    record = authz.admin("mgr_east", domain="acme").set_reports_to("rep_e1b", "lead_e1")
+    # mgr_east may not: lead_e1 would read rep_e1b's customers wherever they are filed, and
+    # mgr_east does not read those filed outside east.
+    before = state(authz)
+    with pytest.raises(EscalationError) as caught:
+        authz.admin("mgr_east", domain="acme").set_reports_to("rep_e1b", "lead_e1")
+    assert caught.value.missing == ("customer:read@subordinates for lead_e1",)
+    assert state(authz) == before
+    record = authz.admin("alice", domain="acme").set_reports_to("rep_e1b", "lead_e1")
     assert (record.operation, record.target, record.escalated) == ("set_reports_to", "rep_e1b", False)
     assert record.added == (("g6", "rep_e1b", "lead_e1", "acme"),)
     assert record.removed == ()
@@ -92,7 +99,7 @@ def test_a_superior_must_not_hand_on_what_the_actor_does_not_hold(authz: Authori
     before = state(authz)
     with pytest.raises(EscalationError) as caught:
         authz.admin("mgr_east", domain="acme").set_reports_to("rep_e1b", "lead_e1")
-    assert caught.value.missing == ("customer:delete@subordinate_tree for ops_1",)
+    assert "customer:delete@subordinate_tree for ops_1" in caught.value.missing
     assert "beyond what mgr_east itself holds" in str(caught.value)
     assert state(authz) == before
     # alice holds everything: allowed, and not escalated.
@@ -116,10 +123,14 @@ def test_the_actor_must_manage_the_account_and_the_superior(authz: Authorizer) -
 
 def test_no_one_widens_its_own_reach_through_a_reporting_line(authz: Authorizer) -> None:
     # lead_e1 manages nobody; give it account:manage over its team: it may now point rep_e1b at
-    # itself only if it already reads rep_e1b's customers (team: yes, east-1).
+    # itself only if it already reads rep_e1b's customers wherever they are filed (team: only
+    # those in east-1, so no; all: yes).
     authz.admin("alice", domain="acme").grant("lead_e1", "account", ["manage"], scope="team")
     lead = authz.admin("lead_e1", domain="acme")
-    assert not lead.set_reports_to("rep_e1b", "lead_e1").escalated
+    before = state(authz)
+    with pytest.raises(EscalationError) as caught:
+        lead.set_reports_to("rep_e1b", "lead_e1")
+    assert caught.value.missing == ("customer:read@subordinates for lead_e1",)
     # rep_e2 sits in east-2: managing it there is not enough to widen lead_e1's reach to it.
     authz.admin("alice", domain="acme").grant("lead_e1", "account", ["manage"],
                                               scope="custom", departments=["east-2"])
@@ -128,6 +139,8 @@ def test_no_one_widens_its_own_reach_through_a_reporting_line(authz: Authorizer)
         lead.set_reports_to("rep_e2", "lead_e1")
     assert caught.value.missing == ("customer:read@subordinates for lead_e1",)
     assert state(authz) == before
+    authz.admin("alice", domain="acme").grant("lead_e1", "customer", ["read"], scope="all")
+    assert not lead.set_reports_to("rep_e1b", "lead_e1").escalated
 
 
 def test_reporting_lines_do_not_loop_and_name_known_accounts(authz: Authorizer) -> None:

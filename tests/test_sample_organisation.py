@@ -175,7 +175,7 @@ def test_store_with_a_malformed_rule_is_refused_with_the_rule_named() -> None:
     from salesauthz.adapters.memory import MemoryAdapter
 
     store = MemoryAdapter([("p3", "a", "acme", "active")])
-    store._rules[("p", "a", "acme", "customer")] = None  # bypass the adapter's own validation
+    store._rules["acme"][("p", "a", "acme", "customer")] = None  # bypass its own validation
     authz = Authorizer(store)  # the domain is not loaded (it denies); the others would serve
     assert list(authz.quarantined) == ["acme"]
     with pytest.raises(PolicyError, match=r"takes 6 values.*'customer'") as caught:

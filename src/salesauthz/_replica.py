@@ -8,6 +8,7 @@ publishes snapshots for the hot path. It holds no decision logic: that is the en
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import threading
@@ -220,6 +221,7 @@ class Replica:
         issues = [PolicyIssue(f"{p}: {r!r}") for r in add if (p := R.check_rule(r)) is not None]
         if issues:
             raise PolicyError(issues)
+        self._check_integrity(add, remove)
         committed = self._store.commit(add, remove, audit, expected=expected)
         by_domain: dict[str, tuple[list[Rule], list[Rule]]] = {}
         for rule in remove:
@@ -244,6 +246,31 @@ class Replica:
                 # domain up to date from the store, ours included.
                 self._catch_up_after_commit(name, version, domain_added, domain_removed)
         return committed.records
+
+    def _check_integrity(self, add: Sequence[Rule], remove: Sequence[Rule]) -> None:
+        """Refuse a change that would leave a domain this process holds breaking the loader's
+        reference and cycle rules (:func:`salesauthz._integrity.change_issues`: only what the
+        change touches is looked at). A domain held back (``domains=``) or closed on load is not
+        judged here: repairing a closed domain must stay possible; the store still refuses
+        malformed rules and doubled single-valued facts."""
+        from ._integrity import change_issues
+
+        by_domain: dict[str, tuple[list[Rule], list[Rule]]] = {}
+        for rule in add:
+            by_domain.setdefault(R.domain_of(rule), ([], []))[0].append(rule)
+        for rule in remove:
+            by_domain.setdefault(R.domain_of(rule), ([], []))[1].append(rule)
+        issues: list[PolicyIssue] = []
+        for name, (domain_added, domain_removed) in sorted(by_domain.items()):
+            if (self._only_domains is not None and name not in self._only_domains) \
+                    or name in self._quarantined:
+                continue
+            state = self._states.get(name)
+            snapshot = state.snapshot if state is not None else None
+            held: Collection[Rule] = state.rules if state is not None else frozenset()
+            issues.extend(change_issues(snapshot, held, name, domain_added, domain_removed))
+        if issues:
+            raise PolicyError([dataclasses.replace(issue, file=self._store.url) for issue in issues])
 
     def _catch_up_after_commit(self, name: str, version: int | None, added: list[Rule],
                                removed: list[Rule]) -> None:

@@ -144,7 +144,8 @@ class Authorizer(FieldAccess, ShareAccess, Replica):
                 return False
             # The hit path of EffectiveCache.get inlined: a call would cost ~10 % of a check.
             entry = self._hot.get((domain, account))
-            if (entry is None or entry[0] != snapshot.stamps.get(account, snapshot.base)
+            if (entry is None or not snapshot.base <= entry[0] <= snapshot.version
+                    or snapshot.stamps.get(account, 0) > entry[0]  # Snapshot.fresh, inlined
                     or (entry[2] is not None and self._clock() >= entry[2])):
                 entry = self._cache.get(snapshot, account, self._clock())
             else:
@@ -157,6 +158,8 @@ class Authorizer(FieldAccess, ShareAccess, Replica):
             # Coverage.covers' first test inlined: most allowed checks end here.
             owner = record.owner
             if coverage.everything or owner in coverage.owners:
+                return True
+            if entry[3] and owner == account and coverage.owners:  # a shared map: SELF
                 return True
             if not coverage.guarded:
                 return coverage.covers(owner, record.department, snapshot.homes)
@@ -188,34 +191,49 @@ class Authorizer(FieldAccess, ShareAccess, Replica):
             snapshot = self._snapshots.get(domain)
             if snapshot is None:
                 return [False for _ in requests]
-            homes = snapshot.homes
             full: Mapping[str, Any] | None = None
-            maps: dict[str, engine.EffectiveMap] = {}
+            maps: dict[str, tuple[engine.EffectiveMap, bool]] = {}  # account -> (map, shared)
+            hot, stamps, base, version = self._hot, snapshot.stamps, snapshot.base, snapshot.version
+            homes = snapshot.homes
+            now: float | None = None
             for account, action, record in requests:
-                held = maps.get(account)
-                if held is None:
-                    held = maps[account] = self._effective(snapshot, account)
+                found = maps.get(account)
+                if found is None:
+                    # check's inlined cache hit, once per account of the batch
+                    entry = hot.get((domain, account))
+                    if entry is not None and entry[2] is not None and now is None:
+                        now = self._clock()
+                    if (entry is None or not base <= entry[0] <= version
+                            or stamps.get(account, 0) > entry[0]
+                            or (entry[2] is not None and now is not None and now >= entry[2])):
+                        entry = self._cache.get(snapshot, account, self._clock())
+                    else:
+                        self._cache.hits += 1
+                    found = maps[account] = (entry[1], entry[3])
+                held, shared = found
                 coverage = held.get((record.type, action))
+                if shared and coverage is not None and record.owner == account \
+                        and coverage.owners:  # a shared map: SELF, the account's own records
+                    append(True)
+                    continue
                 if coverage is None:
                     append(False)
-                    continue
-                owner = record.owner
-                if coverage.everything or owner in coverage.owners:  # as in check()
+                elif coverage.everything or record.owner in coverage.owners:
                     append(True)
                 elif not coverage.guarded:
-                    append(coverage.covers(owner, record.department, homes))
+                    append(coverage.covers(record.owner, record.department, homes))
                 else:
                     if full is None:
                         full = self._context(context)
-                    append(coverage.covers(owner, record.department, homes, record.shares,
-                                           record.attributes, full))
+                    append(coverage.covers(record.owner, record.department, homes,
+                                           record.shares, record.attributes, full))
             return results
         except Exception:
             self._report_failure("check_many")
             return [False for _ in requests] if isinstance(requests, Sequence) else []
 
     def _effective(self, snapshot: engine.Snapshot, account: str) -> engine.EffectiveMap:
-        return self._cache.get(snapshot, account, self._clock())[1]
+        return self._cache.absolute(self._cache.get(snapshot, account, self._clock()), account)
 
     def _report_failure(self, where: str) -> None:
         # Fail closed, and log once per incident (same error within a minute) rather than per check.
@@ -313,9 +331,47 @@ class Authorizer(FieldAccess, ShareAccess, Replica):
         return Admin(self, actor, domain, audit_denied=audit_denied, context=context)
 
     def apply_changes(self, added: Iterable[Rule] = (), removed: Iterable[Rule] = (), *,
-                      audit: Sequence[AuditDraft] = ()) -> list[AuditRecord]:
-        """Apply a batch of rule changes: store first (atomically, with its audit records), then
-        the in-memory snapshots. Unauthorized: administrative code goes through :meth:`admin`."""
-        with self._write_lock:
-            return self._commit(added, removed, audit, None)
+                      audit: Sequence[AuditDraft] = (),
+                      actor: str = "system:apply_changes") -> list[AuditRecord]:
+        """Apply a batch of raw rule changes — the low-level, **unauthorized** write path
+        (administrative code goes through :meth:`admin`): store first, atomically with its audit
+        records, then the in-memory snapshots.
 
+        The change is validated first: malformed rules and doubled single-valued facts (by the
+        store), and for every domain this process holds, the loader's reference and cycle rules
+        on what the change touches (unknown departments, roles, accounts, types and actions,
+        department, role-inheritance, parent and reporting cycles, deletions leaving something
+        dangling: ``SA1xx`` codes as the loader's). A refused change raises
+        :class:`~salesauthz.errors.PolicyError` and writes nothing.
+
+        It is audited: with ``audit`` drafts, those; without, one record per domain it touches,
+        naming ``actor`` (a non-human one is named ``system:<what>``, e.g. ``system:import``)."""
+        if not isinstance(actor, str) or not actor.strip():
+            raise ValueError(f"apply_changes needs an actor to audit the change under, not {actor!r}")
+        add, remove = list(dict.fromkeys(added)), list(dict.fromkeys(removed))
+        with self._write_lock:
+            drafts = list(audit) or self._raw_drafts(actor, add, remove)
+            return self._commit(add, remove, drafts, None)
+
+    def _raw_drafts(self, actor: str, added: Sequence[Rule], removed: Sequence[Rule]) -> list[AuditDraft]:
+        """One audit draft per domain a raw change touches."""
+        from . import _rules as R
+
+        grouped: dict[str, tuple[list[Rule], list[Rule]]] = {}
+        for rule in added:
+            grouped.setdefault(_domain_or_blank(R, rule), ([], []))[0].append(rule)
+        for rule in removed:
+            grouped.setdefault(_domain_or_blank(R, rule), ([], []))[1].append(rule)
+        now = self._clock()
+        return [AuditDraft(now, actor, domain, "apply_changes", domain, tuple(plus), tuple(minus),
+                           False, "applied", f"{len(plus)} added, {len(minus)} removed")
+                for domain, (plus, minus) in sorted(grouped.items()) if domain]
+
+
+def _domain_or_blank(rules: Any, rule: Rule) -> str:
+    """The domain a rule belongs to ("" when it is too malformed to say: the store refuses it)."""
+    try:
+        name = rules.domain_of(rule)
+    except (IndexError, KeyError, TypeError):
+        return ""
+    return name if isinstance(name, str) else ""

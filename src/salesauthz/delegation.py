@@ -60,14 +60,18 @@ class Administered(Protocol):
     def _snapshot(self, domain: str) -> Snapshot | None: ...
 
 
-def _grant_is_covered(actor: Coverage | None, granted: Coverage, snapshot: Snapshot) -> bool:
+def _grant_is_covered(actor: Coverage | None, granted: Coverage, snapshot: Snapshot,
+                      capped: bool = False) -> bool:
     """Whether an actor holding ``actor`` may hand out ``granted`` (rule 2 above).
 
-    ``granted`` is compared record-set-wise, with each owner's records taken in that owner's
-    current department (records follow their owner by default). Records reached through shares
-    (the ``shared`` scope) may lie anywhere in the domain: a guarded term is covered when the
-    actor covers its records whatever their shares, or holds a term with the same guards over at
-    least its records.
+    ``granted`` is compared record-set-wise. An owner's records may be filed in any department
+    (a record names its department; only one without is taken in its owner's), so an owner
+    ``granted`` reaches wherever its records lie must be one the actor reaches wherever they lie
+    — unless ``capped``: the account receiving ``granted`` is a sub-account below the actor, whose
+    parent ceiling intersects it with the actor's rights at every decision, and then the owner's
+    records are judged in its current department. Records reached through shares (the ``shared``
+    scope) may lie anywhere in the domain: a guarded term is covered when the actor covers its
+    records whatever their shares, or holds a term with the same guards over at least its records.
     """
     if actor is None:
         return False
@@ -76,14 +80,16 @@ def _grant_is_covered(actor: Coverage | None, granted: Coverage, snapshot: Snaps
     if granted.everything:
         return False
     for term in granted.guarded:
-        if not (_grant_is_covered(actor.plain, term.base, snapshot) or any(
-                theirs.guards <= term.guards and _grant_is_covered(theirs.base, term.base, snapshot)
+        if not (_grant_is_covered(actor.plain, term.base, snapshot, capped) or any(
+                theirs.guards <= term.guards
+                and _grant_is_covered(theirs.base, term.base, snapshot, capped)
                 for theirs in actor.guarded)):
             return False
     if not granted.departments <= actor.departments:
         return False
     for owner in granted.owners:
-        if not actor.covers(owner, snapshot.department_of(owner)):
+        if not (owner in actor.owners
+                or (capped and actor.covers(owner, snapshot.department_of(owner)))):
             return False
     for owner, departments in granted.owner_departments.items():
         if not all(actor.covers(owner, d) for d in departments):
@@ -103,22 +109,125 @@ def _role_permissions(snapshot: Snapshot, role: str) -> list[Permission]:
 
 
 def _held(snapshot: Snapshot, account: str) -> list[Permission]:
-    """Every permission the account itself holds (its roles' and its grants)."""
-    return [held.permission for held in engine.holdings(snapshot, account)]
+    """Every permission the account itself holds (its roles' and its grants), each with the
+    earlier of its own expiry and its role assignment's as its ``expires``."""
+    found: list[Permission] = []
+    for held in engine.holdings(snapshot, account):
+        permission = held.permission
+        if held.until is not None and (permission.expires is None or held.until < permission.expires):
+            permission = permission._replace(expires=held.until)
+        found.append(permission)
+    return found
 
 
-def _missing(snapshot: Snapshot, actor_map: EffectiveMap, account: str, department: str | None,
-             permissions: Iterable[Permission]) -> list[str]:
+def _missing(snapshot: Snapshot, actor_map: Mapping[Key, Coverage], account: str,
+             department: str | None, permissions: Iterable[Permission],
+             capped: bool = False, already: EffectiveMap | None = None) -> list[str]:
     """``type:action@scope`` labels of what ``permissions`` would give ``account`` (were it in
-    ``department``) that an actor holding ``actor_map`` does not hold at least as widely."""
+    ``department``) that an actor holding ``actor_map`` does not hold at least as widely
+    (``capped``: the account is a sub-account below the actor, see :func:`_grant_is_covered`).
+    With ``already`` (what the account reaches by itself without the change), only what the
+    permissions give beyond it counts: a decision that was allowed stays as it was."""
     missing: list[str] = []
     for permission in permissions:
         for key in engine.expand(snapshot, permission.type, permission.action):
             granted = engine.scope_coverage(snapshot, account, permission.scope, department,
                                             moved=True, key=key)
-            if not _grant_is_covered(actor_map.get(key), granted, snapshot):
+            if already is not None:
+                granted = _beyond(granted, already.get(key, NOTHING))
+                if granted.is_empty:
+                    continue
+            if not _grant_is_covered(actor_map.get(key), granted, snapshot, capped):
                 missing.append(f"{key[0]}:{key[1]}@{permission.scope}")
     return missing
+
+
+class _Widened(Mapping[Key, Coverage]):
+    """An actor's effective map with its ``role:escalate`` reach added to every right: what an
+    escalating actor may hand out (rule 3: escalate reaches no further than its own scope)."""
+
+    def __init__(self, held: EffectiveMap, reach: Coverage) -> None:
+        self._held, self._reach = held, reach
+
+    def __getitem__(self, key: Key) -> Coverage:
+        return self._held.get(key, NOTHING).union(self._reach)
+
+    def __iter__(self) -> Iterator[Key]:
+        return iter(self._held)
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+
+_TIMELINE_LIMIT = 64
+"""How many future changes of an actor's rights a decision looks at (beyond: refused)."""
+
+
+def _own_without(snapshot: Snapshot, account: str, rule: Rule, now: float) -> EffectiveMap:
+    """What ``account`` holds by itself at ``now`` without ``rule`` (a grant, or a role
+    assignment: every holding through that role assignment)."""
+    found: dict[Key, Coverage] = {}
+    for held in engine.holdings(snapshot, account):
+        permission = held.permission
+        if permission.rule == rule or (rule[0] in (R.ROLE_LINK, R.TIMED_ROLE)
+                                       and held.via[:1] == (rule[2],)):
+            continue
+        if permission.expires is not None and engine.expired(permission.expires, now):
+            continue
+        for key in engine.expand(snapshot, permission.type, permission.action):
+            coverage = engine.scope_coverage(snapshot, account, permission.scope, key=key)
+            found[key] = found.get(key, NOTHING).union(coverage)
+    return found
+
+
+_ACCOUNT_RULES = frozenset((R.ACCOUNT, R.MEMBERSHIP, R.AUXILIARY, R.PARENT, R.REPORTS_TO, R.ROLE_LINK,
+                            R.TIMED_ROLE, R.PERMISSION, R.ACCOUNT_ATTRIBUTE))
+"""The rule types whose first value is the account they are about."""
+
+
+def _holders(snapshot: Snapshot, role: str) -> list[tuple[str, float | None]]:
+    """Every account holding ``role`` (directly, by inheritance or until a moment), with the
+    moment it stops holding it (``None``: permanently)."""
+    found: list[tuple[str, float | None]] = []
+    for name, info in sorted(snapshot.accounts.items()):
+        if info.status is None:
+            continue
+        if any(role in snapshot.role_closure(r) for r in info.roles):
+            found.append((name, None))
+            continue
+        ends = [until for r, until in info.timed_roles if role in snapshot.role_closure(r)]
+        if ends:
+            found.append((name, max(ends)))
+    return found
+
+
+def _with_department_parent(snapshot: Snapshot, name: str, parent: str | None) -> Snapshot:
+    """``snapshot`` as it would be were department ``name`` below ``parent``: what scopes read of
+    the tree (parents, subtrees) kept consistent."""
+    parents = dict(snapshot.department_parent)
+    parents[name] = parent
+    children: dict[str, list[str]] = {}
+    for department, above in parents.items():
+        if above is not None:
+            children.setdefault(above, []).append(department)
+    subtree: dict[str, frozenset[str]] = {}
+
+    def below(department: str) -> frozenset[str]:
+        known = subtree.get(department)
+        if known is None:
+            found = {department}
+            stack = list(children.get(department, ()))
+            while stack:
+                child = stack.pop()
+                if child not in found:
+                    found.add(child)
+                    stack.extend(children.get(child, ()))
+            known = subtree[department] = frozenset(found)
+        return known
+
+    for department in parents:
+        below(department)
+    return dataclasses.replace(snapshot, department_parent=parents, subtree=subtree)
 
 
 def _with_facts(snapshot: Snapshot, changed: Mapping[str, AccountInfo]) -> Snapshot:
@@ -159,12 +268,16 @@ class _Overlay(Mapping[str, _V]):
         return len(self._top) + sum(1 for name in self._base if name not in self._top)
 
 
-def _reach(snapshot: Snapshot, account: str) -> dict[Key, tuple[Coverage, dict[str, Coverage]]]:
+def _reach(snapshot: Snapshot, account: str,
+           moment: float | None = None) -> dict[Key, tuple[Coverage, dict[str, Coverage]]]:
     """``key → (union, scope label → coverage)`` of what the account's own holdings reach
-    (expired ones included, its status and parent ignored: as :func:`_missing` judges)."""
+    (those in force at ``moment``; all, expired ones included, without it; its status and
+    parent ignored: as :func:`_missing` judges)."""
     found: dict[Key, tuple[Coverage, dict[str, Coverage]]] = {}
     for held in engine.holdings(snapshot, account):
         permission = held.permission
+        if moment is not None and engine.expired(permission.expires, moment):
+            continue
         for key in engine.expand(snapshot, permission.type, permission.action):
             coverage = engine.scope_coverage(snapshot, account, permission.scope, key=key)
             union, by_scope = found.get(key, (NOTHING, {}))
@@ -190,16 +303,16 @@ def _beyond(after: Coverage, before: Coverage) -> Coverage:
                     owner_departments=pairs, guarded=after.guarded - before.guarded)
 
 
-def _missing_gains(before: Snapshot, after: Snapshot, actor_map: EffectiveMap,
-                   accounts: Iterable[str], target: str) -> list[str]:
+def _missing_gains(before: Snapshot, after: Snapshot, actor_map: Mapping[Key, Coverage],
+                   accounts: Iterable[str], target: str, moment: float | None = None) -> list[str]:
     """``type:action@scope`` labels (``… for <account>`` when not ``target``) of what
     ``accounts`` would reach in ``after`` beyond what they reach in ``before`` that an actor
     holding ``actor_map`` does not hold at least as widely (rule 2 for changes of the facts
     scopes read: auxiliary departments, reporting lines)."""
     missing: list[str] = []
     for account in dict.fromkeys(accounts):
-        old = _reach(before, account)
-        for key, (union, by_scope) in _reach(after, account).items():
+        old = _reach(before, account, moment)
+        for key, (union, by_scope) in _reach(after, account, moment).items():
             previous, previous_by_scope = old.get(key, (NOTHING, {}))
             gained = _beyond(union, previous)
             if gained.is_empty or _grant_is_covered(actor_map.get(key), gained, after):
@@ -318,8 +431,11 @@ class Admin:
                 raise ValueError(f"the assignment of {role} to {account} would end at {expiry}, "
                                  "which is not in the future")
             escalated = self._require_manage(snapshot, account, None, "assign_role")
+            ends = R.parse_expiry(expiry) if expiry else None
+            permissions = [p._replace(expires=engine.earliest(p.expires, ends))
+                           for p in _role_permissions(snapshot, role)]
             escalated |= self._require_holds(snapshot, account, snapshot.department_of(account),
-                                             _role_permissions(snapshot, role), "assign_role", escalated)
+                                             permissions, "assign_role", escalated)
             permanent: Rule = (R.ROLE_LINK, account, role, self.domain)
             removed = self._timed_assignments(snapshot, account, role)
             if expiry:
@@ -517,13 +633,25 @@ class Admin:
             for name in the_scope.departments:
                 if name not in snapshot.department_parent:
                     raise UnknownNameError("department", name, self.domain)
+            if expiry and R.parse_expiry(expiry) <= self._authz.now():
+                raise ValueError(f"the grant to {account} would end at {expiry}, which is not in "
+                                 "the future")
             escalated = self._require_manage(snapshot, account, None, "grant")
-            added: list[Rule] = [(R.PERMISSION, account, self.domain, type, action, text, expiry)
-                                 for action in action_list for text in the_scope.encode()]
-            permissions = [Permission(type, a, the_scope, None, ()) for a in action_list]
+            ends = R.parse_expiry(expiry) if expiry else None
+            permissions = [Permission(type, a, the_scope, ends, ()) for a in action_list]
             escalated |= self._require_holds(snapshot, account, snapshot.department_of(account),
                                              permissions, "grant", escalated)
+            keys: list[tuple[str, str]] = [(type, a) for a in action_list]
+            if not escalated and (type == R.WILDCARD or R.WILDCARD in action_list):
+                # A wildcard the actor vouched for means the actions it holds now: stored as
+                # those, so that an action added to the vocabulary later is not handed out too.
+                keys = list(dict.fromkeys(key for a in action_list
+                                          for key in engine.expand(snapshot, type, a)))
+            added: list[Rule] = [(R.PERMISSION, account, self.domain, t, a, text, expiry)
+                                 for t, a in keys for text in the_scope.encode()]
             label = f"{type}:{','.join(action_list)}@{the_scope}" + (f" until {expiry}" if expiry else "")
+            if keys != [(type, a) for a in action_list]:
+                label += " (as " + ", ".join(f"{t}:{a}" for t, a in keys) + ")"
             return added, [], [self._draft("grant", account, added, (), escalated, detail=label)]
 
         return self._run("grant", account, plan)[0]
@@ -574,13 +702,294 @@ class Admin:
         return self._set_status(account, "frozen", "freeze")
 
     def deactivate(self, account: str) -> AuditRecord:
-        """Mark the account as gone; like freeze, but not undone by :meth:`unfreeze`."""
+        """Mark the account as gone; like freeze, but undone only by :meth:`reactivate` (a
+        deactivated account can be neither frozen nor unfrozen)."""
         return self._set_status(account, "deactivated", "deactivate")
+
+    def reactivate(self, account: str) -> AuditRecord:
+        """Bring a deactivated account back. Its own rule: the actor needs ``role:escalate`` over
+        the account (besides ``account:manage``), and everything the account holds comes back into
+        force, so it must lie within what the actor holds or its escalate right reaches. The audit
+        record is always marked ``escalated``."""
+        return self._set_status(account, "active", "reactivate")
 
     def unfreeze(self, account: str) -> AuditRecord:
         """Reactivate a frozen account. Its rights come back into force, so the actor must hold
         them (the escalation rule applies to everything the account holds)."""
         return self._set_status(account, "active", "unfreeze")
+
+    # -- organisation: departments and roles -----------------------------------------------
+
+    def create_department(self, name: str, *, parent: str | None) -> AuditRecord:
+        """Create a department below ``parent`` (``None``: a root). The actor must manage the
+        parent department (``account:manage`` reaching it, or ``role:escalate`` there); a root
+        needs ``account:manage`` (or escalate) at ``all``. A new department holds no records, so
+        it hands nothing out."""
+        operation = "create_department"
+
+        def plan(snapshot: Snapshot) -> _Change:
+            if name in snapshot.department_parent:
+                raise ForbiddenError(f"department {name!r} already exists in domain {self.domain!r}",
+                                     account=self.actor, domain=self.domain)
+            if parent is not None and parent not in snapshot.department_parent:
+                raise UnknownNameError("department", parent, self.domain)
+            escalated = self._require_department(snapshot, parent, operation)
+            rule: Rule = (R.DEPARTMENT, name, parent or "", self.domain)
+            return [rule], [], [self._draft(operation, name, [rule], (), escalated,
+                                            detail=f"below {parent or 'no one (a root)'}")]
+
+        return self._run(operation, name, plan)[0]
+
+    def move_department(self, name: str, *, parent: str | None) -> AuditRecord:
+        """Put a department (and everything below it) under another ``parent``. The actor must
+        manage the department and the new parent, and hold at least as widely everything anyone
+        would reach that it does not reach now (``department_tree`` and ``custom`` scopes of the
+        new parent's ancestors reach the moved subtree, shares naming them too). A move below
+        itself is refused."""
+        operation = "move_department"
+
+        def plan(snapshot: Snapshot) -> _Change:
+            if name not in snapshot.department_parent:
+                raise UnknownNameError("department", name, self.domain)
+            if parent is not None and parent not in snapshot.department_parent:
+                raise UnknownNameError("department", parent, self.domain)
+            old = snapshot.department_parent[name]
+            if old == parent:
+                raise ForbiddenError(f"department {name!r} is already below {parent or 'no one'}",
+                                     account=self.actor, domain=self.domain)
+            if parent is not None and parent in snapshot.subtree.get(name, frozenset((name,))):
+                raise ForbiddenError(f"department {name!r} cannot be moved below {parent!r}, which "
+                                     "is below it: a department cannot be below itself",
+                                     account=self.actor, domain=self.domain)
+            escalated = self._require_department(snapshot, name, operation)
+            escalated |= self._require_department(snapshot, parent, operation)
+            after = _with_department_parent(snapshot, name, parent)
+            accounts = sorted(snapshot.accounts)
+
+            def missing_with(actor_map: Mapping[Key, Coverage], moment: float) -> list[str]:
+                return _missing_gains(snapshot, after, actor_map, accounts, "", moment)
+
+            escalated |= self._judge(
+                snapshot, None, parent if parent is not None else name, operation, missing_with,
+                lambda shown: f"{self.actor} cannot move department {name} below "
+                              f"{parent or 'no one'}: the move would give {shown} beyond what "
+                              f"{self.actor} itself holds")
+            removed: list[Rule] = [(R.DEPARTMENT, name, old or "", self.domain)]
+            added: list[Rule] = [(R.DEPARTMENT, name, parent or "", self.domain)]
+            return added, removed, [self._draft(operation, name, added, removed, escalated,
+                                                detail=f"{old or 'no one'} -> {parent or 'no one'}")]
+
+        return self._run(operation, name, plan)[0]
+
+    def delete_department(self, name: str) -> AuditRecord:
+        """Delete an empty department: no department below it, no account in it (main or
+        auxiliary), no ``custom`` scope naming it (otherwise :class:`~salesauthz.errors.PolicyError`
+        naming what still does, SA120). The actor must manage it. It only narrows."""
+        operation = "delete_department"
+
+        def plan(snapshot: Snapshot) -> _Change:
+            if name not in snapshot.department_parent:
+                raise UnknownNameError("department", name, self.domain)
+            escalated = self._require_department(snapshot, name, operation)
+            rule: Rule = (R.DEPARTMENT, name, snapshot.department_parent[name] or "", self.domain)
+            return [], [rule], [self._draft(operation, name, (), [rule], escalated)]
+
+        return self._run(operation, name, plan)[0]
+
+    def add_role_permission(self, role: str, type: str, actions: Iterable[str], *,
+                            scope: str | Scope, departments: Iterable[str] = ()) -> AuditRecord:
+        """Add ``type:action@scope`` to a role: it reaches every account holding the role
+        (directly, through inheritance or until a moment). The actor must manage each holder and
+        hold what the permission newly gives each of them at least as widely (or escalate over
+        that holder, within its escalate right's reach); a holder that is the actor itself needs
+        escalate. A wildcard is stored as the actions held unless escalated."""
+        operation = "edit_role"
+        action_list = list(actions)
+        the_scope = scope if isinstance(scope, Scope) else Scope.of(scope, departments)
+
+        def plan(snapshot: Snapshot) -> _Change:
+            if role not in snapshot.roles:
+                raise UnknownNameError("role", role, self.domain)
+            self._require_vocabulary(snapshot, type, action_list)
+            for name in the_scope.departments:
+                if name not in snapshot.department_parent:
+                    raise UnknownNameError("department", name, self.domain)
+            self._require_administrator(snapshot, operation, role)
+            escalated = False
+            for holder, until in _holders(snapshot, role):
+                escalated |= self._require_manage(snapshot, holder, None, operation)
+                permissions = [Permission(type, a, the_scope, until, ()) for a in action_list]
+                escalated |= self._require_holds(snapshot, holder, snapshot.department_of(holder),
+                                                 permissions, operation, escalated)
+            keys: list[tuple[str, str]] = [(type, a) for a in action_list]
+            if not escalated and (type == R.WILDCARD or R.WILDCARD in action_list):
+                keys = list(dict.fromkeys(key for a in action_list
+                                          for key in engine.expand(snapshot, type, a)))
+            added: list[Rule] = [(R.PERMISSION, role, self.domain, t, a, text, "")
+                                 for t, a in keys for text in the_scope.encode()]
+            label = f"{role} + {type}:{','.join(action_list)}@{the_scope}"
+            return added, [], [self._draft(operation, role, added, (), escalated, detail=label)]
+
+        return self._run(operation, role, plan)[0]
+
+    def remove_role_permission(self, role: str, type: str, actions: Iterable[str], *,
+                               scope: str | Scope | None = None) -> AuditRecord:
+        """Remove ``type:action`` (at ``scope``, or at every scope) from a role. It only narrows,
+        but it changes every holder: the actor must manage each of them."""
+        operation = "edit_role"
+        action_set = set(actions)
+        wanted = None if scope is None else (scope if isinstance(scope, Scope) else Scope.of(scope))
+
+        def plan(snapshot: Snapshot) -> _Change:
+            if role not in snapshot.roles:
+                raise UnknownNameError("role", role, self.domain)
+            removed = [p.rule for p in snapshot.role_permissions.get(role, ())
+                       if p.type == type and p.action in action_set
+                       and (wanted is None or (wanted.kind is p.scope.kind
+                            and (not wanted.departments or p.scope.departments <= wanted.departments)))]
+            if not removed:
+                raise UnknownNameError("role permission",
+                                       f"{role}: {type}:{','.join(sorted(action_set))}", self.domain)
+            self._require_administrator(snapshot, operation, role)
+            escalated = False
+            for holder, _ in _holders(snapshot, role):
+                escalated |= self._require_manage(snapshot, holder, None, operation)
+            return [], removed, [self._draft(operation, role, (), removed, escalated,
+                                             detail=f"{role} - {type}:{','.join(sorted(action_set))}")]
+
+        return self._run(operation, role, plan)[0]
+
+    def create_role(self, name: str, *, inherits: Iterable[str] = ()) -> AuditRecord:
+        """Create a role (inheriting ``inherits``). Nobody holds it yet, so it hands nothing out:
+        the actor must be an administrator (hold ``account:manage`` at some scope)."""
+        operation = "create_role"
+        parents = list(inherits)
+
+        def plan(snapshot: Snapshot) -> _Change:
+            if name in snapshot.roles or name in snapshot.accounts:
+                raise ForbiddenError(f"{name!r} already exists in domain {self.domain!r}",
+                                     account=self.actor, domain=self.domain)
+            for parent in parents:
+                if parent not in snapshot.roles:
+                    raise UnknownNameError("role", parent, self.domain)
+            self._require_administrator(snapshot, operation, name)
+            added: list[Rule] = [(R.ROLE, name, self.domain)]
+            added += [(R.ROLE_LINK, name, parent, self.domain) for parent in parents]
+            return added, [], [self._draft(operation, name, added, (), False,
+                                           detail=f"inherits {', '.join(parents) or 'nothing'}")]
+
+        return self._run(operation, name, plan)[0]
+
+    def delete_role(self, name: str) -> AuditRecord:
+        """Delete a role with its permissions, field rules, assignments and the inheritance links
+        naming it. It only narrows, but it changes every holder: the actor must manage each."""
+        operation = "delete_role"
+
+        def plan(snapshot: Snapshot) -> _Change:
+            if name not in snapshot.roles:
+                raise UnknownNameError("role", name, self.domain)
+            escalated = False
+            for holder, _ in _holders(snapshot, name):
+                escalated |= self._require_manage(snapshot, holder, None, operation)
+            removed = [rule for rule in self._authz.rules(self.domain)
+                       if (rule[0] in (R.ROLE, R.PERMISSION, R.FIELD_RULE) and rule[1] == name)
+                       or (rule[0] == R.ROLE_LINK and name in (rule[1], rule[2]))
+                       or (rule[0] == R.TIMED_ROLE and rule[2] == name)]
+            return [], removed, [self._draft(operation, name, (), removed, escalated)]
+
+        return self._run(operation, name, plan)[0]
+
+    def extend_vocabulary(self, type: str, actions: Iterable[str]) -> AuditRecord:
+        """Add ``actions`` to resource type ``type`` (a new type too). Whoever holds a wildcard
+        over the type gains them, and nobody — the actor included — could do them before: so
+        when anyone holds such a wildcard, only ``role:escalate`` reaching as far (in practice:
+        ``all``) may extend the vocabulary."""
+        operation = "extend_vocabulary"
+        action_list = list(actions)
+
+        def plan(snapshot: Snapshot) -> _Change:
+            if not action_list or any(a == R.WILDCARD or not a for a in action_list):
+                raise ValueError("extend the vocabulary by named actions ('*' is not an action)")
+            known = snapshot.vocabulary.get(type, frozenset())
+            new = [a for a in dict.fromkeys(action_list) if a not in known]
+            if not new:
+                raise ForbiddenError(f"{type} already has {', '.join(action_list)}",
+                                     account=self.actor, domain=self.domain)
+            vocabulary = dict(snapshot.vocabulary)
+            vocabulary[type] = known | frozenset(new)
+            after = dataclasses.replace(snapshot, vocabulary=vocabulary)
+            accounts = sorted(snapshot.accounts)
+
+            def missing_with(actor_map: Mapping[Key, Coverage], moment: float) -> list[str]:
+                return _missing_gains(snapshot, after, actor_map, accounts, "", moment)
+
+            escalated = self._judge(
+                snapshot, None, None, operation, missing_with,
+                lambda shown: f"{self.actor} cannot extend the vocabulary of {type}: wildcards "
+                              f"would give {shown}, which nobody could do before")
+            added: list[Rule] = [(R.VOCABULARY, self.domain, type, a) for a in new]
+            return added, [], [self._draft(operation, type, added, (), escalated,
+                                           detail=f"{type}: {', '.join(new)}")]
+
+        return self._run(operation, type, plan)[0]
+
+    def delete_account(self, account: str) -> AuditRecord:
+        """Delete a frozen or deactivated account and every rule about it (roles, grants,
+        departments, attributes, its parent and superior). Refused while it is active, or while
+        sub-accounts or reports name it (offboard it first). The actor must manage it."""
+        operation = "delete_account"
+
+        def plan(snapshot: Snapshot) -> _Change:
+            self._require_account(snapshot, account)
+            if account == self.actor:
+                raise ForbiddenError("an account cannot delete itself", account=self.actor,
+                                     domain=self.domain)
+            info = snapshot.account(account)
+            if info.status == "active":
+                raise ForbiddenError(f"{account} is active: freeze or deactivate it (or offboard "
+                                     "it) before deleting it", account=self.actor, domain=self.domain)
+            below = sorted(snapshot.children.get(account, ()))
+            reports = sorted(snapshot.reports.get(account, ()))
+            if below or reports:
+                raise ForbiddenError(f"{account} still has sub-accounts or reports "
+                                     f"({', '.join([*below, *reports])}): offboard it first",
+                                     account=self.actor, domain=self.domain)
+            escalated = self._require_manage(snapshot, account, None, operation)
+            removed = [rule for rule in self._authz.rules(self.domain)
+                       if rule[1] == account and rule[0] in _ACCOUNT_RULES]
+            return [], removed, [self._draft(operation, account, (), removed, escalated)]
+
+        return self._run(operation, account, plan)[0]
+
+    def _require_administrator(self, snapshot: Snapshot, operation: str, target: str) -> None:
+        """The actor holds ``account:manage`` at some scope (roles are administered by
+        administrators, even a role nobody holds yet)."""
+        actor_map, _ = engine.effective(snapshot, self.actor, self._authz.now())
+        manage = actor_map.get(("account", "manage"))
+        if manage is None or manage.is_empty:
+            raise EscalationError(f"{self.actor} may not {operation.replace('_', ' ')} {target}: it "
+                                  "holds no account:manage", actor=self.actor, operation=operation,
+                                  target=target, missing=["account:manage"], domain=self.domain)
+
+    def _require_department(self, snapshot: Snapshot, department: str | None,
+                            operation: str) -> bool:
+        """The actor manages ``department`` (its ``account:manage`` reaches the department's
+        records; ``None``: the whole domain), or its escalate right does; returns whether
+        escalate was used."""
+        actor_map, _ = engine.effective(snapshot, self.actor, self._authz.now())
+        manage = actor_map.get(("account", "manage"))
+        if manage is not None and (manage.everything or (
+                department is not None and department in manage.departments)):
+            return False
+        escalate = actor_map.get(("role", "escalate"))
+        if escalate is not None and (escalate.everything or (
+                department is not None and department in escalate.departments)):
+            return True
+        where = f"department {department}" if department is not None else "the whole domain"
+        raise EscalationError(f"{self.actor} may not manage {where}: it holds no account:manage "
+                              "(nor role:escalate) reaching it", actor=self.actor,
+                              operation=operation, target=department or self.domain,
+                              missing=["account:manage"], domain=self.domain)
 
     def offboard(self, account: str, *, transfer_to: str) -> OffboardPlan:
         """Freeze ``account`` now and plan the rest: its records (a filter for the CRM to transfer
@@ -597,12 +1006,19 @@ class Admin:
         if snapshot.account(account).status == "active":
             self.freeze(account)
         snapshot = self._current()
-        actor_map, _ = engine.effective(snapshot, self.actor, self._authz.now())
+        involved = [name for name, info in snapshot.accounts.items()
+                    if info.parent == account or info.reports_to == account]
+        involved += _superiors(snapshot, transfer_to)
+        timeline = self._timeline(snapshot, [m for name in involved
+                                             for m in self._own_changes(snapshot, name)])
+        actor_map = timeline[0][1]
         subs: list[tuple[str, str]] = []
         for name in sorted(n for n, info in snapshot.accounts.items() if info.parent == account):
-            ok = self._allowed_manage(snapshot, actor_map, name, None) and not _missing(
-                snapshot, actor_map, name, snapshot.department_of(name),
-                _held(snapshot, name))
+            held = _held(snapshot, name)
+            ok = self._allowed_manage(snapshot, actor_map, name, None) and not any(
+                _missing(snapshot, moment_map, name, snapshot.department_of(name),
+                         [p for p in held if not engine.expired(p.expires, moment)])
+                for moment, moment_map in timeline)
             subs.append((name, "reparent" if ok else "freeze"))
         grants: list[tuple[Rule, str]] = []
         current = set(self._authz.rules(self.domain))
@@ -615,10 +1031,18 @@ class Admin:
             target = rule[1]
             permissions = ([engine.parse_permission(rule)] if rule[0] == R.PERMISSION
                            else _role_permissions(snapshot, rule[2]))
-            keep = self._allowed_manage(snapshot, actor_map, target, None) and not _missing(
-                snapshot, actor_map, target, snapshot.department_of(target), permissions)
+            if rule[0] == R.TIMED_ROLE:
+                ends = R.parse_expiry(rule[4])
+                permissions = [p._replace(expires=engine.earliest(p.expires, ends))
+                               for p in permissions]
+            target_timeline = self._timeline(snapshot, self._own_changes(snapshot, target))
+            keep = self._allowed_manage(snapshot, actor_map, target, None) and not any(
+                _missing(snapshot, moment_map, target, snapshot.department_of(target),
+                         [p for p in permissions if not engine.expired(p.expires, moment)],
+                         already=_own_without(snapshot, target, rule, moment))
+                for moment, moment_map in target_timeline)
             grants.append((rule, "reissue" if keep else "revoke"))
-        reports = self._plan_reports(snapshot, actor_map, account, transfer_to,
+        reports = self._plan_reports(snapshot, timeline, account, transfer_to,
                                      snapshot.reports.get(account, ()))
         records = ScopeFilter(account, "*", "*", self.domain, Coverage(owners=frozenset((account,))))
         return OffboardPlan(self, account, transfer_to, records, tuple(subs), tuple(grants),
@@ -646,6 +1070,8 @@ class Admin:
                     change_remove = [(R.PARENT, name, plan.account, self.domain)]
                 else:
                     status = snapshot.account(name).status or "active"
+                    if status == "deactivated":
+                        continue  # stays deactivated: freezing would make it unfreezable
                     change_add = [(R.ACCOUNT, name, self.domain, "frozen")]
                     change_remove = [(R.ACCOUNT, name, self.domain, status)] if status != "frozen" else []
                 added += change_add
@@ -654,8 +1080,10 @@ class Admin:
                                           detail=f"offboarding {plan.account}"))
             planned = [name for name, _, action in plan.reports if action == "repoint"
                        and snapshot.account(name).reports_to == plan.account]  # else changed since
-            actor_map, _ = engine.effective(snapshot, self.actor, self._authz.now())
-            for name, superior, action in self._plan_reports(snapshot, actor_map, plan.account,
+            involved = [*planned, *_superiors(snapshot, plan.transfer_to)]
+            timeline = self._timeline(snapshot, [m for name in involved
+                                                 for m in self._own_changes(snapshot, name)])
+            for name, superior, action in self._plan_reports(snapshot, timeline, plan.account,
                                                              plan.transfer_to, planned):
                 if action != "repoint":
                     continue  # no longer allowed: left as it is, like a "keep"
@@ -690,16 +1118,29 @@ class Admin:
                 raise ForbiddenError(f"{account} is already {status}", account=self.actor,
                                      domain=self.domain)
             if operation == "unfreeze" and current != "frozen":
-                raise ForbiddenError(f"only a frozen account can be unfrozen; {account} is {current}",
+                raise ForbiddenError(f"only a frozen account can be unfrozen; {account} is {current}"
+                                     + (" (use reactivate)" if current == "deactivated" else ""),
                                      account=self.actor, domain=self.domain)
+            if operation == "freeze" and current == "deactivated":
+                raise ForbiddenError(f"{account} is deactivated: it cannot be frozen (nor then "
+                                     "unfrozen); only reactivate brings it back",
+                                     account=self.actor, domain=self.domain)
+            if operation == "reactivate" and current != "deactivated":
+                raise ForbiddenError(f"only a deactivated account can be reactivated; {account} is "
+                                     f"{current}", account=self.actor, domain=self.domain)
             escalated = self._require_manage(snapshot, account, None, operation)
-            if operation == "unfreeze":
+            if operation == "reactivate":
+                escalated = self._bypass(snapshot, account, operation,
+                                         f"{self.actor} may not reactivate {account}: reactivating "
+                                         "a deactivated account needs role:escalate over it",
+                                         ["role:escalate"])
+            if operation in ("unfreeze", "reactivate"):
                 if account == self.actor:
-                    raise ForbiddenError("an account cannot unfreeze itself", account=self.actor,
+                    raise ForbiddenError(f"an account cannot {operation} itself", account=self.actor,
                                          domain=self.domain)
                 escalated |= self._require_holds(snapshot, account, snapshot.department_of(account),
                                                  _held(snapshot, account),
-                                                 operation, escalated)
+                                                 operation, escalated, gained_only=False)
             removed: list[Rule] = [(R.ACCOUNT, account, self.domain, current or "active")]
             added: list[Rule] = [(R.ACCOUNT, account, self.domain, status)]
             return added, removed, [self._draft(operation, account, added, removed, escalated)]
@@ -760,11 +1201,48 @@ class Admin:
         where = department if department is not None else snapshot.department_of(account)
         return coverage is not None and coverage.covers(account, where)
 
-    def _holds_escalate(self, snapshot: Snapshot, account: str, department: str | None) -> bool:
+    def _escalate_reach(self, snapshot: Snapshot, account: str | None,
+                        department: str | None) -> Coverage | None:
+        """What the actor's ``role:escalate`` reaches, if it covers ``account`` (in ``department``,
+        default its own; with no account: the department itself, records of no one in it);
+        ``None`` otherwise."""
         effective, _ = engine.effective(snapshot, self.actor, self._authz.now())
         coverage = effective.get(("role", "escalate"))
         where = department if department is not None else snapshot.department_of(account)
-        return coverage is not None and coverage.covers(account, where)
+        if account is None:  # a department's records; with no department, the whole domain
+            return coverage if coverage is not None and (coverage.everything or (
+                where is not None and where in coverage.departments)) else None
+        return coverage if coverage is not None and coverage.covers(account, where) else None
+
+    def _holds_escalate(self, snapshot: Snapshot, account: str, department: str | None) -> bool:
+        return self._escalate_reach(snapshot, account, department) is not None
+
+    def _timeline(self, snapshot: Snapshot, also: Iterable[float] = ()) -> list[tuple[float, EffectiveMap]]:
+        """``(from, map)``: the actor's effective map now, at each later moment it changes (an
+        expiry) and at the moments ``also`` (when what the target holds by itself changes), as
+        the rules stand; the last one holds forever."""
+        now = self._authz.now()
+        pending = sorted({m for m in also if m > now})
+        moment = now
+        found: list[tuple[float, EffectiveMap]] = []
+        while True:
+            actor_map, until = engine.effective(snapshot, self.actor, moment)
+            found.append((moment, actor_map))
+            while pending and pending[0] <= moment:
+                pending.pop(0)
+            nxt = min(m for m in (until, pending[0] if pending else None) if m is not None) \
+                if until is not None or pending else None
+            if nxt is None:
+                return found
+            if len(found) >= _TIMELINE_LIMIT:  # rights changing this often: judged as ended here
+                found.append((nxt, {}))
+                return found
+            moment = nxt
+
+    def _own_changes(self, snapshot: Snapshot, account: str) -> list[float]:
+        """The moments what ``account`` holds by itself changes (its grants and timed roles
+        expiring)."""
+        return sorted({p.expires for p in _held(snapshot, account) if p.expires is not None})
 
     def _bypass(self, snapshot: Snapshot, account: str, operation: str, message: str,
                 missing: Sequence[str], department: str | None = None) -> bool:
@@ -776,36 +1254,87 @@ class Admin:
 
     def _require_manage(self, snapshot: Snapshot, account: str, department: str | None,
                         operation: str, escalated: bool = False) -> bool:
-        """Rule 1; returns whether the escalate right had to be used."""
+        """Rule 1 (for ``account`` in ``department``, default its own); returns whether the
+        escalate right had to be used. Decided for this department whatever was decided before
+        (``escalated`` is not sticky: an escalate right over the account where it is says
+        nothing about where it goes)."""
         actor_map, _ = engine.effective(snapshot, self.actor, self._authz.now())
         if self._allowed_manage(snapshot, actor_map, account, department):
             return False
-        if escalated:
-            return True
         where = department if department is not None else snapshot.department_of(account)
         return self._bypass(snapshot, account, operation,
                             f"{self.actor} may not manage account {account}"
                             + (f" in department {where}" if where else "")
-                            + ": it holds no account:manage at a scope covering it",
+                            + ": it holds no account:manage at a scope covering it"
+                            + (" (nor role:escalate)" if escalated else ""),
                             ["account:manage"], department)
 
-    def _require_holds(self, snapshot: Snapshot, account: str, department: str | None,
-                       permissions: Sequence[Permission], operation: str, escalated: bool) -> bool:
-        """Rule 2 for everything ``permissions`` would give ``account`` in ``department``."""
-        if account == self.actor and operation in ("assign_role", "grant", "move") and not escalated:
-            return self._bypass(snapshot, account, operation,
-                                f"{self.actor} may not {operation.replace('_', ' ')} for itself",
-                                [f"{operation} on itself"], department)
-        actor_map, _ = engine.effective(snapshot, self.actor, self._authz.now())
-        missing = _missing(snapshot, actor_map, account, department, permissions)
+    def _judge(self, snapshot: Snapshot, account: str | None, department: str | None, operation: str,
+               missing_with: Callable[[Mapping[Key, Coverage], float], list[str]],
+               message: Callable[[str], str], also: Iterable[float] = ()) -> bool:
+        """Rule 2 over time, and rule 3 bounded by the escalate right's own scope.
+
+        ``missing_with(actor map, moment)`` lists what the operation gives (that is still in
+        force at ``moment``) beyond an actor holding that map. The actor must hold it now and at
+        every later change of its rights (a right of the actor that expires bounds what it may
+        hand out). Otherwise the actor's ``role:escalate`` must cover ``account`` (in
+        ``department``) and, added to what the actor holds, reach all of it — at every moment
+        too. Returns whether escalate was used; raises :class:`EscalationError` otherwise."""
+        timeline = self._timeline(snapshot, also)
+        now = timeline[0][0]
+        missing: list[str] = []
+        for moment, actor_map in timeline:
+            for label in missing_with(actor_map, moment):
+                missing.append(label if moment <= now else
+                               f"{label} after {R.format_expiry_at(moment)}")
         if not missing:
             return False
-        if escalated:
-            return True
         unique, shown = _listed(missing)
-        return self._bypass(snapshot, account, operation,
-                            f"{self.actor} cannot {operation.replace('_', ' ')} for {account}: it does "
-                            f"not itself hold {shown} over {account}", unique, department)
+        if self._escalate_reach(snapshot, account, department) is None:
+            raise EscalationError(message(shown), actor=self.actor, operation=operation,
+                                  target=account or department or "", missing=unique,
+                                  domain=self.domain)
+        beyond: list[str] = []
+        for moment, actor_map in timeline:
+            reach = actor_map.get(("role", "escalate"), NOTHING)
+            for label in missing_with(_Widened(actor_map, reach), moment):
+                beyond.append(label if moment <= now else
+                              f"{label} after {R.format_expiry_at(moment)}")
+        if beyond:
+            unique, shown = _listed(beyond)
+            raise EscalationError(
+                f"{message(shown)}; its role:escalate does not reach that far either (escalation "
+                "hands out nothing beyond the escalate right's own scope)", actor=self.actor,
+                operation=operation, target=account or department or "", missing=unique,
+                domain=self.domain)
+        return True
+
+    def _require_holds(self, snapshot: Snapshot, account: str, department: str | None,
+                       permissions: Sequence[Permission], operation: str, escalated: bool, *,
+                       gained_only: bool = True) -> bool:
+        """Rule 2 for everything ``permissions`` would give ``account`` in ``department``, for as
+        long as each is in force (its ``expires``). With ``gained_only`` only what they give
+        beyond what the account holds by itself at each moment counts (a grant, a role, a move);
+        without it all of it (an unfreeze: nothing was in force before)."""
+        if account == self.actor and operation in ("assign_role", "grant", "move", "edit_role") \
+                and not escalated:
+            escalated = self._bypass(snapshot, account, operation,
+                                     f"{self.actor} may not {operation.replace('_', ' ')} for itself",
+                                     [f"{operation} on itself"], department)
+        capped = account in snapshot.descendants_of((self.actor,))
+
+        def missing_with(actor_map: Mapping[Key, Coverage], moment: float) -> list[str]:
+            if capped and moment > self._authz.now():
+                return []  # the parent ceiling takes the actor's later rights into account
+            alive = [p for p in permissions if p.expires is None or p.expires > moment]
+            already = engine.own_map(snapshot, account, moment)[0] if gained_only else None
+            return _missing(snapshot, actor_map, account, department, alive, capped, already)
+
+        return self._judge(
+            snapshot, account, department, operation, missing_with,
+            lambda shown: f"{self.actor} cannot {operation.replace('_', ' ')} for {account}: it does "
+                          f"not itself hold {shown} over {account}",
+            self._own_changes(snapshot, account) if gained_only else ()) or escalated
 
     def _require_gains(self, before: Snapshot, after: Snapshot, accounts: Sequence[str], target: str,
                        operation: str, escalated: bool) -> bool:
@@ -813,18 +1342,18 @@ class Admin:
         ``accounts`` would reach beyond what they reach now, the actor must hold as widely."""
         words = operation.replace("_", " ")
         if target == self.actor and target in accounts and not escalated:
-            return self._bypass(before, target, operation, f"{self.actor} may not {words} for itself",
-                                [f"{operation} on itself"])
-        actor_map, _ = engine.effective(before, self.actor, self._authz.now())
-        missing = _missing_gains(before, after, actor_map, accounts, target)
-        if not missing:
-            return False
-        if escalated:
-            return True
-        unique, shown = _listed(missing)
-        return self._bypass(before, target, operation,
-                            f"{self.actor} cannot {words} for {target}: the change would give "
-                            f"{shown} beyond what {self.actor} itself holds", unique)
+            escalated = self._bypass(before, target, operation,
+                                     f"{self.actor} may not {words} for itself",
+                                     [f"{operation} on itself"])
+
+        def missing_with(actor_map: Mapping[Key, Coverage], moment: float) -> list[str]:
+            return _missing_gains(before, after, actor_map, accounts, target, moment)
+
+        return self._judge(
+            before, target, None, operation, missing_with,
+            lambda shown: f"{self.actor} cannot {words} for {target}: the change would give "
+                          f"{shown} beyond what {self.actor} itself holds",
+            [m for name in accounts for m in self._own_changes(before, name)]) or escalated
 
     def _timed_assignments(self, snapshot: Snapshot, account: str, role: str) -> list[Rule]:
         """The ``p8`` rules assigning ``role`` to ``account`` until some moment (the stored rules
@@ -834,7 +1363,8 @@ class Admin:
         return [rule for rule in self._authz.rules(self.domain)
                 if rule[0] == R.TIMED_ROLE and rule[1] == account and rule[2] == role]
 
-    def _plan_reports(self, snapshot: Snapshot, actor_map: EffectiveMap, leaver: str,
+    def _plan_reports(self, snapshot: Snapshot, timeline: Sequence[tuple[float, EffectiveMap]],
+                      leaver: str,
                       transfer_to: str, reports: Iterable[str]) -> list[tuple[str, str | None, str]]:
         """``(report, new superior, "repoint" | "keep")`` for the leaver's direct ``reports``:
         each is re-pointed to ``transfer_to`` (``transfer_to`` itself, if it reported to the
@@ -843,6 +1373,7 @@ class Admin:
         otherwise it keeps reporting to the (frozen) leaver, for an administrator who may."""
         decided: list[tuple[str, str | None, str]] = []
         current = snapshot
+        actor_map = timeline[0][1]
         for name in sorted(reports):
             superior = transfer_to if name != transfer_to else snapshot.account(leaver).reports_to
             info = current.account(name)
@@ -851,8 +1382,9 @@ class Admin:
                        and (superior is None or (
                            self._allowed_manage(current, actor_map, superior, None)
                            and name not in _superiors(current, superior)
-                           and not _missing_gains(current, after, actor_map,
-                                                  _superiors(after, superior), name))))
+                           and not any(_missing_gains(current, after, moment_map,
+                                                      _superiors(after, superior), name, moment)
+                                       for moment, moment_map in timeline))))
             if allowed:
                 current = after
             decided.append((name, superior, "repoint" if allowed else "keep"))

@@ -12,7 +12,7 @@ from typing import Protocol, cast
 import sqlalchemy as sa
 
 from salesauthz._audit_chain import GENESIS, AuditAnchor, AuditKey, AuditRecord
-from salesauthz._rules import DOMAIN_FIELD, Rule
+from salesauthz._rules import DOMAIN_FIELD, Rule, domain_of
 from salesauthz.adapters.base import Adapter
 from salesauthz.adapters.casbin_compat import CasbinRuleAdapter, stored_ptype
 from salesauthz.adapters.memory import MemoryAdapter
@@ -57,8 +57,13 @@ class MemoryTamperer:
             self.store._anchors[domain] = anchor
 
     def insert_rows(self, rows: Sequence[RawRow]) -> None:
-        for row in rows:
-            self.store._rules[cast(Rule, row)] = None  # deliberately not a well-formed rule
+        for row in rows:  # deliberately not well-formed rules, filed under their domain if any
+            try:
+                name: object = domain_of(cast(Rule, row))
+            except (IndexError, KeyError, TypeError):
+                name = None
+            self.store._rules.setdefault(name if isinstance(name, str) else "", {})[
+                cast(Rule, row)] = None
 
 
 class SQLTamperer:

@@ -842,16 +842,17 @@ class AdapterSuite:
         server_a = Authorizer(self.reopen(store))
         server_b = Authorizer(self.reopen(store))
         server_a.admin("alice", domain="acme").freeze("rep_w1")
-        record = server_b.admin("mgr_east", domain="acme").grant("rep_e2", "customer", ["export"],
-                                                                 scope="own")
+        record = server_b.admin("mgr_east", domain="acme").grant("rep_e2", "customer", ["read"],
+                                                                 scope="team")
         assert record.operation == "grant"
-        grant = ("p", "rep_e2", "acme", "customer", "export", "own", "")
+        grant = ("p", "rep_e2", "acme", "customer", "read", "team", "")
         assert grant in store.load(["acme"])
         assert [r.operation for r in store.load_audit("acme")] == ["freeze", "grant"]
         # B holds the store's rules exactly: A's freeze included, its own grant applied once.
         assert server_b.rules("acme") == sorted(store.load(["acme"]))
         assert not server_b.check("rep_w1", "read", Record("customer", owner="rep_w1"), domain="acme")
-        assert server_b.check("rep_e2", "export", Record("customer", owner="rep_e2"), domain="acme")
+        assert server_b.check("rep_e2", "read", Record("customer", owner="x", department="east-2"),
+                              domain="acme")
 
     def test_conflicts_without_end_raise_after_the_bounded_retries(self, store: Adapter) -> None:
         store.apply(sample_rules(), [])

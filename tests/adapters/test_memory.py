@@ -85,3 +85,29 @@ def test_domain_filter_and_an_older_load() -> None:
     authz.apply_changes([("p4", "newer", "acme")])
     authz._install(older, None, reopen=False)  # a load that finished after our commit: kept ours
     assert ("p4", "newer", "acme") in authz.rules("acme")
+
+
+def test_loading_one_tenant_reads_only_its_rules(monkeypatch: pytest.MonkeyPatch) -> None:
+    import salesauthz.adapters.memory as memory
+
+    rules: list[Rule] = []
+    for tenant in ("acme", "bolt", "core"):
+        rules += [("p2", tenant, "customer", "read"), ("p3", "u1", tenant, "active"),
+                  ("p3", "u2", tenant, "active")]
+    store = MemoryAdapter(rules)
+    store.commit([("p3", "u3", "bolt", "active")], [("p3", "u1", "bolt", "active")])
+    store.commit([], [("p2", "core", "customer", "read"), ("p3", "u1", "core", "active"),
+                      ("p3", "u2", "core", "active")])
+    looked_at: list[Rule] = []
+
+    def counting(rule: Rule) -> str:
+        looked_at.append(rule)
+        return str(rule[2] if rule[0] == "p3" else rule[1])
+
+    monkeypatch.setattr(memory, "domain_of", counting)
+    assert store.load(["bolt"]) == [("p2", "bolt", "customer", "read"),
+                                    ("p3", "u2", "bolt", "active"), ("p3", "u3", "bolt", "active")]
+    assert store.load_versioned(["acme", "nowhere"]).rules == rules[:3]
+    assert looked_at == []  # no other tenant's rule was looked at
+    assert store.list_domains() == ["acme", "bolt"]  # a tenant whose last rule went is gone
+    assert len(store.load()) == 6

@@ -75,3 +75,57 @@ def test_clearing_empties_both() -> None:
     assert authz.cache_info().currsize == 0
     assert authz._cache.entries == {}
     assert ask(authz, "u1")
+
+
+def _shaped() -> Authorizer:
+    found: list[Rule] = [
+        ("p2", D, "customer", "read"), ("p2", D, "customer", "update"), ("p4", "rep", D),
+        ("p4", "lead", D), ("p", "rep", D, "customer", "read", "team", ""),
+        ("p", "rep", D, "customer", "update", "own", ""),
+        ("p", "lead", D, "customer", "read", "subordinates", ""),
+        ("g2", "hq", "", D), ("g2", "east", "hq", D), ("g2", "west", "hq", D)]
+    for name, team in (("a", "east"), ("b", "east"), ("c", "west"), ("sub", "west"),
+                       ("boss", "east"), ("report", "west")):
+        found += [("p3", name, D, "active"), ("g3", name, team, D), ("g", name, "rep", D)]
+    found += [("g4", "sub", "a", D), ("g", "boss", "lead", D), ("g6", "report", "boss", D)]
+    return Authorizer.from_rules(found)
+
+
+def test_accounts_with_the_same_roles_and_department_share_one_map() -> None:
+    authz = _shaped()
+    east = Record("customer", owner="zed", department="east")
+    for name in ("a", "b", "c", "sub", "boss"):
+        authz.check(name, "read", east, domain=D)
+    entry = {name: authz._cache.entries[(D, name)] for name in ("a", "b", "c", "sub", "boss")}
+    assert entry["a"][3]
+    assert entry["b"][3]
+    assert entry["a"][1] is entry["b"][1]  # one dict for both
+    assert entry["c"][3]
+    assert entry["c"][1] is not entry["a"][1]  # another department: another shape
+    assert not entry["sub"][3]  # capped by a parent in another department: pairs, its own map
+    assert not entry["boss"][3]  # its subordinates scope names its report
+    # Each reads the shared map as its own: own records, the team's, nobody else's.
+    assert [authz.check(n, "update", Record("customer", owner=o), domain=D)
+            for n, o in (("a", "a"), ("b", "b"), ("a", "b"), ("b", "a"), ("c", "a"))] == [
+        True, True, False, False, False]
+    assert authz.check_many([("a", "update", Record("customer", owner=o)) for o in "abc"],
+                            domain=D) == [True, False, False]
+    assert authz.check("c", "read", Record("customer", owner="c", department="east"), domain=D)
+    assert not authz.check("c", "read", east, domain=D)
+    assert authz.check("boss", "read", Record("customer", owner="report", department="west"),
+                       domain=D)
+
+
+def test_a_shared_map_never_leaves_the_cache_unresolved() -> None:
+    authz = _shaped()
+    for name in ("a", "b"):
+        authz.check(name, "read", Record("customer", owner=name), domain=D)
+        uncached, _ = engine.effective(authz._snapshots[D], name, authz.now())
+        held = authz.effective_permissions(name, domain=D)
+        assert held == uncached
+        assert held[("customer", "update")].owners == frozenset({name})
+        flt = authz.scope_filter(name, "update", "customer", domain=D)
+        assert flt.coverage.owners == frozenset({name})
+        assert authz.scope_filter(name, "update", "customer", domain=D).coverage is flt.coverage
+    everything_held = authz.effective_permissions("a", domain=D).values()
+    assert all(isinstance(owner, str) for c in everything_held for owner in c.owners)

@@ -4,12 +4,14 @@ an authorizer built from scratch over the same rules, and as Casbin's reference 
 from __future__ import annotations
 
 import gc
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from salesauthz import Authorizer, Record
+from salesauthz import _engine as engine
 from salesauthz._rules import Rule, format_expiry
 from salesauthz.adapters.memory import MemoryAdapter
 from salesauthz.reference import reference_enforcer, request
@@ -291,3 +293,86 @@ def test_bulk_load_restores_the_garbage_collector_state(collector_enabled: bool)
     assert authz.check("u3399", "read", Record("customer", owner="u3399"), domain="big")
     assert not authz.check("u3399", "read", Record("customer", owner="u0"), domain="big")
     assert len(authz.rules("big")) == len(rules)
+
+
+def _many(accounts: int) -> list[Rule]:
+    rules: list[Rule] = [("p2", "acme", "customer", "read"), ("p2", "acme", "customer", "delete"),
+                         ("p4", "rep", "acme"), ("p", "rep", "acme", "customer", "read", "own", ""),
+                         ("g2", "hq", "", "acme")]
+    for i in range(accounts):
+        rules += [("p3", f"u{i}", "acme", "active"), ("g3", f"u{i}", "hq", "acme"),
+                  ("g", f"u{i}", "rep", "acme")]
+    return rules
+
+
+def test_a_change_shares_the_tenants_accounts_map_instead_of_copying_it() -> None:
+    authz = Authorizer.from_rules(_many(400))
+    before = authz._snapshots["acme"]
+    authz.apply_changes(added=[("p", "u7", "acme", "customer", "delete", "own", "")])
+    after = authz._snapshots["acme"]
+    assert isinstance(after.accounts, engine.Layered)
+    assert after.accounts._base is before.accounts  # the 400 accounts are not copied
+    assert len(after.accounts._top) == 1
+    assert after.accounts["u7"].grants
+    assert not before.accounts["u7"].grants
+    assert after.stamps == {"u7": after.version}  # only the touched account is stamped
+    assert after.base == before.base == before.version < after.version
+
+
+def test_an_old_snapshot_never_uses_a_map_computed_after_it() -> None:
+    authz = Authorizer.from_rules(_many(3))
+    record = Record("customer", owner="someone", department="hq")
+    old = authz._snapshots["acme"]
+    assert not authz.check("u1", "read", record, domain="acme")
+    authz.apply_changes(added=[("p", "u1", "acme", "customer", "read", "team", "")])
+    new = authz._snapshots["acme"]
+    assert authz.check("u1", "read", record, domain="acme")  # the new map is cached now
+    entry = authz._cache.entries[("acme", "u1")]
+    assert entry[0] == new.version
+    assert new.fresh("u1", entry[0])
+    # A reader still holding the old snapshot: the newer entry is not its (the shared stamps
+    # say so), and the map it computes is the old one.
+    assert not old.fresh("u1", entry[0])
+    assert not old.fresh("u1", old.version)  # u1 changed after it: its own maps look stale
+    assert old.fresh("u2", old.version)  # u2 did not change
+    held = authz._cache.get(old, "u1", authz.now())[1]
+    assert not held[("customer", "read")].covers("someone", "hq")
+    assert authz._cache.entries[("acme", "u1")] is entry  # not replaced by the old snapshot's
+
+
+def test_the_layered_map_behaves_as_a_dict_through_changes_and_compaction() -> None:
+    model = {f"k{i}": i for i in range(100)}
+    layered: engine.Layered[str, int] = engine.Layered(dict(model))
+    versions = [(layered, dict(model))]
+    for step in range(400):
+        key = f"k{(step * 37) % 130}"
+        value = None if step % 5 == 0 else step
+        layered = layered.changed({key: value})
+        if value is None:
+            model.pop(key, None)
+        else:
+            model[key] = value
+        versions.append((layered, dict(model)))
+    assert len(layered._top) < 100  # folded into a new base now and then
+    for mapping, expected in versions:  # every version is still what it was
+        assert dict(mapping) == expected
+        assert len(mapping) == len(expected)
+        assert [k in mapping for k in ("k3", "k120", "nope")] == [
+            k in expected for k in ("k3", "k120", "nope")]
+        assert mapping.get("nope", -1) == -1
+
+
+def test_check_many_never_uses_a_stale_or_expired_entry() -> None:
+    clock = [1_000.0]
+    authz = Authorizer(MemoryAdapter(_many(3)), clock=lambda: clock[0])
+    record = Record("customer", owner="someone", department="hq")
+    page = [("u1", "read", record), ("u2", "read", record), ("u1", "read", record)]
+    assert authz.check_many(page, domain="acme") == [False, False, False]  # entries cached
+    authz.apply_changes(added=[("p", "u1", "acme", "customer", "read", "team", "")])
+    assert authz.check_many(page, domain="acme") == [True, False, True]
+    authz.apply_changes(added=[("p", "u2", "acme", "customer", "read", "team",
+                                format_expiry(datetime.fromtimestamp(1_500.0, UTC)))])
+    assert authz.check_many(page, domain="acme") == [True, True, True]
+    clock[0] = 1_500.0  # u2's grant expires: its cached entry is no longer valid
+    assert authz.check_many(page, domain="acme") == [True, False, True]
+    assert authz.check_many(page, domain="nowhere") == [False, False, False]

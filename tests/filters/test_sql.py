@@ -223,6 +223,77 @@ def test_a_guarded_term_is_its_base_and_one_exists_per_guard() -> None:
     assert params == ["lead", "east", "ro", "rw", "asst", "east", "sales"]
 
 
+def _capped_shared_authz() -> Authorizer:
+    """A sub-account with own + shared capped by a lead with team + shared (both guarded)."""
+    from salesauthz.models import DomainDocument, compile_document
+
+    document = {
+        "domain": "acme", "resources": {"customer": ["read", "update"]},
+        "departments": {"sales": {}, "east": {"parent": "sales"}, "west": {"parent": "sales"}},
+        "sharing": {"customer": {"ro": ["read"], "rw": ["read", "update"]}},
+        "roles": {"rep": {"permissions": [{"scope": "own", "customer": ["read"]},
+                                          {"scope": "shared", "customer": ["read"]}]},
+                  "team_lead": {"permissions": [{"scope": "team", "customer": ["read"]},
+                                                {"scope": "shared", "customer": ["read"]}]}},
+        "accounts": {"lead": {"department": "east", "roles": ["team_lead"]},
+                     "asst": {"department": "west", "roles": ["rep"], "parent": "lead"},
+                     "other": {"department": "west", "roles": ["rep"]}},
+    }
+    return Authorizer.from_rules(compile_document(DomainDocument.model_validate(document)))
+
+
+def test_a_capped_shared_scope_renders_factored_with_one_exists_per_guard() -> None:
+    """(own ∪ shared with asst) ∩ (lead's team ∪ shared with lead): two factors, each EXISTS
+    once — not the expanded four terms (PostgreSQL plans those 1.4x slower)."""
+    flt = _capped_shared_authz().scope_filter("asst", "read", "customer", domain="acme")
+    where, params = sql_where(flt, owner="c.owner", department="c.department", paramstyle="qmark",
+                              shares=ShareTable("share"), record_id="c.id")
+    exists = ("EXISTS (SELECT 1 FROM share salesauthz_share WHERE salesauthz_share.record_id = "
+              "c.id AND salesauthz_share.level IN (?, ?) AND (salesauthz_share.account = ? OR "
+              "salesauthz_share.department IN (?, ?)))")
+    assert where == (f"((c.owner = ? OR ({exists})) AND "
+                     f"(c.owner = ? OR c.department = ? OR ({exists})))")
+    assert params == ["asst", "ro", "rw", "asst", "sales", "west",
+                      "lead", "east", "ro", "rw", "lead", "east", "sales"]
+
+
+def test_a_capped_shared_filter_lets_through_exactly_what_check_allows() -> None:
+    import sqlite3
+
+    from salesauthz import Record, Share
+
+    authz = _capped_shared_authz()
+    flt = authz.scope_filter("asst", "read", "customer", domain="acme")
+    people = ["asst", "lead", "other", None]
+    departments = ["east", "west", "sales"]
+    shares: list[tuple[Share, ...]] = [
+        (), (Share("ro", account="asst"),), (Share("rw", account="lead"),),
+        (Share("ro", department="west"),), (Share("ro", department="east"),),
+        (Share("ro", account="asst"), Share("rw", department="east")),
+        (Share("ro", department="sales"),), (Share("ro", account="other"),)]
+    db = sqlite3.connect(":memory:")
+    db.execute("CREATE TABLE c (id INTEGER, owner TEXT, department TEXT)")
+    db.execute("CREATE TABLE share (record_id INTEGER, account TEXT, department TEXT, level TEXT)")
+    expected: set[int] = set()
+    k = 0
+    for owner in people:
+        for department in departments:
+            for record_shares in shares:
+                k += 1
+                db.execute("INSERT INTO c VALUES (?, ?, ?)", (k, owner, department))
+                db.executemany("INSERT INTO share VALUES (?, ?, ?, ?)",
+                               [(k, s.account, s.department, s.level) for s in record_shares])
+                record = Record("customer", owner=owner, department=department,
+                                shares=record_shares)
+                if authz.check("asst", "read", record, domain="acme"):
+                    expected.add(k)
+    where, params = sql_where(flt, owner="c.owner", department="c.department", paramstyle="qmark",
+                              shares=ShareTable("share"), record_id="c.id")
+    found = {row[0] for row in db.execute(f"SELECT id FROM c WHERE {where}", params)}
+    assert found == expected
+    assert 0 < len(expected) < k
+
+
 def test_shares_are_required_exactly_when_the_filter_needs_them() -> None:
     authz = _shared_authz()
     shared = authz.scope_filter("asst", "read", "customer", domain="acme")

@@ -34,7 +34,16 @@ from .semantics import (
     scope_within,
     sources,
 )
-from .snapshot import AccountInfo, EffectiveMap, FieldRule, Key, Permission, Snapshot, parse_permission
+from .snapshot import (
+    AccountInfo,
+    EffectiveMap,
+    FieldRule,
+    Key,
+    Layered,
+    Permission,
+    Snapshot,
+    parse_permission,
+)
 from .state import DomainState, compile_domains, load_domains
 
 __all__ = [
@@ -50,6 +59,7 @@ __all__ = [
     "FieldRule",
     "Holding",
     "Key",
+    "Layered",
     "Permission",
     "Snapshot",
     "Source",

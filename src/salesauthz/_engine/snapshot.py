@@ -8,16 +8,17 @@ whole old snapshot or the whole new one, never half a change.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, NamedTuple
+from math import isqrt
+from typing import Any, Final, NamedTuple, TypeVar
 
 from salesauthz import _rules as R
 from salesauthz._rules import Rule
 from salesauthz.scopes import Coverage, Scope, parse_scope
 
-__all__ = ["AccountInfo", "EffectiveMap", "FieldRule", "Key", "Permission", "Snapshot",
+__all__ = ["AccountInfo", "EffectiveMap", "FieldRule", "Key", "Layered", "Permission", "Snapshot",
            "parse_permission"]
 
 Key = tuple[str, str]
@@ -90,12 +91,99 @@ def parse_field_rule(rule: Rule) -> FieldRule:
     return FieldRule(rule[3], rule[4], rule[5], _parse_scope(rule[6]) if rule[6] else None, rule)
 
 
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class _Marker:
+    __slots__ = ()
+
+
+_ABSENT: Final = _Marker()  # in a Layered top: the key was removed
+_MISSING: Final = _Marker()  # a lookup found nothing
+
+
+class Layered(Mapping[K, V]):
+    """An immutable map that a change copies in time proportional to the change, not to the map.
+
+    A shared *base* dict (never changed once a Layered holds it) and a small *top* dict of the
+    keys changed since (a removed key maps to a marker). :meth:`changed` copies only the top;
+    when the top outgrows ``2·√n + 64`` entries it is folded into a new base (one copy of the
+    whole map every ~√n changes: amortised O(√n) per change, instead of O(n)). Lookups cost one
+    or two dict reads.
+    """
+
+    __slots__ = ("_base", "_len", "_top")
+
+    def __init__(self, base: Mapping[K, V], top: dict[K, Any] | None = None,
+                 length: int | None = None) -> None:
+        self._base: Mapping[K, V] = base
+        self._top: dict[K, Any] = top if top is not None else {}
+        self._len = len(base) if length is None else length
+
+    def get(self, key: K, default: Any = None) -> Any:
+        found = self._top.get(key, _MISSING)
+        if found is _MISSING:
+            return self._base.get(key, default)
+        return default if found is _ABSENT else found
+
+    def __getitem__(self, key: K) -> V:
+        found = self.get(key, _MISSING)
+        if found is _MISSING:
+            raise KeyError(key)
+        return found  # type: ignore[no-any-return]
+
+    def __contains__(self, key: object) -> bool:
+        return self.get(key, _MISSING) is not _MISSING  # type: ignore[arg-type]
+
+    def __iter__(self) -> Iterator[K]:
+        top = self._top
+        for key in self._base:
+            if key not in top:
+                yield key
+        for key, value in top.items():
+            if value is not _ABSENT:
+                yield key
+
+    def __len__(self) -> int:
+        return self._len
+
+    def changed(self, changes: Mapping[K, V | None]) -> Layered[K, V]:
+        """A new map with ``changes`` applied (a ``None`` value removes the key); this one is
+        left as it was."""
+        top = dict(self._top)
+        length = self._len
+        for key, value in changes.items():
+            was = key in self
+            if value is None:
+                top[key] = _ABSENT
+                length -= was
+            else:
+                top[key] = value
+                length += not was
+        if len(top) <= 2 * isqrt(length) + 64:
+            return Layered(self._base, top, length)
+        base = dict(self._base)
+        for key, value in top.items():
+            if value is _ABSENT:
+                base.pop(key, None)
+            else:
+                base[key] = value
+        return Layered(base, None, length)
+
+
+def layered(mapping: Mapping[K, V]) -> Layered[K, V]:
+    """``mapping`` as a :class:`Layered` (itself when it is one already; a dict is not copied,
+    so its owner must not change it any more)."""
+    return mapping if isinstance(mapping, Layered) else Layered(mapping)
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class Snapshot:
     """An immutable view of one domain, ready for decisions.
 
-    ``stamps``/``base`` version each account's effective map: ``stamps.get(account, base)`` moves
-    whenever anything that map depends on changes (see ``DomainState``).
+    ``version``, ``base`` and ``stamps`` tell whether an effective map computed from an earlier
+    snapshot is still this one's (see :meth:`fresh` and ``DomainState``).
     """
 
     name: str
@@ -110,14 +198,25 @@ class Snapshot:
     accounts: Mapping[str, AccountInfo]
     homes: Mapping[str, str | None]  # account -> its department (records default to it)
     children: Mapping[str, frozenset[str]]  # account -> its direct sub-accounts
+    # account -> the version of the last change its effective map depends on, since ``base``:
+    # one dict shared by the snapshots published since the last structural change, and only
+    # ever raised (never read it as this snapshot's own state; see ``fresh``).
     stamps: Mapping[str, int]
-    base: int
+    base: int  # the version of the last change that could affect every account
     role_fields: Mapping[str, tuple[FieldRule, ...]]  # role -> its field rules (p5)
     field_vocabulary: Mapping[str, frozenset[str]]  # type -> declared fields (p6)
     sharing: Mapping[str, Mapping[str, frozenset[str]]]  # type -> share level -> actions (p7)
     reports: Mapping[str, frozenset[str]]  # account -> its direct reports (g6)
     settings: Mapping[str, str] = field(default_factory=dict)  # p11: name -> value
     conditioned: bool = False  # some permission of the domain carries a condition
+    version: int = 0  # this snapshot's version (from one process-wide counter)
+
+    def fresh(self, account: str, computed: int) -> bool:
+        """Whether the account's map computed from the snapshot of version ``computed`` is this
+        snapshot's too: computed no earlier than ``base``, no later than this snapshot, and no
+        change that the map depends on since. (``stamps`` is shared with later snapshots: a
+        change after this snapshot only makes an entry look stale here, never fresh.)"""
+        return self.base <= computed <= self.version and self.stamps.get(account, 0) <= computed
 
     @property
     def time_zone(self) -> str:

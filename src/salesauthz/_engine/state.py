@@ -3,10 +3,14 @@
 :class:`DomainState` is changed only under the authorizer's write lock. After each change it
 publishes an immutable :class:`~.snapshot.Snapshot`, sharing every part the change did not touch.
 
-Each snapshot carries *stamps*: a version per account (``stamps.get(account, base)``). A change to
-roles, departments or the vocabulary moves ``base`` (every cached effective map of the domain goes
-stale); a change to one account's facts gives only that account and its sub-accounts new stamps.
-Stamps come from one process-wide counter, so they never repeat.
+Each snapshot has a *version* (from one process-wide counter, so versions never repeat) and a
+*base*: a change to roles, departments or the vocabulary makes its version the base (every cached
+effective map of the domain goes stale). A change to one account's facts writes its version in
+*stamps* for that account and its sub-accounts only, in place, in the one dict shared by the
+snapshots since the last such structural change: its cost follows the accounts it touches, not
+the tenant (the accounts map is a :class:`~.snapshot.Layered` map, copied in proportion to the
+change too). An effective map computed from a snapshot is tagged with that snapshot's version and
+used while :meth:`Snapshot.fresh <.snapshot.Snapshot.fresh>` says so.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from .snapshot import (
     FieldRule,
     Permission,
     Snapshot,
+    layered,
     parse_expiry,
     parse_field_rule,
     parse_permission,
@@ -94,6 +99,7 @@ class DomainState:
         self._sharing_part: dict[str, dict[str, frozenset[str]]] | None = None
         self._reports_part: dict[str, frozenset[str]] | None = None
         self._conditions_changed = True
+        self._stamps: dict[str, int] = {}  # the published snapshots' stamps (Snapshot.stamps)
 
     # -- applying rules --------------------------------------------------------------------
 
@@ -281,6 +287,7 @@ class DomainState:
 
         homes: Mapping[str, str | None]
         children: Mapping[str, frozenset[str]]
+        accounts: Mapping[str, AccountInfo]
         if previous is None or self._role_set_changed:  # every subject is sorted again
             interned: dict[frozenset[str], frozenset[str]] = {}
             accounts = {name: self._account_info(name, interned) for name in self._account_names()}
@@ -289,24 +296,25 @@ class DomainState:
                      if info.department is not None}
             children = _children_of(accounts)
         else:
-            accounts = dict(previous.accounts)
+            # Only the touched accounts: the map is persistent (no copy of the tenant's accounts).
+            changes: dict[str, AccountInfo | None] = {}
             homes, children = previous.homes, previous.children
             for name in touched:
                 info = self._account_info(name)
-                before = accounts.pop(name, NO_ACCOUNT)
-                if info is not NO_ACCOUNT:
-                    accounts[name] = info
+                before = previous.accounts.get(name, NO_ACCOUNT)
+                changes[name] = None if info is NO_ACCOUNT else info
                 if info.department != before.department:
                     homes = _with(homes, name, info.department)
                 if info.parent != before.parent:
                     children = _reparented(children, name, before.parent, info.parent)
+            accounts = layered(previous.accounts).changed(changes)
         self._role_set_changed = False
 
+        version = next(_stamp_counter)
         if previous is None or structural:
-            base, stamps = next(_stamp_counter), {}
+            base, stamps = version, {}
         else:
-            base, stamps = previous.base, dict(previous.stamps)
-            stamp = next(_stamp_counter)
+            base, stamps = previous.base, self._stamps
             stale = set(touched)
             stack = list(touched)
             while stack:  # a sub-account's map depends on its parents'
@@ -314,8 +322,9 @@ class DomainState:
                     if child not in stale:
                         stale.add(child)
                         stack.append(child)
-            for name in stale:
-                stamps[name] = stamp
+            for name in stale:  # in place: readers of older snapshots see these as stale too
+                stamps[name] = version
+        self._stamps = stamps
 
         roles, role_parents, role_permissions, role_paths = self._role_part
         department_parent, subtree = self._department_part
@@ -330,7 +339,8 @@ class DomainState:
         self.snapshot = Snapshot(self.name, self._vocabulary_part, roles, role_parents,
                                  role_permissions, role_paths, department_parent, subtree, accounts,
                                  homes, children, stamps, base, role_fields, field_vocabulary,
-                                 self._sharing_part, self._reports_part, settings, conditioned)
+                                 self._sharing_part, self._reports_part, settings, conditioned,
+                                 version)
         return self.snapshot
 
     def _account_names(self) -> set[str]:

@@ -43,7 +43,8 @@ class MemoryAdapter:
         self._lock = threading.Lock()
         self._audit_key = audit_key
         self._keys: AuditKeyring | None = None  # resolved on first use: see audit_keys
-        self._rules: dict[Rule, None] = {}  # insertion-ordered set
+        # domain -> its rules (insertion-ordered sets): loading one tenant reads only its rules
+        self._rules: dict[str, dict[Rule, None]] = {}
         self._audit: list[AuditRecord] = []
         self._anchors: dict[str, AuditAnchor] = {}
         self._versions: dict[str, int] = {}
@@ -56,13 +57,15 @@ class MemoryAdapter:
             problem = check_rule(rule)
             if problem is not None:
                 problems.append(PolicyIssue(f"{problem}: {rule!r}"))
-            self._rules[rule] = None
+                continue
+            self._rules.setdefault(domain_of(rule), {})[rule] = None
         if problems:
             raise PolicyError(problems)
-        for rule in self._rules:  # seeded rules are the caller's to validate (from_rules does)
-            key = self._fact_key(rule)
-            if key is not None:
-                self._facts.setdefault(key, set()).add(rule)
+        for held in self._rules.values():  # seeded rules are the caller's to validate
+            for rule in held:
+                key = self._fact_key(rule)
+                if key is not None:
+                    self._facts.setdefault(key, set()).add(rule)
 
     @property
     def url(self) -> str:
@@ -79,15 +82,16 @@ class MemoryAdapter:
 
     def load(self, domains: Collection[str] | None = None) -> list[Rule]:
         with self._lock:
-            if domains is None:
-                return list(self._rules)
-            wanted = set(domains)
-            return [r for r in self._rules if domain_of(r) in wanted]
+            return self._load(domains)
+
+    def _load(self, domains: Collection[str] | None) -> list[Rule]:
+        names = self._rules if domains is None else dict.fromkeys(domains)
+        return [rule for name in names for rule in self._rules.get(name, ())]
 
     def load_versioned(self, domains: Collection[str] | None = None) -> Loaded:
         with self._lock:
             wanted = None if domains is None else set(domains)
-            rules = [r for r in self._rules if wanted is None or domain_of(r) in wanted]
+            rules = self._load(domains)
             versions = {d: v for d, v in self._versions.items() if wanted is None or d in wanted}
             return Loaded(rules, versions)
 
@@ -123,12 +127,16 @@ class MemoryAdapter:
             # Seal first: a trail changed behind the store's back raises here, before any change.
             sealed, anchors = self._seal(audit)
             for rule in remove:
-                if rule in self._rules:
-                    del self._rules[rule]
+                held = self._rules.get(domain_of(rule))
+                if held is not None and rule in held:
+                    del held[rule]
+                    if not held:
+                        del self._rules[domain_of(rule)]
                     self._index_fact(rule, present=False)
             for rule in add:
-                if rule not in self._rules:
-                    self._rules[rule] = None
+                held = self._rules.setdefault(domain_of(rule), {})
+                if rule not in held:
+                    held[rule] = None
                     self._index_fact(rule, present=True)
             self._audit.extend(sealed)
             self._anchors.update(anchors)
@@ -206,7 +214,7 @@ class MemoryAdapter:
 
     def list_domains(self) -> list[str]:
         with self._lock:
-            return sorted({domain_of(r) for r in self._rules})
+            return sorted(self._rules)
 
     def load_audit(self, domain: str | None = None) -> list[AuditRecord]:
         with self._lock:

@@ -15,7 +15,13 @@ Every renderer (plain SQL, SQLAlchemy, Django) builds its ``WHERE`` clause from 
 - for one of the ``guarded`` terms: the row passes the term's ``base`` (plain terms as above) and,
   for *each* of the term's ``guards``, a row of the share table names it, at one of the guard's
   ``levels``, with its account in ``accounts`` or its department in ``departments`` (the
-  ``shared`` scope; renderers turn each guard into one ``EXISTS``).
+  ``shared`` scope; renderers turn each guard into one ``EXISTS``), or
+- ``factors`` is not empty and the row passes every one of them (the other fields are then
+  unused). A sub-account capped by its parent, both with ``shared``, has the coverage
+  ``(P1 ∪ S1) ∩ (P2 ∪ S2)``; the algebra stores it expanded (``P1P2 ∪ P1S2 ∪ P2S1 ∪ S1S2``,
+  each ``EXISTS`` twice), which PostgreSQL plans far worse than the factored form a developer
+  writes. :func:`terms_of` factors such coverages back, and keeps the factored form only when
+  its product is *equal* to the coverage (the algebra's own intersection, compared exactly).
 
 Sets are sorted so the same filter always renders the same SQL text (statement caches).
 """
@@ -29,11 +35,10 @@ from typing import TYPE_CHECKING, Any
 from salesauthz._identity import IdentityCache
 from salesauthz.conditions import ConditionGuard
 from salesauthz.errors import UsageError
-from salesauthz.scopes import ShareGuard
+from salesauthz.scopes import EVERYTHING, NOTHING, Coverage, Guarded, ShareGuard
 
 if TYPE_CHECKING:
     from salesauthz.authorizer import Authorizer
-    from salesauthz.scopes import Coverage
     from salesauthz.values import ScopeFilter
 
 __all__ = ["ConditionTerms", "GuardTerms", "GuardedTerms", "Terms", "shares_required", "terms_of"]
@@ -74,6 +79,14 @@ class Terms:
     pairs: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = ()
     null_department_owners: tuple[str, ...] = ()
     guarded: tuple[GuardedTerms, ...] = ()
+    factors: tuple[Terms, ...] = ()
+
+    @property
+    def shared(self) -> bool:
+        """Whether rendering needs the share table (a share guard here or in a factor; a
+        condition's guard, :class:`~salesauthz.filters.conditions.ConditionTerms`, does not)."""
+        return (any(type(guard) is GuardTerms for term in self.guarded for guard in term.guards)
+                or any(factor.shared for factor in self.factors))
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +139,10 @@ def _compute_coverage(coverage: Coverage, domain: str, authz: Authorizer | None,
         return Terms(nothing=False, everything=True)
     if coverage.is_empty:
         return Terms(nothing=True, everything=False)
+    factors = _factors(coverage)
+    if factors is not None:
+        return Terms(nothing=False, everything=False, factors=tuple(
+            _compute_coverage(factor, domain, authz, members, conditions) for factor in factors))
     # ``check`` reads an empty department as "the owner's department", never as a name, so an
     # empty string must not match the department sets either.
     departments = frozenset(d for d in coverage.departments if d)
@@ -157,6 +174,37 @@ def _compute_coverage(coverage: Coverage, domain: str, authz: Authorizer | None,
         null_department_owners=null_owners,
         guarded=guarded,
     )
+
+
+# Beyond this many guards (a chain of sub-accounts each with ``shared``) the expanded form has
+# 2**n terms and is not worth factoring: such chains are rare, the expanded form stays exact.
+_MAX_FACTORS = 6
+
+
+def _factors(coverage: Coverage) -> tuple[Coverage, ...] | None:
+    """``coverage`` as ``F1 ∩ … ∩ Fn`` with ``Fi = Pi ∪ shared(gi)`` (one factor per guard),
+    or None when it is not such a product (fewer than two guards, or the product differs).
+
+    Expanding ``(P1 ∪ g1) ∩ … ∩ (Pn ∪ gn)`` gives, for each set ``S`` of guards, the term
+    ``(∩_{i ∉ S} Pi) ∧ S``; so ``Pi`` is the base of the term guarded by every guard but
+    ``gi`` (nothing when the algebra dropped that term as empty). The candidate is kept only
+    when its product, computed by :meth:`Coverage.intersect`, equals ``coverage``.
+    """
+    if not coverage.guarded:
+        return None
+    guards: frozenset[object] = frozenset().union(*(term.guards for term in coverage.guarded))
+    if not 2 <= len(guards) <= _MAX_FACTORS:
+        return None
+    bases = {term.guards: term.base for term in coverage.guarded}
+    factors: list[Coverage] = []
+    for guard in sorted(guards, key=repr):
+        base = bases.get(guards - {guard}, NOTHING)
+        factors.append(base.union(Coverage(guarded=frozenset((
+            Guarded(EVERYTHING, frozenset((guard,))),)))))
+    product = factors[0]
+    for factor in factors[1:]:
+        product = product.intersect(factor)
+    return tuple(factors) if product == coverage else None
 
 
 def _guard_order(guard: GuardTerms) -> tuple[bool, str, GuardTerms]:

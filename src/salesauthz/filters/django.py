@@ -91,26 +91,33 @@ def scope_q(
     elif terms.everything:
         condition = Q()
     else:
-        condition = Q()
-        alternatives = _alternatives(terms, owner, department)
-        if terms.guarded:
-            if shares is None:
-                raise UsageError(shares_required(
-                    flt, "shares=ShareModel(<share model>, record=<its field naming the record>)"))
-            for term in terms.guarded:
-                term_q = Q()
-                if not term.base.everything:
-                    term_q = _any(_alternatives(term.base, owner, department))
-                for guard in term.guards:
-                    term_q &= Q(_exists(guard, shares, record_id))
-                alternatives.append(term_q)
-        for alternative in alternatives:
-            condition |= alternative
-        if not alternatives:
-            condition = _never()
+        if terms.shared and shares is None:
+            raise UsageError(shares_required(
+                flt, "shares=ShareModel(<share model>, record=<its field naming the record>)"))
+        condition = _condition(terms, owner, department, shares, record_id)
     if domain is not None:
         return Q(**{domain: flt.domain}) & condition
     return condition
+
+
+def _condition(terms: Terms, owner: str, department: str, shares: ShareModel | None,
+               record_id: str) -> Q:
+    """``terms`` (neither nothing nor everything) as one ``Q``."""
+    if terms.factors:
+        condition = Q()
+        for factor in terms.factors:
+            condition &= _condition(factor, owner, department, shares, record_id)
+        return condition
+    alternatives = _alternatives(terms, owner, department)
+    for term in terms.guarded:
+        assert shares is not None  # checked by the caller (terms.shared)
+        term_q = Q()
+        if not term.base.everything:
+            term_q = _any(_alternatives(term.base, owner, department))
+        for guard in term.guards:
+            term_q &= Q(_exists(guard, shares, record_id))
+        alternatives.append(term_q)
+    return _any(alternatives)
 
 
 def _alternatives(terms: Terms, owner: str, department: str) -> list[Q]:

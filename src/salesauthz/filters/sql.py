@@ -223,29 +223,41 @@ def sql_where(
         condition = "1 = 0"
     else:
         share_sql: tuple[str, ...] = ()
-        if any(not isinstance(guard, ConditionTerms) for term in terms.guarded
-               for guard in term.guards):
+        if terms.shared:
             if shares is None or record_id is None:
                 raise UsageError(shares_required(
                     flt, "shares=ShareTable(...) and record_id= (the records' id column, e.g. "
                     "'customer.id')"))
             share_sql = _share_sql(shares, record_id, paramstyle)
-        alternatives = _alternatives(terms, params, owner_col, department_col)
-        for term in terms.guarded:
-            parts = []
-            if not term.base.everything:
-                parts.append("(" + (" OR ".join(_alternatives(term.base, params, owner_col,
-                                                              department_col)) or "1 = 0") + ")")
-            parts.extend(
-                condition_sql(guard, attributes or {}, owner_col, params.bind,
-                              lambda role, name: _column(role, name, paramstyle))
-                if isinstance(guard, ConditionTerms) else _exists(guard, params, share_sql)
-                for guard in term.guards)
-            alternatives.append("(" + " AND ".join(parts) + ")")
-        condition = " OR ".join(alternatives) or "1 = 0"
+        condition = _condition(terms, params, owner_col, department_col, share_sql,
+                               attributes or {}, paramstyle)
     if tenant:
         return f"({tenant} AND ({condition}))", params.result()
     return f"({condition})", params.result()
+
+
+def _condition(terms: Terms, params: _Params, owner_col: str, department_col: str,
+               share_sql: tuple[str, ...], attributes: Mapping[str, str],
+               paramstyle: Paramstyle) -> str:
+    """``terms`` (neither nothing nor everything) as one boolean expression, unparenthesised;
+    ``attributes`` maps record attributes to their columns (conditions)."""
+    if terms.factors:
+        return " AND ".join("(" + _condition(factor, params, owner_col, department_col, share_sql,
+                                             attributes, paramstyle)
+                            + ")" for factor in terms.factors)
+    alternatives = _alternatives(terms, params, owner_col, department_col)
+    for term in terms.guarded:
+        parts = []
+        if not term.base.everything:
+            parts.append("(" + (" OR ".join(_alternatives(term.base, params, owner_col,
+                                                          department_col)) or "1 = 0") + ")")
+        parts.extend(
+            condition_sql(guard, attributes, owner_col, params.bind,
+                          lambda role, name: _column(role, name, paramstyle))
+            if isinstance(guard, ConditionTerms) else _exists(guard, params, share_sql)
+            for guard in term.guards)
+        alternatives.append("(" + " AND ".join(parts) + ")")
+    return " OR ".join(alternatives) or "1 = 0"
 
 
 def _alternatives(terms: Terms, params: _Params, owner_col: str, department_col: str) -> list[str]:

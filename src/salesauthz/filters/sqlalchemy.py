@@ -120,24 +120,37 @@ def scope_clause(
     if terms.nothing:
         condition = false()
     else:
-        alternatives = _alternatives(terms, owner, department)
-        if terms.guarded:
+        table: FromClause | None = None
+        if terms.shared:
             if shares is None or record_id is None:
                 raise UsageError(shares_required(
                     flt, "shares=ShareColumns(...) and record_id= (the records' id column, e.g. "
                     "Customer.id)"))
             table = shares.table()
-            for term in terms.guarded:
-                parts: list[ColumnElement[bool]] = []
-                if not term.base.everything:
-                    base = _alternatives(term.base, owner, department)
-                    parts.append(or_(*base) if base else false())
-                parts.extend(_exists(guard, shares, table, record_id) for guard in term.guards)
-                alternatives.append(and_(*parts))
-        condition = or_(*alternatives) if alternatives else false()
+        condition = _condition(terms, owner, department, shares, table, record_id)
     if domain is not None:
         return and_(domain == flt.domain, condition)
     return condition
+
+
+def _condition(terms: Terms, owner: Column, department: Column, shares: ShareColumns | None,
+               table: FromClause | None, record_id: Column | None) -> ColumnElement[bool]:
+    """``terms`` (neither nothing nor everything) as one boolean expression."""
+    if terms.factors:
+        return and_(*(_condition(factor, owner, department, shares, table, record_id)
+                      for factor in terms.factors))
+    alternatives = _alternatives(terms, owner, department)
+    for term in terms.guarded:
+        assert shares is not None  # terms.shared
+        assert table is not None
+        assert record_id is not None
+        parts: list[ColumnElement[bool]] = []
+        if not term.base.everything:
+            base = _alternatives(term.base, owner, department)
+            parts.append(or_(*base) if base else false())
+        parts.extend(_exists(guard, shares, table, record_id) for guard in term.guards)
+        alternatives.append(and_(*parts))
+    return or_(*alternatives) if alternatives else false()
 
 
 def _alternatives(terms: Terms, owner: Column, department: Column) -> list[ColumnElement[bool]]:
