@@ -202,3 +202,53 @@ accounts:
 """, encoding="utf-8")
     messages = [f.message for f in check_directory(tmp_path).findings if f.code == "SA202"]
     assert not any("no account manages 'a'" in m for m in messages), messages
+
+
+RECIPES = Path(__file__).resolve().parents[2] / "examples" / "recipes"
+
+
+def who_can_accounts(capsys: pytest.CaptureFixture[str], *args: str) -> list[str]:
+    assert main(["who-can", *args, "--domain", "tianhe", str(RECIPES), "--format", "json"]) == 0
+    import json
+
+    return [row["account"] for row in json.loads(capsys.readouterr().out)["accounts"]]
+
+
+def test_who_can_on_a_record_with_attributes(capsys: pytest.CaptureFixture[str]) -> None:
+    assert who_can_accounts(capsys, "claim", "customer", "--attribute", "pool=p-south") == \
+        ["rep_s1", "rep_s2", "root"]
+    assert who_can_accounts(capsys, "claim", "customer", "--attribute", "pool=p-west") == \
+        ["rep_s2", "root"]
+    # An owned customer is out of the pool; a territory reaches it.
+    assert who_can_accounts(capsys, "read", "customer", "--owner", "director",
+                            "--attribute", "region=South") == ["director", "rep_s1", "root"]
+    # Requirements are taken as met (the scope says which): the director deletes with mfa 2.
+    assert who_can_accounts(capsys, "delete", "customer", "--attribute", "region=West") == \
+        ["director", "root"]
+    assert who_can_accounts(capsys, "read", "ticket", "--owner", "director",
+                            "--attribute", "customer_id=c-17") == ["buyer_17", "root"]
+    assert who_can_accounts(capsys, "read", "ticket", "--owner", "director",
+                            "--attribute", "customer_id=c-18") == ["root"]
+    # JSON values: a number stays a number.
+    assert main(["who-can", "read", "customer", "--attribute", "region", "--domain", "tianhe",
+                 str(RECIPES)]) == 2
+    assert "write NAME=VALUE" in capsys.readouterr().err
+
+
+def test_explain_with_a_request_context(capsys: pytest.CaptureFixture[str]) -> None:
+    base = ["explain", "rep_s1", "export", "customer", str(RECIPES), "--domain", "tianhe",
+            "--owner", "rep_s1", "--format", "json"]
+    import json
+
+    assert main([*base, "--context", "mfa=true", "--context", "ip=10.0.0.3",
+                 "--context", "now=2030-03-18T09:00:00+08:00"]) == 0
+    assert json.loads(capsys.readouterr().out)["allowed"] is True
+    assert main([*base, "--context", "ip=10.0.0.3",
+                 "--context", "now=2030-03-18T09:00:00+08:00"]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert (answer["allowed"], answer["missing_context"]) == (False, ["mfa"])
+    assert main([*base, "--context", "mfa=true", "--context", "ip=10.0.0.3",
+                 "--context", "now=2030-03-17T09:00:00+08:00"]) == 0  # a Sunday
+    assert json.loads(capsys.readouterr().out)["missing_context"] == ["hours"]
+    assert main([*base, "--context", "second_factor=1"]) == 2
+    assert "the request context has mfa, ip and now" in capsys.readouterr().err

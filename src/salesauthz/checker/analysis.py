@@ -35,6 +35,7 @@ __all__ = [
     "managed_by",
     "needs_second_factor",
     "permission_text",
+    "requirements_met",
     "scope_label",
     "second_factor_matters",
     "static_ceiling",
@@ -85,7 +86,7 @@ def exports_without_second_factor(snapshot: Snapshot, account: str, now: float,
         for held in live_sources(snapshot, account, key, now))]
 
 
-def _requirements_met(coverage: Coverage) -> Coverage:
+def requirements_met(coverage: Coverage) -> Coverage:
     """``coverage`` for a request that meets every requirement (``requires:``): terms guarded
     only by requirements become plain; conditions and shares stay."""
     if not coverage.guarded or not any(isinstance(g, RequirementGuard) for term in coverage.guarded
@@ -263,7 +264,7 @@ def managed_by(snapshot: Snapshot, effective: dict[str, EffectiveMap]) -> dict[s
         manage = held.get(("account", "manage"))
         if manage is None:
             continue
-        manage = _requirements_met(manage)  # a manager that needs a second factor still manages
+        manage = requirements_met(manage)  # a manager that needs a second factor still manages
         reached: set[str] = set()
         if manage.everything:
             reached.update(everyone)

@@ -13,7 +13,7 @@ import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from salesauthz import __version__
 from salesauthz._wording import closest, count, did_you_mean
@@ -156,6 +156,55 @@ def _share_option(parser: argparse.ArgumentParser) -> None:
                              "LEVEL:department=NAME; repeat for several)")
 
 
+def _attribute_option(parser: argparse.ArgumentParser, *, context: bool = False) -> None:
+    parser.add_argument("--attribute", action="append", default=None, metavar="NAME=VALUE",
+                        help="the record has this attribute (conditions, where:); VALUE is read "
+                             "as JSON when it can be (100, true, [\"a\"]), else as text; "
+                             "repeat for several")
+    if context:
+        parser.add_argument("--context", action="append", default=None, metavar="KEY=VALUE",
+                            help="the request context (requires:): mfa=true, mfa=2, "
+                                 "ip=10.1.2.3, now=2030-03-18T09:00:00+08:00; repeat for several")
+
+
+def _pairs(texts: list[str] | None, option: str) -> dict[str, Any] | None:
+    import json
+
+    if texts is None:
+        return None
+    found: dict[str, Any] = {}
+    for text in texts:
+        name, equals, value = text.partition("=")
+        if not equals or not name:
+            raise UsageError(f"{option} {text!r}: write NAME=VALUE, e.g. region=East")
+        try:
+            found[name] = json.loads(value)
+        except ValueError:
+            found[name] = value
+    return found
+
+
+def _context(args: argparse.Namespace) -> dict[str, Any] | None:
+    from datetime import UTC, datetime
+
+    context = _pairs(args.context, "--context")
+    if context is None:
+        return None
+    unknown = sorted(set(context) - {"mfa", "ip", "now"})
+    if unknown:
+        raise UsageError(f"--context {unknown[0]!r}: the request context has mfa, ip and now")
+    if "now" in context:
+        try:
+            moment = datetime.fromisoformat(str(context["now"]))
+        except ValueError:
+            raise UsageError(f"--context now={context['now']!r}: write an ISO time, e.g. "
+                             "2030-03-18T09:00:00+08:00") from None
+        context["now"] = (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+    if "ip" in context:
+        context["ip"] = str(context["ip"])
+    return context
+
+
 def _source_options(parser: argparse.ArgumentParser, *, domain: bool = True) -> None:
     parser.add_argument("--domain", required=domain, help="the domain (tenant) to ask about")
     parser.add_argument("--url", default=None, help="read the rules from a store instead, "
@@ -173,7 +222,8 @@ def _cmd_explain(args: argparse.Namespace) -> int:
 
     return _run_listing(args, lambda source, out: explain(
         source, args.account, args.action, args.type, owner=args.owner, department=args.department,
-        domain=args.domain, out=out, fmt=args.format, shares=_shares(args)))
+        domain=args.domain, out=out, fmt=args.format, shares=_shares(args),
+        attributes=_pairs(args.attribute, "--attribute"), context=_context(args)))
 
 
 def _cmd_who_can(args: argparse.Namespace) -> int:
@@ -181,7 +231,8 @@ def _cmd_who_can(args: argparse.Namespace) -> int:
 
     return _run_listing(args, lambda source, out: who_can(
         source, args.action, args.type, owner=args.owner, department=args.department,
-        domain=args.domain, out=out, fmt=args.format, shares=_shares(args)))
+        domain=args.domain, out=out, fmt=args.format, shares=_shares(args),
+        attributes=_pairs(args.attribute, "--attribute")))
 
 
 def _cmd_what_can(args: argparse.Namespace) -> int:
@@ -432,6 +483,7 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--owner", help="the record's owner account")
     explain.add_argument("--department", help="the record's department (default: the owner's)")
     _share_option(explain)
+    _attribute_option(explain, context=True)
     _source_options(explain)
     explain.add_argument("--format", choices=("text", "json"), default="text")
     explain.set_defaults(handler=_cmd_explain)
@@ -445,6 +497,7 @@ def build_parser() -> argparse.ArgumentParser:
     record.add_argument("--owner", help="only for a record owned by this account")
     record.add_argument("--department", help="only for a record in this department")
     _share_option(who)
+    _attribute_option(who)
     _source_options(who)
     who.add_argument("--format", choices=("text", "json"), default="text")
     who.set_defaults(handler=_cmd_who_can)

@@ -30,6 +30,7 @@ CODES: dict[str, tuple[Severity, str]] = {
     "SA213": ("warning", "timed role assignment already expired"),
     "SA214": ("warning", "sensitive action held without a requirement (only in a domain that "
                          "lists sensitive_actions)"),
+    "SA215": ("warning", "condition (where:) that can never hold"),
 }
 
 # Lints for a storage target, run only when asked for (``salesauthz check --target casbin``).

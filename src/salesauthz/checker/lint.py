@@ -13,12 +13,13 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from salesauthz import _engine as engine
 from salesauthz import _rules as R
 from salesauthz._engine import EffectiveMap, Key, Permission, Snapshot
 from salesauthz._wording import capped, count
-from salesauthz.conditions import Condition
+from salesauthz.conditions import AccountRef, Condition, Test, parse_where
 from salesauthz.errors import PolicyError
 from salesauthz.models.compile import scope_of
 from salesauthz.models.documents import (
@@ -209,6 +210,7 @@ def lint_policy(policy: LoadedPolicy, *, now: float | None = None,
         _lint_shared_scopes(domain)
         _lint_reporting_lines(domain)
         _lint_sensitive_actions(domain)
+        _lint_impossible_conditions(domain)
         for _ in _lint_accounts(domain):
             done += 1
             if progress is not None and done % 200 == 0:
@@ -261,6 +263,86 @@ def _lint_sensitive_actions(domain: _Domain) -> None:
                                    f"(requires:), and domain {doc.domain!r} lists it as sensitive",
                                    "add e.g. `requires: {mfa: true}` to this permission set, or "
                                    "silence it here with `# salesauthz: ignore[SA214]`")
+
+
+def _never_holds(tests: list[Test]) -> str | None:
+    """Why the tests of one attribute can never all hold (``None``: they can), judged on
+    their constants (``account.<name>`` operands are left to SA215's other half)."""
+    constants = [t for t in tests if not isinstance(t.operand, AccountRef)]
+    nulls = {t.operand for t in constants if t.op == "null"}
+    if True in nulls and (False in nulls or any(t.op != "null" for t in tests)):
+        return "it must be missing (null) and have a value at once"
+    allowed: set[Any] | None = None  # the values eq/in leave (None: not narrowed)
+    for test in constants:
+        if test.op in ("eq", "in"):
+            values = set(test.operand) if test.op == "in" else {test.operand}
+            allowed = values if allowed is None else allowed & values
+    if allowed is not None and not allowed:
+        return "no value is in every list it must be in" if any(
+            t.op == "in" for t in constants) else "it must equal two different values"
+    low = [(t.operand, t.op == "gt") for t in constants if t.op in ("gt", "ge")]
+    high = [(t.operand, t.op == "lt") for t in constants if t.op in ("lt", "le")]
+    for bound, strict_low in low:
+        for top, strict_high in high:
+            try:
+                if bound > top or (bound == top and (strict_low or strict_high)):
+                    return f"no value is both above {bound!r} and below {top!r}"
+            except TypeError:  # a number and a text: SA171's business
+                continue
+    if allowed is not None:
+        def fits(value: Any) -> bool:
+            try:
+                return all(value > b if strict else value >= b for b, strict in low) and \
+                    all(value < t if strict else value <= t for t, strict in high)
+            except TypeError:
+                return False
+        if (low or high) and not any(fits(v) for v in allowed):
+            return "none of its allowed values is within its bounds"
+    return None
+
+
+def _lint_impossible_conditions(domain: _Domain) -> None:
+    """SA215: a condition (``where:``) that can never hold — contradictory tests on one
+    attribute, an empty ``in:``, or an ``account.<name>`` no account given the permission has."""
+    doc = domain.sourced.document
+    index = domain.index
+    holders: dict[str, list[str]] = {}  # role -> accounts assigned it (through inheritance too)
+    for name in index.accounts:
+        for role in index.roles_of(name):
+            holders.setdefault(role, []).append(name)
+    owners: list[tuple[str, str, list[PermissionSet], list[str]]] = [
+        ("roles", name, (role or RoleDocument()).permissions, holders.get(name, []))
+        for name, role in doc.roles.items()]
+    owners += [("accounts", name, (account or AccountDocument()).grants, [name])
+               for name, account in doc.accounts.items()]
+    for section, name, sets, accounts in owners:
+        field_name = "permissions" if section == "roles" else "grants"
+        for i, pset in enumerate(sets):
+            if not pset.where:
+                continue
+            tests = parse_where(pset.where)
+            by_attribute: dict[str, list[Test]] = {}
+            for test in tests:
+                by_attribute.setdefault(test.attribute, []).append(test)
+            where = (section, name, field_name, i, "where")
+            for attribute, own in by_attribute.items():
+                why = _never_holds(own)
+                if why is not None:
+                    domain.add("SA215", (*where, attribute),
+                               f"the condition on {attribute!r} can never hold: {why}",
+                               "fix the tests, or delete the permission: it allows nothing")
+            for test in tests:
+                if not isinstance(test.operand, AccountRef) or not accounts:
+                    continue
+                if not any(test.operand.name in dict(index.account(a).attributes)
+                           for a in accounts):
+                    who = ("no account assigned this role" if section == "roles"
+                           else f"account {name!r}")
+                    domain.add("SA215", (*where, test.attribute),
+                               f"the condition {test} can never hold: {who} has the attribute "
+                               f"{test.operand.name!r}",
+                               f"give the accounts `attributes: {{{test.operand.name}: ...}}` "
+                               "(or Admin.set_attribute at run time)")
 
 
 def _lint_roles(domain: _Domain) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +16,14 @@ from salesauthz.models.loader import Progress
 from salesauthz.scopes import Scope, ScopeKind, ShareGuard
 from salesauthz.values import Record, Share
 
-from .analysis import excess, live_sources, permission_text, scope_label, widest_scopes
+from .analysis import (
+    excess,
+    live_sources,
+    permission_text,
+    requirements_met,
+    scope_label,
+    widest_scopes,
+)
 from .output import Output
 
 __all__ = ["Source", "holders", "holders_if_shared", "open_source", "parse_share", "timed_roles",
@@ -125,18 +132,23 @@ def open_source(path: str | None, url: str | None, *, progress: Progress | None 
 
 def explain(source: Source, account: str, action: str, type: str, *, owner: str | None,
             department: str | None, domain: str, out: Output, fmt: str,
-            shares: tuple[Share, ...] = ()) -> int:
+            shares: tuple[Share, ...] = (), attributes: Mapping[str, Any] | None = None,
+            context: Mapping[str, Any] | None = None) -> int:
     snapshot = source.snapshot(domain)  # an unknown domain is a usage error here, not a silent deny
     require_names(snapshot, account=account, action=action, type=type, owner=owner, department=department,
                   shares=shares)
-    record = Record(type, owner=owner, department=department, shares=shares)
-    decision = engine.explain(snapshot, account, action, record, domain, source.now)
+    record = Record(type, owner=owner, department=department, shares=shares, attributes=attributes)
+    if context is not None and "now" not in context:
+        context = {**context, "now": source.now}
+    decision = engine.explain(snapshot, account, action, record, domain, source.now, context)
     if fmt == "json":
         out.data({
             "allowed": decision.allowed,
             "account": account, "action": action, "domain": domain,
             "record": {"type": type, "owner": owner, "department": department,
-                       "shares": [share_json(share) for share in shares]},
+                       "shares": [share_json(share) for share in shares],
+                       **({"attributes": dict(attributes)} if attributes is not None else {})},
+            "missing_context": list(decision.missing_context),
             "reason": decision.reason,
             "role": decision.role,
             "scope": str(decision.scope) if decision.scope is not None else None,
@@ -163,19 +175,24 @@ def share_text(share: Share) -> str:
 
 
 def holders(snapshot: Snapshot, action: str, type: str, now: float, *, owner: str | None = None,
-            department: str | None = None, shares: tuple[Share, ...] = ()) -> list[str]:
+            department: str | None = None, shares: tuple[Share, ...] = (),
+            attributes: Mapping[str, Any] | None = None) -> list[str]:
     """Every account that may ``action`` on ``type`` — on some record, or on the given one (owned
-    by ``owner``, in ``department``, carrying ``shares``; a record given by its shares alone has
-    no owner and no department). On some record, an account holding the right only at ``shared``
-    counts: it may, on the records shared with it."""
+    by ``owner``, in ``department``, carrying ``shares`` and ``attributes``; a record given by
+    its shares or attributes alone has no owner and no department). On some record, an account
+    holding the right only at ``shared`` counts: it may, on the records shared with it. On a
+    given record, conditions (``where:``) are tested on its attributes and requirements
+    (``requires:``) are taken as met: the account may, in a session that meets them (its scope
+    shows them, ``all [mfa]``)."""
     key = (type, action)
-    specific = owner is not None or department is not None or bool(shares)
+    specific = owner is not None or department is not None or bool(shares) or attributes is not None
     found = []
     for name in sorted(snapshot.accounts):
         coverage = engine.effective(snapshot, name, now)[0].get(key)
         if coverage is None:
             continue
-        if specific and not coverage.covers(owner, department, snapshot.homes, shares):
+        if specific and not requirements_met(coverage).covers(owner, department, snapshot.homes,
+                                                              shares, attributes):
             continue
         found.append(name)
     return found
@@ -205,9 +222,11 @@ def holders_if_shared(snapshot: Snapshot, action: str, type: str, now: float, *,
 
 
 def who_can_rows(index: Snapshot, action: str, type: str, now: float, *, owner: str | None = None,
-                 department: str | None = None, shares: tuple[Share, ...] = ()) -> list[dict[str, Any]]:
+                 department: str | None = None, shares: tuple[Share, ...] = (),
+                 attributes: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
     rows = []
-    for name in holders(index, action, type, now, owner=owner, department=department, shares=shares):
+    for name in holders(index, action, type, now, owner=owner, department=department, shares=shares,
+                        attributes=attributes):
         rows.append({"account": name, "scope": scope_label(index, name, (type, action), now),
                      "capped_by": _capped_by(index, name, (type, action), now)})
     return rows
@@ -300,12 +319,14 @@ def what_can_rows(index: Snapshot, account: str, now: float) -> list[dict[str, A
 
 
 def who_can(source: Source, action: str, type: str, *, owner: str | None, department: str | None,
-            domain: str, out: Output, fmt: str, shares: tuple[Share, ...] = ()) -> int:
+            domain: str, out: Output, fmt: str, shares: tuple[Share, ...] = (),
+            attributes: Mapping[str, Any] | None = None) -> int:
     index = source.snapshot(domain)
     require_names(index, action=action, type=type, owner=owner, department=department, shares=shares)
     now = source.now
-    rows = who_can_rows(index, action, type, now, owner=owner, department=department, shares=shares)
-    specific = owner is not None or department is not None or bool(shares)
+    rows = who_can_rows(index, action, type, now, owner=owner, department=department, shares=shares,
+                        attributes=attributes)
+    specific = owner is not None or department is not None or bool(shares) or attributes is not None
     if_shared = holders_if_shared(index, action, type, now, owner=owner, department=department,
                                   shares=shares) if specific else {}
     target = f"{type}:{action}"
@@ -313,13 +334,16 @@ def who_can(source: Source, action: str, type: str, *, owner: str | None, depart
         target += f" on a record owned by {owner}"
     elif department is not None:
         target += f" on a record in {department}"
-    elif shares:
+    elif shares or attributes is not None:
         target += " on a record"
     if shares:
         target += " shared " + ", ".join(share_text(share) for share in shares)
+    if attributes:
+        target += " with " + ", ".join(f"{k}={v!r}" for k, v in sorted(attributes.items()))
     if fmt == "json":
         out.data({"domain": domain, "action": action, "type": type, "owner": owner,
                   "department": department, "shares": [share_json(s) for s in shares],
+                  **({"attributes": dict(attributes)} if attributes is not None else {}),
                   "accounts": rows,
                   "if_shared": [{"account": name, "levels": levels} for name, levels in if_shared.items()]})
         return 0

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from salesauthz._identity import IdentityCache
 from salesauthz.conditions import ConditionGuard
@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from salesauthz.authorizer import Authorizer
     from salesauthz.values import ScopeFilter
 
-__all__ = ["GuardTerms", "GuardedTerms", "Terms", "shares_required", "terms_of"]
+__all__ = ["ConditionTerms", "GuardTerms", "GuardedTerms", "Terms", "shares_required", "terms_of"]
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -52,6 +52,22 @@ class GuardTerms:
     levels: tuple[str, ...]
     accounts: tuple[str, ...]
     departments: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ConditionTerms(GuardTerms):
+    """A guard of a filter's term that is a condition, not a share (its share fields empty):
+    its tests, every operand a constant (``(attribute, op, operand)``, lists as tuples), and
+    how the condition was written (for messages). Only a renderer that asked for conditions
+    (``terms_of(..., conditions=True)``) meets one."""
+
+    tests: tuple[tuple[str, str, Any], ...] = ()
+    text: str = ""
+
+    @classmethod
+    def of(cls, guard: ConditionGuard) -> ConditionTerms:
+        return cls((), (), (), tuple((t.attribute, t.op, t.operand) for t in guard.tests),
+                   str(guard))
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,8 +215,6 @@ def _guard_order(guard: GuardTerms) -> tuple[bool, str, GuardTerms]:
 
 def _guard_terms(guard: object, conditions: bool = False) -> GuardTerms:
     if conditions and isinstance(guard, ConditionGuard):
-        from .conditions import ConditionTerms
-
         return ConditionTerms.of(guard)
     if not isinstance(guard, ShareGuard):
         # A condition on record attributes (``where:``): the renderers do not know which columns

@@ -24,33 +24,16 @@ columns, ``str`` in text columns): SQL compares what the column holds.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
-from salesauthz.conditions import OWNER, ConditionGuard
+from salesauthz.conditions import OWNER
 from salesauthz.errors import UsageError
 
-from ._terms import GuardTerms
+from ._terms import ConditionTerms
 
 __all__ = ["ConditionTerms", "condition_sql"]
 
 _SYMBOLS = {"eq": "=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
-
-
-@dataclass(frozen=True, slots=True)
-class ConditionTerms(GuardTerms):
-    """A guard of a filter's term that is a condition, not a share (its share fields empty):
-    its tests, every operand a constant (``(attribute, op, operand)``, lists as tuples), and
-    how the condition was written (for messages). Only a renderer that asked for conditions
-    (``terms_of(..., conditions=True)``) meets one."""
-
-    tests: tuple[tuple[str, str, Any], ...] = ()
-    text: str = ""
-
-    @classmethod
-    def of(cls, guard: ConditionGuard) -> ConditionTerms:
-        return cls((), (), (), tuple((t.attribute, t.op, t.operand) for t in guard.tests),
-                   str(guard))
 
 
 def _kind(value: Any) -> str | None:

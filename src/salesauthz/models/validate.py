@@ -737,7 +737,8 @@ def _condition_issues(src: SourcedDocument, path: Path, pset: PermissionSet,
         for op, operand, at in tests:
             if op not in C.OPERATORS:
                 add(src.issue(at, f"unknown operator {op!r} for {attribute!r} in where:",
-                              did_you_mean(op, C.OPERATORS)
+                              "YAML reads a bare null key as nothing: quote it, {'null': true}"
+                              if op == "None" else did_you_mean(op, C.OPERATORS)
                               or f"operators: {', '.join(C.OPERATORS)}", "SA172"))
                 continue
             if op == "null":
