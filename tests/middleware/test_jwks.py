@@ -367,7 +367,7 @@ def test_an_unreachable_key_set_fails_closed_then_recovers(
         with pytest.raises(NotAuthenticatedError, match="could not be fetched"):
             resolve(request(token))
     assert server.fetches == fetched
-    assert time.monotonic() - started < 0.5
+    assert time.monotonic() - started < 2.0  # no waiting on the provider (a loaded machine: slack)
     assert len(caplog.records) == 1  # the outage is logged once, not per request
     if mode == "down":
         return

@@ -133,9 +133,9 @@ def test_alias_limit_is_exact_and_counts_whole_subtrees() -> None:
     anchor = "a: &a [" + ",".join(["x"] * 999) + "]\n"
     uses = MAX_ALIAS_NODES // 1000
     load_yaml(anchor + "b: [" + ",".join(["*a"] * uses) + "]\n", "f")
-    start = time.perf_counter()
+    start = time.process_time()  # CPU time: expanding past the limit would take minutes
     message = _refusal(anchor + "b: [" + ",".join(["*a"] * (uses + 1)) + "]\n")
-    assert time.perf_counter() - start < 1.0
+    assert time.process_time() - start < 5.0
     assert f"over the limit MAX_ALIAS_NODES = {MAX_ALIAS_NODES:,}" in message
     assert message.startswith(f"f.yaml:2:{5 + 3 * uses}:")  # the alias that crossed it
 
@@ -146,9 +146,9 @@ def test_a_billion_laughs_is_refused_in_milliseconds() -> None:
         lines.append(f"{this}: &{this} [" + ",".join([f"*{previous}"] * 9) + "]")
     text = "\n".join(lines) + "\n"
     assert len(text.encode()) < 400
-    start = time.perf_counter()
+    start = time.process_time()  # CPU time, not a race with the machine's other jobs
     assert "MAX_ALIAS_NODES" in _refusal(text)
-    assert time.perf_counter() - start < 0.5
+    assert time.process_time() - start < 2.0
 
 
 def test_node_limit() -> None:
