@@ -196,37 +196,41 @@ class Authorizer(FieldAccess, ShareAccess, Replica):
             hot, stamps, base, version = self._hot, snapshot.stamps, snapshot.base, snapshot.version
             homes = snapshot.homes
             now: float | None = None
+            current: str | None = None  # the account of the previous request (pages repeat it)
+            held: engine.EffectiveMap = {}
+            shared = False
             for account, action, record in requests:
-                found = maps.get(account)
-                if found is None:
-                    # check's inlined cache hit, once per account of the batch
-                    entry = hot.get((domain, account))
-                    if entry is not None and entry[2] is not None and now is None:
-                        now = self._clock()
-                    if (entry is None or not base <= entry[0] <= version
-                            or stamps.get(account, 0) > entry[0]
-                            or (entry[2] is not None and now is not None and now >= entry[2])):
-                        entry = self._cache.get(snapshot, account, self._clock())
-                    else:
-                        self._cache.hits += 1
-                    found = maps[account] = (entry[1], entry[3])
-                held, shared = found
+                if account != current:
+                    found = maps.get(account)
+                    if found is None:
+                        # check's inlined cache hit, once per account of the batch
+                        entry = hot.get((domain, account))
+                        if entry is not None and entry[2] is not None and now is None:
+                            now = self._clock()
+                        if (entry is None or not base <= entry[0] <= version
+                                or stamps.get(account, 0) > entry[0]
+                                or (entry[2] is not None and now is not None and now >= entry[2])):
+                            entry = self._cache.get(snapshot, account, self._clock())
+                        else:
+                            self._cache.hits += 1
+                        found = maps[account] = (entry[1], entry[3])
+                    held, shared = found
+                    current = account
                 coverage = held.get((record.type, action))
-                if shared and coverage is not None and record.owner == account \
-                        and coverage.owners:  # a shared map: SELF, the account's own records
-                    append(True)
-                    continue
                 if coverage is None:
                     append(False)
-                elif coverage.everything or record.owner in coverage.owners:
+                    continue
+                owner = record.owner
+                if (coverage.everything or owner in coverage.owners  # as in check()
+                        or (shared and owner == account and coverage.owners)):  # shared map: SELF
                     append(True)
                 elif not coverage.guarded:
-                    append(coverage.covers(record.owner, record.department, homes))
+                    append(coverage.covers(owner, record.department, homes))
                 else:
                     if full is None:
                         full = self._context(context)
-                    append(coverage.covers(record.owner, record.department, homes,
-                                           record.shares, record.attributes, full))
+                    append(coverage.covers(owner, record.department, homes, record.shares,
+                                           record.attributes, full))
             return results
         except Exception:
             self._report_failure("check_many")
