@@ -287,3 +287,21 @@ def test_hostile_names_are_refused_on_creation_too(authz: Authorizer) -> None:
         refused(authz, ValueError,
                 lambda name=name: authz.admin("alice", domain=D).create_department(  # type: ignore[misc]
                     name, parent="east"))
+
+
+def test_a_rename_through_a_store_is_one_change_a_reload_sees(tmp_path: Path) -> None:
+    """The store's one-department-per-account index meets the removal and the addition of each
+    g3 rule in one transaction; a fresh process reads the renamed organisation."""
+    url = f"sqlite:///{tmp_path / 'rules.db'}"
+    import_directory(POLICIES, url)
+    with Authorizer.from_url(url) as authz:
+        authz.apply_changes(_NAMING, actor="system:test")
+        record = authz.admin("mgr_east", domain=D).rename_department("east-2", "east two")
+        assert authz.audit.records()[-1] == record
+    with Authorizer.from_url(url) as fresh:
+        rules = set(fresh.rules(D))
+        assert set(record.added) <= rules
+        assert not set(record.removed) & rules
+        assert fresh.check("analyst_1", "delete", customer("east-2a"), domain=D)
+        assert not fresh.check("analyst_1", "delete", customer("east-2"), domain=D)  # not re-filed
+        assert fresh.audit.verify()
