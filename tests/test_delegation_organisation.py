@@ -4,11 +4,16 @@ authorized by the actor's own rights under the escalation rule, validated, audit
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
-from salesauthz import Authorizer, EscalationError, ForbiddenError, PolicyError, Record
+from salesauthz import Authorizer, EscalationError, ForbiddenError, PolicyError, Record, Share
+from salesauthz.checker.storage_commands import import_directory
+from salesauthz.conditions import Condition
 from salesauthz.errors import UnknownNameError
+from salesauthz.scopes import Scope, ScopeKind
+from tests.conftest import POLICIES
 
 D = "acme"
 
@@ -18,7 +23,8 @@ def authz() -> Authorizer:
     return Authorizer.from_directory("policies", clock=lambda: 1_900_000_000.0)
 
 
-def refused(authz: Authorizer, error: type[Exception], attempt: Callable[[], object]) -> Exception:
+def refused(authz: Authorizer, error: type[Exception] | tuple[type[Exception], ...],
+            attempt: Callable[[], object]) -> Exception:
     rules, trail = authz.rules(), authz.audit.records()
     with pytest.raises(error) as caught:
         attempt()
@@ -155,3 +161,149 @@ def test_extending_the_vocabulary_hands_wildcard_holders_something_new(authz: Au
     refused(authz, ForbiddenError,
             lambda: authz.admin("alice", domain=D).extend_vocabulary("note", ["pin"]))
     refused(authz, ValueError, lambda: authz.admin("alice", domain=D).extend_vocabulary("note", ["*"]))
+
+
+# -- renaming a department --------------------------------------------------------------------
+
+_CONDITIONED = Scope(ScopeKind.CUSTOM, frozenset({"east-2"}),
+                     Condition.of(requires={"mfa": True})).encode()[0]
+_NAMING: list[tuple[str, ...]] = [  # rules naming east-2 in every place a department is named
+    ("p", "analyst_1", D, "customer", "delete", "custom:east-2", ""),
+    ("p", "analyst_1", D, "customer", "update", _CONDITIONED, ""),
+    ("p5", "sales_assistant", D, "customer", "phone", "visible", "custom:east-2"),
+    ("g5", "rep_w1", "east-2", D),
+    ("g2", "east-2a", "east-2", D),
+    ("p3", "rep_e2a", D, "active"),
+    ("g3", "rep_e2a", "east-2a", D),
+]
+
+
+def _decisions(authz: Authorizer, rename: Callable[[str | None], str | None] = lambda d: d,
+               ) -> list[object]:
+    """Every account's decisions (check with and without a second factor, field modes) on
+    records filed in each department (and none), owned by each account and by no one, shared
+    with each department — with department names passed through ``rename``."""
+    snapshot = authz._snapshot(D)
+    assert snapshot is not None
+    accounts = sorted(snapshot.accounts)
+    departments: list[str | None] = [None, *sorted(  # in the order of the old names
+        snapshot.department_parent, key=lambda d: "east-2" if d == "east two" else d)]
+    found: list[object] = []
+    for owner in [*accounts[:8], "nobody"]:
+        for department in departments:
+            shares = [(), *[(Share("read_write", department=d),) for d in departments if d]]
+            for share in shares[:3]:
+                record = Record("customer", owner=owner, department=rename(department),
+                                shares=tuple(Share(s.level, department=rename(s.department))
+                                             for s in share))
+                for account in accounts:
+                    for action in ("read", "update", "delete", "export", "manage"):
+                        for context in (None, {"mfa": True}):
+                            found.append(authz.check(account, action, record, domain=D,
+                                                     context=context))
+                    found.append(authz.field_modes(account, "customer", {
+                        "owner": owner, "department": rename(department), "phone": "1"},
+                        domain=D))
+    return found
+
+
+def test_renaming_a_department_rewrites_every_rule_naming_it_and_changes_no_decision(
+        authz: Authorizer) -> None:
+    authz.apply_changes(_NAMING, actor="system:test")
+    before = _decisions(authz)
+    named = [r for r in authz.rules(D) if any(
+        v in ("east-2", "custom:east-2") or '"custom:east-2"' in v for v in r)]
+    trail = len(authz.audit.records())
+    record = authz.admin("mgr_east", domain=D).rename_department("east-2", "east two")
+    assert (record.operation, record.target, record.detail, record.escalated) == (
+        "rename_department", "east-2", "east-2 -> east two", False)
+    assert sorted(record.removed) == sorted(named)
+    assert len(record.added) == len(record.removed)
+    assert len(authz.audit.records()) == trail + 1  # one audited change
+    assert not [r for r in authz.rules(D) if any(
+        v in ("east-2", "custom:east-2") or '"custom:east-2"' in v for v in r)]
+    rules = set(authz.rules(D))
+    assert ("g2", "east two", "east", D) in rules
+    assert ("g2", "east-2a", "east two", D) in rules
+    assert ("g5", "rep_w1", "east two", D) in rules
+    assert ("g3", "rep_e2", "east two", D) in rules
+    assert ("p", "analyst_1", D, "customer", "delete", "custom:east two", "") in rules
+    assert ("p", "analyst_1", D, "customer", "update", _CONDITIONED.replace("east-2", "east two"),
+            "") in rules
+    assert ("p5", "sales_assistant", D, "customer", "phone", "visible", "custom:east two") in rules
+    assert _decisions(authz, lambda d: "east two" if d == "east-2" else d) == before
+    # A fresh load of the rules decides the same (nothing in memory only).
+    assert _decisions(Authorizer.from_rules(authz.rules(), clock=lambda: 1_900_000_000.0),
+                      lambda d: "east two" if d == "east-2" else d) == before
+    assert authz.audit.verify()
+
+
+def test_renaming_needs_the_whole_subtree(authz: Authorizer) -> None:
+    authz.apply_changes([("g2", "east-2a", "east-2", D)], actor="system:test")
+    # lead_e1 manages its team, not department east; mgr_east manages east's tree, not west.
+    refused(authz, EscalationError,
+            lambda: authz.admin("lead_e1", domain=D).rename_department("east-1", "e1"))
+    refused(authz, EscalationError,
+            lambda: authz.admin("mgr_east", domain=D).rename_department("west-1", "w1"))
+    refused(authz, EscalationError,
+            lambda: authz.admin("mgr_east", domain=D).rename_department("sales", "s"))
+    # account:manage at team reaches east-2 itself, not east-2a below it.
+    alice = authz.admin("alice", domain=D)
+    alice.grant("rep_e2", "account", ["manage"], scope="team")
+    error = refused(authz, EscalationError,
+                    lambda: authz.admin("rep_e2", domain=D).rename_department("east-2", "e2"))
+    assert "east-2a" in str(error)
+    alice.grant("rep_e2", "account", ["manage"], scope="custom", departments=["east-2a"])
+    assert authz.admin("rep_e2", domain=D).rename_department("east-2", "e2").detail == "east-2 -> e2"
+    # role:escalate over the subtree stands in for the management right, and says so.
+    alice.grant("rep_e1b", "role", ["escalate"], scope="custom", departments=["e2"])
+    assert authz.admin("rep_e1b", domain=D).rename_department("e2", "east-2").escalated
+
+
+@pytest.mark.parametrize("name", [
+    "", " ", "east-1", "east", "ops", "*", " padded", "padded ", "a,b", "a]", "[a", "x\x00y",
+    "line\nfeed", "tab\there", "\ud800", "x" * 256, 7, None,
+])
+def test_a_rename_to_a_bad_or_taken_name_changes_nothing(tmp_path: Path, name: object) -> None:
+    """Hostile and taken names are refused with an error naming them; the store's file is
+    byte-identical afterwards, and so are the rules and the audit trail."""
+    database = tmp_path / "rules.db"
+    import_directory(POLICIES, f"sqlite:///{database}")
+    with Authorizer.from_url(f"sqlite:///{database}") as authz:
+        content = database.read_bytes()
+        error = refused(authz, (ValueError, ForbiddenError), lambda: authz.admin(
+            "alice", domain=D).rename_department("east-2", name))  # type: ignore[arg-type]
+        assert repr(name) in str(error)  # the error names the offending value
+        assert isinstance(error, ForbiddenError) or str(error).startswith(
+            "cannot rename department 'east-2' to ")  # refused before any store sees it
+        assert database.read_bytes() == content
+
+
+def test_unknown_departments_are_not_renamed(authz: Authorizer) -> None:
+    refused(authz, UnknownNameError,
+            lambda: authz.admin("alice", domain=D).rename_department("nowhere", "n"))
+
+
+def test_hostile_names_are_refused_on_creation_too(authz: Authorizer) -> None:
+    for name in ("", "a,b", "x\x00y", "\ud800", "*", " x"):
+        refused(authz, ValueError,
+                lambda name=name: authz.admin("alice", domain=D).create_department(  # type: ignore[misc]
+                    name, parent="east"))
+
+
+def test_a_rename_through_a_store_is_one_change_a_reload_sees(tmp_path: Path) -> None:
+    """The store's one-department-per-account index meets the removal and the addition of each
+    g3 rule in one transaction; a fresh process reads the renamed organisation."""
+    url = f"sqlite:///{tmp_path / 'rules.db'}"
+    import_directory(POLICIES, url)
+    with Authorizer.from_url(url) as authz:
+        authz.apply_changes(_NAMING, actor="system:test")
+        record = authz.admin("mgr_east", domain=D).rename_department("east-2", "east two")
+        assert authz.audit.records()[-1] == record
+    with Authorizer.from_url(url) as fresh:
+        rules = set(fresh.rules(D))
+        assert set(record.added) <= rules
+        assert not set(record.removed) & rules
+        assert fresh.check("analyst_1", "delete", customer("east-2a"), domain=D)
+        assert not fresh.check("analyst_1", "delete", customer("east-2"), domain=D)  # not re-filed
+        assert fresh.audit.verify()

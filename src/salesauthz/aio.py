@@ -81,6 +81,7 @@ class AsyncAdmin:
     reactivate = _in_thread(Admin.reactivate)
     create_department = _in_thread(Admin.create_department)
     move_department = _in_thread(Admin.move_department)
+    rename_department = _in_thread(Admin.rename_department)
     delete_department = _in_thread(Admin.delete_department)
     add_role_permission = _in_thread(Admin.add_role_permission)
     remove_role_permission = _in_thread(Admin.remove_role_permission)

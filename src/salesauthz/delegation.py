@@ -22,6 +22,7 @@ changes nothing. Each operation changes its rules and appends its audit record i
 from __future__ import annotations
 
 import dataclasses
+import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -33,7 +34,7 @@ from ._engine import AccountInfo, EffectiveMap, Key, Permission, Snapshot
 from ._rules import Rule
 from .audit import AuditDraft, AuditRecord, AuditTrail
 from .errors import EscalationError, ForbiddenError, UnknownNameError
-from .scopes import NOTHING, Coverage, Scope
+from .scopes import NOTHING, Coverage, Scope, ScopeKind, parse_scope
 from .values import ScopeFilter
 
 __all__ = ["Admin", "Administered", "OffboardPlan"]
@@ -728,6 +729,9 @@ class Admin:
         operation = "create_department"
 
         def plan(snapshot: Snapshot) -> _Change:
+            problem = _department_name_problem(name)
+            if problem is not None:
+                raise ValueError(f"cannot create department {name!r}: {problem}")
             if name in snapshot.department_parent:
                 raise ForbiddenError(f"department {name!r} already exists in domain {self.domain!r}",
                                      account=self.actor, domain=self.domain)
@@ -780,6 +784,43 @@ class Admin:
                                                 detail=f"{old or 'no one'} -> {parent or 'no one'}")]
 
         return self._run(operation, name, plan)[0]
+
+    def rename_department(self, old: str, new: str) -> AuditRecord:
+        """Rename department ``old`` to ``new``, rewriting every rule that names it in one
+        audited change: its own ``g2`` rule and those of the departments directly below it, the
+        accounts in it (``g3``) and also in it (``g5``), and the ``custom`` scopes of permissions,
+        grants and field rules naming it (conditions kept). Every decision stays what it was,
+        with ``new`` in place of ``old``, so it hands nothing out; it changes the whole subtree's
+        place in the tree, so the actor must manage every department of ``old``'s subtree (or
+        escalate there). ``new`` must be a valid, unused department name (``ValueError`` /
+        :class:`~salesauthz.errors.ForbiddenError` otherwise). Records are the CRM's: re-file
+        those filed under ``old``; until then they lie in no department (they deny more, never
+        allow more)."""
+        operation = "rename_department"
+
+        def plan(snapshot: Snapshot) -> _Change:
+            if old not in snapshot.department_parent:
+                raise UnknownNameError("department", old, self.domain)
+            problem = _department_name_problem(new)
+            if problem is not None:
+                raise ValueError(f"cannot rename department {old!r} to {new!r}: {problem}")
+            if new in snapshot.department_parent:
+                raise ForbiddenError(f"department {new!r} already exists in domain {self.domain!r}",
+                                     account=self.actor, domain=self.domain)
+            escalated = False
+            for department in sorted(snapshot.subtree.get(old, frozenset((old,)))):
+                escalated |= self._require_department(snapshot, department, operation)
+            removed: list[Rule] = []
+            added: list[Rule] = []
+            for rule in self._authz.rules(self.domain):
+                renamed = _renamed(rule, old, new)
+                if renamed != rule:
+                    removed.append(rule)
+                    added.append(renamed)
+            return added, removed, [self._draft(operation, old, added, removed, escalated,
+                                                detail=f"{old} -> {new}")]
+
+        return self._run(operation, old, plan)[0]
 
     def delete_department(self, name: str) -> AuditRecord:
         """Delete an empty department: no department below it, no account in it (main or
@@ -1389,6 +1430,50 @@ class Admin:
                 current = after
             decided.append((name, superior, "repoint" if allowed else "keep"))
         return decided
+
+
+_NAME_LIMIT = 255
+"""The longest department name :meth:`Admin.create_department` / ``rename_department`` accept."""
+
+
+def _department_name_problem(name: object) -> str | None:
+    """Why ``name`` cannot name a department, or ``None``: it must be non-empty text of at most
+    :data:`_NAME_LIMIT` characters, without control characters, lone surrogates or surrounding
+    whitespace, not ``*``, and survive Casbin's line-based loaders (no comma outside brackets,
+    balanced brackets), as every value a store holds should."""
+    if not isinstance(name, str):
+        return f"a department name is text, not {type(name).__name__}"
+    if not name.strip():
+        return "a department name must not be empty or blank"
+    if len(name) > _NAME_LIMIT:
+        return f"a department name has at most {_NAME_LIMIT} characters, this one {len(name)}"
+    if name == R.WILDCARD:
+        return "'*' is a wildcard, not a department name"
+    if any(unicodedata.category(c) == "Cc" for c in name):
+        return "it contains a control character (NUL, line feed, tab …)"
+    problem = R.check_rule((R.DEPARTMENT, name, "", "d"))
+    if problem is None:
+        problem = R.casbin_value_problem(name)
+    return problem
+
+
+def _renamed(rule: Rule, old: str, new: str) -> Rule:
+    """``rule`` with department ``old`` named ``new`` (the same tuple when it does not name it)."""
+    ptype = rule[0]
+    if ptype == R.DEPARTMENT:
+        return (ptype, new if rule[1] == old else rule[1], new if rule[2] == old else rule[2],
+                *rule[3:])
+    if ptype in (R.MEMBERSHIP, R.AUXILIARY):
+        return (ptype, rule[1], new, *rule[3:]) if rule[2] == old else rule
+    position = 5 if ptype == R.PERMISSION else 6 if ptype == R.FIELD_RULE else None
+    if position is None or not rule[position]:
+        return rule
+    scope = parse_scope(rule[position])
+    if scope.kind is not ScopeKind.CUSTOM or old not in scope.departments:
+        return rule
+    moved = Scope(ScopeKind.CUSTOM, scope.departments - {old} | {new}, scope.condition)
+    (text,) = moved.encode()
+    return (*rule[:position], text, *rule[position + 1:])
 
 
 def _attribute_rules(rules: Iterable[Rule], account: str, name: str) -> list[Rule]:
