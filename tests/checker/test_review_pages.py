@@ -4,6 +4,7 @@ every flag with its risk weight and what the account sees of the ruled fields; e
 
 from __future__ import annotations
 
+import html
 import re
 from pathlib import Path
 
@@ -66,15 +67,13 @@ def org(tmp_path: Path) -> Path:
 
 
 def _text(page: str) -> str:
-    """The page as a reader sees it: tags dropped, entities decoded."""
-    import html
-
+    """The page as a reader sees it: tags dropped, entities decoded, spaces collapsed."""
     return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page)).split())
 
 
 def _row(page: str, account: str) -> str:
     """The report's table row of ``account``."""
-    found = [r for r in re.findall(r"<tr.*?</tr>", page) if f"<td>{account}</td>" in r]
+    found: list[str] = [r for r in re.findall(r"<tr.*?</tr>", page) if f"<td>{account}</td>" in r]
     assert len(found) == 1, account
     return found[0]
 
@@ -113,7 +112,7 @@ def test_campaign_page_shows_words_weights_and_fields(org: Path, tmp_path: Path)
     assert PLAIN[2] in text  # the grant
     fields = re.search(r"<h2>Field visibility</h2>(.*?)</table>", page, re.S)
     assert fields is not None
-    rep_e = [r for r in re.findall(r"<tr>.*?</tr>", fields.group(1)) if "<td>rep_e</td>" in r]
+    rep_e: list[str] = [r for r in re.findall(r"<tr>.*?</tr>", fields.group(1)) if "<td>rep_e</td>" in r]
     assert len(rep_e) == 1
     assert FIELDS in _text(rep_e[0])
     _assert_weights(page)
