@@ -238,15 +238,20 @@ def widest_scopes(scopes: Iterable[Scope], snapshot: Snapshot | None = None) -> 
     return sorted(kept, key=lambda s: (engine.scope_width(s), str(s)))
 
 
-def scope_label(snapshot: Snapshot, account: str, key: Key, now: float) -> str:
-    """The scope(s) through which ``account`` holds ``key``: ``team``, ``own+custom[west]``."""
+def held_scopes(snapshot: Snapshot, account: str, key: Key, now: float) -> list[Scope]:
+    """The widest scopes through which ``account`` holds ``key`` (custom ones as one)."""
     held = [h.permission.scope for h in live_sources(snapshot, account, key, now)]
     # Stored rules hold one department per custom scope: show them as one custom scope again.
     custom = frozenset(d for s in held if s.kind is ScopeKind.CUSTOM for d in s.departments)
     held = [s for s in held if s.kind is not ScopeKind.CUSTOM]
     if custom:
         held.append(Scope(ScopeKind.CUSTOM, custom))
-    return "+".join(str(s) for s in widest_scopes(held, snapshot)) or "nothing"
+    return list(widest_scopes(held, snapshot))
+
+
+def scope_label(snapshot: Snapshot, account: str, key: Key, now: float) -> str:
+    """The scope(s) through which ``account`` holds ``key``: ``team``, ``own+custom[west]``."""
+    return "+".join(str(s) for s in held_scopes(snapshot, account, key, now)) or "nothing"
 
 
 def managed_by(snapshot: Snapshot, effective: dict[str, EffectiveMap]) -> dict[str, list[str]]:

@@ -42,7 +42,9 @@ from salesauthz.errors import UsageError
 from salesauthz.scopes import Scope, ScopeKind
 
 from .analysis import managed_by, needs_second_factor, second_factor_matters
-from .review import _CSS, FLAGS
+from .fields_view import field_visibility
+from .plain_words import permission_words
+from .review import _CSS, FLAGS, flag_html, flags_legend_html
 
 __all__ = [
     "DECISIONS",
@@ -128,63 +130,23 @@ def access_text(key: LineKey, rules: Sequence[Rule], now: float) -> str:
     return f"grant {key[2]}:{key[3]}@{_line_scope(key, rules)}{when}"
 
 
-def _scope_words(snapshot: Snapshot, account: str, scope: Scope) -> str:
-    departments = snapshot.departments_of(account)
-    where = " or ".join(departments)
-    kind = scope.kind
-    if kind is ScopeKind.ALL:
-        return "every record of the domain"
-    if kind is ScopeKind.OWN:
-        return "its own records"
-    if kind is ScopeKind.SHARED:
-        return "records shared with it"
-    if kind is ScopeKind.SUBORDINATES:
-        return "its own records and its direct reports'"
-    if kind is ScopeKind.SUBORDINATE_TREE:
-        return "its own records and those of everyone below it in the reporting line"
-    if kind is ScopeKind.CUSTOM:
-        return f"its own records and records in {', '.join(sorted(scope.departments))} and below"
-    if not departments:
-        return "its own records (it has no department)"
-    if kind is ScopeKind.TEAM:
-        return f"its own records and records in {where}"
-    return f"its own records and records in {where} and below"
-
-
-def _verb_words(type: str, actions: Sequence[str]) -> str:
-    what = "records of every type" if type == R.WILDCARD else f"{type} records"
-    if R.WILDCARD in actions:
-        return f"do anything to {what}"
-    return f"{', '.join(actions)} {what}"
-
-
 def explanation(snapshot: Snapshot, key: LineKey, rules: Sequence[Rule]) -> str:
     """What the line lets the account do, in plain words: ``may read, update customer records
-    on its own records and records in east-1``."""
+    — on its own records and records in east-1`` (see :func:`.plain_words.permission_words`)."""
     account = key[1]
     if key[0] == "role":
         permissions = [h.permission for h in engine.role_holdings(snapshot, key[2])]
         inherited = sorted(snapshot.role_closure(key[2]) - {key[2]})
         through = f" (with what it inherits from {', '.join(inherited)})" if inherited else ""
+        held = [(p.type, p.action, p.scope) for p in permissions]
     else:
         permissions = [engine.parse_permission(r) for r in rules]
         through = ""
-    by_scope: dict[str, dict[str, list[str]]] = {}
-    order: dict[str, Scope] = {}
-    for permission in permissions:
-        scope = permission.scope if key[0] == "role" else _line_scope(key, rules)
-        label = str(scope)
-        order.setdefault(label, scope)
-        actions = by_scope.setdefault(label, {}).setdefault(permission.type, [])
-        if permission.action not in actions:
-            actions.append(permission.action)
-    if not by_scope:
+        held = [(p.type, p.action, _line_scope(key, rules)) for p in permissions]
+    words = permission_words(snapshot, account, held)
+    if not words:
         return f"role {key[2]} gives no permission" if key[0] == "role" else "nothing"
-    parts = []
-    for label, types in sorted(by_scope.items(), key=lambda kv: engine.scope_width(order[kv[0]])):
-        verbs = "; ".join(_verb_words(t, sorted(a)) for t, a in sorted(types.items()))
-        parts.append(f"{verbs} — on {_scope_words(snapshot, account, order[label])}")
-    return "may " + "; and ".join(parts) + through
+    return words + through
 
 
 def line_flags(snapshot: Snapshot, key: LineKey, rules: Sequence[Rule], now: float,
@@ -449,7 +411,8 @@ def start_campaign(source: str, domain: str, out: Path, *, default_reviewer: str
                     "accounts": sorted(dormant), "note": dormant_note},
         "reviewers": reviewer_files,
         "accounts": {a: {"reviewer": who, "because": why, "status": snapshot.account(a).status,
-                         "department": snapshot.department_of(a)}
+                         "department": snapshot.department_of(a),
+                         "fields": field_visibility(snapshot, a, moment)}
                      for a, (who, why) in sorted(reviewers.items())},
         "lines": {e["id"]: {k: e[k] for k in ("reviewer", "account", "access", "explains", "risk",
                                               "flags", "key", "rules")} for e in entries},
@@ -824,6 +787,7 @@ def review_page(manifest: dict[str, Any], reviewer: str, decisions: dict[str, De
     self-contained HTML page in the report's style. Everything shown is escaped."""
     e = html.escape
     lines = [(i, line) for i, line in manifest["lines"].items() if line["reviewer"] == reviewer]
+    weights = {**FLAGS, **CLEANUP_FLAGS}
     rows = []
     tally = dict.fromkeys(DECISIONS, 0)
     for line_id, line in lines:
@@ -831,9 +795,7 @@ def review_page(manifest: dict[str, Any], reviewer: str, decisions: dict[str, De
         decision = decided.decision if decided is not None else "undecided"
         tally[decision] += 1
         level = "high" if line["risk"] >= 50 else "medium" if line["risk"] >= 15 else "low"
-        flags = "".join(
-            f'<span class="flag" title="{e({**FLAGS, **CLEANUP_FLAGS}[f][1])}">{e(f)}</span>'
-            for f in line["flags"])
+        flags = "".join(flag_html(f, weights) for f in line["flags"])
         done = outcomes.get(line_id)
         result = (f'<span class="outcome-{e(done.outcome)}">{e(done.outcome)}</span>'
                   + (f"<br>{e(done.reason)}" if done.reason else "")) if done is not None else ""
@@ -844,6 +806,13 @@ def review_page(manifest: dict[str, Any], reviewer: str, decisions: dict[str, De
             f"<td>{e(line['explains'])}</td><td>{flags}</td>"
             f'<td class="decision decision-{e(decision)}">{e(decision)}</td><td>{comment}</td>'
             f"<td>{result}</td></tr>")
+    # What each account sees of the ruled fields (manifests from before it was recorded: nothing).
+    accounts = []
+    for account in sorted({line["account"] for _, line in lines}):
+        about = manifest["accounts"].get(account, {})
+        fields = "<br>".join(e(f) for f in about.get("fields", [])) or "<em>no ruled field it reads</em>"
+        accounts.append(f"<tr><td>{e(account)}</td><td>{e(about.get('status') or '')}</td>"
+                        f"<td>{e(about.get('department') or '')}</td><td>{fields}</td></tr>")
     title = f"Access review of {manifest['domain']}: {reviewer}"
     state = (f" · applied to {e(applied.store)}" if applied is not None else "")
     summary = "".join(f"<div><b>{n}</b> {e(d)}</div>" for d, n in tally.items())
@@ -857,5 +826,11 @@ def review_page(manifest: dict[str, Any], reviewer: str, decisions: dict[str, De
         "<table><thead><tr><th>line</th><th>risk</th><th>account</th><th>access</th>"
         "<th>what it allows</th><th>flags</th><th>decision</th><th>comment</th><th>outcome</th>"
         "</tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
-        f"<p class=\"meta\">{e(manifest['dormant']['note'])}</p></body></html>\n"
+        "<h2>Field visibility</h2><table><thead><tr><th>account</th><th>status</th><th>department</th>"
+        "<th>fields</th></tr></thead><tbody>" + "".join(accounts) + "</tbody></table>"
+        "<h2>Flags and their risk weights</h2>"
+        "<p class=\"meta\">A line's risk is the sum of its flags' weights plus one per permission "
+        "it gives.</p>"
+        + flags_legend_html(weights)
+        + f"<p class=\"meta\">{e(manifest['dormant']['note'])}</p></body></html>\n"
     )

@@ -20,9 +20,10 @@ from salesauthz import __version__
 from salesauthz import _engine as engine
 from salesauthz._engine import Snapshot
 
-from .analysis import excess, exports_without_second_factor, second_factor_matters
+from .analysis import excess, exports_without_second_factor, held_scopes, second_factor_matters
 from .fields_view import field_visibility
 from .listings import Source, timed_roles, timed_roles_text, what_can_rows
+from .plain_words import permission_words
 
 __all__ = ["FLAGS", "Review", "ReviewRow", "build_review", "render_review"]
 
@@ -56,6 +57,7 @@ class ReviewRow:
     also_in: list[str] = field(default_factory=list)  # auxiliary departments
     reports_to: str = ""  # reporting superior
     timed_roles: list[dict[str, Any]] = field(default_factory=list)  # role, until, expired
+    explains: list[str] = field(default_factory=list)  # each permission in plain words, in order
 
     @property
     def timed_text(self) -> str:
@@ -108,13 +110,17 @@ def review_snapshot(index: Snapshot, now: float, *, progress: Callable[[int, int
         if info.status == "active" and strong_sessions \
                 and exports_without_second_factor(index, name, now, effective):
             flags.append("export-without-mfa")
-        permissions = [r["text"] for r in what_can_rows(index, name, now)]
+        held = what_can_rows(index, name, now)
+        permissions = [r["text"] for r in held]
+        explains = [permission_words(index, name, [(r["type"], r["action"], scope) for scope in
+                                                   held_scopes(index, name, (r["type"], r["action"]), now)])
+                    for r in held]
         risk = sum(FLAGS[f][0] for f in flags) + len(permissions)
         rows.append(ReviewRow(name, info.status or "", info.department or "", info.parent or "",
                               sorted(info.roles), permissions, flags, risk,
                               field_visibility(index, name, now) if permissions else [],
                               sorted(info.also_in), info.reports_to or "",
-                              timed_roles(index, name, now)))
+                              timed_roles(index, name, now), explains))
         if progress is not None and done % 100 == 0:
             progress(done, len(names))
     if progress is not None:
@@ -202,7 +208,33 @@ background:#fef3f2;color:#b42318;border:1px solid #fecdca}
 .summary{display:flex;gap:1rem;margin-bottom:1rem}
 .summary div{background:#f4f6fa;border-radius:8px;padding:.5rem .9rem}
 dl{font-size:.85rem;color:#3b4352} dt{font-weight:600}
+ul.perms{margin:0;padding-left:1rem} ul.perms li{margin:.1rem 0}
+.flag b.weight{font-weight:700}
 """
+
+
+def flag_html(name: str, weights: dict[str, tuple[int, str]]) -> str:
+    """A flag as a pill with its risk weight, its meaning as the tooltip (escaped)."""
+    weight, meaning = weights[name]
+    return (f'<span class="flag" title="{html.escape(meaning)}">{html.escape(name)} '
+            f'<b class="weight">+{weight}</b></span>')
+
+
+def flags_legend_html(weights: dict[str, tuple[int, str]]) -> str:
+    """Every flag with its risk weight and meaning."""
+    e = html.escape
+    return "<dl>" + "".join(f"<dt>{e(n)} (weight {w})</dt><dd>{e(m)}</dd>"
+                            for n, (w, m) in weights.items()) + "</dl>"
+
+
+def permissions_html(codes: list[str], words: list[str]) -> str:
+    """Each permission in plain words, with its code (scope, cap and expiry) beside it."""
+    e = html.escape
+    items = []
+    for i, code in enumerate(codes):
+        plain = f"{e(words[i])} " if i < len(words) and words[i] else ""
+        items.append(f'<li>{plain}<span class="perm">{e(code)}</span></li>')
+    return f'<ul class="perms">{"".join(items)}</ul>' if items else "<em>nothing</em>"
 
 
 def _html(review: Review) -> str:
@@ -212,8 +244,8 @@ def _html(review: Review) -> str:
     body = []
     for row in review.rows:
         level = "high" if row.risk >= 50 else "medium" if row.risk >= 15 else "low"
-        flags = "".join(f'<span class="flag" title="{e(FLAGS[f][1])}">{e(f)}</span>' for f in row.flags)
-        perms = "".join(f'<span class="perm">{e(p)}</span>' for p in row.permissions) or "<em>nothing</em>"
+        flags = "".join(flag_html(f, FLAGS) for f in row.flags)
+        perms = permissions_html(row.permissions, row.explains)
         fields = "<br>".join(e(f) for f in row.fields)
         body.append(
             f'<tr class="{level}"><td class="risk">{row.risk}</td><td>{e(row.account)}</td>'
@@ -221,7 +253,6 @@ def _html(review: Review) -> str:
             f"<td>{e(row.parent)}</td><td>{e(row.reports_to)}</td><td>{e(_roles_text(row))}</td>"
             f"<td>{flags}</td>"
             f"<td>{perms}</td><td>{fields}</td></tr>")
-    legend = "".join(f"<dt>{e(n)}</dt><dd>{e(m)}</dd>" for n, (_, m) in FLAGS.items())
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         f"<title>Access review: {e(review.domain)}</title>"
@@ -234,5 +265,7 @@ def _html(review: Review) -> str:
         "<th>parent</th><th>reports to</th><th>roles</th><th>flags</th><th>effective permissions</th>"
         "<th>fields</th>"
         "</tr></thead><tbody>"
-        + "".join(body) + f"</tbody></table><h2>Flags</h2><dl>{legend}</dl></body></html>\n"
+        + "".join(body) + "</tbody></table><h2>Flags and their risk weights</h2>"
+        "<p class=\"meta\">An account's risk is the sum of its flags' weights plus one per permission.</p>"
+        + flags_legend_html(FLAGS) + "</body></html>\n"
     )
