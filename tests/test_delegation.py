@@ -8,6 +8,12 @@ import pytest
 
 from salesauthz import Authorizer, EscalationError, ForbiddenError, Record, UnknownNameError
 from salesauthz._engine import Snapshot
+from salesauthz.conditions import Condition
+from salesauthz.scopes import Scope, ScopeKind
+
+# The sample's exports need a second factor, so a grant of export by mgr_east (or by whoever
+# stands in for it) carries the same requirement (a requirement narrows a right).
+MFA = Condition.of(requires={"mfa": True})
 
 
 def customer(owner: str, department: str | None = None) -> Record:
@@ -180,7 +186,7 @@ def test_denied_attempts_can_be_audited(authz: Authorizer) -> None:
 def test_offboard_freezes_and_plans_transfer(authz: Authorizer) -> None:
     manager = authz.admin("mgr_east", domain="acme")
     manager.grant("rep_e2", "customer", ["read"], scope="team")
-    manager.grant("intern_e1", "customer", ["export"], scope="own")
+    manager.grant("intern_e1", "customer", ["export"], scope=Scope(ScopeKind.OWN, condition=MFA))
     plan = authz.admin("alice", domain="acme").offboard("mgr_east", transfer_to="lead_e1")
     assert not authz.check("mgr_east", "read", customer("mgr_east"), domain="acme")  # frozen now
     assert plan.records.owners == {"mgr_east"}
@@ -200,20 +206,21 @@ def test_offboard_by_a_manager_revokes_what_it_cannot_vouch_for(authz: Authorize
     alice.assign_role("lead_e1", "sales_manager")
     alice.grant("lead_e1", "customer", ["delete"], scope="department_tree")
     lead = authz.admin("lead_e1", domain="acme")
-    alice.grant("rep_e1a", "customer", ["export"], scope="own")
-    lead.grant("rep_e1a", "customer", ["export"], scope="team")  # mgr_east holds this
+    # assign: mgr_east holds it without a requirement (the sample's export needs a second factor)
+    alice.grant("rep_e1a", "customer", ["assign"], scope="own")
+    lead.grant("rep_e1a", "customer", ["assign"], scope="team")  # mgr_east holds this
     alice.grant("rep_e1b", "customer", ["delete"], scope="own")
     lead.grant("rep_e1b", "customer", ["delete"], scope="team")  # mgr_east does not
     lead.create_account("helper", department="east-1", parent="lead_e1")
     lead.grant("helper", "customer", ["delete"], scope="own")
     plan = authz.admin("mgr_east", domain="acme").offboard("lead_e1", transfer_to="mgr_east")
     assert {(r[1], r[4]): a for r, a in plan.grants} == {
-        ("rep_e1a", "export"): "reissue", ("rep_e1b", "delete"): "revoke",
+        ("rep_e1a", "assign"): "reissue", ("rep_e1b", "delete"): "revoke",
         ("helper", "delete"): "revoke"}
     assert dict(plan.sub_accounts) == {"helper": "freeze"}
     plan.apply()
     assert not authz.check("rep_e1b", "delete", customer("rep_e1a"), domain="acme")
     assert authz.check("rep_e1b", "delete", customer("rep_e1b"), domain="acme")  # alice's grant
-    assert authz.check("rep_e1a", "export", customer("rep_e1b"), domain="acme")
+    assert authz.check("rep_e1a", "assign", customer("rep_e1b"), domain="acme")
     assert acme(authz).account("helper").status == "frozen"
     assert authz.audit.verify()

@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 import pytest
 
 from salesauthz import Authorizer, EscalationError, ForbiddenError, Record
+from salesauthz.conditions import Condition
+from salesauthz.scopes import Scope, ScopeKind
 
 NOW = 1_900_000_000.0
 
@@ -21,6 +23,9 @@ def clock() -> list[float]:
 @pytest.fixture
 def authz(clock: list[float]) -> Authorizer:
     return Authorizer.from_directory("policies", clock=lambda: clock[0])
+
+
+MFA = Condition.of(requires={"mfa": True})
 
 
 def at(seconds: float) -> datetime:
@@ -112,12 +117,14 @@ def test_the_target_losing_a_right_later_counts_too(authz: Authorizer) -> None:
     # rep_e2 reads its own customers (junior_rep) only until its timed grant ends; a team grant
     # by mgr_east would then give it its own customers filed outside east, which mgr_east lacks.
     alice = authz.admin("alice", domain="acme")
-    alice.grant("rep_e2", "customer", ["export"], scope="own", expires=at(600))
+    # (assign, which mgr_east holds without a requirement: the sample's export needs a second
+    # factor, and this test is about expiry, not requirements.)
+    alice.grant("rep_e2", "customer", ["assign"], scope="own", expires=at(600))
     manager = authz.admin("mgr_east", domain="acme")
     error = refused(authz, EscalationError,
-                    lambda: manager.grant("rep_e2", "customer", ["export"], scope="team"))
-    assert error.missing == ("customer:export@team after 2030-03-17T17:56:40Z",)  # type: ignore[attr-defined]
-    manager.grant("rep_e2", "customer", ["export"], scope="team", expires=at(600))
+                    lambda: manager.grant("rep_e2", "customer", ["assign"], scope="team"))
+    assert error.missing == ("customer:assign@team after 2030-03-17T17:56:40Z",)  # type: ignore[attr-defined]
+    manager.grant("rep_e2", "customer", ["assign"], scope="team", expires=at(600))
 
 
 # 3. What a grant reaches is judged on records filed anywhere.
@@ -132,8 +139,11 @@ def test_an_own_grant_reaching_records_filed_outside_the_actors_reach_is_refused
     # What rep_e2 already reaches by itself does not count: a team read gives only east-2.
     manager.grant("rep_e2", "customer", ["read"], scope="team")
     # A sub-account is capped by the actor at every decision: judged where it is.
-    manager.grant("intern_e1", "customer", ["export"], scope="own")
-    assert not authz.check("intern_e1", "export", customer("intern_e1", "west-1"), domain="acme")
+    manager.grant("intern_e1", "customer", ["export"], scope=Scope(ScopeKind.OWN, condition=MFA))
+    assert authz.check("intern_e1", "export", customer("intern_e1", "east-1"), domain="acme",
+                       context={"mfa": True})
+    assert not authz.check("intern_e1", "export", customer("intern_e1", "west-1"), domain="acme",
+                           context={"mfa": True})
 
 
 # 4. role:escalate hands out nothing beyond its own scope.

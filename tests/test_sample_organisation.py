@@ -11,7 +11,6 @@ ALLOW = [
     ("rep_e1a", "update", Record("customer", owner="rep_e1a"), "acme", "junior_rep"),
     ("lead_e1", "read", Record("customer", owner="rep_e1b"), "acme", "senior_rep"),
     ("mgr_east", "read", Record("customer", owner="rep_e2"), "acme", "sales_manager"),
-    ("mgr_east", "export", Record("customer", owner="rep_e1a"), "acme", "sales_manager"),
     ("mgr_east", "create", Record("customer", owner="mgr_east"), "acme", "senior_rep"),
     ("asst_e1", "read", Record("customer", owner="rep_e1b"), "acme", "sales_assistant"),
     ("cs_1", "read", Record("customer", owner="rep_w1"), "acme", "customer_service"),
@@ -32,6 +31,10 @@ DENY = [
     ("lead_e1", "read", Record("customer", owner="rep_e2"), "acme", "does not reach"),
     ("mgr_east", "update", Record("customer", owner="rep_w1"), "acme", "does not reach"),
     ("rep_e1a", "export", Record("customer", owner="rep_e1a"), "acme", "no role or grant"),
+    # the sample's exports need a second factor (requires: {mfa: true}); a request without
+    # context has none — test_exports_need_a_second_factor shows the allow with it
+    ("mgr_east", "export", Record("customer", owner="rep_e1a"), "acme",
+     "export needs a second factor; this session has none"),
     ("asst_e1", "update", Record("customer", owner="rep_e1b"), "acme", "no role or grant"),
     ("cs_1", "update", Record("customer", owner="rep_w1"), "acme", "no role or grant"),
     ("ops_1", "update", Record("customer", owner="rep_e2"), "acme", "no role or grant"),
@@ -69,6 +72,26 @@ def test_denied(sample: Authorizer, account: str, action: str, record: Record, d
     assert not decision.allowed
     assert not decision
     assert why in decision.reason
+
+
+def test_exports_need_a_second_factor(sample: Authorizer) -> None:
+    # mgr_east's sales_manager role gives customer:export@department_tree with requires: {mfa: true}
+    east, west = Record("customer", owner="rep_e1a"), Record("customer", owner="rep_w1")
+    assert sample.check("mgr_east", "export", east, domain="acme", context={"mfa": True}) is True
+    decision = sample.explain("mgr_east", "export", east, domain="acme", context={"mfa": True})
+    assert decision.allowed
+    assert decision.role == "sales_manager"
+    assert "customer:export@department_tree [mfa]" in decision.reason
+    for context in (None, {}, {"mfa": False}, {"ip": "10.1.2.3"}):
+        assert sample.check("mgr_east", "export", east, domain="acme", context=context) is False
+        assert sample.explain("mgr_east", "export", east, domain="acme",
+                              context=context).missing_context == ("mfa",)
+    # a second factor does not widen the scope: west is out of mgr_east's reach either way
+    assert sample.check("mgr_east", "export", west, domain="acme", context={"mfa": True}) is False
+    assert sample.explain("mgr_east", "export", west, domain="acme",
+                          context={"mfa": True}).missing_context == ()
+    # the administrator's wildcard carries no requirement (acknowledged SA214 in acme.yaml)
+    assert sample.check("alice", "export", east, domain="acme") is True
 
 
 def test_parent_ceiling_is_explained(sample: Authorizer) -> None:

@@ -36,19 +36,23 @@ def test_acceptance_senior_rep_gains_export_at_team(tmp_path: Path,
     new = _copy(tmp_path, "new")
     _edit(new, SENIOR_REP, SENIOR_REP + "      - scope: team\n        customer: [export]\n")
     result = diff_directories(POLICIES, new)
-    # rep_w2 holds senior_rep through a timed assignment (until 2030): it gains too.
+    # rep_w2 holds senior_rep through a timed assignment (until 2030): it gains too. So does
+    # mgr_east, which inherits senior_rep: its own export needs a second factor, this one not.
     assert [(c.domain, c.account, c.kind, c.permission) for c in result.changes] == [
         ("acme", "lead_e1", "gain", "customer:export@team"),
+        ("acme", "mgr_east", "gain", "customer:export@team+department_tree [mfa]"),
         ("acme", "rep_w2", "gain", "customer:export@team"),
     ]
+    assert (result.changes[1].before, result.changes[1].after) == (
+        "department_tree [mfa]", "team+department_tree [mfa]")
     assert result.changes[0].records == "records in east-1"
     assert main(["diff", str(POLICIES), str(new), "--no-color"]) == 0
     out = capsys.readouterr().out
     assert "+ acme  lead_e1  gains customer:export@team" in out
-    assert "2 gains, 0 losses" in out
+    assert "3 gains, 0 losses" in out
     assert main(["diff", str(POLICIES), str(new), "--fail-on-gain", "--format", "json"]) == 1
     payload = json.loads(capsys.readouterr().out)
-    assert payload["gains"] == 2
+    assert payload["gains"] == 3
     assert payload["changes"][0]["account"] == "lead_e1"
     # The other way round it is a loss, which --fail-on-gain lets through.
     assert main(["diff", str(new), str(POLICIES), "--fail-on-gain", "--no-color"]) == 0
@@ -88,9 +92,11 @@ def test_domains_and_accounts_appearing(tmp_path: Path) -> None:
 
 def test_no_change(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     new = _copy(tmp_path, "new")
-    # A rule that only repeats what mgr_east already reaches changes nothing effective.
-    _edit(new, "        account: [manage]\n", "        account: [manage]\n      - scope: team\n"
-                                                "        customer: [export]\n")
+    # A rule that only repeats what mgr_east already reaches changes nothing effective (with the
+    # second factor its export needs: without it, it would be a gain).
+    _edit(new, "        order: [approve, read]\n", "        order: [approve, read]\n      - scope: team\n"
+                                                      "        requires: {mfa: true}\n"
+                                                      "        customer: [export]\n")
     assert main(["diff", str(POLICIES), str(new), "--fail-on-gain", "--no-color"]) == 0
     assert "no change in effective access" in capsys.readouterr().out
 
@@ -111,11 +117,13 @@ def test_git_revisions(tmp_path: Path, capsys: pytest.CaptureFixture[str],
     _edit(policies, SENIOR_REP, SENIOR_REP + "      - scope: own\n        customer: [export]\n")
     monkeypatch.chdir(repo)
     result = diff_sources("git:HEAD", "policies")
+    # (mgr_east inherits senior_rep; its own export needs a second factor, this one not)
     assert [(c.account, c.permission) for c in result.changes] == [
-        ("lead_e1", "customer:export@own"), ("rep_w2", "customer:export@own")]
+        ("lead_e1", "customer:export@own"), ("mgr_east", "customer:export@own+department_tree [mfa]"),
+        ("rep_w2", "customer:export@own")]
     _git(repo, "commit", "-q", "-am", "two")
     assert [c.account for c in diff_sources("git:HEAD~1:policies", "git:HEAD").changes] == [
-        "lead_e1", "rep_w2"]
+        "lead_e1", "mgr_east", "rep_w2"]
     assert main(["diff", "git:HEAD~1", "policies", "--fail-on-gain"]) == 1
     capsys.readouterr()
 
@@ -217,9 +225,9 @@ def test_a_directory_against_a_live_store(tmp_path: Path, capsys: pytest.Capture
     # The same, written as two sides, and the other way round.
     assert main(["diff", url, str(new), "--format", "json"]) == 0
     assert [c["account"] for c in json.loads(capsys.readouterr().out)["changes"]] == [
-        "lead_e1", "rep_w2"]
+        "lead_e1", "mgr_east", "rep_w2"]  # mgr_east: its own export needs a second factor
     assert main(["diff", str(new), url, "--format", "json"]) == 0
-    assert [c["kind"] for c in json.loads(capsys.readouterr().out)["changes"]] == ["loss", "loss"]
+    assert [c["kind"] for c in json.loads(capsys.readouterr().out)["changes"]] == ["loss"] * 3
     # --domain chooses; two stores compare every domain.
     assert main(["diff", url, url, "--domain", "globex"]) == 0
     assert "no change" in capsys.readouterr().out

@@ -19,11 +19,14 @@ from salesauthz.checker.cli import main
 from salesauthz.checker.export_merge import _ensure_suppressed, comments_of, render_document
 from salesauthz.checker.lint import CheckResult, check_directory
 from salesauthz.checker.storage_commands import export_domains, import_directory
+from salesauthz.conditions import Condition
 from salesauthz.models.loader import load_document
+from salesauthz.scopes import Scope, ScopeKind
 
 ROOT = Path(__file__).resolve().parents[2]
 POLICIES = ROOT / "policies"
 NOW = 1_800_000_000.0
+MFA = Condition.of(requires={"mfa": True})
 
 
 def _findings(result: CheckResult) -> list[tuple[str, str]]:
@@ -45,7 +48,7 @@ def test_round_trip_keeps_descriptions_and_suppressions(tmp_path: Path,
     assert "acme: kept the descriptions, comments and layout of" in capsys.readouterr().out
     original, exported = check_directory(POLICIES, now=NOW), check_directory(out, now=NOW)
     assert _findings(exported) == _findings(original)
-    assert exported.suppressed == original.suppressed == 3
+    assert exported.suppressed == original.suppressed == 4
     text = (out / "acme.yaml").read_text(encoding="utf-8")
     assert "description: A sales company with two sales regions, customer service and sales ops." in text
     assert "    description: Everything in the tenant, including escalation." in text
@@ -66,7 +69,9 @@ def test_export_into_the_policy_directory_shows_only_what_changed(tmp_path: Path
     # An administrator changes the live store: a new grant, and an account removed.
     authz = Authorizer(SQLAdapter(url))
     try:
-        authz.admin("alice", domain="acme").grant("rep_e2", "customer", ["export"], scope="own")
+        # with the second factor the sample's exports need (else SA214 reports it)
+        authz.admin("alice", domain="acme").grant("rep_e2", "customer", ["export"],
+                                                  scope=Scope(ScopeKind.OWN, condition=MFA))
         gone = [r for r in authz.rules("acme") if r[1] == "gone_1"]
         authz.apply_changes(removed=gone)
     finally:
@@ -91,9 +96,11 @@ def test_export_into_the_policy_directory_shows_only_what_changed(tmp_path: Path
         "rep_e2:", "department: east-2", "reports_to: lead_e1", "roles: [junior_rep, account_team]",
         "grants:",
         "- scope: own",
+        "requires: {mfa: true}",
         "customer: [export]"]
     result = check_directory(policies, now=NOW)
-    assert result.suppressed == 2  # the two suppressions still about something
+    # the three suppressions still about something: SA201, frozen_1's SA207, the admin's SA214
+    assert result.suppressed == 3
     assert result.findings == []
 
 
@@ -109,7 +116,9 @@ def test_no_merge_and_a_fresh_directory(tmp_path: Path) -> None:
     assert "description" not in text  # the store has none: that is what merging is for
     result = check_directory(tmp_path / "plain", now=NOW)
     assert result.suppressed == 0
-    assert {f.code for f in result.findings} == {"SA201", "SA207"}
+    # SA214: the store keeps the domain's sensitive_actions, and the admin's wildcard export has
+    # no requirement (silenced, with a reason, in the policy file only)
+    assert {f.code for f in result.findings} == {"SA201", "SA207", "SA214"}
 
 
 def test_a_base_that_does_not_load_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -55,7 +55,10 @@ def test_sample_review_sorted_by_risk_with_flags() -> None:
     review = build_review(open_source(POLICIES, None), "acme")
     rows = {row.account: row for row in review.rows}
     assert review.rows[0].account == "alice"
-    assert rows["alice"].flags == ["escalate", "all-scope", "manages-accounts"]
+    # The sample's exports need a second factor: the admin's wildcard exports without one (it is
+    # flagged), mgr_east's export has requires: {mfa: true} (it is not).
+    assert rows["alice"].flags == ["escalate", "all-scope", "manages-accounts", "export-without-mfa"]
+    assert rows["mgr_east"].flags == ["manages-accounts"]
     assert rows["gone_1"].flags == ["inactive-with-rights"]
     assert rows["gone_1"].permissions == []
     assert rows["intern_e1"].flags == ["direct-grants", "at-parent-ceiling"]
@@ -83,7 +86,7 @@ def test_formats(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert main(["review", POLICIES, "--domain", "acme"]) == 0
     markdown = capsys.readouterr().out
     assert markdown.startswith("# Access review: acme")
-    assert "| 100 | alice | active | sales |" in markdown
+    assert "| 115 | alice | active | sales |" in markdown  # 100 + 15 for export-without-mfa
     assert main(["review", POLICIES, "--domain", "acme", "--format", "csv"]) == 0
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert rows[0]["account"] == "alice"
