@@ -172,7 +172,7 @@ def _exists(guard: GuardTerms, shares: ShareModel, record_id: str) -> Exists:
     return Exists(rows)
 
 
-_LOOKUPS = {"eq": "exact", "in": "in", "lt": "lt", "le": "lte", "gt": "gt", "ge": "gte"}
+_LOOKUPS = {"lt": "lt", "le": "lte", "gt": "gt", "ge": "gte"}
 
 
 def _condition_q(terms: ConditionTerms, owner: str, attributes: Mapping[str, str]) -> Q:
@@ -193,5 +193,6 @@ def _condition_q(terms: ConditionTerms, owner: str, attributes: Mapping[str, str
         elif test.op == "in":
             condition &= Q(**{f"{field}__in": list(test.values)})
         else:
-            condition &= Q(**{f"{field}__{_LOOKUPS[test.op]}": test.values[0]})
+            lookup = field if test.op == "eq" else f"{field}__{_LOOKUPS[test.op]}"
+            condition &= Q(**{lookup: test.values[0]})
     return condition
