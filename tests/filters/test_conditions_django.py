@@ -101,3 +101,24 @@ def test_booleans_are_refused_as_in_sql_where() -> None:
     flt = booleans.scope_filter("a", "read", "customer", domain="acme")
     with pytest.raises(UsageError, match="text and numbers only"):
         scope_q(flt, attributes={"vip": "vip"})
+
+
+def test_the_middleware_helper_scoped_passes_the_mapping(customers: Any,
+                                                         authz: Authorizer) -> None:
+    from django.http import HttpRequest
+
+    from salesauthz.middleware import Guard, Identity, StaticTokens
+    from salesauthz.middleware._core import RequestAuthz
+    from salesauthz.middleware.django import _ATTRIBUTE, scoped
+
+    request = HttpRequest()
+    guard = Guard(authz, identity=StaticTokens({}))
+    setattr(request, _ATTRIBUTE, RequestAuthz(guard, Identity("rep_e", "acme"), "acme", "r-1"))
+    expected = {row[0] for row in rows()
+                if authz.check("rep_e", "read", record_of(row), domain="acme")}
+    got = scoped(customers.objects.all(), request, "read", type="customer", owner="owner_name",
+                 department="dept", attributes=FIELDS)
+    assert set(got.values_list("id", flat=True)) == expected
+    with pytest.raises(UsageError, match=r"record attribute\(s\) 'region'"):
+        scoped(customers.objects.all(), request, "read", type="customer", owner="owner_name",
+               department="dept")
