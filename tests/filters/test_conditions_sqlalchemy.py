@@ -4,6 +4,7 @@ allows, row by row, NULL and missing attributes included; without the mapping it
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -46,14 +47,17 @@ ATTRIBUTES = {"region": CUSTOMER.c.region, "amount": CUSTOMER.c.amount, "pool": 
               "customer_id": CUSTOMER.c.customer_id, "score": CUSTOMER.c.score}
 
 
+def _row_dicts() -> list[dict[str, Any]]:
+    return [dict(zip(("id", "owner", "department", "region", "amount", "pool", "customer_id",
+                      "score"), row, strict=True)) for row in rows()]
+
+
 @pytest.fixture(scope="module")
 def engine() -> Iterator[Engine]:
     engine = create_engine("sqlite+pysqlite:///:memory:", poolclass=StaticPool)
     METADATA.create_all(engine)
     with engine.begin() as connection:
-        connection.execute(CUSTOMER.insert(), [
-            dict(zip(("id", "owner", "department", "region", "amount", "pool", "customer_id",
-                      "score"), row, strict=True)) for row in rows()])
+        connection.execute(CUSTOMER.insert(), _row_dicts())
     yield engine
     engine.dispose()
 
@@ -130,3 +134,27 @@ def test_booleans_are_refused_as_in_sql_where() -> None:
     with pytest.raises(UsageError, match="text and numbers only"):
         scope_clause(flt, owner=CUSTOMER.c.owner, department=CUSTOMER.c.department,
                      attributes={"vip": CUSTOMER.c.score})
+
+
+@pytest.mark.parametrize("account", sorted(DOCUMENT["accounts"]))
+def test_the_clause_equals_check_on_postgresql(pg_engine: Engine, authz: Authorizer,
+                                               account: str) -> None:
+    """The same rows in a table of this process's own (a unique name), on PostgreSQL."""
+    metadata = MetaData()
+    table = CUSTOMER.to_metadata(metadata, name="sz_cond_" + uuid.uuid4().hex[:12])
+    metadata.create_all(pg_engine)
+    try:
+        with pg_engine.begin() as connection:
+            connection.execute(table.insert(), _row_dicts())
+        columns = {name: table.c[name] for name in ATTRIBUTES}
+        for action in ("read", "export", "claim", "update"):
+            flt = authz.scope_filter(account, action, "customer", domain="acme")
+            clause = scope_clause(flt, owner=table.c.owner, department=table.c.department,
+                                  authz=authz, attributes=columns)
+            with pg_engine.connect() as connection:
+                got = set(connection.scalars(select(table.c.id).where(clause)))
+            expected = {row[0] for row in rows()
+                        if authz.check(account, action, record_of(row), domain="acme")}
+            assert got == expected, (account, action, sorted(got ^ expected)[:5])
+    finally:
+        metadata.drop_all(pg_engine)
