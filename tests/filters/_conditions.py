@@ -26,10 +26,14 @@ DOCUMENT: dict[str, Any] = {
              "customer": ["claim"]},
             {"scope": "all", "where": {"score": {"ge": 2.5}, "owner": {"null": False}},
              "customer": ["update"]},
+            {"scope": "all", "where": {"pool": {"null": False}, "amount": {"lt": 0}},
+             "customer": ["claim"]},
         ]},
         "portal": {"permissions": [
             {"scope": "all", "where": {"customer_id": "account.customer_id"},
-             "customer": ["read"]}]},
+             "customer": ["read"]},
+            {"scope": "all", "where": {"customer_id": {"null": True}, "region": "West"},
+             "customer": ["export"]}]},
         "manager": {"permissions": [{"scope": "department_tree", "customer": ["read", "export"]}]},
     },
     "accounts": {

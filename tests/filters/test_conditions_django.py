@@ -62,7 +62,8 @@ def test_the_q_equals_check(customers: Any, authz: Authorizer, account: str, act
 
 def test_the_differential_is_not_vacuous(customers: Any, authz: Authorizer) -> None:
     for account, action in (("rep_e", "read"), ("rep_e", "export"), ("rep_e", "claim"),
-                            ("rep_w", "update"), ("guest", "read")):
+                            ("rep_w", "update"), ("guest", "read"), ("guest", "export"),
+                            ("rep_w", "claim")):
         flt = authz.scope_filter(account, action, "customer", domain="acme")
         got = _ids(customers, scope_q(flt, owner="owner_name", department="dept", authz=authz,
                                       attributes=FIELDS))
@@ -76,9 +77,12 @@ def test_conditions_become_field_lookups(authz: Authorizer) -> None:
     assert scope_q(flt, owner="owner_name", department="dept", attributes=FIELDS) == (
         (Q(owner_name="rep_e") | Q(dept="east"))
         & Q(amount__gt=0) & Q(amount__lte=100000) & Q(region_code="East"))
-    flt = authz.scope_filter("rep_e", "claim", "customer", domain="acme")
+    flt = authz.scope_filter("rep_w", "claim", "customer", domain="acme")  # no pool attribute
     assert scope_q(flt, owner="owner_name", department="dept", attributes=FIELDS) == (
-        Q(owner_name__isnull=True) | Q(owner_name="")) & Q(pool="p1")
+        Q(amount__lt=0) & Q(pool__isnull=False))
+    flt = authz.scope_filter("guest", "export", "customer", domain="acme")
+    assert scope_q(flt, owner="owner_name", department="dept", attributes=FIELDS) == (
+        Q(customer_id__isnull=True) & Q(region_code="West"))
 
 
 def test_without_the_mapping_it_is_refused_naming_the_attribute(authz: Authorizer) -> None:

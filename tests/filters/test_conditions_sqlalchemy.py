@@ -91,7 +91,8 @@ def test_the_differential_is_not_vacuous(engine: Engine, authz: Authorizer) -> N
     # Rows pass only by their conditions for rep_e's read (territories East and North), and
     # every kind of test lets some rows through and keeps some out.
     for account, action in (("rep_e", "read"), ("rep_e", "export"), ("rep_e", "claim"),
-                            ("rep_w", "update"), ("guest", "read")):
+                            ("rep_w", "update"), ("guest", "read"), ("guest", "export"),
+                            ("rep_w", "claim")):
         flt = authz.scope_filter(account, action, "customer", domain="acme")
         clause = scope_clause(flt, owner=CUSTOMER.c.owner, department=CUSTOMER.c.department,
                               authz=authz, attributes=ATTRIBUTES)
