@@ -5,7 +5,11 @@ A guarded term of a filter may carry a condition (``region in account.territorie
 resolved for the asking account: ``region IN ('East', 'North')``). :func:`sql_where
 <salesauthz.filters.sql.sql_where>` renders it when given ``attributes={"region":
 "customer.region", ...}`` (attribute → column; ``owner`` is the owner column), exactly as
-``check`` decides:
+``check`` decides; :func:`scope_clause <salesauthz.filters.sqlalchemy.scope_clause>`
+(``attributes={"region": Customer.region}``) and :func:`scope_q
+<salesauthz.filters.django.scope_q>` (``attributes={"region": "region"}``) render it the same
+way. All three read a condition through :func:`condition_tests` (the one semantics: which test,
+which values, what is refused); each only writes the tests in its own terms:
 
 - ``eq`` → ``col = ?``; ``in`` → ``col IN (?, ...)`` (an empty list: ``1 = 0``); ``lt``/``le``/
   ``gt``/``ge`` → ``col < ?`` …; ``null: true`` → ``col IS NULL`` (for ``owner``: NULL or
