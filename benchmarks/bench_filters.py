@@ -57,6 +57,14 @@ HERE = Path(__file__).resolve().parent
 BATCH = 5
 
 
+def configure(teams: int) -> None:
+    """Use ``teams`` teams per region (a schema of its own unless it is the default 10)."""
+    global TEAMS, SCHEMA, TABLE
+    if teams != TEAMS:
+        TEAMS, SCHEMA = teams, f"bench_filters_t{teams}"
+        TABLE = f"{SCHEMA}.customer"
+
+
 def team_of(rep: int) -> str:
     team = rep % (REGIONS * TEAMS)
     return f"r{team // TEAMS}-t{team % TEAMS}"
@@ -72,6 +80,7 @@ def organisation() -> dict[str, Any]:
                                 "ana": {"department": "sales", "roles": ["analyst"]}}
     for region in range(REGIONS):
         accounts[f"mgr-r{region}"] = {"department": f"r{region}", "roles": ["sales_manager"]}
+    accounts["director"] = {"department": "sales", "roles": ["sales_manager"]}
     accounts["lead-r4-t2"] = {"department": "r4-t2", "roles": ["team_lead"]}
     for rep in range(REPS):
         accounts[f"rep{rep:04d}"] = {"department": team_of(rep), "roles": ["junior_rep"]}
@@ -168,6 +177,11 @@ def personas(authz: Authorizer) -> Iterator[tuple[str, str, Callable[[], Query],
     yield ("analyst (custom scope)", "ana", ours("ana"),
            (hand + f"(owner = %s OR department = ANY(%s)) {ORDER}",
             [DOMAIN, "ana", subtree("r2", "r5-t3")]))
+    # A manager at the root: every department of the tree (issue 17: one parameter each).
+    for label, arrays in (("director (root tree)", False), ("director, arrays=True", True)):
+        yield (label, "director", ours("director", arrays=arrays),
+               (hand + f"(owner = %s OR department = ANY(%s)) {ORDER}",
+                [DOMAIN, "director", subtree("sales")]))
     # A team scope (one department): the plan that must survive PostgreSQL's generic plans.
     for label, arrays in (("team lead", False), ("team lead, arrays=True", True)):
         yield (label, "lead-r4-t2", ours("lead-r4-t2", arrays=arrays),
@@ -315,6 +329,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plot", type=Path, help="PNG plot (default: --out with .png)")
     parser.add_argument("--docs-plot", default=str(HERE.parent / "docs" / "filtering-benchmark.png"),
                         help="a copy of the plot for docs/filtering.md ('' to skip)")
+    parser.add_argument("--teams", type=int, default=TEAMS,
+                        help="teams per region (10: 111 departments; 200: 2,011 departments, in "
+                             "the schema bench_filters_t200)")
     parser.add_argument("--quick", action="store_true",
                         help="20 rounds, no plot copied into docs (a smoke run on a shared machine)")
     parser.add_argument("--drop", action="store_true", help="drop the bench_filters schema at the end")
@@ -323,7 +340,9 @@ def main(argv: list[str] | None = None) -> int:
         args.rounds, args.docs_plot = min(args.rounds, 20), ""
         if args.out == HERE / "results" / "bench_filters.json":
             args.out = HERE / "results" / "bench_filters_quick.json"
+    configure(args.teams)
     report = run(args.dsn, args.rows, args.rounds, args.drop)
+    report["departments"] = 1 + REGIONS * (1 + TEAMS)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1) + "\n")
     plot_path = args.plot or args.out.with_suffix(".png")
