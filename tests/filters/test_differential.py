@@ -55,7 +55,6 @@ from .conftest import (
 )
 
 
-
 @contextmanager
 def arrays_from(size: int) -> Iterator[None]:
     """``arrays=True`` binds sets of ``size`` values or more as arrays (drawn organisations are

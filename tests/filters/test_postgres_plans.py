@@ -110,13 +110,17 @@ def list_view_table(pg_engine: Engine) -> Iterator[str]:
         conn.exec_driver_sql(f"DROP TABLE {name}")
 
 
+def _numbered(sql: str, count: int) -> str:
+    """``sql`` with its ``count`` ``%s`` placeholders numbered as PostgreSQL's ``$1 … $n``."""
+    for i in range(count):
+        sql = sql.replace("%s", f"${i + 1}", 1)
+    return sql
+
+
 def _generic_plan(cursor: Any, sql: str, params: list[Any]) -> str:
     """EXPLAIN of the plan PostgreSQL caches for ``sql`` once it goes generic."""
-    numbered = sql
-    for i in range(len(params)):
-        numbered = numbered.replace("%s", f"${i + 1}", 1)
     cursor.execute("SET plan_cache_mode = force_generic_plan")
-    cursor.execute(f"PREPARE sz_generic AS {numbered}")
+    cursor.execute(f"PREPARE sz_generic AS {_numbered(sql, len(params))}")
     # EXECUTE's arguments are not parameters of the statement: values as quoted literals
     values = ", ".join(Literal(value).as_string(cursor.connection) for value in params)
     cursor.execute(f"EXPLAIN (FORMAT JSON) EXECUTE sz_generic({values})")
@@ -147,10 +151,9 @@ def test_a_team_scope_keeps_its_index_once_the_plan_goes_generic(
         for _ in range(10):  # a prepared statement: custom plans 1-5, then the generic plan
             assert [row[0] for row in conn.execute(sql, params, prepare=True)] == expected
         generic = conn.execute("SELECT generic_plans FROM pg_prepared_statements"
-                               " WHERE statement = %s", [sql.replace("%s", "$1", 1)
-                                                         .replace("%s", "$2", 1)
-                                                         .replace("%s", "$3", 1)]).fetchone()
-        assert generic is not None and generic[0] >= 1, "the statement never went generic"
+                               " WHERE statement = %s", [_numbered(sql, len(params))]).fetchone()
+        assert generic is not None, "psycopg did not prepare the statement"
+        assert generic[0] >= 1, "the statement never went generic"
         with conn.cursor() as cursor:
             plan = _generic_plan(cursor, sql, params)
         raw.rollback()

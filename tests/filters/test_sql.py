@@ -228,7 +228,8 @@ def test_postgres_arrays_bind_large_sets_as_one_array(sample: Authorizer) -> Non
     where, params = sql_where(authz.scope_filter("mgr_forty", "read", "customer", domain="acme"),
                               owner="o", department="d", paramstyle="named", arrays=True)
     assert where == "(o = :scope_0 OR d = ANY(:scope_1))"
-    assert isinstance(params, dict) and len(params["scope_1"]) == 40
+    assert isinstance(params, dict)
+    assert len(params["scope_1"]) == 40
 
 
 def _shared_authz() -> Authorizer:

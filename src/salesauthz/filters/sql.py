@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from salesauthz.authorizer import Authorizer
     from salesauthz.values import ScopeFilter
 
-__all__ = ["Paramstyle", "ShareTable", "quote_identifier", "sql_where"]
+__all__ = ["ARRAY_MIN_VALUES", "Paramstyle", "ShareTable", "quote_identifier", "sql_where"]
 
 Paramstyle: TypeAlias = Literal["format", "pyformat", "named", "qmark"]
 
