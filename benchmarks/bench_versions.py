@@ -208,6 +208,7 @@ def main() -> int:
                                                  if "instruction_ratio" in r else "")
             axis.text(x + 0.2, r["after_ns"], label + ("" if r["met"] else " MISSED"),
                       ha="center", va="bottom", fontsize=8)
+        axis.margins(y=0.2)  # room for the labels under the title
         axis.set_xticks(list(xs), [r["operation"] for r in rows])
         axis.set_ylabel("ns per warm check (median of rounds)")
         axis.set_title(f"warm checks, {size:,} rules, {count:,} accounts (target ≤ {TARGET}×)")

@@ -35,3 +35,23 @@ class CustomerShare(models.Model):
 
     def __str__(self) -> str:
         return f"{self.customer_id}:{self.level}:{self.account or self.department}"
+
+
+class AttributedCustomer(models.Model):
+    """A customer with record attributes in its own fields (the conditions differential)."""
+
+    id: models.IntegerField[int, int] = models.IntegerField(primary_key=True)
+    owner_name: models.CharField[str | None, str | None] = models.CharField(max_length=200, null=True)
+    dept: models.CharField[str | None, str | None] = models.CharField(max_length=200, null=True)
+    region_code: models.CharField[str | None, str | None] = models.CharField(max_length=200, null=True)
+    amount: models.FloatField[float | None, float | None] = models.FloatField(null=True)
+    pool: models.CharField[str | None, str | None] = models.CharField(max_length=200, null=True)
+    customer_id: models.CharField[str | None, str | None] = models.CharField(max_length=200, null=True)
+    score: models.FloatField[float | None, float | None] = models.FloatField(null=True)
+
+    class Meta:
+        app_label = "salesauthz_filter_tests"
+        db_table = "sz_filter_django_attributed_customer"
+
+    def __str__(self) -> str:
+        return f"{self.id}/{self.owner_name}/{self.region_code}"

@@ -144,3 +144,19 @@ def django_shares(django_customers: type[Any]) -> Iterator[type[Any]]:
     yield CustomerShare
     with connection.schema_editor() as editor:
         editor.delete_model(CustomerShare)
+
+
+@pytest.fixture(scope="session")
+def django_attributed_customers() -> Iterator[type[Any]]:
+    """The Django ``AttributedCustomer`` model (record attributes in fields), its table created."""
+    from django.db import connection
+
+    from ._django_models import AttributedCustomer
+
+    if connection.vendor != "sqlite":
+        pytest.skip("the Django filter tests run on SQLite; Django is configured for " + connection.vendor)
+    with connection.schema_editor() as editor:
+        editor.create_model(AttributedCustomer)
+    yield AttributedCustomer
+    with connection.schema_editor() as editor:
+        editor.delete_model(AttributedCustomer)

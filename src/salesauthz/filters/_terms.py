@@ -217,14 +217,19 @@ def _guard_terms(guard: object, conditions: bool = False) -> GuardTerms:
     if conditions and isinstance(guard, ConditionGuard):
         return ConditionTerms.of(guard)
     if not isinstance(guard, ShareGuard):
-        # A condition on record attributes (``where:``): the renderers do not know which columns
-        # hold the attributes yet. Refuse rather than drop the term (which would hide rows that
-        # check allows) or ignore the condition (which would show rows it denies).
+        # A condition on record attributes (``where:``) and the renderer was not told which
+        # columns hold the attributes. Refuse rather than drop the term (which would hide rows
+        # that check allows) or ignore the condition (which would show rows it denies).
+        attributes = sorted({test.attribute for test in guard.tests}) if isinstance(
+            guard, ConditionGuard) else []
         raise UsageError(
-            f"this filter lets records through only where a condition holds ({guard}); list "
-            "filters render conditions on record attributes as SQL only with sql_where(..., "
-            "attributes={attribute: column}); otherwise filter those rows with "
-            "Authorizer.check, or grant the list view a permission without `where:`")
+            f"this filter lets records through only where a condition holds ({guard}), on the "
+            f"record attribute(s) {', '.join(map(repr, attributes))}; list filters render "
+            "conditions on record attributes only when told where the attributes are: "
+            "sql_where(..., attributes={attribute: column}), scope_clause(..., "
+            "attributes={attribute: Column}) or scope_q(..., attributes={attribute: field}); "
+            "otherwise filter those rows with Authorizer.check, or grant the list view a "
+            "permission without `where:`")
     return GuardTerms(tuple(sorted(guard.levels)), tuple(sorted(guard.accounts)),
                       tuple(sorted(guard.departments)))
 

@@ -5,7 +5,11 @@ A guarded term of a filter may carry a condition (``region in account.territorie
 resolved for the asking account: ``region IN ('East', 'North')``). :func:`sql_where
 <salesauthz.filters.sql.sql_where>` renders it when given ``attributes={"region":
 "customer.region", ...}`` (attribute → column; ``owner`` is the owner column), exactly as
-``check`` decides:
+``check`` decides; :func:`scope_clause <salesauthz.filters.sqlalchemy.scope_clause>`
+(``attributes={"region": Customer.region}``) and :func:`scope_q
+<salesauthz.filters.django.scope_q>` (``attributes={"region": "region"}``) render it the same
+way. All three read a condition through :func:`condition_tests` (the one semantics: which test,
+which values, what is refused); each only writes the tests in its own terms:
 
 - ``eq`` → ``col = ?``; ``in`` → ``col IN (?, ...)`` (an empty list: ``1 = 0``); ``lt``/``le``/
   ``gt``/``ge`` → ``col < ?`` …; ``null: true`` → ``col IS NULL`` (for ``owner``: NULL or
@@ -23,7 +27,8 @@ columns, ``str`` in text columns): SQL compares what the column holds.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Container, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from salesauthz.conditions import OWNER
@@ -31,7 +36,7 @@ from salesauthz.errors import UsageError
 
 from ._terms import ConditionTerms
 
-__all__ = ["ConditionTerms", "condition_sql"]
+__all__ = ["ConditionTerms", "Test", "condition_sql", "condition_tests"]
 
 _SYMBOLS = {"eq": "=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
 
@@ -46,34 +51,49 @@ def _kind(value: Any) -> str | None:
     return None
 
 
-def condition_sql(terms: ConditionTerms, attributes: Mapping[str, str], owner_column: str,
-                  bind: Callable[[Any], str], column: Callable[[str, str], str]) -> str:
-    """The SQL of one condition: its tests ANDed. ``bind`` writes a placeholder for a value,
-    ``column`` checks a column name (``(role, name) -> SQL``)."""
-    parts: list[str] = []
+@dataclass(frozen=True, slots=True)
+class Test:
+    """One test of a condition, in the form every renderer turns into a clause (the one
+    semantics of conditions in filters; a renderer only chooses how each form is written):
+
+    - ``never``: no row passes (an empty ``in``, or an owner test naming only ``''``);
+    - ``is_null`` / ``not_null``: the column is NULL / is not (``owner``: NULL *or* ``''`` /
+      neither, as ``check`` reads a record without an owner);
+    - ``eq`` / ``in`` / ``lt`` / ``le`` / ``gt`` / ``ge`` against ``values`` (``in``: two or
+      more; the others: one), all text or all numbers. A NULL column fails them (SQL's unknown),
+      as a missing attribute fails in ``check``.
+    """
+
+    attribute: str
+    op: str
+    values: tuple[Any, ...] = ()
+
+    @property
+    def owner(self) -> bool:
+        """Whether the test is on the record's owner (the owner column, not an attribute)."""
+        return self.attribute == OWNER
+
+
+def condition_tests(terms: ConditionTerms, attributes: Container[str],
+                    how: str = "attributes={%r: '<its column>', ...}") -> tuple[Test, ...]:
+    """The tests of one condition (ANDed), checked: every attribute is in ``attributes`` (else
+    a :class:`UsageError` naming it, ``how`` telling what to pass, ``%r`` the attribute) and
+    every operand a constant SQL states as ``check`` reads it (else a :class:`UsageError`)."""
+    found: list[Test] = []
     for attribute, op, operand in terms.tests:
-        if attribute == OWNER:
-            col = owner_column
-        else:
-            name = attributes.get(attribute)
-            if name is None:
-                raise UsageError(
-                    f"the filter's condition `{terms.text}` tests the record attribute "
-                    f"{attribute!r}: pass attributes={{{attribute!r}: '<its column>', ...}} to "
-                    "render conditions on record attributes as SQL")
-            col = column(f"attribute {attribute!r}", name)
+        if attribute != OWNER and attribute not in attributes:
+            raise UsageError(
+                f"the filter's condition `{terms.text}` tests the record attribute "
+                f"{attribute!r}: pass {how % (attribute,)} to render conditions on record "
+                "attributes as SQL")
         if op == "null":
-            if attribute == OWNER:
-                parts.append(f"({col} IS NULL OR {col} = {bind('')})" if operand
-                             else f"({col} IS NOT NULL AND {col} <> {bind('')})")
-            else:
-                parts.append(f"{col} IS NULL" if operand else f"{col} IS NOT NULL")
+            found.append(Test(attribute, "is_null" if operand else "not_null"))
             continue
         values = list(operand) if op == "in" and isinstance(operand, tuple) else [operand]
         if attribute == OWNER:  # check reads an empty owner as none: it equals nothing
             values = [v for v in values if v != ""]
             if not values:
-                parts.append("1 = 0")
+                found.append(Test(attribute, "never"))
                 continue
         kinds = {_kind(v) for v in values}
         if not kinds <= {"text", "number"} or len(kinds) > 1 or (
@@ -84,13 +104,36 @@ def condition_sql(terms: ConditionTerms, attributes: Mapping[str, str], owner_co
                 "those rows with Authorizer.check")
         if op == "in":
             if not values:
-                parts.append("1 = 0")
+                found.append(Test(attribute, "never"))
             elif len(values) == 1:
-                parts.append(f"{col} = {bind(values[0])}")
+                found.append(Test(attribute, "eq", (values[0],)))
             else:
-                parts.append(f"{col} IN ({', '.join(bind(v) for v in values)})")
+                found.append(Test(attribute, "in", tuple(values)))
         else:
-            parts.append(f"{col} {_SYMBOLS[op]} {bind(operand)}")
+            found.append(Test(attribute, op, (operand,)))
+    return tuple(found)
+
+
+def condition_sql(terms: ConditionTerms, attributes: Mapping[str, str], owner_column: str,
+                  bind: Callable[[Any], str], column: Callable[[str, str], str]) -> str:
+    """The SQL of one condition: its tests ANDed. ``bind`` writes a placeholder for a value,
+    ``column`` checks a column name (``(role, name) -> SQL``)."""
+    parts: list[str] = []
+    for test in condition_tests(terms, attributes):
+        col = (owner_column if test.owner
+               else column(f"attribute {test.attribute!r}", attributes[test.attribute]))
+        if test.op == "never":
+            parts.append("1 = 0")
+        elif test.op == "is_null":
+            parts.append(f"({col} IS NULL OR {col} = {bind('')})" if test.owner
+                         else f"{col} IS NULL")
+        elif test.op == "not_null":
+            parts.append(f"({col} IS NOT NULL AND {col} <> {bind('')})" if test.owner
+                         else f"{col} IS NOT NULL")
+        elif test.op == "in":
+            parts.append(f"{col} IN ({', '.join(bind(v) for v in test.values)})")
+        else:
+            parts.append(f"{col} {_SYMBOLS[test.op]} {bind(test.values[0])}")
     return "(" + " AND ".join(parts) + ")" if parts else "1 = 1"
 
 

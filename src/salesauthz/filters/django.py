@@ -13,6 +13,7 @@ share condition becomes an ``Exists`` subquery correlated to the record (``Outer
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,7 @@ from django.db.models import Exists, OuterRef, Q
 from salesauthz.errors import UsageError
 
 from ._terms import GuardTerms, Terms, shares_required, terms_of
+from .conditions import ConditionTerms, condition_tests
 
 if TYPE_CHECKING:
     from salesauthz.authorizer import Authorizer
@@ -61,6 +63,7 @@ def scope_q(
     authz: Authorizer | None = None,
     shares: ShareModel | None = None,
     record_id: str = "pk",
+    attributes: Mapping[str, str] | None = None,
 ) -> Q:
     """A ``Q`` true exactly for the rows ``flt`` lets through.
 
@@ -75,17 +78,27 @@ def scope_q(
             ``Exists(model.objects.filter(record=OuterRef(record_id), level__in=...,
             account__in=... | department__in=...))``. Ignored by filters that do not need it.
         record_id: the record model's field the share's ``record`` refers to (default ``pk``).
+        attributes: record attribute → the field (lookup) holding it (``{"region": "region"}``),
+            to render the filter's conditions on record attributes (``where:``) as field
+            lookups (``region__in``, ``amount__lte``, ``owner__isnull``), exactly as
+            :func:`~salesauthz.filters.sql.sql_where` does (see
+            :mod:`salesauthz.filters.conditions`). Without it a filter with such a condition is
+            refused.
 
     Raises:
-        UsageError: the filter needs the share model and ``shares`` was not given.
+        UsageError: the filter needs the share model and ``shares`` was not given; or it has a
+            condition on a record attribute ``attributes`` does not map (or one SQL cannot
+            state as ``check`` decides).
     """
     fields: list[tuple[str, object]] = [("owner", owner), ("department", department)]
     if domain is not None:
         fields.append(("domain", domain))
+    fields.extend((f"attribute {attribute!r}", name)
+                  for attribute, name in (attributes or {}).items())
     for role, name in fields:
         if not isinstance(name, str) or not name:
             raise ValueError(f"{role} field must be a non-empty field name, got {name!r}")
-    terms = terms_of(flt, authz)
+    terms = terms_of(flt, authz, conditions=attributes is not None)
     if terms.nothing:
         condition = _never()
     elif terms.everything:
@@ -94,27 +107,30 @@ def scope_q(
         if terms.shared and shares is None:
             raise UsageError(shares_required(
                 flt, "shares=ShareModel(<share model>, record=<its field naming the record>)"))
-        condition = _condition(terms, owner, department, shares, record_id)
+        condition = _condition(terms, owner, department, shares, record_id, attributes or {})
     if domain is not None:
         return Q(**{domain: flt.domain}) & condition
     return condition
 
 
 def _condition(terms: Terms, owner: str, department: str, shares: ShareModel | None,
-               record_id: str) -> Q:
+               record_id: str, attributes: Mapping[str, str]) -> Q:
     """``terms`` (neither nothing nor everything) as one ``Q``."""
     if terms.factors:
         condition = Q()
         for factor in terms.factors:
-            condition &= _condition(factor, owner, department, shares, record_id)
+            condition &= _condition(factor, owner, department, shares, record_id, attributes)
         return condition
     alternatives = _alternatives(terms, owner, department)
     for term in terms.guarded:
-        assert shares is not None  # checked by the caller (terms.shared)
         term_q = Q()
         if not term.base.everything:
             term_q = _any(_alternatives(term.base, owner, department))
         for guard in term.guards:
+            if isinstance(guard, ConditionTerms):
+                term_q &= _condition_q(guard, owner, attributes)
+                continue
+            assert shares is not None  # checked by the caller (terms.shared)
             term_q &= Q(_exists(guard, shares, record_id))
         alternatives.append(term_q)
     return _any(alternatives)
@@ -154,3 +170,29 @@ def _exists(guard: GuardTerms, shares: ShareModel, record_id: str) -> Exists:
     rows = shares.model._default_manager.filter(
         Q(**{shares.record: OuterRef(record_id)}), _in(shares.level, guard.levels), _any(names))
     return Exists(rows)
+
+
+_LOOKUPS = {"lt": "lt", "le": "lte", "gt": "gt", "ge": "gte"}
+
+
+def _condition_q(terms: ConditionTerms, owner: str, attributes: Mapping[str, str]) -> Q:
+    """One condition on record attributes: its tests (:func:`~salesauthz.filters.conditions.
+    condition_tests`, the semantics shared with ``sql_where``) ANDed as field lookups. Django
+    renders ``field__lt=v`` as ``field < v``: a NULL field fails every test but ``isnull``."""
+    condition = Q()
+    for test in condition_tests(terms, attributes, "attributes={%r: '<its field>', ...}"):
+        field = owner if test.owner else attributes[test.attribute]
+        if test.op == "never":
+            condition &= _never()
+        elif test.op == "is_null":
+            condition &= (Q(**{f"{field}__isnull": True}) | Q(**{field: ""}) if test.owner
+                          else Q(**{f"{field}__isnull": True}))
+        elif test.op == "not_null":
+            condition &= (Q(**{f"{field}__isnull": False}) & ~Q(**{field: ""}) if test.owner
+                          else Q(**{f"{field}__isnull": False}))
+        elif test.op == "in":
+            condition &= Q(**{f"{field}__in": list(test.values)})
+        else:
+            lookup = field if test.op == "eq" else f"{field}__{_LOOKUPS[test.op]}"
+            condition &= Q(**{lookup: test.values[0]})
+    return condition

@@ -17,6 +17,7 @@ and the records' id column; each share condition becomes a correlated ``EXISTS``
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -28,6 +29,7 @@ from sqlalchemy.sql.expression import FromClause
 from salesauthz.errors import UsageError
 
 from ._terms import GuardTerms, Terms, shares_required, terms_of
+from .conditions import ConditionTerms, condition_tests
 
 if TYPE_CHECKING:
     from salesauthz.authorizer import Authorizer
@@ -93,6 +95,7 @@ def scope_clause(
     authz: Authorizer | None = None,
     shares: ShareColumns | None = None,
     record_id: Column | None = None,
+    attributes: Mapping[str, Column] | None = None,
 ) -> ColumnElement[bool]:
     """A ``ColumnElement[bool]`` true exactly for the rows ``flt`` lets through.
 
@@ -108,12 +111,18 @@ def scope_clause(
             level IN (...) AND (account IN (...) OR department IN (...)))``, never correlated
             to the share table of an enclosing query. Ignored by filters that do not need it.
         record_id: with ``shares``: the records' id column (``Customer.id``).
+        attributes: record attribute → the column holding it (``{"region": Customer.region}``),
+            to render the filter's conditions on record attributes (``where:``) as bound
+            comparisons, exactly as :func:`~salesauthz.filters.sql.sql_where` does (see
+            :mod:`salesauthz.filters.conditions`). Without it a filter with such a condition is
+            refused.
 
     Raises:
         UsageError: the filter needs the share table and ``shares`` or ``record_id`` was not
-            given.
+            given; or it has a condition on a record attribute ``attributes`` does not map (or
+            one SQL cannot state as ``check`` decides).
     """
-    terms = terms_of(flt, authz)
+    terms = terms_of(flt, authz, conditions=attributes is not None)
     condition: ColumnElement[bool]
     if terms.everything:
         return true() if domain is None else domain == flt.domain
@@ -127,28 +136,34 @@ def scope_clause(
                     flt, "shares=ShareColumns(...) and record_id= (the records' id column, e.g. "
                     "Customer.id)"))
             table = shares.table()
-        condition = _condition(terms, owner, department, shares, table, record_id)
+        condition = _condition(terms, owner, department, shares, table, record_id,
+                               attributes or {})
     if domain is not None:
         return and_(domain == flt.domain, condition)
     return condition
 
 
 def _condition(terms: Terms, owner: Column, department: Column, shares: ShareColumns | None,
-               table: FromClause | None, record_id: Column | None) -> ColumnElement[bool]:
+               table: FromClause | None, record_id: Column | None,
+               attributes: Mapping[str, Column]) -> ColumnElement[bool]:
     """``terms`` (neither nothing nor everything) as one boolean expression."""
     if terms.factors:
-        return and_(*(_condition(factor, owner, department, shares, table, record_id)
+        return and_(*(_condition(factor, owner, department, shares, table, record_id, attributes)
                       for factor in terms.factors))
     alternatives = _alternatives(terms, owner, department)
     for term in terms.guarded:
-        assert shares is not None  # terms.shared
-        assert table is not None
-        assert record_id is not None
         parts: list[ColumnElement[bool]] = []
         if not term.base.everything:
             base = _alternatives(term.base, owner, department)
             parts.append(or_(*base) if base else false())
-        parts.extend(_exists(guard, shares, table, record_id) for guard in term.guards)
+        for guard in term.guards:
+            if isinstance(guard, ConditionTerms):
+                parts.append(_condition_clause(guard, owner, attributes))
+                continue
+            assert shares is not None  # terms.shared
+            assert table is not None
+            assert record_id is not None
+            parts.append(_exists(guard, shares, table, record_id))
         alternatives.append(and_(*parts))
     return or_(*alternatives) if alternatives else false()
 
@@ -180,3 +195,37 @@ def _exists(guard: GuardTerms, shares: ShareColumns, table: FromClause,
             .where(shares.record_id == record_id, _in(shares.level, guard.levels),
                    or_(*names) if names else false())
             .correlate_except(table))
+
+
+def _condition_clause(terms: ConditionTerms, owner: Column,
+                      attributes: Mapping[str, Column]) -> ColumnElement[bool]:
+    """One condition on record attributes: its tests (:func:`~salesauthz.filters.conditions.
+    condition_tests`, the semantics shared with ``sql_where``) ANDed, values bound."""
+    parts: list[ColumnElement[bool]] = []
+    for test in condition_tests(terms, attributes, "attributes={%r: <its column>, ...}"):
+        column = owner if test.owner else attributes[test.attribute]
+        if not isinstance(column, ColumnElement | QueryableAttribute):
+            raise ValueError(f"attribute {test.attribute!r} column {column!r} is not a column: "
+                             "give a Core column (table.c.region) or an ORM attribute "
+                             "(Customer.region)")
+        if test.op == "never":
+            parts.append(false())
+        elif test.op == "is_null":
+            parts.append(or_(column.is_(None), column == "") if test.owner else column.is_(None))
+        elif test.op == "not_null":
+            parts.append(and_(column.is_not(None), column != "") if test.owner
+                         else column.is_not(None))
+        elif test.op == "in":
+            parts.append(column.in_(test.values))
+        else:
+            parts.append(_COMPARE[test.op](column, test.values[0]))
+    return and_(*parts) if parts else true()
+
+
+_COMPARE: dict[str, Callable[[Column, Any], ColumnElement[bool]]] = {
+    "eq": lambda column, value: column == value,
+    "lt": lambda column, value: column < value,
+    "le": lambda column, value: column <= value,
+    "gt": lambda column, value: column > value,
+    "ge": lambda column, value: column >= value,
+}

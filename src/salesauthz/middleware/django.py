@@ -28,7 +28,7 @@ from __future__ import annotations
 import functools
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar, cast
 
 from django.conf import settings
@@ -184,15 +184,19 @@ def _record_of(found: Any, to_record: Callable[[Any], Record] | None = None) -> 
 
 
 def scoped(queryset: QuerySet[M], request: HttpRequest, action: str = "read", *, type: str | None = None,
-           owner: str = "owner", department: str = "department", domain: str | None = None) -> QuerySet[M]:
+           owner: str = "owner", department: str = "department", domain: str | None = None,
+           attributes: Mapping[str, str] | None = None) -> QuerySet[M]:
     """``queryset`` narrowed to the rows the request's account may ``action`` (a list view).
 
     ``type`` defaults to the model's name (``customer`` for ``Customer``); ``owner``,
-    ``department`` and ``domain`` name the fields holding them (``domain`` adds the tenant test).
+    ``department`` and ``domain`` name the fields holding them (``domain`` adds the tenant test);
+    ``attributes`` maps record attributes to their fields, for permissions with conditions
+    (``where:``; see :func:`salesauthz.filters.django.scope_q`).
     """
     record_type = type or queryset.model._meta.model_name or ""
     flt = context_of(request).scope_filter(action, record_type)
-    return queryset.filter(scope_q(flt, owner=owner, department=department, domain=domain))
+    return queryset.filter(scope_q(flt, owner=owner, department=department, domain=domain,
+                                   attributes=attributes))
 
 
 class SalesAuthzMiddleware:
