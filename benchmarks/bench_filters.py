@@ -2,7 +2,7 @@
 
     python benchmarks/bench_filters.py [--dsn postgresql://postgres@127.0.0.1:5432/test]
         [--rows 1000000] [--rounds 400] [--out benchmarks/results/bench_filters.json]
-        [--plot ...png] [--docs-plot docs/filtering-benchmark.png] [--drop]
+        [--plot ...png] [--docs-plot docs/filtering-benchmark.png] [--drop] [--quick]
 
 Everything lives in the schema ``bench_filters`` (created on first run, reused by reruns while
 its row count matches; ``--drop`` removes it at the end). No other schema is touched.
@@ -55,6 +55,15 @@ COLUMNS = "id, name, owner, department, last_contact"
 ORDER = "ORDER BY last_contact DESC, id DESC LIMIT 50"
 HERE = Path(__file__).resolve().parent
 BATCH = 5
+WARMUP = 4  # rounds of BATCH runs
+
+
+def configure(teams: int) -> None:
+    """Use ``teams`` teams per region (a schema of its own unless it is the default 10)."""
+    global TEAMS, SCHEMA, TABLE
+    if teams != TEAMS:
+        TEAMS, SCHEMA = teams, f"bench_filters_t{teams}"
+        TABLE = f"{SCHEMA}.customer"
 
 
 def team_of(rep: int) -> str:
@@ -72,6 +81,8 @@ def organisation() -> dict[str, Any]:
                                 "ana": {"department": "sales", "roles": ["analyst"]}}
     for region in range(REGIONS):
         accounts[f"mgr-r{region}"] = {"department": f"r{region}", "roles": ["sales_manager"]}
+    accounts["director"] = {"department": "sales", "roles": ["sales_manager"]}
+    accounts["lead-r4-t2"] = {"department": "r4-t2", "roles": ["team_lead"]}
     for rep in range(REPS):
         accounts[f"rep{rep:04d}"] = {"department": team_of(rep), "roles": ["junior_rep"]}
     return {
@@ -83,6 +94,7 @@ def organisation() -> dict[str, Any]:
             "junior_rep": {"permissions": [{"scope": "own", "customer": ["read", "update"]}]},
             "sales_manager": {"permissions": [{"scope": "department_tree", "customer": ["read"]}]},
             "analyst": {"permissions": [{"scope": {"custom": ["r2", "r5-t3"]}, "customer": ["read"]}]},
+            "team_lead": {"permissions": [{"scope": "team", "customer": ["read"]}]},
         },
         "accounts": accounts,
     }
@@ -166,6 +178,15 @@ def personas(authz: Authorizer) -> Iterator[tuple[str, str, Callable[[], Query],
     yield ("analyst (custom scope)", "ana", ours("ana"),
            (hand + f"(owner = %s OR department = ANY(%s)) {ORDER}",
             [DOMAIN, "ana", subtree("r2", "r5-t3")]))
+    # A manager at the root: every department of the tree (issue 17: one parameter each).
+    for label, arrays in (("director (root tree)", False), ("director, arrays=True", True)):
+        yield (label, "director", ours("director", arrays=arrays),
+               (hand + f"(owner = %s OR department = ANY(%s)) {ORDER}",
+                [DOMAIN, "director", subtree("sales")]))
+    # A team scope (one department): the plan that must survive PostgreSQL's generic plans.
+    for label, arrays in (("team lead", False), ("team lead, arrays=True", True)):
+        yield (label, "lead-r4-t2", ours("lead-r4-t2", arrays=arrays),
+               (hand + f"(owner = %s OR department = %s) {ORDER}", [DOMAIN, "lead-r4-t2", "r4-t2"]))
     yield ("admin (all)", "boss", ours("boss"), (hand.removesuffix(" AND ") + f" {ORDER}", [DOMAIN]))
 
 
@@ -231,10 +252,13 @@ def run(dsn: str, rows: int, rounds: int, drop: bool) -> dict[str, Any]:
             names = list(variants)
             gc.disable()  # no collection pauses inside a timed batch (any variant)
             try:
-                for i in range(rounds + 2):  # 2 warm-up rounds (psycopg prepares after 5 runs)
+                # 4 warm-up rounds, 20 runs of each statement: psycopg prepares it at its sixth
+                # run and PostgreSQL's generic plan takes over five executions later, so every
+                # timed run uses the plan a long-lived connection keeps.
+                for i in range(rounds + WARMUP):
                     for name in names[i % 3:] + names[:i % 3]:
                         elapsed = timed(conn, variants[name])
-                        if i >= 2:
+                        if i >= WARMUP:
                             times[name].append(elapsed)
             finally:
                 gc.enable()
@@ -266,6 +290,7 @@ def run(dsn: str, rows: int, rounds: int, drop: bool) -> dict[str, Any]:
         "rows": rows,
         "rounds": rounds,
         "batch": BATCH,
+        "warmup_runs": WARMUP * BATCH,
         "setup_seconds": round(setup_seconds, 1),
         "postgresql": server[0] if server else None,
         "query": f"SELECT {COLUMNS} FROM {TABLE} WHERE <scope> {ORDER}",
@@ -309,9 +334,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plot", type=Path, help="PNG plot (default: --out with .png)")
     parser.add_argument("--docs-plot", default=str(HERE.parent / "docs" / "filtering-benchmark.png"),
                         help="a copy of the plot for docs/filtering.md ('' to skip)")
+    parser.add_argument("--teams", type=int, default=TEAMS,
+                        help="teams per region (10: 111 departments; 200: 2,011 departments, in "
+                             "the schema bench_filters_t200)")
+    parser.add_argument("--quick", action="store_true",
+                        help="20 rounds, no plot copied into docs (a smoke run on a shared machine)")
     parser.add_argument("--drop", action="store_true", help="drop the bench_filters schema at the end")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.rounds, args.docs_plot = min(args.rounds, 20), ""
+        if args.out == HERE / "results" / "bench_filters.json":
+            args.out = HERE / "results" / "bench_filters_quick.json"
+    configure(args.teams)
     report = run(args.dsn, args.rows, args.rounds, args.drop)
+    report["departments"] = 1 + REGIONS * (1 + TEAMS)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1) + "\n")
     plot_path = args.plot or args.out.with_suffix(".png")

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import pytest
@@ -27,6 +27,7 @@ from sqlalchemy import Connection, Engine, Table, select
 
 from salesauthz import Authorizer
 from salesauthz.errors import UsageError
+from salesauthz.filters import sql as filters_sql
 from salesauthz.filters.django import ShareModel, scope_q
 from salesauthz.filters.sql import Paramstyle, ShareTable, quote_identifier, sql_where
 from salesauthz.filters.sqlalchemy import ShareColumns, scope_clause
@@ -54,6 +55,17 @@ from .conftest import (
 )
 
 
+@contextmanager
+def arrays_from(size: int) -> Iterator[None]:
+    """``arrays=True`` binds sets of ``size`` values or more as arrays (drawn organisations are
+    small: with the production threshold their sets would almost never reach ``= ANY``)."""
+    kept = filters_sql.ARRAY_MIN_VALUES
+    filters_sql.ARRAY_MIN_VALUES = size
+    try:
+        yield
+    finally:
+        filters_sql.ARRAY_MIN_VALUES = kept
+
 class SqlBackend:
     """A table in one database, queried through ``sql_where`` and ``scope_clause``."""
 
@@ -80,6 +92,12 @@ class SqlBackend:
                                   domain=("tenant", query.domain), paramstyle=style, authz=authz,
                                   arrays=arrays)
         assert self.raw(where, params) == expected, (query, where, params)
+        if arrays:  # every set as an array, however small
+            with arrays_from(1):
+                where, params = sql_where(flt, owner=self.owner, department=self.department,
+                                          domain=("tenant", query.domain), paramstyle=style,
+                                          authz=authz, arrays=True)
+            assert self.raw(where, params) == expected, (query, where, params)
         clause = scope_clause(flt, owner=self.table.c.owner, department=self.table.c.department,
                               domain=self.table.c.tenant, authz=authz)
         assert set(self.conn.scalars(select(self.table.c.id).where(clause))) == expected, query
@@ -180,6 +198,12 @@ class SharedBackend(SqlBackend):
                                   domain=("tenant", query.domain), paramstyle=style, authz=authz,
                                   arrays=arrays, shares=self.share_table, record_id=self.record_id)
         assert self.raw(where, params) == expected, (query, where, params)
+        if arrays:  # every set as an array, however small
+            with arrays_from(1):
+                arrayed = sql_where(flt, owner=self.owner, department=self.department,
+                                    domain=("tenant", query.domain), paramstyle=style, authz=authz,
+                                    arrays=True, shares=self.share_table, record_id=self.record_id)
+            assert self.raw(*arrayed) == expected, (query, arrayed)
         clause = scope_clause(flt, owner=self.table.c.owner, department=self.table.c.department,
                               domain=self.table.c.tenant, authz=authz, shares=self.columns,
                               record_id=self.table.c.id)

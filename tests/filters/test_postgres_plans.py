@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from psycopg.sql import Literal
 from sqlalchemy import Engine
 
 from salesauthz import Authorizer
@@ -74,3 +75,90 @@ def test_large_scopes_keep_an_index_path(pg_engine: Engine, indexed_table: str, 
     plan = _plan(pg_engine, indexed_table, where, params)
     assert "Seq Scan" not in plan
     assert f"{indexed_table}_owner" in plan
+
+
+def _team_organisation(departments: int) -> Authorizer:
+    document: dict[str, Any] = {
+        "domain": "plans",
+        "resources": {"customer": ["read"]},
+        "departments": {"root": {}, **{f"d{i}": {"parent": "root"} for i in range(departments)}},
+        "roles": {"lead": {"permissions": [{"scope": "team", "customer": ["read"]}]}},
+        "accounts": {"lead7": {"department": "d7", "roles": ["lead"]}},
+    }
+    return Authorizer.from_rules(compile_document(DomainDocument.model_validate(document)))
+
+
+@pytest.fixture(scope="module")
+def list_view_table(pg_engine: Engine) -> Iterator[str]:
+    """100,000 customers of 2,000 owners in 1,000 departments, with the indexes of a list view
+    ordered by last contact: where PostgreSQL's generic plan of ``department = ANY($3)`` (an
+    array it cannot see, estimated as 10 elements) walks the last-contact index instead."""
+    name = "sz_generic_" + uuid.uuid4().hex[:12]
+    with pg_engine.begin() as conn:
+        conn.exec_driver_sql(f"CREATE TABLE {name} (id int PRIMARY KEY, tenant text, owner text,"
+                             " department text, last_contact int)")
+        conn.exec_driver_sql(
+            f"INSERT INTO {name} SELECT g, 'plans', 'rep' || mod(g, 2000),"
+            " 'd' || mod(mod(g, 2000), 1000), mod(g * 7919, 100003)"
+            " FROM generate_series(1, 100000) AS g")
+        conn.exec_driver_sql(f"CREATE INDEX {name}_owner ON {name} (owner, last_contact)")
+        conn.exec_driver_sql(f"CREATE INDEX {name}_department ON {name} (department, last_contact)")
+        conn.exec_driver_sql(f"CREATE INDEX {name}_last_contact ON {name} (last_contact)")
+        conn.exec_driver_sql(f"ANALYZE {name}")
+    yield name
+    with pg_engine.begin() as conn:
+        conn.exec_driver_sql(f"DROP TABLE {name}")
+
+
+def _numbered(sql: str, count: int) -> str:
+    """``sql`` with its ``count`` ``%s`` placeholders numbered as PostgreSQL's ``$1 … $n``."""
+    for i in range(count):
+        sql = sql.replace("%s", f"${i + 1}", 1)
+    return sql
+
+
+def _generic_plan(cursor: Any, sql: str, params: list[Any]) -> str:
+    """EXPLAIN of the plan PostgreSQL caches for ``sql`` once it goes generic."""
+    cursor.execute("SET plan_cache_mode = force_generic_plan")
+    cursor.execute(f"PREPARE sz_generic AS {_numbered(sql, len(params))}")
+    # EXECUTE's arguments are not parameters of the statement: values as quoted literals
+    values = ", ".join(Literal(value).as_string(cursor.connection) for value in params)
+    cursor.execute(f"EXPLAIN (FORMAT JSON) EXECUTE sz_generic({values})")
+    plan = json.dumps(cursor.fetchone()[0])
+    cursor.execute("DEALLOCATE sz_generic")
+    cursor.execute("RESET plan_cache_mode")
+    return plan
+
+
+def test_a_team_scope_keeps_its_index_once_the_plan_goes_generic(
+        pg_engine: Engine, list_view_table: str) -> None:
+    authz = _team_organisation(departments=1000)
+    team = authz.scope_filter("lead7", "read", "customer", domain="plans")
+    assert team.departments == frozenset({"d7"})
+    where, params = sql_where(team, owner="owner", department="department",
+                              domain=("tenant", "plans"), arrays=True)
+    assert isinstance(params, list)
+    sql = (f"SELECT id FROM {list_view_table} WHERE {where}"
+           " ORDER BY last_contact DESC, id DESC LIMIT 50")
+    raw = pg_engine.raw_connection()
+    try:
+        conn = raw.driver_connection
+        assert conn is not None
+        expected = [row[0] for row in conn.execute(
+            f"SELECT id FROM {list_view_table} WHERE tenant = 'plans' AND"
+            " (owner = 'lead7' OR department = 'd7') ORDER BY last_contact DESC, id DESC LIMIT 50")]
+        assert len(expected) == 50
+        for _ in range(10):  # a prepared statement: custom plans 1-5, then the generic plan
+            assert [row[0] for row in conn.execute(sql, params, prepare=True)] == expected
+        generic = conn.execute("SELECT generic_plans FROM pg_prepared_statements"
+                               " WHERE statement = %s", [_numbered(sql, len(params))]).fetchone()
+        assert generic is not None, "psycopg did not prepare the statement"
+        assert generic[0] >= 1, "the statement never went generic"
+        with conn.cursor() as cursor:
+            plan = _generic_plan(cursor, sql, params)
+        raw.rollback()
+    finally:
+        raw.close()
+    assert f"{list_view_table}_department" in plan, plan
+    assert f"{list_view_table}_owner" in plan, plan
+    assert f"{list_view_table}_last_contact" not in plan, plan

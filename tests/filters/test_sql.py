@@ -10,7 +10,7 @@ import pytest
 import salesauthz.filters
 from salesauthz import Authorizer
 from salesauthz.errors import UsageError
-from salesauthz.filters.sql import ShareTable, quote_identifier, sql_where
+from salesauthz.filters.sql import ARRAY_MIN_VALUES, ShareTable, quote_identifier, sql_where
 from salesauthz.scopes import Coverage
 from salesauthz.values import ScopeFilter
 
@@ -186,14 +186,50 @@ def test_terms_made_with_a_snapshot_are_dropped_with_it(fresh_sample: Authorizer
     assert "rep_e1a" not in after.null_department_owners
 
 
-def test_postgres_arrays_keep_the_text_constant(sample: Authorizer) -> None:
-    manager = sample.scope_filter("mgr_east", "read", "customer", domain="acme")
-    rep = sample.scope_filter("rep_e1a", "read", "customer", domain="acme")
-    where, params = sql_where(manager, owner="o", department="d", domain=("t", "acme"), arrays=True)
-    assert where == "(t = %s AND (o = ANY(%s) OR d = ANY(%s)))"
-    assert params == ["acme", ["mgr_east"], ["east", "east-1", "east-2"]]
-    assert sql_where(rep, owner="o", department="d", domain=("t", "acme"), arrays=True) == (
-        "(t = %s AND (o = ANY(%s)))", ["acme", ["rep_e1a"]])
+def _tree_authz(sizes: dict[str, int]) -> Authorizer:
+    """A manager ``mgr_<root>`` over each ``root`` and its ``size - 1`` child departments."""
+    from salesauthz.models import DomainDocument, compile_document
+
+    departments: dict[str, Any] = {"sales": {}}
+    accounts: dict[str, Any] = {}
+    for root, size in sizes.items():
+        departments[root] = {"parent": "sales"}
+        departments.update({f"{root}-{i}": {"parent": root} for i in range(size - 1)})
+        accounts[f"mgr_{root}"] = {"department": root, "roles": ["manager"]}
+    document = {
+        "domain": "acme", "resources": {"customer": ["read"]}, "departments": departments,
+        "roles": {"manager": {"permissions": [{"scope": "department_tree", "customer": ["read"]}]}},
+        "accounts": accounts,
+    }
+    return Authorizer.from_rules(compile_document(DomainDocument.model_validate(document)))
+
+
+def test_postgres_arrays_bind_large_sets_as_one_array(sample: Authorizer) -> None:
+    # Small sets keep one placeholder per value, exactly as without arrays: PostgreSQL's generic
+    # plan of an array parameter assumes 10 elements and picks the wrong index for a small team.
+    for account in ("mgr_east", "rep_e1a"):
+        flt = sample.scope_filter(account, "read", "customer", domain="acme")
+        assert (sql_where(flt, owner="o", department="d", domain=("t", "acme"), arrays=True)
+                == sql_where(flt, owner="o", department="d", domain=("t", "acme")))
+    authz = _tree_authz({"ten": 10, "eleven": 11, "forty": 40})
+    ten = authz.scope_filter("mgr_ten", "read", "customer", domain="acme")
+    where, params = sql_where(ten, owner="o", department="d", domain=("t", "acme"), arrays=True)
+    assert where == "(t = %s AND (o = %s OR d IN (" + ", ".join(["%s"] * 10) + ")))"
+    assert len(params) == 12
+    # From ARRAY_MIN_VALUES (11) values on: one array, the same SQL text whatever the size.
+    assert ARRAY_MIN_VALUES == 11
+    for account, size in (("mgr_eleven", 11), ("mgr_forty", 40)):
+        flt = authz.scope_filter(account, "read", "customer", domain="acme")
+        where, params = sql_where(flt, owner="o", department="d", domain=("t", "acme"),
+                                  arrays=True)
+        assert where == "(t = %s AND (o = %s OR d = ANY(%s)))"
+        assert params == ["acme", account, sorted(flt.departments)]
+        assert len(params[2]) == size
+    where, params = sql_where(authz.scope_filter("mgr_forty", "read", "customer", domain="acme"),
+                              owner="o", department="d", paramstyle="named", arrays=True)
+    assert where == "(o = :scope_0 OR d = ANY(:scope_1))"
+    assert isinstance(params, dict)
+    assert len(params["scope_1"]) == 40
 
 
 def _shared_authz() -> Authorizer:

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from salesauthz.authorizer import Authorizer
     from salesauthz.values import ScopeFilter
 
-__all__ = ["Paramstyle", "ShareTable", "quote_identifier", "sql_where"]
+__all__ = ["ARRAY_MIN_VALUES", "Paramstyle", "ShareTable", "quote_identifier", "sql_where"]
 
 Paramstyle: TypeAlias = Literal["format", "pyformat", "named", "qmark"]
 
@@ -41,6 +41,15 @@ _QUOTED = r'"(?:[^"\x00]|"")+"'
 _IDENTIFIER = re.compile(rf"(?:{_PLAIN}|{_QUOTED})(?:\.(?:{_PLAIN}|{_QUOTED}))*")
 _PART = re.compile(rf"{_PLAIN}|{_QUOTED}")
 _PARAM_PREFIX = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# With ``arrays=True``, sets of up to this many values are still bound one parameter each (``IN``).
+# A prepared statement switches to a generic plan after five executions, and PostgreSQL plans an
+# array parameter it cannot see as 10 elements: for a one-department team on a 2,000-department
+# tree that overestimates the rows 10x, the generic plan walks the wrong index and the sixth
+# execution is ~100x slower. Each small size gets its own SQL text, hence a generic plan with the
+# exact estimate (k values, like k placeholders); larger sets are underestimated, which keeps
+# the column's index attractive (no cliff), and share one SQL text whatever their size.
+ARRAY_MIN_VALUES = 11
+
 # The share table's alias inside each EXISTS: its columns are always qualified with it, so they
 # never resolve to a column of the records table (and the caller's names never to the shares').
 SHARE_ALIAS = "salesauthz_share"
@@ -139,7 +148,8 @@ class _Params:
         return f"%({name})s" if self.style == "pyformat" else f":{name}"
 
     def in_list(self, column: str, values: Sequence[str]) -> str:
-        if self.arrays:  # one array parameter: the same SQL text whatever the set's size
+        if self.arrays and len(values) >= ARRAY_MIN_VALUES:
+            # one array parameter: the same SQL text whatever the (large) set's size
             return f"{column} = ANY({self.bind(list(values))})"
         if len(values) == 1:
             return f"{column} = {self.bind(values[0])}"
@@ -178,9 +188,11 @@ def sql_where(
             or empty: such rows then count as being in their owner's current department, as
             ``check`` decides. Without it they pass only on their owner (never more than
             ``check`` allows).
-        arrays: PostgreSQL only: bind each set as one array, ``column = ANY(%s)``, so the SQL
-            text (and a prepared statement) is the same whatever the number of owners or
-            departments; the planner uses the column's index as for ``IN``.
+        arrays: PostgreSQL only (recommended there): bind each set of more than 10 values as one
+            array, ``column = ANY(%s)``, so the SQL text (and a prepared statement, and its
+            generic plan) is the same whatever the number of owners or departments, with one
+            parameter instead of thousands; smaller sets stay ``IN`` lists (one SQL text per
+            size), whose generic plans use the right index (see ``ARRAY_MIN_VALUES``).
         shares: the CRM's share table, needed when the filter lets records through by their
             shares (``flt.needs_shares``: the ``shared`` scope). Each share condition renders as
             ``EXISTS (SELECT 1 FROM <shares> salesauthz_share WHERE salesauthz_share.<record_id>
