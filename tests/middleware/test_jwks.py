@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import jwt
@@ -29,6 +29,7 @@ from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 from salesauthz import Authorizer
 from salesauthz.errors import NotAuthenticatedError
 from salesauthz.middleware import Guard, Identity, JWKSTokens, RequestInfo
+from tests._http import QuietHTTPServer
 
 AUDIENCE = "crm-api"
 ISSUER = "https://id.example/"
@@ -48,13 +49,14 @@ class KeyServer:
         self.fetches = 0
         self.mode = "ok"
         self.stall = 0.0
+        self._closing = threading.Event()  # ends a stall at once when the test is over
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 owner.fetches += 1
-                if owner.mode == "stall":
-                    time.sleep(owner.stall)
+                if owner.mode == "stall" and owner._closing.wait(owner.stall):
+                    return
                 if owner.mode == "error":
                     self.send_response(503)
                     self.end_headers()
@@ -70,12 +72,13 @@ class KeyServer:
             def log_message(self, format: str, *args: object) -> None:
                 """No request log on stderr."""
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = QuietHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}/jwks.json"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
 
     def close(self) -> None:
+        self._closing.set()
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
