@@ -36,7 +36,9 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 TARGET = 1.10
 
-PROBE = r'''
+# Both probes start alike: argv = checkout, benchmarks dir, rules, accounts; the organisation, and
+# ``count`` active top-level accounts spread over every tenant that may read their own customers.
+SETUP = r'''
 import json, random, sys, time
 sys.path.insert(0, sys.argv[1] + "/src")
 sys.path.insert(0, sys.argv[2])
@@ -51,6 +53,9 @@ askers = [(d, a) for d in org.domains for a in org.top_level_active[d]]
 rng.shuffle(askers)
 askers = [(d, a) for d, a in askers
           if authz.check(a, "read", Record("customer", owner=a), domain=d)][:count]
+'''
+
+PROBE = SETUP + r'''
 allowed = [(a, d, Record("customer", owner=a)) for d, a in askers]
 denied = [(a, d, Record("customer", owner=a)) for d, a in askers]
 def timed(action, batch):
@@ -77,21 +82,8 @@ print(json.dumps({k: min(v) for k, v in out.items()}))
 
 # The same organisation and requests, each operation repeated ``repeat`` times, untimed: run under
 # cachegrind twice (repeat 0 and N) to count what the operations alone execute.
-COUNTED = r'''
-import random, sys
-sys.path.insert(0, sys.argv[1] + "/src")
-sys.path.insert(0, sys.argv[2])
-import orggen
-from salesauthz import Authorizer, Record
-from salesauthz.adapters.memory import MemoryAdapter
-size, count, repeat = int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
-org = orggen.generate(size)
-authz = Authorizer(MemoryAdapter(org.rules))
-rng = random.Random(size)
-askers = [(d, a) for d in org.domains for a in org.top_level_active[d]]
-rng.shuffle(askers)
-askers = [(d, a) for d, a in askers
-          if authz.check(a, "read", Record("customer", owner=a), domain=d)][:count]
+COUNTED = SETUP + r'''
+repeat = int(sys.argv[5])
 batch = [(a, d, Record("customer", owner=a)) for d, a in askers]
 pages = []
 for domain, account in askers[:10]:

@@ -360,7 +360,8 @@ def reference_mismatch(value: Any, op: str, kinds: frozenset[str] | set[str]) ->
 # -- evaluation --------------------------------------------------------------------------------
 
 
-def _kind(value: Any) -> str | None:
+def value_kind(value: Any) -> str | None:
+    """How conditions compare ``value``: ``bool``, ``number``, ``text``, or None (never equal)."""
     if isinstance(value, bool):
         return "bool"
     if isinstance(value, int | float):
@@ -371,8 +372,8 @@ def _kind(value: Any) -> str | None:
 
 
 def _equal(value: Any, constant: Any) -> bool:
-    kind = _kind(value)
-    return kind is not None and kind == _kind(constant) and value == constant
+    kind = value_kind(value)
+    return kind is not None and kind == value_kind(constant) and value == constant
 
 
 def passes(test: Test, value: Any) -> bool:
@@ -386,8 +387,8 @@ def passes(test: Test, value: Any) -> bool:
         return _equal(value, operand)
     if op == "in":
         return isinstance(operand, tuple) and any(_equal(value, item) for item in operand)
-    kind = _kind(value)
-    if kind not in ("number", "text") or kind != _kind(operand):
+    kind = value_kind(value)
+    if kind not in ("number", "text") or kind != value_kind(operand):
         return False
     if op == "lt":
         return bool(value < operand)
@@ -419,13 +420,13 @@ def compile_test(test: Test) -> Predicate:
         if operand:
             return lambda value: value is None
         return lambda value: value is not None
-    kind = _kind(operand)
+    kind = value_kind(operand)
     if op == "in":
         if not isinstance(operand, tuple):
             return _never
-        texts = frozenset(v for v in operand if _kind(v) == "text")
-        bools = frozenset(v for v in operand if _kind(v) == "bool")
-        numbers = frozenset(v for v in operand if _kind(v) == "number" and v == v)  # no NaN
+        texts = frozenset(v for v in operand if value_kind(v) == "text")
+        bools = frozenset(v for v in operand if value_kind(v) == "bool")
+        numbers = frozenset(v for v in operand if value_kind(v) == "number" and v == v)  # no NaN
 
         def member(value: Any) -> bool:
             if isinstance(value, str):
@@ -530,7 +531,7 @@ class RequirementGuard:
         for key, need in self.requires:
             have = context.get(key)
             if key == "mfa":
-                level: Any = 1 if have is True else have if _kind(have) == "number" else 0
+                level: Any = 1 if have is True else have if value_kind(have) == "number" else 0
                 want: Any = 1 if need is True else need
                 if not level >= want:
                     found.append((key, "needs a second factor; this session has none"
@@ -564,7 +565,7 @@ def _address_in(address: Any, networks: tuple[str, ...]) -> bool:
 def _within_hours(now: Any, hours: str, zone: str) -> bool:
     if isinstance(now, datetime):
         moment = now.timestamp() if now.tzinfo is not None else None
-    elif _kind(now) == "number":
+    elif value_kind(now) == "number":
         moment = float(now)
     else:
         moment = None

@@ -31,7 +31,7 @@ from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from salesauthz.conditions import OWNER
+from salesauthz.conditions import OWNER, value_kind
 from salesauthz.errors import UsageError
 
 from ._terms import ConditionTerms
@@ -39,16 +39,6 @@ from ._terms import ConditionTerms
 __all__ = ["ConditionTerms", "Test", "condition_sql", "condition_tests"]
 
 _SYMBOLS = {"eq": "=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
-
-
-def _kind(value: Any) -> str | None:
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "text"
-    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +85,7 @@ def condition_tests(terms: ConditionTerms, attributes: Container[str],
             if not values:
                 found.append(Test(attribute, "never"))
                 continue
-        kinds = {_kind(v) for v in values}
+        kinds = {value_kind(v) for v in values}
         if not kinds <= {"text", "number"} or len(kinds) > 1 or (
                 op == "in" and not isinstance(operand, tuple)):
             raise UsageError(
