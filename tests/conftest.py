@@ -72,6 +72,7 @@ SERIAL_MODULES = frozenset({
     "tests/adapters/test_multiserver.py", "tests/adapters/test_multiserver_stress.py",
     "tests/adapters/test_faults.py", "tests/adapters/test_timeouts.py",
     "tests/engine/test_concurrency.py", "tests/examples/test_crm_api_workers.py",
+    "tests/adapters/test_external_writes.py", "tests/test_aio.py", "tests/middleware/test_jwks.py",
 })
 
 
