@@ -729,12 +729,7 @@ class Admin:
         operation = "create_department"
 
         def plan(snapshot: Snapshot) -> _Change:
-            problem = _department_name_problem(name)
-            if problem is not None:
-                raise ValueError(f"cannot create department {name!r}: {problem}")
-            if name in snapshot.department_parent:
-                raise ForbiddenError(f"department {name!r} already exists in domain {self.domain!r}",
-                                     account=self.actor, domain=self.domain)
+            self._check_new_department(snapshot, name, f"cannot create department {name!r}")
             if parent is not None and parent not in snapshot.department_parent:
                 raise UnknownNameError("department", parent, self.domain)
             escalated = self._require_department(snapshot, parent, operation)
@@ -801,12 +796,7 @@ class Admin:
         def plan(snapshot: Snapshot) -> _Change:
             if old not in snapshot.department_parent:
                 raise UnknownNameError("department", old, self.domain)
-            problem = _department_name_problem(new)
-            if problem is not None:
-                raise ValueError(f"cannot rename department {old!r} to {new!r}: {problem}")
-            if new in snapshot.department_parent:
-                raise ForbiddenError(f"department {new!r} already exists in domain {self.domain!r}",
-                                     account=self.actor, domain=self.domain)
+            self._check_new_department(snapshot, new, f"cannot rename department {old!r} to {new!r}")
             escalated = False
             for department in sorted(snapshot.subtree.get(old, frozenset((old,)))):
                 escalated |= self._require_department(snapshot, department, operation)
@@ -1011,6 +1001,16 @@ class Admin:
             raise EscalationError(f"{self.actor} may not {operation.replace('_', ' ')} {target}: it "
                                   "holds no account:manage", actor=self.actor, operation=operation,
                                   target=target, missing=["account:manage"], domain=self.domain)
+
+    def _check_new_department(self, snapshot: Snapshot, name: str, refusal: str) -> None:
+        """Refuse ``name`` for a new department: a name the stores cannot hold (``ValueError``
+        starting with ``refusal``) or one the domain already has (``ForbiddenError``)."""
+        problem = _department_name_problem(name)
+        if problem is not None:
+            raise ValueError(f"{refusal}: {problem}")
+        if name in snapshot.department_parent:
+            raise ForbiddenError(f"department {name!r} already exists in domain {self.domain!r}",
+                                 account=self.actor, domain=self.domain)
 
     def _require_department(self, snapshot: Snapshot, department: str | None,
                             operation: str) -> bool:

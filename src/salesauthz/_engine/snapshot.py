@@ -131,10 +131,10 @@ class Layered(Mapping[K, V]):
         found = self.get(key, _MISSING)
         if found is _MISSING:
             raise KeyError(key)
-        return found  # type: ignore[no-any-return]
+        return found  # type: ignore[no-any-return]  # get() returns Any: a V, _MISSING ruled out
 
     def __contains__(self, key: object) -> bool:
-        return self.get(key, _MISSING) is not _MISSING  # type: ignore[arg-type]
+        return self.get(key, _MISSING) is not _MISSING  # type: ignore[arg-type]  # object, as Mapping says
 
     def __iter__(self) -> Iterator[K]:
         top = self._top
