@@ -53,6 +53,18 @@ def test_the_default_strategy_keeps_a_hot_entry() -> None:
         assert ask(authz, f"u{i}")
     assert (D, "u0") in kept(authz)
     assert (D, "u1") not in kept(authz)
+    assert authz.cache_info().misses == 200  # u0 was computed once: never evicted
+
+
+def test_a_map_computed_again_counts_as_the_newest() -> None:
+    authz = Authorizer.from_rules(rules(10), cache_size=8)
+    for i in range(8):
+        assert ask(authz, f"u{i}")
+    authz.apply_changes(added=[("p", "u0", D, "customer", "read", "all", "")])
+    assert authz.check("u0", "read", Record("customer", owner="u5"), domain=D)  # u0 again
+    assert ask(authz, "u8")  # past the bound: the oldest go, and u0 is not among them
+    assert (D, "u0") in kept(authz)
+    assert (D, "u1") not in kept(authz)
 
 
 def test_the_default_strategy_evicts_from_every_domain_in_proportion() -> None:
