@@ -66,7 +66,7 @@ def test_sample_review_sorted_by_risk_with_flags() -> None:
     assert rows["rep_e1a"].flags == []
     risks = [row.risk for row in review.rows]
     assert risks == sorted(risks, reverse=True)
-    assert len(review.rows) == 18
+    assert len(review.rows) == 19
 
 
 def test_expiring_grants(tmp_path: Path) -> None:

@@ -14,8 +14,8 @@ implementation, on purpose: the differential tests compare the two.
    with no department is in its owner's current main department (``Coverage.covers`` with the
    snapshot's ``homes``).
 4. An account holds the unexpired permissions of its unexpired role assignments (closed over
-   inheritance) and its
-   direct grants, wildcards expanded over the domain's vocabulary (:func:`holdings`,
+   inheritance), its direct grants and the grants to its departments (main or auxiliary, and
+   every department above one), wildcards expanded over the domain's vocabulary (:func:`holdings`,
    :func:`own_map`); grants add up (union) and a sub-account is capped by what its parent holds
    (intersection, up the whole chain, evaluated at decision time: :func:`effective`).
 5. Field modes refine a record a role may see (:func:`field_modes`).
@@ -195,13 +195,15 @@ def chain(snapshot: Snapshot, account: str) -> tuple[str, ...] | None:
 
 class Holding(NamedTuple):
     """A permission an account holds, and how: ``via`` is the path assigned role → … → the role
-    that lists it (``()`` for a direct grant); ``until`` is when the role assignment it comes
-    through expires (``None``: a permanent assignment or a direct grant). A permission held
-    through a timed assignment carries the earlier of its own expiry and the assignment's."""
+    that lists it (``()`` for a grant); ``until`` is when the role assignment it comes
+    through expires (``None``: a permanent assignment or a grant). A permission held
+    through a timed assignment carries the earlier of its own expiry and the assignment's.
+    ``department`` names the department a grant to a department was given to."""
 
     permission: Permission
     via: tuple[str, ...]
     until: float | None = None
+    department: str | None = None
 
     @property
     def role(self) -> str | None:
@@ -217,11 +219,15 @@ def role_holdings(snapshot: Snapshot, role: str) -> Iterator[Holding]:
 
 def holdings(snapshot: Snapshot, account: str) -> Iterator[Holding]:
     """Every permission the account itself holds (expired ones included): its direct grants,
-    then its roles' (after inheritance, by role name). Each reached role counts once, through
-    its best assignment — a permanent one, else the one expiring last — by its shortest path."""
+    the grants to its main and auxiliary departments and those above them, then its roles'
+    (after inheritance, by role name). Each reached role counts once, through its best
+    assignment — a permanent one, else the one expiring last — by its shortest path."""
     info = snapshot.account(account)
     for grant in info.grants:
         yield Holding(grant, ())
+    for department in snapshot.granting(account):
+        for grant in snapshot.department_grants[department]:
+            yield Holding(grant, (), department=department)
     best: dict[str, tuple[tuple[object, ...], tuple[str, ...], float | None]] = {}
     assigned: list[tuple[str, float | None]] = [(role, None) for role in sorted(info.roles)]
     assigned.extend(info.timed_roles)
