@@ -12,16 +12,16 @@ from collections.abc import Callable, Collection, Iterable, Mapping, MutableMapp
 from typing import TYPE_CHECKING, Any
 
 from . import _engine as engine
+from ._queries import Queries
 from ._replica import Replica
 from ._rules import Rule
 from .adapters.base import Adapter
 from .adapters.memory import MemoryAdapter
-from .audit import AuditDraft, AuditRecord, AuditTrail
+from .audit import AuditTrail
 from .errors import PolicyError
 from .fields import FieldAccess
-from .scopes import NOTHING, Coverage
 from .sharing import ShareAccess
-from .values import AccountView, CacheInfo, Decision, Record, ScopeFilter
+from .values import CacheInfo, Record
 
 if TYPE_CHECKING:
     from .delegation import Admin
@@ -32,7 +32,7 @@ logger = logging.getLogger("salesauthz")
 _NO_CONTEXT: Mapping[str, Any] = {}  # a request context no condition (where:) reads
 
 
-class Authorizer(FieldAccess, ShareAccess, Replica):
+class Authorizer(Queries, FieldAccess, ShareAccess, Replica):
     """Answers *may this account do this action on this record?* and administers the rules.
 
     Build one per process and share it between threads: checks need no lock; changes are
@@ -172,14 +172,6 @@ class Authorizer(FieldAccess, ShareAccess, Replica):
             self._report_failure("check")
             return False
 
-    def _context(self, context: Mapping[str, Any] | None) -> Mapping[str, Any]:
-        """The request context with ``now`` filled in from the clock when absent."""
-        if context is None:
-            return {"now": self._clock()}
-        if "now" in context:
-            return context
-        return {**context, "now": self._clock()}
-
     def check_many(self, requests: Iterable[tuple[str, str, Record]], *, domain: str,
                    context: Mapping[str, Any] | None = None) -> list[bool]:
         """``check`` for each ``(account, action, record)`` (one request ``context`` for all);
@@ -236,9 +228,6 @@ class Authorizer(FieldAccess, ShareAccess, Replica):
             self._report_failure("check_many")
             return [False for _ in requests] if isinstance(requests, Sequence) else []
 
-    def _effective(self, snapshot: engine.Snapshot, account: str) -> engine.EffectiveMap:
-        return self._cache.absolute(self._cache.get(snapshot, account, self._clock()), account)
-
     def _report_failure(self, where: str) -> None:
         # Fail closed, and log once per incident (same error within a minute) rather than per check.
         error = sys.exc_info()[1]
@@ -256,72 +245,6 @@ class Authorizer(FieldAccess, ShareAccess, Replica):
     def cache_clear(self) -> None:
         self._cache.clear()
 
-    # -- questions -------------------------------------------------------------------------
-
-    def explain(self, account: str, action: str, record: Record, *, domain: str,
-                context: Mapping[str, Any] | None = None) -> Decision:
-        """The decision ``check`` makes (with the same ``context``), with the reason and the
-        rules behind it."""
-        return engine.explain(self._snapshots.get(domain), account, action, record, domain,
-                              self._clock(), self._context(context))
-
-    def scope_filter(self, account: str, action: str, type: str, *, domain: str,
-                     context: Mapping[str, Any] | None = None) -> ScopeFilter:
-        """Which records of ``type`` the account may ``action`` in a request with ``context``
-        (requirements are settled here: the filter is about records only): see
-        :class:`ScopeFilter`."""
-        coverage = NOTHING  # shared, so renderers can cache the empty filter
-        snapshot = self._snapshots.get(domain)
-        if snapshot is not None:
-            coverage = self._effective(snapshot, account).get((type, action), NOTHING)
-            if coverage.guarded:
-                coverage = coverage.given(self._context(context))
-        return ScopeFilter(account, action, type, domain, coverage)
-
-    def effective_permissions(self, account: str, *, domain: str) -> dict[tuple[str, str], Coverage]:
-        """``(type, action) → Coverage`` for everything the account may do right now."""
-        snapshot = self._snapshots.get(domain)
-        return dict(self._effective(snapshot, account)) if snapshot is not None else {}
-
-    def account(self, name: str, *, domain: str) -> AccountView | None:
-        """What the current rules say about an account (``None``: the rules never name it)."""
-        snapshot = self._snapshots.get(domain)
-        info = snapshot.accounts.get(name) if snapshot is not None else None
-        if info is None:
-            return None
-        return AccountView(name, domain, info.status, info.department, info.parent, info.roles,
-                           info.also_in, info.reports_to, dict(info.timed_roles))
-
-    def department_members(self, *, domain: str) -> Mapping[str, frozenset[str]]:
-        """``department → accounts in it`` under the current rules (one object per version of the
-        domain's rules, so callers may cache by identity)."""
-        snapshot = self._snapshots.get(domain)
-        if snapshot is None:
-            return {}
-        known = self._members.get(domain)
-        if known is None or known[0] is not snapshot:
-            grouped: dict[str, set[str]] = {}
-            for name, home in snapshot.homes.items():
-                if home:
-                    grouped.setdefault(home, set()).add(name)
-            known = self._members[domain] = (snapshot, {d: frozenset(n) for d, n in grouped.items()})
-        return known[1]
-
-    def domains(self) -> list[str]:
-        return sorted(self._snapshots)
-
-    def rules(self, domain: str | None = None) -> list[Rule]:
-        """The current rules (of one domain, or all), sorted."""
-        with self._write_lock:
-            if domain is not None:
-                state = self._states.get(domain)
-                return sorted(state.rules) if state is not None else []
-            return sorted(r for s in self._states.values() for r in s.rules)
-
-    def now(self) -> float:
-        """The authorizer's clock (seconds since the epoch)."""
-        return self._clock()
-
     # -- changes ---------------------------------------------------------------------------
 
     def admin(self, actor: str, *, domain: str, audit_denied: bool = False,
@@ -333,49 +256,3 @@ class Authorizer(FieldAccess, ShareAccess, Replica):
         from .delegation import Admin
 
         return Admin(self, actor, domain, audit_denied=audit_denied, context=context)
-
-    def apply_changes(self, added: Iterable[Rule] = (), removed: Iterable[Rule] = (), *,
-                      audit: Sequence[AuditDraft] = (),
-                      actor: str = "system:apply_changes") -> list[AuditRecord]:
-        """Apply a batch of raw rule changes — the low-level, **unauthorized** write path
-        (administrative code goes through :meth:`admin`): store first, atomically with its audit
-        records, then the in-memory snapshots.
-
-        The change is validated first: malformed rules and doubled single-valued facts (by the
-        store), and for every domain this process holds, the loader's reference and cycle rules
-        on what the change touches (unknown departments, roles, accounts, types and actions,
-        department, role-inheritance, parent and reporting cycles, deletions leaving something
-        dangling: ``SA1xx`` codes as the loader's). A refused change raises
-        :class:`~salesauthz.errors.PolicyError` and writes nothing.
-
-        It is audited: with ``audit`` drafts, those; without, one record per domain it touches,
-        naming ``actor`` (a non-human one is named ``system:<what>``, e.g. ``system:import``)."""
-        if not isinstance(actor, str) or not actor.strip():
-            raise ValueError(f"apply_changes needs an actor to audit the change under, not {actor!r}")
-        add, remove = list(dict.fromkeys(added)), list(dict.fromkeys(removed))
-        with self._write_lock:
-            drafts = list(audit) or self._raw_drafts(actor, add, remove)
-            return self._commit(add, remove, drafts, None)
-
-    def _raw_drafts(self, actor: str, added: Sequence[Rule], removed: Sequence[Rule]) -> list[AuditDraft]:
-        """One audit draft per domain a raw change touches."""
-        from . import _rules as R
-
-        grouped: dict[str, tuple[list[Rule], list[Rule]]] = {}
-        for rule in added:
-            grouped.setdefault(_domain_or_blank(R, rule), ([], []))[0].append(rule)
-        for rule in removed:
-            grouped.setdefault(_domain_or_blank(R, rule), ([], []))[1].append(rule)
-        now = self._clock()
-        return [AuditDraft(now, actor, domain, "apply_changes", domain, tuple(plus), tuple(minus),
-                           False, "applied", f"{len(plus)} added, {len(minus)} removed")
-                for domain, (plus, minus) in sorted(grouped.items()) if domain]
-
-
-def _domain_or_blank(rules: Any, rule: Rule) -> str:
-    """The domain a rule belongs to ("" when it is too malformed to say: the store refuses it)."""
-    try:
-        name = rules.domain_of(rule)
-    except (IndexError, KeyError, TypeError):
-        return ""
-    return name if isinstance(name, str) else ""

@@ -261,6 +261,16 @@ class Snapshot:
                                        if d in self.department_grants))
         return tuple(found)
 
+    def grants_of(self, account: str) -> Iterator[tuple[str | None, Permission]]:
+        """The account's grants: its direct ones (department ``None``), then those to each of
+        its main and auxiliary departments and to every department above one (:meth:`granting`),
+        with the department each was given to."""
+        for grant in self.account(account).grants:
+            yield None, grant
+        for department in self.granting(account):
+            for grant in self.department_grants[department]:
+                yield department, grant
+
     def levels_with(self, type: str, action: str) -> frozenset[str]:
         """The share levels of ``type`` that include ``action``."""
         return frozenset(level for level, actions in self.sharing.get(type, {}).items()
