@@ -587,23 +587,29 @@ def _lint_sub_account(domain: _Domain, name: str, account: AccountDocument) -> N
     parent = account.parent or ""
     problems: dict[PathKey, dict[_Dead, None]] = {}
     held_permissions = [(held.role, held.permission,
-                         frozenset(engine.expand(index, held.permission.type, held.permission.action)))
+                         frozenset(engine.expand(index, held.permission.type, held.permission.action)),
+                         held.department)
                         for held in engine.holdings(index, name)
                         if not engine.expired(held.permission.expires, now)]
     for key, coverage in sorted(domain.raw_map(name).items()):
         limit = ceiling.get(key)
         if not excess(coverage, limit, index):
             continue
-        for role, permission, keys in held_permissions:
+        for role, permission, keys, granting in held_permissions:
             if key not in keys:
                 continue
             beyond = excess(engine.scope_coverage(index, name, permission.scope, key=key), limit, index)
             if not beyond:
                 continue
-            dead = _Dead(permission_text(key, str(permission.scope)),
-                         "a direct grant" if role is None else _role_via(index, account, role),
+            via = (f"the grant to department {granting!r}" if granting is not None
+                   else "a direct grant" if role is None else _role_via(index, account, role))
+            dead = _Dead(permission_text(key, str(permission.scope)), via,
                          None if limit is None else scope_label(index, parent, key, now), beyond.describe())
-            problems.setdefault(_source_path(index, name, account, role, permission), {})[dead] = None
+            # a department's grant: reported where the account joins that department
+            path = (_source_path(index, name, account, role, permission) if granting is None
+                    else ("accounts", name, "department") if account.department is not None
+                    and granting in index.ancestry(account.department) else ("accounts", name, "also_in"))
+            problems.setdefault(path, {})[dead] = None
     for path, found in problems.items():
         # One finding per place (the grant or the role assignment to remove), whatever the
         # number of permissions it gives beyond the ceiling: those are counted and capped.
