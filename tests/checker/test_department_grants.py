@@ -85,3 +85,37 @@ def test_diff_shows_who_gains_through_a_new_department_grant(tmp_path: Path) -> 
     assert ("svc", "customer:update@custom[east]") in changes
     assert ("helper", "customer:update@custom[east]") in changes
     assert not any(account == "east_rep" for account, _ in changes)
+
+
+CONDITIONED = """\
+domain: acme
+sensitive_actions: [export]
+resources:
+  customer: {actions: [read, export], attributes: {region: str}}
+departments:
+  service:
+    grants:
+      - scope: all
+        where: {region: {in: account.territories}}
+        customer: [read]
+      - scope: all
+        customer: [export]
+accounts:
+  svc: {department: service}
+"""
+
+
+def test_conditions_and_sensitive_actions_of_department_grants_are_linted(tmp_path: Path) -> None:
+    findings = check_directory(write(tmp_path, CONDITIONED)).findings
+    never = [f for f in findings if f.code == "SA215"]
+    assert len(never) == 1, never
+    assert "no account of department 'service' has the attribute 'territories'" in never[0].message
+    assert never[0].line == 9
+    sensitive = [f for f in findings if f.code == "SA214"]
+    assert len(sensitive) == 1, sensitive
+    assert "department 'service' (a grant to a department)" in sensitive[0].message
+    assert sensitive[0].line == 12
+    # an account of the department with the attribute: the condition can hold
+    fixed = CONDITIONED.replace("svc: {department: service}",
+                                "svc: {department: service, attributes: {territories: [East]}}")
+    assert not [f for f in check_directory(write(tmp_path, fixed)).findings if f.code == "SA215"]

@@ -248,9 +248,12 @@ def _lint_sensitive_actions(domain: _Domain) -> None:
         ("roles", name, (role or RoleDocument()).permissions) for name, role in doc.roles.items()]
     owners += [("accounts", name, (account or AccountDocument()).grants)
                for name, account in doc.accounts.items()]
+    owners += [("departments", name, department.grants)
+               for name, department in doc.departments.items() if department is not None]
     for section, name, sets in owners:
         field_name = "permissions" if section == "roles" else "grants"
-        who = f"role {name!r}" if section == "roles" else f"account {name!r} (a direct grant)"
+        who = {"roles": f"role {name!r}", "accounts": f"account {name!r} (a direct grant)",
+               "departments": f"department {name!r} (a grant to a department)"}[section]
         for i, pset in enumerate(sets):
             if pset.requires and any(v is not False for v in pset.requires.values()):
                 continue
@@ -315,6 +318,10 @@ def _lint_impossible_conditions(domain: _Domain) -> None:
         for name, role in doc.roles.items()]
     owners += [("accounts", name, (account or AccountDocument()).grants, [name])
                for name, account in doc.accounts.items()]
+    owners += [("departments", name, department.grants,  # the accounts in its subtree
+                [a for a in index.accounts if any(name in index.ancestry(d)
+                                                  for d in index.departments_of(a))])
+               for name, department in doc.departments.items() if department is not None]
     for section, name, sets, accounts in owners:
         field_name = "permissions" if section == "roles" else "grants"
         for i, pset in enumerate(sets):
@@ -336,8 +343,8 @@ def _lint_impossible_conditions(domain: _Domain) -> None:
                     continue
                 if not any(test.operand.name in dict(index.account(a).attributes)
                            for a in accounts):
-                    who = ("no account assigned this role" if section == "roles"
-                           else f"account {name!r}")
+                    who = {"roles": "no account assigned this role", "accounts": f"account {name!r}",
+                           "departments": f"no account of department {name!r}"}[section]
                     domain.add("SA215", (*where, test.attribute),
                                f"the condition {test} can never hold: {who} has the attribute "
                                f"{test.operand.name!r}",
