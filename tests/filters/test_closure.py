@@ -303,10 +303,31 @@ def test_sqlalchemy_and_django_closure_forms(authz: Authorizer) -> None:
             assert set(conn.scalars(select(table.c.id).where(clause))) == allowed(
                 authz, account, records), account
     engine.dispose()
-    root = authz.scope_filter("root_mgr", "read", "customer", domain="acme")
-    q = scope_q(root, closure=CLOSURE.using(authz))
-    assert "department__in" in str(q)
-    assert "RawSQL" in str(q)
+
+
+def test_django_closure_form(authz: Authorizer, django_customers: Any) -> None:
+    from django.db import connection
+
+    spec = ClosureTable("sz_django_closure", min_subtree=11)  # the analyst's r2-t5 stays inline
+    records = customers(authz)
+    django_customers.objects.all().delete()
+    django_customers.objects.bulk_create(
+        django_customers(id=i, tenant=t, owner=o, department=d) for i, t, o, d in records)
+    with connection.cursor() as cursor:
+        cursor.execute(spec.ddl()[0])
+    try:
+        sync(connection, spec, authz, domain="acme")
+        for account in ACCOUNTS:
+            flt = authz.scope_filter(account, "read", "customer", domain="acme")
+            q = scope_q(flt, domain="tenant", authz=authz, closure=spec.using(authz))
+            assert set(django_customers.objects.filter(q).values_list("id", flat=True)) == (
+                allowed(authz, account, records)), (account, q)
+        root = authz.scope_filter("root_mgr", "read", "customer", domain="acme")
+        assert "RawSQL" in str(scope_q(root, closure=spec.using(authz)))
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("DROP TABLE sz_django_closure")
+        django_customers.objects.all().delete()
 
 
 # -- PostgreSQL -------------------------------------------------------------------------------
