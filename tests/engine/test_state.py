@@ -327,7 +327,8 @@ def test_an_old_snapshot_never_uses_a_map_computed_after_it() -> None:
     authz.apply_changes(added=[("p", "u1", "acme", "customer", "read", "team", "")])
     new = authz._snapshots["acme"]
     assert authz.check("u1", "read", record, domain="acme")  # the new map is cached now
-    entry = authz._cache.entries[("acme", "u1")]
+    entry = authz._cache.peek("acme", "u1")
+    assert entry is not None
     assert entry[0] == new.version
     assert new.fresh("u1", entry[0])
     # A reader still holding the old snapshot: the newer entry is not its (the shared stamps
@@ -337,7 +338,7 @@ def test_an_old_snapshot_never_uses_a_map_computed_after_it() -> None:
     assert old.fresh("u2", old.version)  # u2 did not change
     held = authz._cache.get(old, "u1", authz.now())[1]
     assert not held[("customer", "read")].covers("someone", "hq")
-    assert authz._cache.entries[("acme", "u1")] is entry  # not replaced by the old snapshot's
+    assert authz._cache.peek("acme", "u1") is entry  # not replaced by the old snapshot's
 
 
 def test_the_layered_map_behaves_as_a_dict_through_changes_and_compaction() -> None:

@@ -1,7 +1,7 @@
 """Explanations: the engine's decision, told from its provenance (not the hot path).
 
 The verdict is :func:`~.semantics.effective`'s — the map ``check`` caches — so ``explain`` can
-never allow what ``check`` denies. The story is told from :func:`~.semantics.sources` (which role
+never allow what ``check`` denies. The story is told from :func:`sources` (which role
 or grant gives the right, through which inheritance path, what its scope reaches, which grants
 expired) and from the parent chain (which ancestor caps it).
 """
@@ -10,18 +10,47 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from salesauthz import _rules as R
-from salesauthz.scopes import ConditionGuard, Coverage, RequirementGuard, ScopeKind, ShareGuard
+from salesauthz.scopes import (
+    ConditionGuard,
+    Coverage,
+    RequirementGuard,
+    Scope,
+    ScopeKind,
+    ShareGuard,
+)
 from salesauthz.values import Decision, Record
 
-from .semantics import ACTIVE, Source, chain, effective, sources
-from .snapshot import Permission, Snapshot
+from .semantics import ACTIVE, Holding, chain, effective, expand, expired, holdings, keyed_coverage
+from .snapshot import Key, Permission, Snapshot
 
-__all__ = ["explain", "permission_label"]
+__all__ = ["Source", "explain", "permission_label", "sources"]
 
 logger = logging.getLogger("salesauthz")
+
+
+class Source(NamedTuple):
+    """Provenance of one right: a holding naming the key, what its scope reaches for the
+    account, and whether it has expired."""
+
+    holding: Holding
+    coverage: Coverage
+    expired: bool
+
+
+def sources(snapshot: Snapshot, account: str, key: Key, now: float) -> list[Source]:
+    """The account's own holdings that give ``key`` (expired ones included, marked)."""
+    found: list[Source] = []
+    memo: dict[tuple[Scope, Key | None], Coverage] = {}
+    for held in holdings(snapshot, account):
+        permission = held.permission
+        if key not in expand(snapshot, permission.type, permission.action):
+            continue
+        coverage = keyed_coverage(snapshot, account, permission.scope, key, memo)
+        found.append(Source(held, coverage, expired(permission.expires, now)))
+    return found
 
 
 def permission_label(permission: Permission) -> str:
