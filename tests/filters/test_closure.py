@@ -389,3 +389,16 @@ def test_sqlalchemy_arrays_bind_a_large_set_as_one_parameter(authz: Authorizer) 
         team, owner=table.c.owner, department=table.c.department, arrays=True)).compile(
         dialect=DIALECT)
     assert "ANY" not in str(compiled)
+
+
+def test_sqlalchemy_closure_form_with_arrays_is_an_indexable_array(authz: Authorizer) -> None:
+    table = Table("customer", MetaData(), Column("owner", String), Column("department", String))
+    flt = authz.scope_filter("root_mgr", "read", "customer", domain="acme")
+    for arrays, form in ((True, "customer.department = ANY (array((SELECT "),
+                         (False, "customer.department IN (SELECT ")):
+        compiled = select(table.c.owner).where(scope_clause(
+            flt, owner=table.c.owner, department=table.c.department, arrays=arrays,
+            closure=CLOSURE.using(authz))).compile(dialect=DIALECT)
+        assert form in str(compiled), str(compiled)
+        assert sorted(map(str, compiled.params.values())) == sorted(
+            ["root_mgr", "acme", tree_version(authz, "acme"), "sales"])
