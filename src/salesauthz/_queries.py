@@ -18,6 +18,8 @@ from .values import AccountView, Decision, Record, ScopeFilter
 
 __all__ = ["Queries"]
 
+_NO_DEPARTMENTS: Mapping[str, str | None] = {}  # the department tree of an unknown domain
+
 
 class Queries:
     """Read-only questions about the rules (a base of :class:`~salesauthz.Authorizer`, which
@@ -89,6 +91,13 @@ class Queries:
                     grouped.setdefault(home, set()).add(name)
             known = self._members[domain] = (snapshot, {d: frozenset(n) for d, n in grouped.items()})
         return known[1]
+
+    def department_parents(self, *, domain: str) -> Mapping[str, str | None]:
+        """``department → its parent department`` (``None`` at a root): the domain's department
+        tree under the current rules. One object per version of the tree, so callers may cache
+        by identity (as :mod:`salesauthz.filters.closure` does); read it, never change it."""
+        snapshot = self._snapshots.get(domain)
+        return snapshot.department_parent if snapshot is not None else _NO_DEPARTMENTS
 
     def domains(self) -> list[str]:
         return sorted(self._snapshots)
