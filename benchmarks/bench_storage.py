@@ -73,10 +73,10 @@ def _process_b(pipe: Connection, store_url: str, watch_url: str) -> None:
     authz.close()
 
 
-def propagation(kind: str, changes: int) -> dict[str, Any]:
+def propagation(kind: str, changes: int, tag: str = "bench") -> dict[str, Any]:
     import psycopg
 
-    schema = "bench_" + uuid.uuid4().hex[:10]
+    schema = f"{tag}_" + uuid.uuid4().hex[:10]  # also the Redis / NOTIFY channel
     admin = psycopg.connect("host=127.0.0.1 user=postgres dbname=test", autocommit=True)
     admin.execute(f'CREATE SCHEMA "{schema}"')
     store_url = f"{PG}?options=-csearch_path%3D{schema}"
@@ -299,6 +299,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-watch", action="store_true", help="skip the propagation part")
     parser.add_argument("--no-load", action="store_true", help="skip the loading part")
     parser.add_argument("--load-rounds", type=int, default=None, help="loading rounds (default 5; quick 3)")
+    parser.add_argument("--tag", default="bench",
+                        help="prefix of the PostgreSQL schema and channel names (made unique)")
     parser.add_argument("--load-dir", type=Path, help="keep (and reuse) the loading part's stores here")
     parser.add_argument("--load-worker", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -316,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     if not args.no_watch:
         for kind in ("redis", "postgresql"):
-            row = propagation(kind, changes)
+            row = propagation(kind, changes, args.tag)
             print(f"{kind}: p50 {row['p50_ms']} ms, p99 {row['p99_ms']} ms, max {row['max_ms']} ms "
                   f"over {row['changes']} changes ({row['missed']} missed)", flush=True)
             result["propagation"].append(row)
