@@ -138,6 +138,31 @@ def probe(checkout: Path, size: int, count: int) -> dict[str, float]:
     return result
 
 
+def plot(rows: list[dict[str, Any]], size: int, count: int, path: Path) -> None:
+    """Bars of both versions' wall time, labelled with the ratios (and instruction ratios)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(7, 3.8))
+    xs = range(len(rows))
+    axis.bar([x - 0.2 for x in xs], [r["before_ns"] for r in rows], 0.4, label="before")
+    axis.bar([x + 0.2 for x in xs], [r["after_ns"] for r in rows], 0.4, label="after")
+    for x, r in zip(xs, rows, strict=True):
+        label = f"{r['ratio']:.2f}× wall" + (f"\n{r['instruction_ratio']:.2f}× instr."
+                                             if "instruction_ratio" in r else "")
+        axis.text(x + 0.2, r["after_ns"], label + ("" if r["met"] else " MISSED"),
+                  ha="center", va="bottom", fontsize=8)
+    axis.margins(y=0.2)  # room for the labels under the title
+    axis.set_xticks(list(xs), [r["operation"] for r in rows])
+    axis.set_ylabel("ns per warm check (median of rounds)")
+    axis.set_title(f"warm checks, {size:,} rules, {count:,} accounts (target ≤ {TARGET}×)")
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--before", type=Path, required=True, help="a checkout of the older version")
@@ -186,27 +211,7 @@ def main() -> int:
                                     "rounds": args.rounds, "rows": rows}, indent=2) + "\n",
                         encoding="utf-8")
     if args.plot is not None:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        figure, axis = plt.subplots(figsize=(7, 3.8))
-        xs = range(len(rows))
-        axis.bar([x - 0.2 for x in xs], [r["before_ns"] for r in rows], 0.4, label="before")
-        axis.bar([x + 0.2 for x in xs], [r["after_ns"] for r in rows], 0.4, label="after")
-        for x, r in zip(xs, rows, strict=True):
-            label = f"{r['ratio']:.2f}× wall" + (f"\n{r['instruction_ratio']:.2f}× instr."
-                                                 if "instruction_ratio" in r else "")
-            axis.text(x + 0.2, r["after_ns"], label + ("" if r["met"] else " MISSED"),
-                      ha="center", va="bottom", fontsize=8)
-        axis.margins(y=0.2)  # room for the labels under the title
-        axis.set_xticks(list(xs), [r["operation"] for r in rows])
-        axis.set_ylabel("ns per warm check (median of rounds)")
-        axis.set_title(f"warm checks, {size:,} rules, {count:,} accounts (target ≤ {TARGET}×)")
-        axis.legend()
-        figure.tight_layout()
-        figure.savefig(args.plot, dpi=110)
+        plot(rows, size, count, args.plot)
     return 0 if all(r["met"] for r in rows) else 1
 
 
