@@ -165,10 +165,18 @@ def paired_latencies(urls: dict[str, str], requests: int) -> dict[str, list[floa
     return latencies
 
 
-def in_process_service_times(requests: int) -> dict[str, list[int]]:
-    """CPU time (ns, all threads of this process) to serve each request, calling the three
-    builds' ASGI apps directly, rotating between them request by request. CPU time, unlike wall
-    time, does not count the moments other processes of a busy machine hold the CPU."""
+IN_PROCESS_MODES = ("off", "on", "on+log", "on, no middleware")
+"""The builds called in process: ``on, no middleware`` is ``on`` without its ``AuthzMiddleware``
+(the routes' dependencies still authorize every request): ``on`` over it is what the
+middleware costs."""
+
+
+def in_process_service_times(requests: int, modes: tuple[str, ...] = IN_PROCESS_MODES
+                             ) -> dict[str, list[int]]:
+    """CPU time (ns, all threads of this process) to serve each request, calling the builds'
+    ASGI apps directly, rotating between them request by request. CPU time, unlike wall time,
+    does not count the moments other processes of a busy machine hold the CPU. Every build must
+    answer every request with the same status and body."""
     import logging
 
     sys.path.insert(0, str(ROOT))
@@ -178,19 +186,21 @@ def in_process_service_times(requests: int) -> dict[str, list[int]]:
     sink = logging.StreamHandler(open(os.devnull, "w"))  # noqa: SIM115 - closed below
 
     def build(mode: str) -> Any:
-        return create_app(secret=SECRET, enforce=mode != "off")
+        return create_app(secret=SECRET, enforce=mode != "off",
+                          route_middleware=mode != "on, no middleware")
 
-    apps = {mode: build(mode) for mode in MODES}
+    apps = {mode: build(mode) for mode in modes}
     plan = workload()
-    times: dict[str, list[int]] = {mode: [] for mode in MODES}
+    times: dict[str, list[int]] = {mode: [] for mode in modes}
 
-    async def call(app: Any, path: str, headers: dict[str, str]) -> int:
+    async def call(app: Any, path: str, headers: dict[str, str]) -> tuple[int, bytes]:
         scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
                  "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"",
                  "root_path": "", "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 80),
                  "headers": [(b"host", b"bench")] + [(k.lower().encode(), v.encode())
                                                      for k, v in headers.items()]}
         status = 0
+        body = []
 
         async def receive() -> dict[str, Any]:
             return {"type": "http.request", "body": b"", "more_body": False}
@@ -199,15 +209,18 @@ def in_process_service_times(requests: int) -> dict[str, list[int]]:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+            elif message["type"] == "http.response.body":
+                body.append(message.get("body", b""))
 
         await app(scope, receive, send)
-        return status
+        return status, b"".join(body)
 
     async def drive_all() -> None:
-        order = list(MODES)
+        order = list(modes)
         for number in range(requests):
             path, headers = plan[number % len(plan)]
             rotation = order[number % len(order):] + order[:number % len(order)]
+            answers = set()
             for mode in rotation:
                 logged = mode == "on+log"
                 if logged:
@@ -215,7 +228,7 @@ def in_process_service_times(requests: int) -> dict[str, list[int]]:
                     decisions.addHandler(sink)
                     decisions.propagate = False
                 started = time.process_time_ns()
-                status = await call(apps[mode], path, headers)
+                status, body = await call(apps[mode], path, headers)
                 elapsed = time.process_time_ns() - started
                 if logged:
                     decisions.removeHandler(sink)
@@ -223,14 +236,99 @@ def in_process_service_times(requests: int) -> dict[str, list[int]]:
                     decisions.propagate = True
                 if status != 200:
                     raise RuntimeError(f"{mode} {path} answered {status}")
+                answers.add(body)
                 if number >= len(plan) * 20:  # after a warm-up
                     times[mode].append(elapsed)
+            if len(answers) != 1:
+                raise RuntimeError(f"the builds answered {path} differently")
 
     try:
         asyncio.run(drive_all())
     finally:
         sink.close()
     return times
+
+
+def per_round_ratios(times: dict[str, list[int]], mode: str, base: str, rounds: int) -> list[float]:
+    """The request-by-request CPU times cut into ``rounds`` consecutive rounds; per round, the
+    median of ``mode`` over the median of ``base`` (both saw the same moments of the machine)."""
+    size = min(len(times[mode]), len(times[base])) // rounds
+    return [statistics.median(times[mode][i * size:(i + 1) * size])
+            / statistics.median(times[base][i * size:(i + 1) * size]) for i in range(rounds)]
+
+
+def count_worker(mode: str, requests: int) -> None:
+    """Under cachegrind: build ``mode``'s app, serve a warm-up, then ``requests`` more requests
+    (the difference between two runs is what the requests alone execute)."""
+    import gc
+
+    sys.path.insert(0, str(ROOT))
+    sys.path.insert(0, str(ROOT / "src"))
+    from examples.crm_api import create_app
+
+    app = create_app(secret=SECRET, enforce=True, route_middleware=mode != "on, no middleware")
+    plan = workload()
+
+    async def serve(count: int) -> None:
+        for number in range(count):
+            path, headers = plan[number % len(plan)]
+            scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
+                     "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"",
+                     "root_path": "", "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 80),
+                     "headers": [(b"host", b"bench")] + [(k.lower().encode(), v.encode())
+                                                         for k, v in headers.items()]}
+
+            async def receive() -> dict[str, Any]:
+                return {"type": "http.request", "body": b"", "more_body": False}
+
+            async def send(message: dict[str, Any]) -> None:
+                pass
+
+            await app(scope, receive, send)
+
+    asyncio.run(serve(len(plan) * 20))
+    gc.collect()
+    gc.freeze()
+    asyncio.run(serve(requests))
+
+
+def instructions(mode: str, requests: int) -> int:
+    done = subprocess.run(["valgrind", "--tool=cachegrind", "--cache-sim=no",
+                           "--cachegrind-out-file=/dev/null", sys.executable, __file__,
+                           "--count-worker", mode, str(requests)],
+                          check=True, capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, "PYTHONHASHSEED": "7"})
+    for line in done.stderr.splitlines():
+        if "I" in line and "refs:" in line:
+            return int(line.rsplit(":", 1)[1].strip().replace(",", ""))
+    raise RuntimeError("no instruction count in cachegrind's output")
+
+
+def middleware_instructions(requests: int) -> dict[str, Any]:
+    """Instructions per request (cachegrind; fixed hash seed; a run with and without the
+    measured requests, the difference divided by their number), with and without the
+    middleware: a count, unlike a time, does not move with the machine's load."""
+    per_request = {}
+    for mode in ("on", "on, no middleware"):
+        base, full = instructions(mode, 0), instructions(mode, requests)
+        per_request[mode] = (full - base) / requests
+    ratio = per_request["on"] / per_request["on, no middleware"]
+    return {"requests": requests, "instructions_per_request": per_request,
+            "ratio": round(ratio, 4), "overhead_pct": round((ratio - 1) * 100, 2),
+            "met": ratio <= 1.03}
+
+
+def middleware_cost(requests: int, rounds: int) -> dict[str, Any]:
+    """What the route middleware adds to a request's CPU time, in process (the verdict)."""
+    times = in_process_service_times(requests, ("on", "on, no middleware"))
+    ratios = per_round_ratios(times, "on", "on, no middleware", rounds)
+    median = statistics.median(ratios)
+    return {"requests": len(times["on"]), "rounds": rounds,
+            "median_cpu_us": {m: statistics.median(v) / 1000 for m, v in times.items()},
+            "ratio_per_round": [round(r, 4) for r in ratios], "median_ratio": round(median, 4),
+            "overhead_pct": round((median - 1) * 100, 2),
+            "target": "the middleware adds <= 3 % CPU per request ('on' over 'on, no middleware')",
+            "met": median <= 1.03, "load_average": os.getloadavg()}
 
 
 def cpu_seconds(process: psutil.Process) -> float:
@@ -281,13 +379,20 @@ def run(rounds: int, requests: int, concurrency: int, warmup: int) -> dict[str, 
                                                     / base["server_cpu_ms_per_request"] - 1) * 100
     service = in_process_service_times(requests * rounds)
     in_process: dict[str, Any] = {}
-    for mode in MODES:
+    for mode in IN_PROCESS_MODES:
         values = service[mode]
         in_process[mode] = {"requests": len(values), "median_us": statistics.median(values) / 1000,
                             "p99_us": percentile([float(v) for v in values], 0.99) / 1000}
-    for mode in MODES[1:]:
+    for mode in IN_PROCESS_MODES[1:]:
         in_process[mode]["median_overhead_pct"] = (in_process[mode]["median_us"]
                                                    / in_process["off"]["median_us"] - 1) * 100
+    ratios = per_round_ratios(service, "on", "on, no middleware", rounds)
+    middleware = {"ratio_per_round": [round(r, 4) for r in ratios],
+                  "median_ratio": round(statistics.median(ratios), 4),
+                  "overhead_pct": round((statistics.median(ratios) - 1) * 100, 2),
+                  "target": "the middleware adds <= 3 % CPU per request ('on' over 'on, no middleware', "
+                            "in process, median of per-round ratios)",
+                  "met": statistics.median(ratios) <= 1.03}
     return {
         "benchmark": "bench_web",
         "workload": [path for path, _ in workload()],
@@ -298,6 +403,7 @@ def run(rounds: int, requests: int, concurrency: int, warmup: int) -> dict[str, 
                     "cpus": os.cpu_count(), "load_average": os.getloadavg()},
         "results": results,
         "in_process_service_cpu": in_process,
+        "middleware_cpu": middleware,
         "target": "salesauthz adds <= 5 % to median latency ('on' vs 'off')",
         "target_met_loopback_wall_clock": results["on"]["median_overhead_pct"] <= 5.0,
         "target_met_service_cpu": in_process["on"]["median_overhead_pct"] <= 5.0,
@@ -336,13 +442,34 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=300)
     parser.add_argument("--out", type=Path, help="JSON file for the results")
     parser.add_argument("--plot", type=Path, help="PNG chart (default: --out with .png)")
+    parser.add_argument("--middleware-only", action="store_true",
+                        help="only the in-process middleware CPU comparison (rounds x requests)")
+    parser.add_argument("--instructions", action="store_true",
+                        help="also count instructions per request under valgrind (cachegrind)")
+    parser.add_argument("--instruction-requests", type=int, default=120,
+                        help="requests counted under cachegrind per build (default 120)")
+    parser.add_argument("--count-worker", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--serve", choices=MODES, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         serve(args.serve, args.port)
         return 0
+    if args.count_worker:
+        count_worker(args.count_worker[0], int(args.count_worker[1]))
+        return 0
+    if args.middleware_only:
+        result = middleware_cost(args.requests * args.rounds, args.rounds)
+        if args.instructions:
+            result["instructions"] = middleware_instructions(args.instruction_requests)
+        print(json.dumps(result, indent=2))
+        if args.out is not None:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(result, indent=2) + "\n")
+        return 0
     report = run(args.rounds, args.requests, args.concurrency, args.warmup)
+    if args.instructions:
+        report["middleware_cpu"]["instructions"] = middleware_instructions(args.instruction_requests)
     text = json.dumps(report, indent=2)
     print(text)
     if args.out is not None:

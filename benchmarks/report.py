@@ -79,7 +79,7 @@ def acceptance(rows: list[Row]) -> str:
 
     def add(name: str, measured: float | None, target: str, met: bool | None, unit: str = "") -> None:
         shown = "—" if measured is None else f"{measured:,.1f}{unit}"
-        verdict = "—" if met is None else ("yes" if met else "no")
+        verdict = "—" if met is None else ("yes" if met else "**missed**")
         lines.append(f"| {name} | {shown} | {target} | {verdict} |")
 
     for op in ("check_allowed", "check_denied"):
@@ -87,15 +87,18 @@ def acceptance(rows: list[Row]) -> str:
         warm100k = pick(rows, "salesauthz", "warm", op, 100_000)
         add(f"warm median at 100k ({kind})", warm100k, "≤ 1,000 ns", None if warm100k is None
             else warm100k <= 1_000, " ns")
+        for verdict in rows:  # spread traffic, each enforcer with its fastest matcher order
+            if verdict["engine"] == "verdict" and verdict["op"] == op:
+                add(verdict["criterion"], verdict["measured"],
+                    verdict["target"].replace(">=", "≥").replace("x", "×"), verdict["met"], "×")
         warm10k = pick(rows, "salesauthz", "warm", op, 10_000)
         fast10k = pick(rows, "casbin.FastEnforcer", "uncached", op, 10_000)
         enf10k = pick(rows, "casbin.Enforcer", "uncached", op, 10_000)
-        if warm10k and fast10k:
-            add(f"FastEnforcer / salesauthz at 10k ({kind})", fast10k / warm10k, "≥ 50×",
-                fast10k / warm10k >= 50, "×")
+        if warm10k and fast10k:  # the hot set: shown, not the verdict
+            add(f"FastEnforcer / salesauthz at 10k, hot set ({kind})", fast10k / warm10k, "—", None,
+                "×")
         if warm10k and enf10k:
-            add(f"Enforcer / salesauthz at 10k ({kind})", enf10k / warm10k, "≥ 1,000×",
-                enf10k / warm10k >= 1_000, "×")
+            add(f"Enforcer / salesauthz at 10k, hot set ({kind})", enf10k / warm10k, "—", None, "×")
         warm1k = pick(rows, "salesauthz", "warm", op, 1_000)
         warm1m = pick(rows, "salesauthz", "warm", op, 1_000_000)
         if warm1k and warm1m:

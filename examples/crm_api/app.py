@@ -198,13 +198,15 @@ def _import_once(store_url: str, policies: Path) -> None:
 def create_app(*, secret: str | None = None, database_url: str | None = None, enforce: bool = True,
                hide_denied: bool = True, debug: bool = False, policies: Path = POLICIES,
                decision_log: DecisionLog | None = None, cors_origins: Sequence[str] = (),
-               authz: Authorizer | None = None) -> FastAPI:
+               authz: Authorizer | None = None, route_middleware: bool = True) -> FastAPI:
     """Build the API (every argument has a default, read from the environment where it says so,
     so that ``uvicorn --factory`` can call it in each worker). ``secret`` signs the bearer tokens
     (default: ``CRM_TOKEN_SECRET`` or a random one); ``database_url`` holds the CRM's tables
     (default: ``CRM_DATABASE_URL`` or an in-memory SQLite); the rules come from ``authz`` or
     :func:`open_authorizer`; ``enforce=False`` builds the benchmark baseline without
-    authorization."""
+    authorization, and ``route_middleware=False`` the same app without its route-level
+    middleware (every route is still protected by its dependencies; for measuring what the
+    middleware costs)."""
     authz = authz if authz is not None else open_authorizer(policies)
     engine: Engine = open_database(database_url or os.environ.get("CRM_DATABASE_URL") or "sqlite://")
     seed(engine, authz)
@@ -221,7 +223,8 @@ def create_app(*, secret: str | None = None, database_url: str | None = None, en
                            allow_headers=["Authorization", "Content-Type"])
     if enforce:
         web.install(app)
-        app.add_middleware(AuthzMiddleware, guard=guard, rules=ROUTE_RULES)
+        if route_middleware:
+            app.add_middleware(AuthzMiddleware, guard=guard, rules=ROUTE_RULES)
     else:
         FastAPIAuthz(guard).install(app)  # still answer 401 for bad tokens
     worker = str(os.getpid())

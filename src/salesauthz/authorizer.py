@@ -166,7 +166,12 @@ class Authorizer(Queries, FieldAccess, ShareAccess, Replica):
             if entry[3] and owner == account and coverage.owners:  # a shared map: SELF
                 return True
             if not coverage.guarded:
-                return coverage.covers(owner, record.department, snapshot.homes)
+                if coverage.owner_departments:
+                    return coverage.covers(owner, record.department, snapshot.homes)
+                # Coverage.covers' department test inlined (a record with no department is in
+                # its owner's)
+                department = record.department or snapshot.homes.get(owner)  # type: ignore[arg-type]
+                return department in coverage.departments
             if coverage.condition_guards is not None:  # where: only, no requires: no clock read
                 return coverage.covers(owner, record.department, snapshot.homes, record.shares,
                                        record.attributes, _NO_CONTEXT)
@@ -220,7 +225,10 @@ class Authorizer(Queries, FieldAccess, ShareAccess, Replica):
                         or (shared and owner == account and coverage.owners)):  # shared map: SELF
                     append(True)
                 elif not coverage.guarded:
-                    append(coverage.covers(owner, record.department, homes))
+                    append((record.department or homes.get(owner))  # type: ignore[arg-type]
+                           in coverage.departments  # type: ignore[operator]  # None: not in it
+                           if not coverage.owner_departments
+                           else coverage.covers(owner, record.department, homes))
                 else:
                     if full is None:
                         full = self._context(context)

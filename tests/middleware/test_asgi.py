@@ -292,3 +292,74 @@ def test_apps_under_a_root_path_match_their_own_templates(sample: Authorizer) ->
     response = client.get("/crm/customers/1", headers=as_("s-rep"))
     assert response.json() == {"id": "1", "route": "/customers/{customer_id}"}
     assert client.get("/crm/customers/5", headers=as_("s-rep")).status_code == 404
+
+
+# -- remembered routes: the same answers as resolving every request afresh ----------------------
+
+
+def middleware_of(app: Starlette) -> AuthzMiddleware:
+    """The app's AuthzMiddleware, in the middleware stack the app will use."""
+    layer: Any = app.build_middleware_stack()
+    app.middleware_stack = layer
+    while not isinstance(layer, AuthzMiddleware):
+        layer = layer.app
+    return layer
+
+
+def test_remembered_routes_stay_bounded_and_keep_each_paths_parameters(
+        sample: Authorizer, monkeypatch: pytest.MonkeyPatch) -> None:
+    import salesauthz.middleware.asgi as asgi
+
+    monkeypatch.setattr(asgi, "ROUTE_CACHE_SIZE", 4)
+    app = build(sample)
+    layer = middleware_of(app)
+    seen: list[Any] = []
+
+    def identity(info: RequestInfo) -> Identity | None:
+        seen.append(dict(info.path_params))
+        return starlette_user(info)
+
+    layer.guard.identity = identity
+    client = TestClient(app)
+    for round_number in range(3):
+        for customer in ("1", "3", "5", "7", "1"):
+            response = client.get(f"/customers/{customer}", headers=as_("s-rep"))
+            assert response.status_code == (200 if customer == "1" else 404), (round_number, customer)
+            assert seen[-1] == {"customer_id": customer}
+            assert len(layer._recent) <= 4
+        assert client.get("/unruled", headers=as_("s-rep")).status_code == 403  # fail closed, again
+        assert client.get("/health").status_code == 200
+        assert client.get("/missing", headers=as_("s-rep")).status_code == 404
+    assert client.get("/customers/1", headers=as_("s-rep")).status_code == 200
+    remembered = layer._recent[("GET", "", "/customers/1")]
+    assert remembered is not None
+    with pytest.raises(TypeError):
+        remembered.params["customer_id"] = "5"  # type: ignore[index]  # read-only, shared by requests
+
+
+def test_routes_added_after_the_first_request_are_matched(sample: Authorizer) -> None:
+    app = build(sample, rules={"GET /customers/{customer_id}": ("customer", "read"),
+                               "GET /late": ("customer", "delete")})
+    client = TestClient(app)
+    assert client.get("/customers/1", headers=as_("s-rep")).status_code == 200
+    assert client.get("/late", headers=as_("s-rep")).status_code == 404  # no such route yet
+    app.router.routes.append(Route("/late", plain))
+    assert client.get("/late", headers=as_("s-rep")).status_code == 403  # its rule now applies
+
+
+def test_host_routes_are_resolved_per_request(sample: Authorizer) -> None:
+    from starlette.routing import Host, Router
+
+    admin = Router(routes=[Route("/customers/{key}", plain)])
+    app = Starlette(routes=[Host("admin.example", app=admin),
+                            Route("/customers/{customer_id}", plain)])
+    guard = Guard(sample, identity=starlette_user, domain=lambda info, who: "acme")
+    app.add_middleware(AuthzMiddleware, guard=guard, unmatched="deny",
+                       rules={"GET /customers/{customer_id}": ("customer", "read")})
+    app.add_middleware(AuthenticationMiddleware, backend=SessionBackend())
+    client = TestClient(app)
+    for _ in range(2):
+        # The admin host's route has no rule: denied. Elsewhere, the same path has one.
+        assert client.get("/customers/1", headers=as_("s-rep") | {"Host": "admin.example"}
+                          ).status_code == 403
+        assert client.get("/customers/1", headers=as_("s-rep") | {"Host": "crm.example"}).text == "ok"

@@ -172,9 +172,20 @@ def _how_covered(snapshot: Snapshot, account: str, permission: Permission, recor
     return ""
 
 
-def _source_text(source: Source) -> str:
-    via = source.holding.via
-    return "direct grant" if not via else "role " + " → ".join(via)
+def _source_text(snapshot: Snapshot, account: str, holding: Holding) -> str:
+    """How the account holds a permission: a role path, a direct grant, or a grant to a
+    department with the account's department that reaches it."""
+    if holding.department is None:
+        return "direct grant" if not holding.via else "role " + " → ".join(holding.via)
+    granting = holding.department
+    main = snapshot.account(account).department
+    for department in snapshot.departments_of(account):
+        if granting in snapshot.ancestry(department):
+            which = "main" if department == main else "auxiliary"
+            where = f"is {granting}" if department == granting \
+                else f"{department} is below it"
+            return f"grant to department {granting} ({account}'s {which} department {where})"
+    return f"grant to department {granting}"  # (unreachable: holdings walked these departments)
 
 
 def _tell(snapshot: Snapshot | None, account: str, action: str, record: Record, domain: str,
@@ -208,9 +219,12 @@ def _tell(snapshot: Snapshot | None, account: str, action: str, record: Record, 
         if source.expired:
             until = source.holding.until
             if until is not None and until <= now:
-                steps.append(f"{_source_text(source)}: the assignment of role "
+                steps.append(f"{_source_text(snapshot, account, source.holding)}: the assignment of role "
                              f"{source.holding.via[0]} expired at {R.format_expiry_at(until)}, "
                              f"so {label} is ignored")
+            elif source.holding.department is not None:
+                steps.append(f"{_source_text(snapshot, account, source.holding)}: {label} "
+                             "expired; ignored")
             else:
                 steps.append(f"grant {label} expired; ignored")
             continue
@@ -227,7 +241,7 @@ def _tell(snapshot: Snapshot | None, account: str, action: str, record: Record, 
             conditions.extend(failures)
         verdict = ("covers this record but for its conditions: " + "; ".join(failures)
                    if failures else "covers" if covered else "does not cover")
-        steps.append(f"{_source_text(source)}: {label} reaches "
+        steps.append(f"{_source_text(snapshot, account, source.holding)}: {label} reaches "
                      f"{_scope_text(snapshot, account, source.holding.permission)}, which "
                      f"{verdict}{' this record' if covered or not failures else ''}{how}")
     if not live:
@@ -255,7 +269,8 @@ def _tell(snapshot: Snapshot | None, account: str, action: str, record: Record, 
             return deny(f"{account} would be allowed, but its parent {info.parent} is not: "
                         f"{above.reason}", steps, (*rules, (R.PARENT, account, info.parent, domain)))
     permission = first.holding.permission
-    source_name = "a direct grant" if first.holding.role is None else f"role {first.holding.role}"
+    source_name = ("a " + _source_text(snapshot, account, first.holding)
+                   if first.holding.role is None else f"role {first.holding.role}")
     reason = (f"allowed by {source_name}: {permission_label(permission)} reaches "
               f"{_scope_text(snapshot, account, permission)}"
               f"{_how_covered(snapshot, account, permission, record, action)}")

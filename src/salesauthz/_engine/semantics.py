@@ -13,11 +13,10 @@ implementation, on purpose: the differential tests compare the two.
    ``subordinate_tree`` from its reporting line, ``shared`` from the record's shares; a record
    with no department is in its owner's current main department (``Coverage.covers`` with the
    snapshot's ``homes``).
-4. An account holds the unexpired permissions of its unexpired role assignments (closed over
-   inheritance) and its
-   direct grants, wildcards expanded over the domain's vocabulary (:func:`holdings`,
-   :func:`own_map`); grants add up (union) and a sub-account is capped by what its parent holds
-   (intersection, up the whole chain, evaluated at decision time: :func:`effective`).
+4. An account holds the unexpired permissions of its unexpired role assignments (closed over inheritance),
+   its direct grants and those to its main and auxiliary departments or above, wildcards expanded
+   (:func:`holdings`, :func:`own_map`); grants add up (union) and a sub-account is capped by what its
+   parent holds (intersection, up the whole chain, evaluated at decision time: :func:`effective`).
 5. Field modes refine a record a role may see (:func:`field_modes`).
 """
 
@@ -139,14 +138,15 @@ def chain(snapshot: Snapshot, account: str) -> tuple[str, ...] | None:
 
 
 class Holding(NamedTuple):
-    """A permission an account holds, and how: ``via`` is the path assigned role → … → the role
-    that lists it (``()`` for a direct grant); ``until`` is when the role assignment it comes
-    through expires (``None``: a permanent assignment or a direct grant). A permission held
-    through a timed assignment carries the earlier of its own expiry and the assignment's."""
+    """A permission an account holds, and how: ``via`` is the path assigned role → … → the role that
+    lists it (``()`` for a grant; ``department`` names the department a grant was given to, if any);
+    ``until`` is when the role assignment it comes through expires (``None``: permanent, or a grant),
+    and the permission then carries the earlier of its own expiry and the assignment's."""
 
     permission: Permission
     via: tuple[str, ...]
     until: float | None = None
+    department: str | None = None
 
     @property
     def role(self) -> str | None:
@@ -161,12 +161,12 @@ def role_holdings(snapshot: Snapshot, role: str) -> Iterator[Holding]:
 
 
 def holdings(snapshot: Snapshot, account: str) -> Iterator[Holding]:
-    """Every permission the account itself holds (expired ones included): its direct grants,
-    then its roles' (after inheritance, by role name). Each reached role counts once, through
-    its best assignment — a permanent one, else the one expiring last — by its shortest path."""
+    """Every permission the account itself holds (expired ones included): its grants (``grants_of``),
+    then its roles' (after inheritance, by role name). Each reached role counts once, through its
+    best assignment — a permanent one, else the one expiring last — by its shortest path."""
     info = snapshot.account(account)
-    for grant in info.grants:
-        yield Holding(grant, ())
+    for department, grant in snapshot.grants_of(account):
+        yield Holding(grant, (), department=department)
     best: dict[str, tuple[tuple[object, ...], tuple[str, ...], float | None]] = {}
     assigned: list[tuple[str, float | None]] = [(role, None) for role in sorted(info.roles)]
     assigned.extend(info.timed_roles)

@@ -58,7 +58,7 @@ import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -213,6 +213,10 @@ def prepare_url(url: str) -> tuple[sa.URL, StoreTimeouts]:
     return target.set(query=query), timeouts
 
 
+LOAD_BATCH: Final = 10_000
+"""Rows fetched from the driver at a time when loading rules."""
+
+
 def rule_values(rule: Rule) -> dict[str, str | None]:
     """The ``ptype``/``v0``…``v5`` columns of a rule (``None`` past its arity)."""
     values: dict[str, str | None] = {"ptype": rule[0]}
@@ -228,10 +232,10 @@ def rows_to_rules(rows: Iterable[Sequence[Any]]) -> list[Rule]:
     type's arity keeps its values up to the last one: both are malformed rules, which the load
     refuses naming them (:func:`salesauthz.models.validate.stored_rule_issues`) rather than
     guessing what they meant."""
-    widths = {ptype: 1 + arity for ptype, arity in ARITY.items()}
+    width_of = {ptype: 1 + arity for ptype, arity in ARITY.items()}.get
     rules: dict[Rule, None] = {}
     for row in rows:
-        width = widths.get(row[0])
+        width = width_of(row[0])
         if width is None:  # a row this model does not know (e.g. another app's Casbin policy)
             continue
         if any(row[width:]):  # a value past the arity ("" there is as good as absent)
@@ -555,8 +559,17 @@ class SQLAdapter:
         query = sa.select(*columns)
         if domains is not None:
             query = query.where(table.c.domain_key.in_([domain_key(d) for d in domains]))
-        rows = conn.execute(query)
-        return rows_to_rules(rows)
+        result = conn.execute(query)  # through SQLAlchemy: its events arm the call's deadline
+        try:
+            cursor = result.cursor
+            if cursor is None:  # no DBAPI cursor to read from (not expected for a SELECT)
+                return rows_to_rules(result)
+            # The driver's own rows (plain tuples), in batches: building a SQLAlchemy Row per
+            # rule costs about as much as reading it; a batch bounds the memory held at once.
+            return rows_to_rules(row for batch in iter(lambda: cursor.fetchmany(LOAD_BATCH), [])
+                                 for row in batch)
+        finally:
+            result.close()
 
     def load_versioned(self, domains: Collection[str] | None = None) -> Loaded:
         if domains is not None and not domains:

@@ -21,6 +21,7 @@ import inspect
 import json
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Literal
 
 from starlette.requests import HTTPConnection
@@ -29,7 +30,7 @@ from salesauthz._identity import IdentityCache
 from salesauthz.errors import AuthorizationError, ForbiddenError
 
 from ._core import MARKER, Guard, Problem, RequestAuthz
-from ._routes import Requirement, RouteTable
+from ._routes import Requirement, RouteMatch, RouteTable
 from .identity import Identity, RequestInfo
 
 __all__ = ["AuthzMiddleware", "context_for", "send_problem", "starlette_user"]
@@ -197,6 +198,47 @@ class _Resolved:
     protected: bool  # a salesauthz FastAPI dependency enforces inside the route
 
 
+_UNKNOWN: Any = object()
+ROUTE_CACHE_SIZE = 1024
+"""Requests (method, root path, path) whose route a middleware remembers (then it starts
+afresh)."""
+
+# One step of a route plan: a top-level endpoint route matched on its compiled regex alone —
+# ``(match, methods, template, route)`` — or any other route (``match`` is ``None``: a mount, a
+# host, a router, FastAPI's included router), resolved the general way.
+_Step = tuple[Callable[[str], Any] | None, Any, str, Any]
+
+
+def _plan(routes: Iterable[Any]) -> tuple[_Step, ...]:
+    """The routes in order, the ones matched by path and method alone prepared for that."""
+    steps: list[_Step] = []
+    for route in routes:
+        pattern = getattr(route, "path_regex", None)
+        if (not callable(getattr(route, "effective_route_contexts", None)) and pattern is not None
+                and getattr(route, "endpoint", None) is not None):
+            steps.append((pattern.match, getattr(route, "methods", None), str(route.path), route))
+        else:
+            steps.append((None, None, "", route))
+    return tuple(steps)
+
+
+def _resolve_planned(steps: tuple[_Step, ...], scope: Scope
+                     ) -> tuple[tuple[str, Mapping[str, Any], bool] | None, bool]:
+    """What :func:`_find_route` answers, over a plan; and whether the answer depends on the
+    method and path alone (only routes matched by path and method were consulted), so that it
+    may be remembered for them."""
+    path = _route_path(scope)
+    method = scope["method"]
+    for position, (match, methods, template, route) in enumerate(steps):
+        if match is None:  # a route whose match may depend on more than the path
+            return _find_route([step[3] for step in steps[position:]], scope, ""), False
+        found = match(path)
+        if found is None or (methods is not None and method not in methods):
+            continue
+        return (template, found.groupdict(), _marked(route)), True
+    return None, True
+
+
 class AuthzMiddleware:
     """Authenticate, bind the domain and enforce route-level rules for every HTTP request.
 
@@ -222,6 +264,14 @@ class AuthzMiddleware:
         self.guard = guard
         self.unmatched = unmatched
         self.on_error: ErrorHook = on_error if on_error is not None else self._problem
+        # The app's routes, planned once (again if the list is replaced or grows), and the
+        # routes of recent requests: resolving a route walks the app's routes, which costs
+        # more than the rest of the middleware together.
+        self._planned_from: Any = None
+        self._planned_length = -1
+        self._steps: tuple[_Step, ...] = ()
+        self._recent: dict[tuple[str, str, str], _Resolved | None] = {}
+        self._declared: dict[tuple[str, str], RouteMatch | None] = {}
 
     def _problem(self, scope: Scope, error: AuthorizationError) -> Problem:
         return self.guard.problem(error, instance=scope.get("path"))
@@ -235,13 +285,30 @@ class AuthzMiddleware:
             if found is None:
                 return None
             return _Resolved(found.template, found.params, True, found.requirement, False)
-        routed = _find_route(routes, dict(scope), "")
-        if routed is None:
-            return None
-        template, params, protected = routed
-        declared = self.table.for_template(method, template)
-        return _Resolved(template, params, declared is not None,
-                         declared.requirement if declared is not None else None, protected)
+        if routes is not self._planned_from or len(routes) != self._planned_length:
+            self._steps = _plan(routes)
+            self._planned_from, self._planned_length = routes, len(routes)
+            self._recent.clear()
+        key = (method, scope.get("root_path", ""), scope["path"])
+        recent = self._recent
+        known: _Resolved | None = recent.get(key, _UNKNOWN)
+        if known is not _UNKNOWN:
+            return known
+        routed, by_path = _resolve_planned(self._steps, scope)
+        resolved = None
+        if routed is not None:
+            template, params, protected = routed
+            declared = self._declared.get((method, template), _UNKNOWN)
+            if declared is _UNKNOWN:  # one entry per route and method at most
+                declared = self._declared[(method, template)] = self.table.for_template(method, template)
+            # Read-only: a remembered route's parameters are handed to every request for it.
+            resolved = _Resolved(template, MappingProxyType(dict(params)), declared is not None,
+                                 declared.requirement if declared is not None else None, protected)
+        if by_path:
+            if len(recent) >= ROUTE_CACHE_SIZE:
+                recent.clear()  # bounded; the routes in use come back at once
+            recent[key] = resolved
+        return resolved
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or _is_preflight(scope):
@@ -265,11 +332,10 @@ class AuthzMiddleware:
         except AuthorizationError as error:
             await send_problem(send, self.on_error(scope, error))
             return
-        await self._call_handling_errors(scope, receive, send)
-
-    async def _call_handling_errors(self, scope: Scope, receive: Receive, send: Send) -> None:
         # Handlers raise 401/403/404 errors from record-level checks; answer them here unless
         # the app already started its response (then there is nothing sensible left to send).
+        # In this frame, not a helper coroutine's: every frame between the server and the app
+        # is resumed each time the app's await resumes (a FastAPI request: about 20 times).
         started = False
 
         async def tracking_send(message: Message) -> None:
