@@ -106,7 +106,7 @@ for _ in range(repeat):
         for domain, page in pages:
             check_many(page, domain=domain)
 '''
-COUNT_REPEAT = 10
+COUNT_REPEAT = 100  # checks enough to drown the setup's run-to-run variation (a few million)
 
 
 def counted(checkout: Path, size: int, count: int, repeat: int, operation: str) -> tuple[int, int]:

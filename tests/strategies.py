@@ -82,6 +82,8 @@ class Organisation:
         document = self.document(domain)
         spec = document["accounts"].get(account) or {}
         sets = list(spec.get("grants", []))
+        for department in self.relatives(domain, account)[1]:  # grants to its departments
+            sets += (document["departments"].get(department) or {}).get("grants", [])
         roles = [r if isinstance(r, str) else r["role"] for r in spec.get("roles", [])]
         seen: set[str] = set()
         while roles:
@@ -249,7 +251,8 @@ def field_rules(draw: st.DrawFn, scopes: list[str] = SCOPES) -> dict[str, Any]:
 def domain_documents(draw: st.DrawFn, name: str, expiries: tuple[float, ...] = EXPIRIES,
                      record_model: bool = False, conditions: bool = False) -> dict[str, Any]:
     """One domain document; with ``record_model``, also share levels, the record-model scopes,
-    auxiliary departments, reporting lines and timed role assignments; with ``conditions``,
+    auxiliary departments, reporting lines, timed role assignments and grants to departments
+    (expiring ones too); with ``conditions``,
     record and account attributes, ``where:`` conditions, ``requires:`` and a time zone."""
     scopes = RECORD_MODEL_SCOPES if record_model else SCOPES
     departments = _unique(draw, "d:", draw(st.integers(0, 6)))
@@ -259,6 +262,12 @@ def domain_documents(draw: st.DrawFn, name: str, expiries: tuple[float, ...] = E
         choices = [None, *departments[:i]] if i else [None]
         parent = draw(st.sampled_from([departments[i - 1], *choices])) if i else None
         tree[dept] = {"parent": parent} if parent else {}
+    if record_model:
+        for dept in departments:
+            if draw(st.integers(0, 2)) == 0:
+                tree[dept]["grants"] = draw(st.lists(permission_sets(
+                    departments, grant=True, expiries=expiries, scopes=scopes,
+                    conditions=conditions), min_size=1, max_size=2))
     roles = _unique(draw, "r:", draw(st.integers(1, 5)))
     role_docs: dict[str, Any] = {}
     for i, role in enumerate(roles):

@@ -172,7 +172,7 @@ class Administration(RuleBasedStateMachine):
         """Now, and just after every later expiry the rules name (when decisions may change)."""
         found = {self.now}
         for stored in rules:
-            text = stored[6] if stored[0] == "p" else stored[4] if stored[0] == "p8" else ""
+            text = stored[6] if stored[0] in ("p", "p12") else stored[4] if stored[0] == "p8" else ""
             if text:
                 moment = datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
                 if moment >= self.now:
@@ -255,6 +255,34 @@ class Administration(RuleBasedStateMachine):
                                              max_size=2, unique=True))
         self.attempt("grant", actor, target, typ, actions, scope=Scope.of(scope, departments),
                      expires=self.expiry(data))
+
+    @precondition(lambda self: bool(self.accounts()) and bool(self.departments()))
+    @rule(data=st.data(), typ=st.sampled_from(["*", *TYPES]), scope=st.sampled_from(SCOPES))
+    def grant_department(self, data: st.DataObject, typ: str, scope: str) -> None:
+        """A sharing rule: every account in the department's subtree (main or auxiliary) gains
+        it; invariant 3 judges each of them against the actor."""
+        actor = data.draw(st.sampled_from(self.accounts()))
+        department = data.draw(st.sampled_from(self.departments()))
+        known = ["*"] if typ == "*" else ["*", *ACTIONS_OF[typ]]
+        actions = data.draw(st.lists(st.sampled_from(known), min_size=1, unique=True))
+        departments = data.draw(st.lists(st.sampled_from(self.departments()), min_size=1,
+                                         max_size=2, unique=True)) if scope == "custom" else []
+        self.attempt("grant_department", actor, department, typ, actions,
+                     scope=Scope.of(scope, departments), expires=self.expiry(data))
+
+    @precondition(lambda self: bool(self.accounts()) and bool(self.departments()))
+    @rule(data=st.data())
+    def revoke_department(self, data: st.DataObject) -> None:
+        index = self.authz._snapshot(self.domain)
+        assert index is not None
+        actor = data.draw(st.sampled_from(self.accounts()))
+        granted = [p for grants in index.department_grants.values() for p in grants]
+        if len(granted) > 0 and data.draw(st.booleans()):
+            grant = data.draw(st.sampled_from(granted))
+            self.attempt("revoke_department", actor, grant.rule[1], grant.type, [grant.action])
+        else:  # nothing of the kind: refused without a trace
+            self.attempt("revoke_department", actor, data.draw(st.sampled_from(self.departments())),
+                         "customer", ["read"], scope="own")
 
     @precondition(lambda self: len(self.accounts()) >= 2)
     @rule(data=st.data(), scope=st.sampled_from(["own", "team", "department_tree", "custom"]))

@@ -36,8 +36,15 @@ def authz() -> Authorizer:
     ([("g6", "dir_sales", "rep_e1a", D)], [], "SA143", "loop"),
     ([("p", "rep_e1a", D, "widget", "read", "own", "")], [], "SA152", "'widget'"),
     ([("p", "rep_e1a", D, "customer", "fly", "own", "")], [], "SA153", "'fly'"),
+    # grants to departments: an unknown department, type, action or custom department
+    ([("p12", "nowhere", D, "customer", "read", "all", "")], [], "SA120", "'nowhere'"),
+    ([("p12", "service", D, "widget", "read", "all", "")], [], "SA152", "'widget'"),
+    ([("p12", "service", D, "customer", "fly", "all", "")], [], "SA153", "'fly'"),
+    ([("p12", "service", D, "customer", "read", "custom:nowhere", "")], [], "SA120", "'nowhere'"),
     # deletions leaving something dangling
     ([], [("g2", "east-2", "east", D)], "SA120", "'east-2'"),
+    ([], [("g2", "service-east", "service", D), ("g3", "svc_e1", "service-east", D)],
+     "SA120", "'service-east'"),
     ([], [("p4", "junior_rep", D)], "SA130", "junior_rep"),
     ([], [("p3", "lead_e1", D, "active")], "SA114", "lead_e1"),
     ([], [("p2", D, "order", "approve")], "SA153", "'approve'"),

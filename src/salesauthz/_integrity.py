@@ -240,6 +240,11 @@ class _Change:
     def permissions(self) -> None:
         for rule in self.add.get(R.PERMISSION, ()):
             self.permission(rule)
+        for rule in self.add.get(R.DEPARTMENT_GRANT, ()):
+            if not self.department(rule[1]):
+                self.issue(f"{rule!r} grants to unknown department {rule[1]!r}", "SA120",
+                           "create the department first")
+            self.permission(rule)
 
     def permission(self, rule: Rule) -> None:
         type, action = rule[3], rule[4]
@@ -280,11 +285,13 @@ class _Change:
                 named: Iterable[str] = ()
                 if ptype == R.DEPARTMENT or ptype in (R.MEMBERSHIP, R.AUXILIARY):
                     named = (rule[2],)
-                elif ptype == R.PERMISSION:
+                elif ptype in (R.PERMISSION, R.DEPARTMENT_GRANT):
                     try:
                         named = parse_scope(rule[5]).departments
                     except ValueError:
                         named = ()
+                    if ptype == R.DEPARTMENT_GRANT:
+                        named = (rule[1], *named)
                 for name in named:
                     if name in gone_departments:
                         self.issue(f"{rule!r} names department {name!r}, which the change deletes",
@@ -302,6 +309,7 @@ class _Change:
                     or (ptype in (R.PARENT, R.REPORTS_TO) and rule[2] in self.accounts_removed)):
                 self.issue(f"{rule!r} names an account the change deletes", "SA114",
                            "remove the account's rules in the same change")
-            if gone_actions and ptype == R.PERMISSION and (rule[3], rule[4]) in gone_actions:
+            if gone_actions and ptype in (R.PERMISSION, R.DEPARTMENT_GRANT) \
+                    and (rule[3], rule[4]) in gone_actions:
                 self.issue(f"{rule!r} names action {rule[4]!r}, which the change removes from "
                            f"the vocabulary of {rule[3]!r}", "SA153")

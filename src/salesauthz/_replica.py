@@ -49,6 +49,7 @@ class Replica:
     _versions: dict[str, int]
     _dirty: set[str]
     _quarantined: dict[str, PolicyError]
+    _clock: Callable[[], float]
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -213,6 +214,33 @@ class Replica:
 
     # -- committing changes ------------------------------------------------------------------
 
+    def apply_changes(self, added: Iterable[Rule] = (), removed: Iterable[Rule] = (), *,
+                      audit: Sequence[AuditDraft] = (),
+                      actor: str = "system:apply_changes") -> list[AuditRecord]:
+        """Apply a batch of raw rule changes — the low-level, **unauthorized** write path
+        (administrative code goes through :meth:`admin`): store first, atomically with its audit
+        records, then the in-memory snapshots.
+
+        The change is validated first: malformed rules and doubled single-valued facts (by the
+        store), and for every domain this process holds, the loader's reference and cycle rules
+        on what the change touches (unknown departments, roles, accounts, types and actions,
+        department, role-inheritance, parent and reporting cycles, deletions leaving something
+        dangling: ``SA1xx`` codes as the loader's). A refused change raises
+        :class:`~salesauthz.errors.PolicyError` and writes nothing.
+
+        It is audited: with ``audit`` drafts, those; without, one record per domain it touches,
+        naming ``actor`` (a non-human one is named ``system:<what>``, e.g. ``system:import``)."""
+        if not isinstance(actor, str) or not actor.strip():
+            raise ValueError(f"apply_changes needs an actor to audit the change under, not {actor!r}")
+        add, remove = list(dict.fromkeys(added)), list(dict.fromkeys(removed))
+        with self._write_lock:
+            now = self._clock()
+            drafts = list(audit) or [
+                AuditDraft(now, actor, domain, "apply_changes", domain, tuple(plus), tuple(minus),
+                           False, "applied", f"{len(plus)} added, {len(minus)} removed")
+                for domain, (plus, minus) in sorted(_by_domain(add, remove).items()) if domain]
+            return self._commit(add, remove, drafts, None)
+
     def _commit(self, added: Iterable[Rule], removed: Iterable[Rule], audit: Sequence[AuditDraft],
                 expected: Mapping[str, int] | None) -> list[AuditRecord]:
         """Store first (atomically, with its audit records; compare-and-set on ``expected``),
@@ -223,11 +251,7 @@ class Replica:
             raise PolicyError(issues)
         self._check_integrity(add, remove)
         committed = self._store.commit(add, remove, audit, expected=expected)
-        by_domain: dict[str, tuple[list[Rule], list[Rule]]] = {}
-        for rule in remove:
-            by_domain.setdefault(R.domain_of(rule), ([], []))[1].append(rule)
-        for rule in add:
-            by_domain.setdefault(R.domain_of(rule), ([], []))[0].append(rule)
+        by_domain = _by_domain(add, remove)
         for name in sorted(set(committed.versions) | set(by_domain)):
             if self._only_domains is not None and name not in self._only_domains:
                 continue
@@ -346,3 +370,17 @@ def _net(changes: Sequence[Change]) -> tuple[list[Rule], list[Rule]]:
         for rule in change.added or ():
             last[rule] = True
     return [r for r, present in last.items() if present], [r for r, present in last.items() if not present]
+
+
+def _by_domain(added: Iterable[Rule], removed: Iterable[Rule]) -> dict[str, tuple[list[Rule], list[Rule]]]:
+    """``domain -> (added, removed)``; a rule too malformed to name its domain goes under ``""``
+    (the store refuses it)."""
+    grouped: dict[str, tuple[list[Rule], list[Rule]]] = {}
+    for index, rules in ((0, added), (1, removed)):
+        for rule in rules:
+            try:
+                name = R.domain_of(rule)
+            except (IndexError, KeyError, TypeError):
+                name = ""
+            grouped.setdefault(name if isinstance(name, str) else "", ([], []))[index].append(rule)
+    return grouped

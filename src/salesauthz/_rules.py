@@ -32,6 +32,9 @@ p10    domain, type, name, kind                      a declared attribute of a r
                                                       (kind: str, int, float, bool)
 p11    domain, name, value                           a domain setting (``time_zone``,
                                                       ``sensitive_actions``: a JSON list)
+p12    department, domain, type, action, scope,      a grant to a department: every account whose
+       expires                                       main or auxiliary department is it or below
+                                                      it holds the permission (a sharing rule)
 =====  ============================================  ===========================================
 
 A permission's scope may carry a condition (``where:`` tests on record attributes, ``requires:``
@@ -65,6 +68,7 @@ REPORTS_TO: Final = "g6"
 ACCOUNT_ATTRIBUTE: Final = "p9"
 RESOURCE_ATTRIBUTE: Final = "p10"
 SETTING: Final = "p11"
+DEPARTMENT_GRANT: Final = "p12"
 ATTRIBUTE_KINDS: Final = ("str", "int", "float", "bool")
 SETTINGS: Final = ("time_zone", "sensitive_actions")
 FIELD_MODES: Final = ("visible", "readonly", "hidden")  # most permissive first
@@ -87,6 +91,7 @@ ARITY: Final[dict[str, int]] = {
     ACCOUNT_ATTRIBUTE: 4,
     RESOURCE_ATTRIBUTE: 4,
     SETTING: 3,
+    DEPARTMENT_GRANT: 6,
 }
 """How many values each rule type carries (after the ptype)."""
 
@@ -108,6 +113,7 @@ DOMAIN_FIELD: Final[dict[str, int]] = {
     ACCOUNT_ATTRIBUTE: 1,
     RESOURCE_ATTRIBUTE: 0,
     SETTING: 0,
+    DEPARTMENT_GRANT: 1,
 }
 """Index (among the values) of the domain of each rule type."""
 
@@ -152,11 +158,12 @@ def check_rule(rule: Rule) -> str | None:
         if not value.isascii() and _SURROGATE.search(value):
             # Not Unicode text: no store could encode it (SQL drivers raise UnicodeEncodeError).
             return f"rule value {value!r} contains a lone surrogate: values must be valid Unicode text"
-    optional = {(PERMISSION, 5), (DEPARTMENT, 1), (FIELD_RULE, 5)}  # expires; root's parent; scope
+    optional = {(PERMISSION, 5), (DEPARTMENT_GRANT, 5), (DEPARTMENT, 1),
+                (FIELD_RULE, 5)}  # expires; root's parent; scope
     for position, value in enumerate(values):
         if value == "" and (ptype, position) not in optional:
             return f"value {position} of a {ptype!r} rule must not be empty"
-    if ptype == PERMISSION:
+    if ptype in (PERMISSION, DEPARTMENT_GRANT):
         from .scopes import parse_scope  # local: scopes imports this module
 
         try:

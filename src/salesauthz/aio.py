@@ -74,6 +74,8 @@ class AsyncAdmin:
     unassign_role = _in_thread(Admin.unassign_role)
     grant = _in_thread(Admin.grant)
     revoke = _in_thread(Admin.revoke)
+    grant_department = _in_thread(Admin.grant_department)
+    revoke_department = _in_thread(Admin.revoke_department)
     move = _in_thread(Admin.move)
     freeze = _in_thread(Admin.freeze)
     deactivate = _in_thread(Admin.deactivate)

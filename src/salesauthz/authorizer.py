@@ -12,16 +12,16 @@ from collections.abc import Callable, Collection, Iterable, Mapping, MutableMapp
 from typing import TYPE_CHECKING, Any
 
 from . import _engine as engine
+from ._queries import Queries
 from ._replica import Replica
 from ._rules import Rule
 from .adapters.base import Adapter
 from .adapters.memory import MemoryAdapter
-from .audit import AuditDraft, AuditRecord, AuditTrail
+from .audit import AuditTrail
 from .errors import PolicyError
 from .fields import FieldAccess
-from .scopes import NOTHING, Coverage
 from .sharing import ShareAccess
-from .values import AccountView, CacheInfo, Decision, Record, ScopeFilter
+from .values import CacheInfo, Record
 
 if TYPE_CHECKING:
     from .delegation import Admin
@@ -30,9 +30,10 @@ __all__ = ["Authorizer"]
 
 logger = logging.getLogger("salesauthz")
 _NO_CONTEXT: Mapping[str, Any] = {}  # a request context no condition (where:) reads
+_TOUCH_EVERY = engine.TOUCH_EVERY
 
 
-class Authorizer(FieldAccess, ShareAccess, Replica):
+class Authorizer(Queries, FieldAccess, ShareAccess, Replica):
     """Answers *may this account do this action on this record?* and administers the rules.
 
     Build one per process and share it between threads: checks need no lock; changes are
@@ -52,7 +53,8 @@ class Authorizer(FieldAccess, ShareAccess, Replica):
     Args:
         store: where the rules live (any :class:`~salesauthz.adapters.base.Adapter`).
         domains: load only these domains (``None``: all).
-        cache_size: how many ``(domain, account)`` effective permission maps to keep (LRU).
+        cache_size: how many ``(domain, account)`` effective permission maps to keep (an
+            approximate LRU; default 400,000 — ~300 bytes per account).
         cache: a cachetools-style cache deciding which maps stay (overrides ``cache_size``).
         clock: seconds since the epoch; injected by tests to move time (grant expiry).
     """
@@ -66,7 +68,7 @@ class Authorizer(FieldAccess, ShareAccess, Replica):
         self._clock = clock
         self._write_lock = threading.RLock()
         self._cache = engine.EffectiveCache(cache, maxsize=cache_size)
-        self._hot = self._cache.entries  # the same dict, bound once: a hit needs no lock
+        self._hot = self._cache.domains  # the same dict, bound once: a hit needs no lock
         self._states: dict[str, engine.DomainState] = {}
         self._snapshots: dict[str, engine.Snapshot] = {}
         self._members: dict[str, tuple[engine.Snapshot, Mapping[str, frozenset[str]]]] = {}
@@ -142,16 +144,18 @@ class Authorizer(FieldAccess, ShareAccess, Replica):
             snapshot = self._snapshots.get(domain)
             if snapshot is None:
                 return False
-            # The hit path of EffectiveCache.get inlined: a call would cost ~10 % of a check.
-            entry = self._hot.get((domain, account))
-            if (entry is None or not snapshot.base <= entry[0] <= snapshot.version
-                    or snapshot.stamps.get(account, 0) > entry[0]  # Snapshot.fresh, inlined
+            # The hit path of EffectiveCache.get inlined: a call would cost ~10 % of a check. An
+            # entry tagged with this snapshot's version is fresh; any other takes the full test.
+            entries = self._hot.get(domain)
+            entry = entries.get(account) if entries is not None else None
+            if (entry is None or entry[0] != snapshot.version
                     or (entry[2] is not None and self._clock() >= entry[2])):
                 entry = self._cache.get(snapshot, account, self._clock())
             else:
-                self._cache.hits += 1
-                if not self._cache.hits & engine.TOUCH_EVERY:
-                    self._cache.touch((domain, account))
+                cache = self._cache
+                cache.hits += 1
+                if not cache.hits & _TOUCH_EVERY:
+                    cache.touch(domain, account)
             coverage = entry[1].get((record.type, action))
             if coverage is None:
                 return False
@@ -162,7 +166,12 @@ class Authorizer(FieldAccess, ShareAccess, Replica):
             if entry[3] and owner == account and coverage.owners:  # a shared map: SELF
                 return True
             if not coverage.guarded:
-                return coverage.covers(owner, record.department, snapshot.homes)
+                if coverage.owner_departments:
+                    return coverage.covers(owner, record.department, snapshot.homes)
+                # Coverage.covers' department test inlined (a record with no department is in
+                # its owner's)
+                department = record.department or snapshot.homes.get(owner)  # type: ignore[arg-type]
+                return department in coverage.departments
             if coverage.condition_guards is not None:  # where: only, no requires: no clock read
                 return coverage.covers(owner, record.department, snapshot.homes, record.shares,
                                        record.attributes, _NO_CONTEXT)
@@ -171,14 +180,6 @@ class Authorizer(FieldAccess, ShareAccess, Replica):
         except Exception:
             self._report_failure("check")
             return False
-
-    def _context(self, context: Mapping[str, Any] | None) -> Mapping[str, Any]:
-        """The request context with ``now`` filled in from the clock when absent."""
-        if context is None:
-            return {"now": self._clock()}
-        if "now" in context:
-            return context
-        return {**context, "now": self._clock()}
 
     def check_many(self, requests: Iterable[tuple[str, str, Record]], *, domain: str,
                    context: Mapping[str, Any] | None = None) -> list[bool]:
@@ -193,8 +194,8 @@ class Authorizer(FieldAccess, ShareAccess, Replica):
                 return [False for _ in requests]
             full: Mapping[str, Any] | None = None
             maps: dict[str, tuple[engine.EffectiveMap, bool]] = {}  # account -> (map, shared)
-            hot, stamps, base, version = self._hot, snapshot.stamps, snapshot.base, snapshot.version
-            homes = snapshot.homes
+            entries = self._hot.get(domain, {})
+            version, homes = snapshot.version, snapshot.homes
             now: float | None = None
             current: str | None = None  # the account of the previous request (pages repeat it)
             held: engine.EffectiveMap = {}
@@ -204,11 +205,10 @@ class Authorizer(FieldAccess, ShareAccess, Replica):
                     found = maps.get(account)
                     if found is None:
                         # check's inlined cache hit, once per account of the batch
-                        entry = hot.get((domain, account))
+                        entry = entries.get(account)
                         if entry is not None and entry[2] is not None and now is None:
                             now = self._clock()
-                        if (entry is None or not base <= entry[0] <= version
-                                or stamps.get(account, 0) > entry[0]
+                        if (entry is None or entry[0] != version
                                 or (entry[2] is not None and now is not None and now >= entry[2])):
                             entry = self._cache.get(snapshot, account, self._clock())
                         else:
@@ -225,7 +225,10 @@ class Authorizer(FieldAccess, ShareAccess, Replica):
                         or (shared and owner == account and coverage.owners)):  # shared map: SELF
                     append(True)
                 elif not coverage.guarded:
-                    append(coverage.covers(owner, record.department, homes))
+                    append((record.department or homes.get(owner))  # type: ignore[arg-type]
+                           in coverage.departments  # type: ignore[operator]  # None: not in it
+                           if not coverage.owner_departments
+                           else coverage.covers(owner, record.department, homes))
                 else:
                     if full is None:
                         full = self._context(context)
@@ -235,9 +238,6 @@ class Authorizer(FieldAccess, ShareAccess, Replica):
         except Exception:
             self._report_failure("check_many")
             return [False for _ in requests] if isinstance(requests, Sequence) else []
-
-    def _effective(self, snapshot: engine.Snapshot, account: str) -> engine.EffectiveMap:
-        return self._cache.absolute(self._cache.get(snapshot, account, self._clock()), account)
 
     def _report_failure(self, where: str) -> None:
         # Fail closed, and log once per incident (same error within a minute) rather than per check.
@@ -256,72 +256,6 @@ class Authorizer(FieldAccess, ShareAccess, Replica):
     def cache_clear(self) -> None:
         self._cache.clear()
 
-    # -- questions -------------------------------------------------------------------------
-
-    def explain(self, account: str, action: str, record: Record, *, domain: str,
-                context: Mapping[str, Any] | None = None) -> Decision:
-        """The decision ``check`` makes (with the same ``context``), with the reason and the
-        rules behind it."""
-        return engine.explain(self._snapshots.get(domain), account, action, record, domain,
-                              self._clock(), self._context(context))
-
-    def scope_filter(self, account: str, action: str, type: str, *, domain: str,
-                     context: Mapping[str, Any] | None = None) -> ScopeFilter:
-        """Which records of ``type`` the account may ``action`` in a request with ``context``
-        (requirements are settled here: the filter is about records only): see
-        :class:`ScopeFilter`."""
-        coverage = NOTHING  # shared, so renderers can cache the empty filter
-        snapshot = self._snapshots.get(domain)
-        if snapshot is not None:
-            coverage = self._effective(snapshot, account).get((type, action), NOTHING)
-            if coverage.guarded:
-                coverage = coverage.given(self._context(context))
-        return ScopeFilter(account, action, type, domain, coverage)
-
-    def effective_permissions(self, account: str, *, domain: str) -> dict[tuple[str, str], Coverage]:
-        """``(type, action) → Coverage`` for everything the account may do right now."""
-        snapshot = self._snapshots.get(domain)
-        return dict(self._effective(snapshot, account)) if snapshot is not None else {}
-
-    def account(self, name: str, *, domain: str) -> AccountView | None:
-        """What the current rules say about an account (``None``: the rules never name it)."""
-        snapshot = self._snapshots.get(domain)
-        info = snapshot.accounts.get(name) if snapshot is not None else None
-        if info is None:
-            return None
-        return AccountView(name, domain, info.status, info.department, info.parent, info.roles,
-                           info.also_in, info.reports_to, dict(info.timed_roles))
-
-    def department_members(self, *, domain: str) -> Mapping[str, frozenset[str]]:
-        """``department → accounts in it`` under the current rules (one object per version of the
-        domain's rules, so callers may cache by identity)."""
-        snapshot = self._snapshots.get(domain)
-        if snapshot is None:
-            return {}
-        known = self._members.get(domain)
-        if known is None or known[0] is not snapshot:
-            grouped: dict[str, set[str]] = {}
-            for name, home in snapshot.homes.items():
-                if home:
-                    grouped.setdefault(home, set()).add(name)
-            known = self._members[domain] = (snapshot, {d: frozenset(n) for d, n in grouped.items()})
-        return known[1]
-
-    def domains(self) -> list[str]:
-        return sorted(self._snapshots)
-
-    def rules(self, domain: str | None = None) -> list[Rule]:
-        """The current rules (of one domain, or all), sorted."""
-        with self._write_lock:
-            if domain is not None:
-                state = self._states.get(domain)
-                return sorted(state.rules) if state is not None else []
-            return sorted(r for s in self._states.values() for r in s.rules)
-
-    def now(self) -> float:
-        """The authorizer's clock (seconds since the epoch)."""
-        return self._clock()
-
     # -- changes ---------------------------------------------------------------------------
 
     def admin(self, actor: str, *, domain: str, audit_denied: bool = False,
@@ -333,49 +267,3 @@ class Authorizer(FieldAccess, ShareAccess, Replica):
         from .delegation import Admin
 
         return Admin(self, actor, domain, audit_denied=audit_denied, context=context)
-
-    def apply_changes(self, added: Iterable[Rule] = (), removed: Iterable[Rule] = (), *,
-                      audit: Sequence[AuditDraft] = (),
-                      actor: str = "system:apply_changes") -> list[AuditRecord]:
-        """Apply a batch of raw rule changes — the low-level, **unauthorized** write path
-        (administrative code goes through :meth:`admin`): store first, atomically with its audit
-        records, then the in-memory snapshots.
-
-        The change is validated first: malformed rules and doubled single-valued facts (by the
-        store), and for every domain this process holds, the loader's reference and cycle rules
-        on what the change touches (unknown departments, roles, accounts, types and actions,
-        department, role-inheritance, parent and reporting cycles, deletions leaving something
-        dangling: ``SA1xx`` codes as the loader's). A refused change raises
-        :class:`~salesauthz.errors.PolicyError` and writes nothing.
-
-        It is audited: with ``audit`` drafts, those; without, one record per domain it touches,
-        naming ``actor`` (a non-human one is named ``system:<what>``, e.g. ``system:import``)."""
-        if not isinstance(actor, str) or not actor.strip():
-            raise ValueError(f"apply_changes needs an actor to audit the change under, not {actor!r}")
-        add, remove = list(dict.fromkeys(added)), list(dict.fromkeys(removed))
-        with self._write_lock:
-            drafts = list(audit) or self._raw_drafts(actor, add, remove)
-            return self._commit(add, remove, drafts, None)
-
-    def _raw_drafts(self, actor: str, added: Sequence[Rule], removed: Sequence[Rule]) -> list[AuditDraft]:
-        """One audit draft per domain a raw change touches."""
-        from . import _rules as R
-
-        grouped: dict[str, tuple[list[Rule], list[Rule]]] = {}
-        for rule in added:
-            grouped.setdefault(_domain_or_blank(R, rule), ([], []))[0].append(rule)
-        for rule in removed:
-            grouped.setdefault(_domain_or_blank(R, rule), ([], []))[1].append(rule)
-        now = self._clock()
-        return [AuditDraft(now, actor, domain, "apply_changes", domain, tuple(plus), tuple(minus),
-                           False, "applied", f"{len(plus)} added, {len(minus)} removed")
-                for domain, (plus, minus) in sorted(grouped.items()) if domain]
-
-
-def _domain_or_blank(rules: Any, rule: Rule) -> str:
-    """The domain a rule belongs to ("" when it is too malformed to say: the store refuses it)."""
-    try:
-        name = rules.domain_of(rule)
-    except (IndexError, KeyError, TypeError):
-        return ""
-    return name if isinstance(name, str) else ""

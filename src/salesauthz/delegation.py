@@ -325,6 +325,14 @@ def _missing_gains(before: Snapshot, after: Snapshot, actor_map: Mapping[Key, Co
     return missing
 
 
+def _members_below(snapshot: Snapshot, department: str) -> list[str]:
+    """The accounts a grant to ``department`` reaches: those whose main or auxiliary department
+    is it or below it."""
+    subtree = snapshot.subtree.get(department, frozenset((department,)))
+    return [name for name, info in sorted(snapshot.accounts.items()) if info.status is not None
+            and (info.department in subtree or not subtree.isdisjoint(info.also_in))]
+
+
 def _superiors(snapshot: Snapshot, account: str | None) -> list[str]:
     """``account`` and everyone above it in the reporting line (a loop in bad data just stops)."""
     found: list[str] = []
@@ -396,6 +404,10 @@ class Admin:
             if department is not None and department not in snapshot.department_parent:
                 raise UnknownNameError("department", department, self.domain)
             escalated = self._require_manage(snapshot, name, department, "create_account")
+            if department is not None:  # it holds the grants of its department and those above
+                escalated |= self._require_holds(snapshot, name, department, [
+                    grant for d in snapshot.ancestry(department)
+                    for grant in snapshot.department_grants.get(d, ())], "create_account", escalated)
             if parent is not None:
                 if parent not in snapshot.accounts:
                     raise UnknownNameError("account", parent, self.domain)
@@ -677,6 +689,84 @@ class Admin:
 
         return self._run("revoke", account, plan)[0]
 
+    def grant_department(
+        self,
+        department: str,
+        type: str,
+        actions: Iterable[str],
+        *,
+        scope: str | Scope,
+        departments: Iterable[str] = (),
+        expires: datetime | None = None,
+    ) -> AuditRecord:
+        """A grant of ``type:action@scope`` to ``department`` (a sharing rule), optionally ending
+        at ``expires``: every account whose main or auxiliary department is ``department`` or
+        below it holds it, the scope relative to that account, under its usual ceiling.
+
+        Decided as a direct grant to each account it reaches: the actor must manage the
+        department and every such account (``account:manage``), and hold what the grant would
+        give each of them — beyond what it holds already — at least as widely; or its
+        ``role:escalate`` must cover them and reach that far (docs/delegation.md)."""
+        operation = "grant_department"
+        action_list = list(actions)
+        the_scope = scope if isinstance(scope, Scope) else Scope.of(scope, departments)
+        expiry = R.format_expiry(expires)
+
+        def plan(snapshot: Snapshot) -> _Change:
+            if department not in snapshot.department_parent:
+                raise UnknownNameError("department", department, self.domain)
+            self._require_vocabulary(snapshot, type, action_list)
+            for name in the_scope.departments:
+                if name not in snapshot.department_parent:
+                    raise UnknownNameError("department", name, self.domain)
+            if expiry and R.parse_expiry(expiry) <= self._authz.now():
+                raise ValueError(f"the grant to department {department} would end at {expiry}, "
+                                 "which is not in the future")
+            escalated = self._require_department(snapshot, department, operation)
+            ends = R.parse_expiry(expiry) if expiry else None
+            permissions = [Permission(type, a, the_scope, ends, ()) for a in action_list]
+            for account in _members_below(snapshot, department):
+                escalated |= self._require_manage(snapshot, account, None, operation, escalated)
+                escalated |= self._require_holds(snapshot, account, snapshot.department_of(account),
+                                                 permissions, operation, escalated)
+            keys: list[tuple[str, str]] = [(type, a) for a in action_list]
+            if not escalated and (type == R.WILDCARD or R.WILDCARD in action_list):
+                # as for a direct grant: a wildcard the actor vouched for means today's actions
+                keys = list(dict.fromkeys(key for a in action_list
+                                          for key in engine.expand(snapshot, type, a)))
+            added: list[Rule] = [(R.DEPARTMENT_GRANT, department, self.domain, t, a, text, expiry)
+                                 for t, a in keys for text in the_scope.encode()]
+            label = f"{type}:{','.join(action_list)}@{the_scope}" + (f" until {expiry}" if expiry else "")
+            if keys != [(type, a) for a in action_list]:
+                label += " (as " + ", ".join(f"{t}:{a}" for t, a in keys) + ")"
+            return added, [], [self._draft(operation, department, added, (), escalated, detail=label)]
+
+        return self._run(operation, department, plan)[0]
+
+    def revoke_department(self, department: str, type: str, actions: Iterable[str], *,
+                          scope: str | Scope | None = None) -> AuditRecord:
+        """Remove grants of ``type:action`` to ``department`` (at ``scope``, or at every scope).
+        It only narrows: the actor must manage the department (``account:manage`` reaching it,
+        or ``role:escalate`` there)."""
+        operation = "revoke_department"
+        action_set = set(actions)
+        wanted = None if scope is None else (scope if isinstance(scope, Scope) else Scope.of(scope))
+
+        def plan(snapshot: Snapshot) -> _Change:
+            if department not in snapshot.department_parent:
+                raise UnknownNameError("department", department, self.domain)
+            escalated = self._require_department(snapshot, department, operation)
+            removed = [g.rule for g in snapshot.department_grants.get(department, ())
+                       if g.type == type and g.action in action_set
+                       and (wanted is None or (wanted.kind is g.scope.kind
+                            and (not wanted.departments or g.scope.departments <= wanted.departments)))]
+            if not removed:
+                raise UnknownNameError("grant", f"department {department}: {type}:"
+                                       f"{','.join(sorted(action_set))}", self.domain)
+            return [], removed, [self._draft(operation, department, (), removed, escalated)]
+
+        return self._run(operation, department, plan)[0]
+
     def move(self, account: str, *, department: str) -> AuditRecord:
         """Move an account to another department. The actor must manage it in both places, and
         hold everything the account's roles and grants reach from the new department."""
@@ -687,8 +777,12 @@ class Admin:
                 raise UnknownNameError("department", department, self.domain)
             escalated = self._require_manage(snapshot, account, None, "move")
             escalated |= self._require_manage(snapshot, account, department, "move", escalated)
+            # in the new department it holds that department's grants (and those above it), not
+            # the old one's: judged on the account as it would be there
+            moved = _with_facts(snapshot, {account: snapshot.account(account)._replace(
+                department=department)})
             escalated |= self._require_holds(snapshot, account, department,
-                                             _held(snapshot, account), "move",
+                                             _held(moved, account), "move",
                                              escalated)
             old = snapshot.department_of(account)
             removed: list[Rule] = [(R.MEMBERSHIP, account, old, self.domain)] if old is not None else []
@@ -1357,7 +1451,8 @@ class Admin:
         long as each is in force (its ``expires``). With ``gained_only`` only what they give
         beyond what the account holds by itself at each moment counts (a grant, a role, a move);
         without it all of it (an unfreeze: nothing was in force before)."""
-        if account == self.actor and operation in ("assign_role", "grant", "move", "edit_role") \
+        if account == self.actor and operation in ("assign_role", "grant", "move", "edit_role",
+                                                   "grant_department") \
                 and not escalated:
             escalated = self._bypass(snapshot, account, operation,
                                      f"{self.actor} may not {operation.replace('_', ' ')} for itself",
@@ -1465,7 +1560,10 @@ def _renamed(rule: Rule, old: str, new: str) -> Rule:
                 *rule[3:])
     if ptype in (R.MEMBERSHIP, R.AUXILIARY):
         return (ptype, rule[1], new, *rule[3:]) if rule[2] == old else rule
-    position = 5 if ptype == R.PERMISSION else 6 if ptype == R.FIELD_RULE else None
+    if ptype == R.DEPARTMENT_GRANT and rule[1] == old:  # a grant to the department itself
+        rule = (ptype, new, *rule[2:])
+    position = 5 if ptype in (R.PERMISSION, R.DEPARTMENT_GRANT) else 6 if ptype == R.FIELD_RULE \
+        else None
     if position is None or not rule[position]:
         return rule
     scope = parse_scope(rule[position])

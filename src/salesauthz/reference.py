@@ -59,7 +59,7 @@ def request(account: str, domain: str, action: str, record: Any,
     return (account, domain, record.type, action, record.owner or "", record.department or "",
             shares_text(record.shares), context_text(record.attributes, context))
 
-MATCHER_FUNCTIONS = ("known", "active", "unexpired", "assigned", "covers", "capped")
+MATCHER_FUNCTIONS = ("known", "active", "unexpired", "assigned", "covers", "capped", "departmental")
 """The functions ``model.conf``'s matcher calls besides Casbin's own ``g``."""
 
 # Casbin's role managers stop following links after 10 levels; a department tree or a role
@@ -91,7 +91,7 @@ def reference_enforcer(rules: Iterable[Rule], *, clock: Callable[[], float] = ti
 
 def register_functions(enforcer: Any, *, clock: Callable[[], float] = time.time) -> None:
     """Teach a pycasbin ``Enforcer`` built on salesauthz's ``model.conf`` the matcher's helper
-    functions (``known``, ``active``, ``unexpired``, ``covers``, ``capped``), lift the role
+    functions (``known``, ``active``, ``unexpired``, ``covers``, ``capped``, ``departmental``), lift the role
     managers' 10-level limit, and rebuild the role links.
 
     The functions read the enforcer's current policy on every call, so they stay right after
@@ -291,9 +291,22 @@ def register_functions(enforcer: Any, *, clock: Callable[[], float] = time.time)
             return True
         return bool(enforcer.enforce(parent, dom, typ, act, owner, dept, shares, ctx))
 
+    def departmental(sub: str, dom: str, typ: str, act: str, owner: str, dept: str, shares: str,
+                     ctx: str = "") -> bool:
+        """An unexpired grant (``p12``) to one of ``sub``'s main or auxiliary departments, or to
+        a department above one, names the type and action and its scope covers the record
+        (relative to ``sub``, as for its own grants)."""
+        grants = [v for v in policy(R.DEPARTMENT_GRANT) if v[1] == dom and v[2] in (typ, "*")
+                  and v[3] in (act, "*") and unexpired(v[5])]
+        if not grants:
+            return False
+        mine = departments(sub, dom)
+        return any(any(at_or_below(d, v[0], dom) for d in mine)
+                   and covers(sub, dom, typ, act, v[4], owner, dept, shares, ctx) for v in grants)
+
     functions: dict[str, Callable[..., bool]] = {
         "known": known, "active": active, "unexpired": unexpired, "assigned": assigned,
-        "covers": covers, "capped": capped,
+        "covers": covers, "capped": capped, "departmental": departmental,
     }
     for name in MATCHER_FUNCTIONS:
         enforcer.add_function(name, functions[name])

@@ -186,7 +186,7 @@ def test_many_departments_are_counted_not_listed(tmp_path: Path) -> None:
     _edit(new, "      - scope: {custom: [east-2, west]}\n        customer: [read]",
           "      - scope: all\n        customer: [read]")
     (change,) = diff_directories(POLICIES, new).changes
-    assert change.records == ("records in east, east-1, ops and 2 more departments; "
+    assert change.records == ("records in east, east-1, ops and 3 more departments; "
                               "records in no department")
 
 

@@ -89,7 +89,7 @@ def test_url_opens_a_store(capsys: pytest.CaptureFixture[str]) -> None:
 def test_who_can_lists_every_holder_with_scopes(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["who-can", "read", "customer", "--domain", "acme", POLICIES, "--no-color"]) == 0
     out = capsys.readouterr().out
-    assert "16 accounts may customer:read in acme" in out
+    assert "17 accounts may customer:read in acme" in out
     assert "analyst_1  custom[east-2, west]" in out
     assert "gone_1" not in out
     assert "frozen_1" not in out

@@ -64,9 +64,11 @@ def test_sample_review_sorted_by_risk_with_flags() -> None:
     assert rows["intern_e1"].flags == ["direct-grants", "at-parent-ceiling"]
     assert rows["cs_1"].flags == ["all-scope"]
     assert rows["rep_e1a"].flags == []
+    assert rows["svc_e1"].flags == ["department-grants"]  # the east service desk's sharing rule
+    assert "customer:read@shared+custom[east]" in rows["svc_e1"].permissions
     risks = [row.risk for row in review.rows]
     assert risks == sorted(risks, reverse=True)
-    assert len(review.rows) == 18
+    assert len(review.rows) == 19
 
 
 def test_expiring_grants(tmp_path: Path) -> None:

@@ -26,11 +26,66 @@ def ask(authz: Authorizer, account: str) -> bool:
     return authz.check(account, "read", Record("customer", owner=account), domain=D)
 
 
-def test_the_default_strategy_is_an_lru_of_the_given_size() -> None:
+def kept(authz: Authorizer) -> set[tuple[str, str]]:
+    return {(d, a) for d, entries in authz._cache.domains.items() for a in entries}
+
+
+def test_the_default_strategy_keeps_at_most_cache_size_maps_the_newest_first() -> None:
     authz = Authorizer.from_rules(rules(50), cache_size=10)
-    assert all(ask(authz, f"u{i}") for i in range(50))
+    for i in range(50):
+        assert ask(authz, f"u{i}")
+        assert len(kept(authz)) <= 10
     info = authz.cache_info()
-    assert (info.maxsize, info.currsize, info.misses) == (10, 10, 50)
+    assert info.maxsize == 10
+    assert 8 <= info.currsize <= 10
+    assert info.currsize == len(kept(authz))
+    assert info.misses == 50
+    # The oldest went first: what is kept is the last ones asked about.
+    assert kept(authz) == {(D, f"u{i}") for i in range(50 - info.currsize, 50)}
+
+
+def test_the_default_strategy_keeps_a_hot_entry() -> None:
+    authz = Authorizer.from_rules(rules(200), cache_size=16)
+    assert ask(authz, "u0")
+    for i in range(1, 200):
+        for _ in range(engine.TOUCH_EVERY + 1):  # u0 stays hot: sampled hits move it to the end
+            assert ask(authz, "u0")
+        assert ask(authz, f"u{i}")
+    assert (D, "u0") in kept(authz)
+    assert (D, "u1") not in kept(authz)
+    assert authz.cache_info().misses == 200  # u0 was computed once: never evicted
+
+
+def test_a_map_computed_again_counts_as_the_newest() -> None:
+    authz = Authorizer.from_rules(rules(10), cache_size=8)
+    for i in range(8):
+        assert ask(authz, f"u{i}")
+    authz.apply_changes(added=[("p", "u0", D, "customer", "read", "all", "")])
+    assert authz.check("u0", "read", Record("customer", owner="u5"), domain=D)  # u0 again
+    assert ask(authz, "u8")  # past the bound: the oldest go, and u0 is not among them
+    assert (D, "u0") in kept(authz)
+    assert (D, "u1") not in kept(authz)
+
+
+def test_the_default_strategy_evicts_from_every_domain_in_proportion() -> None:
+    both = rules(40) + [(r[0], *(("beta" if v == D else v) for v in r[1:])) for r in rules(40)]
+    authz = Authorizer.from_rules(both, cache_size=40)
+    for i in range(20):
+        assert ask(authz, f"u{i}")
+        assert authz.check(f"u{i}", "read", Record("customer", owner=f"u{i}"), domain="beta")
+    for i in range(20, 40):
+        assert ask(authz, f"u{i}")
+    counts = {d: len(entries) for d, entries in authz._cache.domains.items()}
+    assert sum(counts.values()) <= 40
+    assert counts["beta"] >= 10  # the older domain kept part of its maps
+    assert counts[D] > counts["beta"]
+
+
+def test_a_zero_sized_cache_keeps_nothing_and_still_decides() -> None:
+    authz = Authorizer.from_rules(rules(3), cache_size=0)
+    assert [ask(authz, "u1") for _ in range(3)] == [True] * 3
+    assert authz.cache_info().currsize == 0
+    assert kept(authz) == set()
 
 
 def test_the_lock_free_mirror_stays_bounded_by_the_strategy() -> None:
@@ -39,8 +94,25 @@ def test_the_lock_free_mirror_stays_bounded_by_the_strategy() -> None:
     for i in range(500):
         assert ask(authz, f"u{i}")
         # Never more than a quarter (or 16) beyond what the strategy keeps.
-        assert len(authz._cache.entries) <= len(strategy) + 16
-    assert set(strategy) <= set(authz._cache.entries)
+        assert len(kept(authz)) <= len(strategy) + 16
+    assert set(strategy) <= kept(authz)
+
+
+def test_an_entry_from_an_older_snapshot_is_tagged_again_once_found_fresh() -> None:
+    authz = Authorizer.from_rules(rules(3))
+    assert ask(authz, "u1")
+    first = authz._cache.peek(D, "u1")
+    assert first is not None
+    authz.apply_changes(added=[("p", "u2", D, "customer", "read", "all", "")])  # u2 only
+    version = authz._snapshots[D].version
+    assert first[0] != version
+    assert ask(authz, "u1")
+    again = authz._cache.peek(D, "u1")
+    assert again is not None
+    assert again[0] == version
+    assert again[1] is first[1]  # the same map: not computed again
+    assert authz.check("u2", "read", Record("customer", owner="u0"), domain=D)
+    assert not authz.check("u1", "read", Record("customer", owner="u0"), domain=D)
 
 
 def test_any_cachetools_strategy_serves_the_same_answers() -> None:
@@ -73,7 +145,7 @@ def test_clearing_empties_both() -> None:
     ask(authz, "u1")
     authz.cache_clear()
     assert authz.cache_info().currsize == 0
-    assert authz._cache.entries == {}
+    assert kept(authz) == set()
     assert ask(authz, "u1")
 
 
@@ -96,7 +168,7 @@ def test_accounts_with_the_same_roles_and_department_share_one_map() -> None:
     east = Record("customer", owner="zed", department="east")
     for name in ("a", "b", "c", "sub", "boss"):
         authz.check(name, "read", east, domain=D)
-    entry = {name: authz._cache.entries[(D, name)] for name in ("a", "b", "c", "sub", "boss")}
+    entry = {name: authz._cache.domains[D][name] for name in ("a", "b", "c", "sub", "boss")}
     assert entry["a"][3]
     assert entry["b"][3]
     assert entry["a"][1] is entry["b"][1]  # one dict for both

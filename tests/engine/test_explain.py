@@ -27,7 +27,7 @@ def test_the_story_ends_with_the_verdict_of_check(data: st.DataObject, org: Orga
         assert decision.steps[-1].endswith(decision.reason)
         if decision.allowed:  # the deciding rules are permissions the account holds
             assert decision.rules
-            assert all(r[0] == "p" for r in decision.rules)
+            assert all(r[0] in ("p", "p12") for r in decision.rules)  # p12: a department's grant
             assert decision.via == () or decision.via[-1] == decision.role
 
 
@@ -54,3 +54,20 @@ def test_a_disagreeing_story_is_never_the_verdict(sample: Authorizer, monkeypatc
     assert not decision.allowed
     assert "disagrees" in decision.reason
     assert "disagrees" in caplog.text
+
+
+def test_the_story_names_the_department_whose_grant_decides() -> None:
+    rules = [("p2", "acme", "customer", "read"), ("g2", "service", "", "acme"),
+             ("g2", "service-1", "service", "acme"), ("g2", "east", "", "acme"),
+             ("p12", "service", "acme", "customer", "read", "custom:east", ""),
+             ("p3", "main", "acme", "active"), ("g3", "main", "service-1", "acme"),
+             ("p3", "aux", "acme", "active"), ("g3", "aux", "east", "acme"),
+             ("g5", "aux", "service", "acme")]
+    authz = Authorizer.from_rules(rules)
+    record = Record("customer", owner="x", department="east")
+    reason = authz.explain("main", "read", record, domain="acme").reason
+    assert reason.startswith("allowed by a grant to department service (main's main department "
+                             "service-1 is below it): customer:read@custom[east]")
+    decision = authz.explain("aux", "read", record, domain="acme")
+    assert "grant to department service (aux's auxiliary department is service)" in decision.reason
+    assert decision.rules == (("p12", "service", "acme", "customer", "read", "custom:east", ""),)

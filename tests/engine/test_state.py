@@ -66,7 +66,8 @@ def changes(draw: st.DrawFn, rules: list[Rule], domain: str,
     departments = {r[1]: r[2] for r in rules if r[0] == "g2" and r[3] == domain}
     kind = draw(st.sampled_from(["grant", "revoke", "assign", "unassign", "inherit", "status",
                                  "move", "parent", "department", "role", "vocabulary",
-                                 "timed", "also_in", "reports_to", "sharing"]))
+                                 "timed", "also_in", "reports_to", "sharing",
+                                 "department_grant", "department_revoke"]))
     account = draw(st.sampled_from(accounts))
     if kind == "timed":  # assign a role until a moment (replacing a timed one), or end it
         timed: list[Rule] = [r for r in rules if r[0] == "p8" and r[1] == account and r[3] == domain]
@@ -114,6 +115,16 @@ def changes(draw: st.DrawFn, rules: list[Rule], domain: str,
         if subject not in roles and draw(st.booleans()):
             expires = format_expiry_at(draw(st.sampled_from([FIXED_NOW - 60.0, *MOMENTS])))
         return [("p", subject, domain, typ, draw(st.sampled_from(pool)), scope, expires)], []
+    if kind == "department_grant" and departments:  # a grant to a department (its subtree)
+        typ = draw(st.sampled_from([*RESOURCES, "*"]))
+        scope = draw(st.sampled_from(RECORD_MODEL_SCOPES + [f"custom:{d}" for d in sorted(departments)]))
+        expires = format_expiry_at(draw(st.sampled_from([FIXED_NOW - 60.0, *MOMENTS]))) \
+            if draw(st.booleans()) else ""
+        return [("p12", draw(st.sampled_from(sorted(departments))), domain, typ,
+                 draw(st.sampled_from(["*", *RESOURCES.get(typ, ["read"])])), scope, expires)], []
+    if kind == "department_revoke":
+        granted = [r for r in rules if r[0] == "p12" and r[2] == domain]
+        return ([], [draw(st.sampled_from(granted))]) if granted else ([], [])
     if kind == "revoke":
         held = [r for r in rules if r[0] == "p" and r[2] == domain]
         return ([], [draw(st.sampled_from(held))]) if held else ([], [])
@@ -161,14 +172,16 @@ def changes(draw: st.DrawFn, rules: list[Rule], domain: str,
         frob: Rule = ("p2", domain, "customer", "frob")
         if frob not in rules:
             return [frob], []
-        if any(r[0] == "p" and r[2] == domain and r[4] == "frob" for r in rules):
+        if any(r[0] in ("p", "p12") and r[2] == domain and r[4] == "frob" for r in rules):
             return [], []
         return [], [frob]
     # department: add a new one under an existing one, or drop an unused leaf
     unused = [d for d in departments
               if d not in departments.values()
               and not any(r[0] in ("g3", "g5") and r[2] == d and r[3] == domain for r in rules)
-              and not any(r[0] == "p" and r[2] == domain and r[5] == f"custom:{d}" for r in rules)]
+              and not any(r[0] in ("p", "p12") and r[2] == domain and r[5] == f"custom:{d}"
+                          for r in rules)
+              and not any(r[0] == "p12" and r[1] == d and r[2] == domain for r in rules)]
     if len(unused) > 0 and draw(st.booleans()):
         leaf = draw(st.sampled_from(sorted(unused)))
         return [], [("g2", leaf, departments[leaf], domain)]
@@ -327,7 +340,8 @@ def test_an_old_snapshot_never_uses_a_map_computed_after_it() -> None:
     authz.apply_changes(added=[("p", "u1", "acme", "customer", "read", "team", "")])
     new = authz._snapshots["acme"]
     assert authz.check("u1", "read", record, domain="acme")  # the new map is cached now
-    entry = authz._cache.entries[("acme", "u1")]
+    entry = authz._cache.peek("acme", "u1")
+    assert entry is not None
     assert entry[0] == new.version
     assert new.fresh("u1", entry[0])
     # A reader still holding the old snapshot: the newer entry is not its (the shared stamps
@@ -337,7 +351,7 @@ def test_an_old_snapshot_never_uses_a_map_computed_after_it() -> None:
     assert old.fresh("u2", old.version)  # u2 did not change
     held = authz._cache.get(old, "u1", authz.now())[1]
     assert not held[("customer", "read")].covers("someone", "hq")
-    assert authz._cache.entries[("acme", "u1")] is entry  # not replaced by the old snapshot's
+    assert authz._cache.peek("acme", "u1") is entry  # not replaced by the old snapshot's
 
 
 def test_the_layered_map_behaves_as_a_dict_through_changes_and_compaction() -> None:
@@ -376,3 +390,33 @@ def test_check_many_never_uses_a_stale_or_expired_entry() -> None:
     clock[0] = 1_500.0  # u2's grant expires: its cached entry is no longer valid
     assert authz.check_many(page, domain="acme") == [True, False, True]
     assert authz.check_many(page, domain="nowhere") == [False, False, False]
+
+
+def test_a_department_grant_restamps_only_the_accounts_of_its_subtree() -> None:
+    rules = [*_many(50), ("g2", "east", "hq", "acme"), ("g2", "east-1", "east", "acme"),
+                         ("g2", "west", "hq", "acme"),
+                         ("p3", "e1", "acme", "active"), ("g3", "e1", "east-1", "acme"),
+                         ("p3", "aux", "acme", "active"), ("g3", "aux", "west", "acme"),
+                         ("g5", "aux", "east", "acme"),
+                         ("p3", "sub", "acme", "active"), ("g3", "sub", "west", "acme"),
+                         ("g4", "sub", "e1", "acme")]
+    authz = Authorizer.from_rules(rules)
+    record = Record("customer", owner="someone", department="hq")
+    assert not any(authz.check(n, "delete", record, domain="acme") for n in ("e1", "aux", "u3"))
+    before = authz._snapshots["acme"]
+    grant: Rule = ("p12", "east", "acme", "customer", "delete", "all", "")
+    authz.apply_changes(added=[grant])
+    after = authz._snapshots["acme"]
+    assert after.base == before.base  # not a structural change: the tenant's maps stay fresh
+    # e1 (main department below east), aux (auxiliary department east) and e1's sub-account
+    assert set(after.stamps) == {"e1", "aux", "sub"}
+    assert authz.check("e1", "delete", record, domain="acme")
+    assert authz.check("aux", "delete", record, domain="acme")
+    assert not authz.check("sub", "delete", record, domain="acme")  # west: not in the subtree
+    assert not authz.check("u3", "delete", record, domain="acme")
+    authz.apply_changes(added=[("g3", "u3", "east-1", "acme")], removed=[("g3", "u3", "hq", "acme")])
+    assert authz.check("u3", "delete", record, domain="acme")  # moved in: holds it now
+    authz.apply_changes(removed=[grant])
+    assert not any(authz.check(n, "delete", record, domain="acme") for n in ("e1", "aux", "u3"))
+    assert set(authz._snapshots["acme"].stamps) >= {"e1", "aux", "sub", "u3"}
+    assert len(authz._snapshots["acme"].stamps) == 4  # the member index followed u3's move

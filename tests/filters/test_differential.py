@@ -16,11 +16,13 @@ are given that table.
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from typing import Any
+from typing import Any, Literal
 
 import pytest
+from django.db import connection as django_connection
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Connection, Engine, Table, select
@@ -28,6 +30,7 @@ from sqlalchemy import Connection, Engine, Table, select
 from salesauthz import Authorizer
 from salesauthz.errors import UsageError
 from salesauthz.filters import sql as filters_sql
+from salesauthz.filters.closure import ClosureTable, sync
 from salesauthz.filters.django import ShareModel, scope_q
 from salesauthz.filters.sql import Paramstyle, ShareTable, quote_identifier, sql_where
 from salesauthz.filters.sqlalchemy import ShareColumns, scope_clause
@@ -66,15 +69,56 @@ def arrays_from(size: int) -> Iterator[None]:
     finally:
         filters_sql.ARRAY_MIN_VALUES = kept
 
-class SqlBackend:
-    """A table in one database, queried through ``sql_where`` and ``scope_clause``."""
+# A closure table with hostile names; every subtree (however small) goes through it.
+def closure_table() -> ClosureTable:
+    return ClosureTable(f'"sz closure %s {uuid.uuid4().hex[:12]}"', tenant='"t;--"', version="v",
+                        ancestor="\"a'\"", descendant='"d %s"', min_subtree=1)
 
-    def __init__(self, conn: Connection, table: Table, styles: list[tuple[Paramstyle, bool]]) -> None:
+
+class SqlBackend:
+    """A table in one database, queried through ``sql_where`` and ``scope_clause``; and a
+    department closure table (created here, dropped by ``close``)."""
+
+    def __init__(self, conn: Connection, table: Table, styles: list[tuple[Paramstyle, bool]],
+                 sync_style: Literal["format", "qmark"] = "qmark") -> None:
         self.conn = conn
         self.table = table
         self.styles = styles
         self.owner = quote_identifier(OWNER_COLUMN)
         self.department = quote_identifier(DEPARTMENT_COLUMN)
+        self.closure = closure_table()
+        self.stale = closure_table()  # never synced: the closure form must fail closed
+        self.sync_style = sync_style
+        for table_spec in (self.closure, self.stale):
+            self._raw_execute(table_spec.ddl()[0])
+
+    def _raw_execute(self, statement: str) -> None:
+        cursor = self.conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        cursor.execute(statement)
+        cursor.close()
+
+    def close(self) -> None:
+        self.conn.rollback()
+        for table_spec in (self.closure, self.stale):
+            self._raw_execute(f"DROP TABLE IF EXISTS {table_spec.name}")
+        self.conn.commit()
+
+    def check_closure(self, flt: ScopeFilter, authz: Authorizer, query: Query, style: Paramstyle,
+                      arrays: bool, expected: set[int]) -> None:
+        """The closure form (synced: the same rows; never synced: never more)."""
+        sync(self.conn.connection.driver_connection, self.closure, authz, domain=query.domain,
+             paramstyle=self.sync_style)
+        for spec, exact in ((self.closure, True), (self.stale, False)):
+            where, params = sql_where(flt, owner=self.owner, department=self.department,
+                                      domain=("tenant", query.domain), paramstyle=style,
+                                      authz=authz, arrays=arrays, closure=spec.using(authz))
+            found = self.raw(where, params)
+            assert found == expected if exact else found <= expected, (query, where, params)
+            clause = scope_clause(flt, owner=self.table.c.owner,
+                                  department=self.table.c.department, domain=self.table.c.tenant,
+                                  authz=authz, arrays=arrays, closure=spec.using(authz))
+            found = set(self.conn.scalars(select(self.table.c.id).where(clause)))
+            assert found == expected if exact else found <= expected, (query, clause)
 
     def load(self, rows: list[Row]) -> None:
         self.conn.execute(self.table.delete())
@@ -98,9 +142,15 @@ class SqlBackend:
                                           domain=("tenant", query.domain), paramstyle=style,
                                           authz=authz, arrays=True)
             assert self.raw(where, params) == expected, (query, where, params)
+            with arrays_from(1):
+                clause = scope_clause(flt, owner=self.table.c.owner,
+                                      department=self.table.c.department,
+                                      domain=self.table.c.tenant, authz=authz, arrays=True)
+            assert set(self.conn.scalars(select(self.table.c.id).where(clause))) == expected
         clause = scope_clause(flt, owner=self.table.c.owner, department=self.table.c.department,
                               domain=self.table.c.tenant, authz=authz)
         assert set(self.conn.scalars(select(self.table.c.id).where(clause))) == expected, query
+        self.check_closure(flt, authz, query, style, arrays, expected)
         # Without the authorizer, rows without a department pass on their owner alone: never
         # more than check allows, and the same answer wherever the department is known.
         where, params = sql_where(flt, owner=self.owner, department=self.department,
@@ -123,8 +173,10 @@ def backends(
             pg_engine: Engine = request.getfixturevalue("pg_engine")
             chosen.append(SqlBackend(stack.enter_context(pg_engine.connect()), pg_table,
                                      [("format", False), ("pyformat", True), ("format", True),
-                                      ("pyformat", False)]))
+                                      ("pyformat", False)], sync_style="format"))
         yield chosen
+        for backend in chosen:
+            backend.close()
 
 
 def test_postgres_is_reachable(pg_engine: Engine) -> None:
@@ -146,10 +198,22 @@ def _assert_only_placeholders(flt: ScopeFilter, authz: Authorizer, domain: str) 
     assert params[0] == domain
 
 
+@pytest.fixture(scope="module")
+def django_closure() -> Iterator[ClosureTable]:
+    """A closure table in Django's database (hostile names: Django's %s placeholders)."""
+    spec = closure_table()
+    with django_connection.cursor() as cursor:
+        cursor.execute(spec.ddl()[0])  # no parameters: Django leaves % alone
+    yield spec
+    with django_connection.cursor() as cursor:
+        cursor.execute(f"DROP TABLE {spec.name}")
+
+
 @settings(max_examples=examples(100))
 @given(data=st.data(), org=organisations())
 def test_filters_equal_check(
     data: st.DataObject, org: Organisation, backends: list[SqlBackend], django_customers: Any,
+    django_closure: ClosureTable,
 ) -> None:
     authz = Authorizer.from_rules(org.rules, clock=lambda: FIXED_NOW)
     rows = rows_of(org)
@@ -165,6 +229,9 @@ def test_filters_equal_check(
         for backend in backends:
             backend.check(flt, authz, query, i, expected, with_department)
         q = scope_q(flt, domain="tenant", authz=authz)
+        assert set(django_customers.objects.filter(q).values_list("id", flat=True)) == expected, (query, q)
+        sync(django_connection, django_closure, authz, domain=query.domain)
+        q = scope_q(flt, domain="tenant", authz=authz, closure=django_closure.using(authz))
         assert set(django_customers.objects.filter(q).values_list("id", flat=True)) == expected, (query, q)
 
 

@@ -17,6 +17,7 @@ from psycopg.sql import Literal
 from sqlalchemy import Engine
 
 from salesauthz import Authorizer
+from salesauthz.filters.closure import ClosureTable, sync
 from salesauthz.filters.sql import sql_where
 from salesauthz.models import DomainDocument, compile_document
 
@@ -75,6 +76,47 @@ def test_large_scopes_keep_an_index_path(pg_engine: Engine, indexed_table: str, 
     plan = _plan(pg_engine, indexed_table, where, params)
     assert "Seq Scan" not in plan
     assert f"{indexed_table}_owner" in plan
+
+
+def _scans(node: dict[str, Any]) -> set[tuple[str, str]]:
+    """``(node type, relation)`` of every scan in a JSON plan."""
+    found = {(node["Node Type"], node["Relation Name"])} if "Relation Name" in node else set()
+    for child in node.get("Plans", ()):
+        found |= _scans(child)
+    return found
+
+
+def test_a_closure_subtree_keeps_the_department_index(pg_engine: Engine,
+                                                      indexed_table: str) -> None:
+    """With ``arrays=True`` the closure form is ``department = ANY(ARRAY(SELECT ...))``: one top
+    bound, and the department index still serves it inside the ``OR``."""
+    authz = _organisation(reps=3000, departments=1000)
+    spec = ClosureTable(f"{indexed_table}_closure")
+    raw = pg_engine.raw_connection()
+    try:
+        conn = raw.driver_connection
+        assert conn is not None
+        for statement in spec.ddl():
+            conn.execute(statement)
+        sync(conn, spec, authz, domain="plans")
+        conn.execute(f"ANALYZE {spec.name}")
+        raw.commit()
+        manager = authz.scope_filter("boss", "read", "customer", domain="plans")
+        where, params = sql_where(manager, owner="owner", department="department",
+                                  domain=("tenant", "plans"), arrays=True,
+                                  closure=spec.using(authz))
+        assert isinstance(params, list)
+        assert params[-1] == "root"
+        assert len(params) == 5  # tenant, owner, and the closure's tenant, version and top
+        plan = _plan(pg_engine, indexed_table, where, params)
+        assert ("Seq Scan", indexed_table) not in _scans(json.loads(plan)[0]["Plan"]), plan
+        assert f"{indexed_table}_department" in plan, plan
+    finally:
+        cursor = raw.cursor()
+        cursor.execute(f"DROP TABLE IF EXISTS {spec.name}")
+        cursor.close()
+        raw.commit()
+        raw.close()
 
 
 def _team_organisation(departments: int) -> Authorizer:

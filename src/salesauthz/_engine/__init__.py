@@ -4,21 +4,22 @@ Modules outside the engine import from this package only, never from its submodu
 (``tests/test_architecture.py`` checks it), and no public API takes or returns its types.
 
 - :mod:`.semantics` — the decision rules, once: scopes, expiry, wildcards, role inheritance, the
-  parent ceiling, and the provenance of every right.
+  parent ceiling, what an account holds and through which roles.
 - :mod:`.snapshot` — one domain's compiled rules, immutable; :mod:`.state` — the mutable master
   copy that publishes snapshots, incrementally.
 - :mod:`.cache` — effective maps per account, with a strategy passed in.
-- :mod:`.explain` — decisions told from their provenance; :mod:`.fields` — field modes.
+- :mod:`.explain` — the provenance of a right and decisions told from it; :mod:`.fields` — field
+  modes; :mod:`.order` — which scope reaches at least what another does (administration).
 """
 
 from .cache import DEFAULT_SIZE as DEFAULT_CACHE_SIZE
 from .cache import TOUCH_EVERY, CacheKey, EffectiveCache, Entry
-from .explain import explain, permission_label
+from .explain import Source, explain, permission_label, sources
 from .fields import field_modes, ruled_fields
+from .order import scope_width, scope_within
 from .semantics import (
     ACTIVE,
     Holding,
-    Source,
     Until,
     chain,
     earliest,
@@ -30,9 +31,6 @@ from .semantics import (
     own_map,
     role_holdings,
     scope_coverage,
-    scope_width,
-    scope_within,
-    sources,
 )
 from .snapshot import (
     AccountInfo,

@@ -1,7 +1,7 @@
 """Explanations: the engine's decision, told from its provenance (not the hot path).
 
 The verdict is :func:`~.semantics.effective`'s — the map ``check`` caches — so ``explain`` can
-never allow what ``check`` denies. The story is told from :func:`~.semantics.sources` (which role
+never allow what ``check`` denies. The story is told from :func:`sources` (which role
 or grant gives the right, through which inheritance path, what its scope reaches, which grants
 expired) and from the parent chain (which ancestor caps it).
 """
@@ -10,18 +10,47 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from salesauthz import _rules as R
-from salesauthz.scopes import ConditionGuard, Coverage, RequirementGuard, ScopeKind, ShareGuard
+from salesauthz.scopes import (
+    ConditionGuard,
+    Coverage,
+    RequirementGuard,
+    Scope,
+    ScopeKind,
+    ShareGuard,
+)
 from salesauthz.values import Decision, Record
 
-from .semantics import ACTIVE, Source, chain, effective, sources
-from .snapshot import Permission, Snapshot
+from .semantics import ACTIVE, Holding, chain, effective, expand, expired, holdings, keyed_coverage
+from .snapshot import Key, Permission, Snapshot
 
-__all__ = ["explain", "permission_label"]
+__all__ = ["Source", "explain", "permission_label", "sources"]
 
 logger = logging.getLogger("salesauthz")
+
+
+class Source(NamedTuple):
+    """Provenance of one right: a holding naming the key, what its scope reaches for the
+    account, and whether it has expired."""
+
+    holding: Holding
+    coverage: Coverage
+    expired: bool
+
+
+def sources(snapshot: Snapshot, account: str, key: Key, now: float) -> list[Source]:
+    """The account's own holdings that give ``key`` (expired ones included, marked)."""
+    found: list[Source] = []
+    memo: dict[tuple[Scope, Key | None], Coverage] = {}
+    for held in holdings(snapshot, account):
+        permission = held.permission
+        if key not in expand(snapshot, permission.type, permission.action):
+            continue
+        coverage = keyed_coverage(snapshot, account, permission.scope, key, memo)
+        found.append(Source(held, coverage, expired(permission.expires, now)))
+    return found
 
 
 def permission_label(permission: Permission) -> str:
@@ -143,9 +172,20 @@ def _how_covered(snapshot: Snapshot, account: str, permission: Permission, recor
     return ""
 
 
-def _source_text(source: Source) -> str:
-    via = source.holding.via
-    return "direct grant" if not via else "role " + " → ".join(via)
+def _source_text(snapshot: Snapshot, account: str, holding: Holding) -> str:
+    """How the account holds a permission: a role path, a direct grant, or a grant to a
+    department with the account's department that reaches it."""
+    if holding.department is None:
+        return "direct grant" if not holding.via else "role " + " → ".join(holding.via)
+    granting = holding.department
+    main = snapshot.account(account).department
+    for department in snapshot.departments_of(account):
+        if granting in snapshot.ancestry(department):
+            which = "main" if department == main else "auxiliary"
+            where = f"is {granting}" if department == granting \
+                else f"{department} is below it"
+            return f"grant to department {granting} ({account}'s {which} department {where})"
+    return f"grant to department {granting}"  # (unreachable: holdings walked these departments)
 
 
 def _tell(snapshot: Snapshot | None, account: str, action: str, record: Record, domain: str,
@@ -179,9 +219,12 @@ def _tell(snapshot: Snapshot | None, account: str, action: str, record: Record, 
         if source.expired:
             until = source.holding.until
             if until is not None and until <= now:
-                steps.append(f"{_source_text(source)}: the assignment of role "
+                steps.append(f"{_source_text(snapshot, account, source.holding)}: the assignment of role "
                              f"{source.holding.via[0]} expired at {R.format_expiry_at(until)}, "
                              f"so {label} is ignored")
+            elif source.holding.department is not None:
+                steps.append(f"{_source_text(snapshot, account, source.holding)}: {label} "
+                             "expired; ignored")
             else:
                 steps.append(f"grant {label} expired; ignored")
             continue
@@ -198,7 +241,7 @@ def _tell(snapshot: Snapshot | None, account: str, action: str, record: Record, 
             conditions.extend(failures)
         verdict = ("covers this record but for its conditions: " + "; ".join(failures)
                    if failures else "covers" if covered else "does not cover")
-        steps.append(f"{_source_text(source)}: {label} reaches "
+        steps.append(f"{_source_text(snapshot, account, source.holding)}: {label} reaches "
                      f"{_scope_text(snapshot, account, source.holding.permission)}, which "
                      f"{verdict}{' this record' if covered or not failures else ''}{how}")
     if not live:
@@ -226,7 +269,8 @@ def _tell(snapshot: Snapshot | None, account: str, action: str, record: Record, 
             return deny(f"{account} would be allowed, but its parent {info.parent} is not: "
                         f"{above.reason}", steps, (*rules, (R.PARENT, account, info.parent, domain)))
     permission = first.holding.permission
-    source_name = "a direct grant" if first.holding.role is None else f"role {first.holding.role}"
+    source_name = ("a " + _source_text(snapshot, account, first.holding)
+                   if first.holding.role is None else f"role {first.holding.role}")
     reason = (f"allowed by {source_name}: {permission_label(permission)} reaches "
               f"{_scope_text(snapshot, account, permission)}"
               f"{_how_covered(snapshot, account, permission, record, action)}")

@@ -13,11 +13,10 @@ implementation, on purpose: the differential tests compare the two.
    ``subordinate_tree`` from its reporting line, ``shared`` from the record's shares; a record
    with no department is in its owner's current main department (``Coverage.covers`` with the
    snapshot's ``homes``).
-4. An account holds the unexpired permissions of its unexpired role assignments (closed over
-   inheritance) and its
-   direct grants, wildcards expanded over the domain's vocabulary (:func:`holdings`,
-   :func:`own_map`); grants add up (union) and a sub-account is capped by what its parent holds
-   (intersection, up the whole chain, evaluated at decision time: :func:`effective`).
+4. An account holds the unexpired permissions of its unexpired role assignments (closed over inheritance),
+   its direct grants and those to its main and auxiliary departments or above, wildcards expanded
+   (:func:`holdings`, :func:`own_map`); grants add up (union) and a sub-account is capped by what its
+   parent holds (intersection, up the whole chain, evaluated at decision time: :func:`effective`).
 5. Field modes refine a record a role may see (:func:`field_modes`).
 """
 
@@ -42,9 +41,7 @@ def expired(expires: float | None, now: float) -> bool:
 
 
 def earliest(first: Until, second: Until) -> Until:
-    if first is None:
-        return second
-    return first if second is None or first <= second else second
+    return second if first is None else first if second is None or first <= second else second
 
 
 def expand(snapshot: Snapshot, type: str, action: str) -> Iterator[Key]:
@@ -61,23 +58,16 @@ def expand(snapshot: Snapshot, type: str, action: str) -> Iterator[Key]:
             yield known_type, action
 
 
-
-
 def scope_coverage(snapshot: Snapshot, account: str, scope: Scope, home: str | None = None, *,
                    moved: bool = False, key: tuple[str, str | None] | None = None) -> Coverage:
     """The records ``scope`` reaches for ``account`` (rule 3); with ``moved=True``, as if the
     account's main department were ``home`` (what a planned move would give it).
 
     ``key`` is the ``(type, action)`` the scope is used for: ``shared`` reaches records carrying a
-    share at a level of ``type`` that includes ``action`` (any level of the type when ``action``
-    is ``None``: field rules), naming the account or one of its departments or a department above
-    one of them. Without a key, ``shared`` reaches nothing.
-
-    A condition on the scope guards what it reaches: ``where:`` tests with ``account.<name>``
-    operands replaced by the account's attribute values (an attribute the account lacks: the
-    scope reaches nothing), and ``requires:`` on the request context (hours in the domain's time
-    zone).
-    """
+    share at a level of ``type`` that includes ``action`` (any level when ``action`` is ``None``:
+    field rules) naming the account, one of its departments or one above; without a key, nothing.
+    A condition guards what the scope reaches: ``where:`` with ``account.<name>`` operands resolved
+    (an attribute the account lacks: nothing), ``requires:`` on the request context."""
     condition = scope.condition
     if condition is None:
         return _bare_coverage(snapshot, account, scope, home, moved, key)
@@ -124,84 +114,39 @@ def _bare_coverage(snapshot: Snapshot, account: str, scope: Scope, home: str | N
         *(snapshot.subtree[d] for d in departments)))
 
 
-_KEYED: Final = frozenset((ScopeKind.SHARED,))
-"""Scope kinds whose coverage depends on the (type, action) they are used for."""
-
-
 def keyed_coverage(snapshot: Snapshot, account: str, scope: Scope, key: Key,
                    memo: dict[tuple[Scope, Key | None], Coverage]) -> Coverage:
-    """``scope_coverage`` for ``key``, memoised in ``memo`` (most scopes do not depend on it)."""
-    memo_key = (scope, key if scope.kind in _KEYED else None)
+    """``scope_coverage`` for ``key``, memoised in ``memo`` (only ``shared`` depends on it)."""
+    memo_key = (scope, key if scope.kind is ScopeKind.SHARED else None)
     coverage = memo.get(memo_key)
     if coverage is None:
         coverage = memo[memo_key] = scope_coverage(snapshot, account, scope, key=key)
     return coverage
 
 
-_WIDTH: Final = {ScopeKind.OWN: 0, ScopeKind.SHARED: 1, ScopeKind.SUBORDINATES: 1,
-                 ScopeKind.TEAM: 1, ScopeKind.SUBORDINATE_TREE: 2, ScopeKind.CUSTOM: 2,
-                 ScopeKind.DEPARTMENT_TREE: 3, ScopeKind.ALL: 4}
-
-
-def scope_within(inner: Scope, outer: Scope, snapshot: Snapshot | None = None) -> bool:
-    """Whether ``outer`` reaches everything ``inner`` does for *any* account (the static order
-    own ⊆ team ⊆ department_tree ⊆ all; own ⊆ subordinates ⊆ subordinate_tree; own ⊆ custom(D)
-    ⊆ custom(E) when E's subtrees hold D; shared — which reaches only records shared with the
-    account, not its own — only within shared and all). A conditioned ``outer`` holds only an
-    ``inner`` with the very same condition (conditions are not compared otherwise: refuse
-    rather than guess); a conditioned ``inner`` is narrower than its bare scope."""
-    if inner == outer:
-        return True
-    if outer.condition is not None:
-        if inner.condition != outer.condition:
-            return False
-        outer = outer.bare
-    inner = inner.bare
-    if inner == outer or outer.kind is ScopeKind.ALL:
-        return True
-    if inner.kind is ScopeKind.OWN:
-        return outer.kind is not ScopeKind.SHARED
-    if inner.kind is ScopeKind.TEAM and outer.kind is ScopeKind.DEPARTMENT_TREE:
-        return True
-    if inner.kind is ScopeKind.SUBORDINATES and outer.kind is ScopeKind.SUBORDINATE_TREE:
-        return True
-    if inner.kind is ScopeKind.CUSTOM and outer.kind is ScopeKind.CUSTOM:
-        reach: set[str] = set()
-        for department in outer.departments:
-            reach |= snapshot.subtree.get(department, {department}) if snapshot else {department}
-        return inner.departments <= reach
-    return False
-
-
-def scope_width(scope: Scope) -> int:
-    """A sort key, narrowest scope kind first."""
-    return _WIDTH[scope.kind]
-
-
 def chain(snapshot: Snapshot, account: str) -> tuple[str, ...] | None:
     """The account, its parent, its parent's parent …; ``None`` if the chain loops (only bad
     stored data can make it loop: the account is then denied everything)."""
     names = [account]
-    seen = {account}
     parent = snapshot.account(account).parent
     while parent is not None:
-        if parent in seen:
+        if parent in names:  # chains are short: a list is the cheapest set
             return None
         names.append(parent)
-        seen.add(parent)
         parent = snapshot.account(parent).parent
     return tuple(names)
 
 
 class Holding(NamedTuple):
-    """A permission an account holds, and how: ``via`` is the path assigned role → … → the role
-    that lists it (``()`` for a direct grant); ``until`` is when the role assignment it comes
-    through expires (``None``: a permanent assignment or a direct grant). A permission held
-    through a timed assignment carries the earlier of its own expiry and the assignment's."""
+    """A permission an account holds, and how: ``via`` is the path assigned role → … → the role that
+    lists it (``()`` for a grant; ``department`` names the department a grant was given to, if any);
+    ``until`` is when the role assignment it comes through expires (``None``: permanent, or a grant),
+    and the permission then carries the earlier of its own expiry and the assignment's."""
 
     permission: Permission
     via: tuple[str, ...]
     until: float | None = None
+    department: str | None = None
 
     @property
     def role(self) -> str | None:
@@ -216,12 +161,12 @@ def role_holdings(snapshot: Snapshot, role: str) -> Iterator[Holding]:
 
 
 def holdings(snapshot: Snapshot, account: str) -> Iterator[Holding]:
-    """Every permission the account itself holds (expired ones included): its direct grants,
-    then its roles' (after inheritance, by role name). Each reached role counts once, through
-    its best assignment — a permanent one, else the one expiring last — by its shortest path."""
+    """Every permission the account itself holds (expired ones included): its grants (``grants_of``),
+    then its roles' (after inheritance, by role name). Each reached role counts once, through its
+    best assignment — a permanent one, else the one expiring last — by its shortest path."""
     info = snapshot.account(account)
-    for grant in info.grants:
-        yield Holding(grant, ())
+    for department, grant in snapshot.grants_of(account):
+        yield Holding(grant, (), department=department)
     best: dict[str, tuple[tuple[object, ...], tuple[str, ...], float | None]] = {}
     assigned: list[tuple[str, float | None]] = [(role, None) for role in sorted(info.roles)]
     assigned.extend(info.timed_roles)
@@ -303,25 +248,3 @@ def effective(snapshot: Snapshot, account: str, now: float, *, ceiling: Ceiling 
     else:
         above, above_until = ceiling(info.parent)
     return intersect_maps(result, above), earliest(until, above_until)
-
-
-class Source(NamedTuple):
-    """Provenance of one right: a holding naming the key, what its scope reaches for the
-    account, and whether it has expired."""
-
-    holding: Holding
-    coverage: Coverage
-    expired: bool
-
-
-def sources(snapshot: Snapshot, account: str, key: Key, now: float) -> list[Source]:
-    """The account's own holdings that give ``key`` (expired ones included, marked)."""
-    found: list[Source] = []
-    memo: dict[tuple[Scope, Key | None], Coverage] = {}
-    for held in holdings(snapshot, account):
-        permission = held.permission
-        if key not in expand(snapshot, permission.type, permission.action):
-            continue
-        coverage = keyed_coverage(snapshot, account, permission.scope, key, memo)
-        found.append(Source(held, coverage, expired(permission.expires, now)))
-    return found

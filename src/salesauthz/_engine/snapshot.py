@@ -210,6 +210,8 @@ class Snapshot:
     settings: Mapping[str, str] = field(default_factory=dict)  # p11: name -> value
     conditioned: bool = False  # some permission of the domain carries a condition
     version: int = 0  # this snapshot's version (from one process-wide counter)
+    # department -> its grants (p12), held by the accounts in its subtree (main or auxiliary)
+    department_grants: Mapping[str, tuple[Permission, ...]] = field(default_factory=dict)
 
     def fresh(self, account: str, computed: int) -> bool:
         """Whether the account's map computed from the snapshot of version ``computed`` is this
@@ -247,6 +249,27 @@ class Snapshot:
             found.append(parent)
             parent = self.department_parent.get(parent)
         return tuple(found)
+
+    def granting(self, account: str) -> tuple[str, ...]:
+        """The departments whose grants (``p12``) the account holds: each of its main and
+        auxiliary departments and every department above one, once, nearest first."""
+        if not self.department_grants:
+            return ()
+        found: dict[str, None] = {}
+        for department in self.departments_of(account):
+            found.update(dict.fromkeys(d for d in self.ancestry(department)
+                                       if d in self.department_grants))
+        return tuple(found)
+
+    def grants_of(self, account: str) -> Iterator[tuple[str | None, Permission]]:
+        """The account's grants: its direct ones (department ``None``), then those to each of
+        its main and auxiliary departments and to every department above one (:meth:`granting`),
+        with the department each was given to."""
+        for grant in self.account(account).grants:
+            yield None, grant
+        for department in self.granting(account):
+            for grant in self.department_grants[department]:
+                yield department, grant
 
     def levels_with(self, type: str, action: str) -> frozenset[str]:
         """The share levels of ``type`` that include ``action``."""

@@ -88,6 +88,12 @@ class DomainState:
         self.reports_to: dict[str, str] = {}  # g6: account -> superior
         self.attributes: dict[str, set[tuple[str, str]]] = {}  # p9: account -> (name, value)
         self.settings: dict[str, set[str]] = {}  # p11: name -> values
+        self.department_grants: dict[str, set[Permission]] = {}  # p12: department -> grants
+        self._regranted: set[str] = set()  # departments whose grants changed since the last publish
+        # department -> the accounts with it as main or auxiliary department: built on the first
+        # change of a grant to a department after a load, then kept up to date.
+        self._members: dict[str, set[str]] | None = None
+        self._department_grant_part: dict[str, tuple[Permission, ...]] | None = None
         self._reports_changed = False
         self.snapshot: Snapshot | None = None
         # Derived structures, rebuilt only when their rules change (None: stale).
@@ -160,9 +166,14 @@ class DomainState:
         if ptype == R.ROLE_LINK:
             self.links.setdefault(subject, set()).add(rule[2])
             return self._subject_changed(subject, touched)
+        if ptype == R.DEPARTMENT_GRANT:
+            self._department_grant(rule, add=True)
+            return False
         if ptype in (R.ACCOUNT, R.MEMBERSHIP, R.PARENT):
             facts = {R.ACCOUNT: self.status, R.MEMBERSHIP: self.membership, R.PARENT: self.parent}
+            before = self._member_of(subject) if ptype == R.MEMBERSHIP else None
             facts[ptype][subject] = rule[3] if ptype == R.ACCOUNT else rule[2]
+            self._moved(subject, before)
             touched.add(subject)
             return False
         if ptype in (R.AUXILIARY, R.TIMED_ROLE, R.REPORTS_TO, R.ACCOUNT_ATTRIBUTE):
@@ -182,11 +193,16 @@ class DomainState:
         if ptype == R.ROLE_LINK:
             _discard(self.links, subject, rule[2])
             return self._subject_changed(subject, touched)
+        if ptype == R.DEPARTMENT_GRANT:
+            self._department_grant(rule, add=False)
+            return False
         if ptype in (R.ACCOUNT, R.MEMBERSHIP, R.PARENT):
             facts = {R.ACCOUNT: self.status, R.MEMBERSHIP: self.membership, R.PARENT: self.parent}
+            before = self._member_of(subject) if ptype == R.MEMBERSHIP else None
             value = rule[3] if ptype == R.ACCOUNT else rule[2]
             if facts[ptype].get(subject) == value:
                 del facts[ptype][subject]
+            self._moved(subject, before)
             touched.add(subject)
             return False
         if ptype in (R.AUXILIARY, R.TIMED_ROLE, R.REPORTS_TO, R.ACCOUNT_ATTRIBUTE):
@@ -201,7 +217,9 @@ class DomainState:
         ptype, subject = rule[0], rule[1]
         touched.add(subject)
         if ptype == R.AUXILIARY:
+            was_in = self._member_of(subject)
             _change(self.also_in, subject, rule[2], add)
+            self._moved(subject, was_in)
         elif ptype == R.TIMED_ROLE:
             _change(self.timed, subject, (rule[2], rule[4]), add)
         elif ptype == R.ACCOUNT_ATTRIBUTE:
@@ -219,6 +237,49 @@ class DomainState:
                     touched.add(superior)
                     superior = self.reports_to.get(superior)
             self._reports_changed = True
+
+    def _department_grant(self, rule: Rule, *, add: bool) -> None:
+        """A grant to a department: the accounts in its subtree are re-stamped on publishing
+        (:meth:`_granted_to`), never every account of the domain."""
+        permission = parse_permission(rule)
+        _change(self.department_grants, rule[1], permission, add)
+        if permission.scope.condition is not None:
+            self._conditions_changed = True
+        self._regranted.add(rule[1])
+        self._department_grant_part = None
+
+    def _member_of(self, account: str) -> set[str] | None:
+        """The account's main and auxiliary departments, while the member index is kept."""
+        if self._members is None:
+            return None
+        main = self.membership.get(account)
+        return {*(() if main is None else (main,)), *self.also_in.get(account, ())}
+
+    def _moved(self, account: str, before: set[str] | None) -> None:
+        """Keep the member index up to date after the account's departments changed."""
+        now, members = self._member_of(account), self._members
+        if before is None or now is None or members is None:
+            return
+        for department in before - now:
+            _discard(members, department, account)
+        for department in now - before:
+            members.setdefault(department, set()).add(account)
+
+    def _granted_to(self, departments: Iterable[str]) -> set[str]:
+        """The accounts whose main or auxiliary department is one of ``departments`` or below
+        one (those holding the departments' grants), from the member index."""
+        if self._members is None:
+            members: dict[str, set[str]] = {}
+            for account, department in self.membership.items():
+                members.setdefault(department, set()).add(account)
+            for account, auxiliary in self.also_in.items():
+                for department in auxiliary:
+                    members.setdefault(department, set()).add(account)
+            self._members = members
+        assert self._department_part is not None
+        subtree = self._department_part[1]
+        return {account for granting in departments for department in subtree.get(granting, ())
+                for account in self._members.get(department, ())}
 
     def _structure(self, rule: Rule, *, add: bool) -> bool:
         """Departments, roles, the vocabulary and field rules: every account may be affected."""
@@ -310,13 +371,16 @@ class DomainState:
             accounts = layered(previous.accounts).changed(changes)
         self._role_set_changed = False
 
+        if self._department_grant_part is None:
+            self._department_grant_part = {d: tuple(sorted(grants, key=lambda p: p.rule))
+                                           for d, grants in self.department_grants.items()}
         version = next(_stamp_counter)
         if previous is None or structural:
             base, stamps = version, {}
         else:
             base, stamps = previous.base, self._stamps
-            stale = set(touched)
-            stack = list(touched)
+            stale = touched | self._granted_to(self._regranted) if self._regranted else set(touched)
+            stack = list(stale)
             while stack:  # a sub-account's map depends on its parents'
                 for child in children.get(stack.pop(), ()):
                     if child not in stale:
@@ -325,6 +389,7 @@ class DomainState:
             for name in stale:  # in place: readers of older snapshots see these as stale too
                 stamps[name] = version
         self._stamps = stamps
+        self._regranted.clear()
 
         roles, role_parents, role_permissions, role_paths = self._role_part
         department_parent, subtree = self._department_part
@@ -332,7 +397,8 @@ class DomainState:
         # A setting stored twice is no setting (the default applies), like a doubled attribute.
         settings = {name: next(iter(values)) for name, values in self.settings.items()
                     if len(values) == 1}
-        conditioned = any(p.scope.condition is not None for held in self.permissions.values()
+        conditioned = any(p.scope.condition is not None
+                          for held in (*self.permissions.values(), *self.department_grants.values())
                           for p in held) if self._conditions_changed or previous is None \
             else previous.conditioned
         self._conditions_changed = False
@@ -340,7 +406,7 @@ class DomainState:
                                  role_permissions, role_paths, department_parent, subtree, accounts,
                                  homes, children, stamps, base, role_fields, field_vocabulary,
                                  self._sharing_part, self._reports_part, settings, conditioned,
-                                 version)
+                                 version, self._department_grant_part)
         return self.snapshot
 
     def _account_names(self) -> set[str]:

@@ -248,9 +248,12 @@ def _lint_sensitive_actions(domain: _Domain) -> None:
         ("roles", name, (role or RoleDocument()).permissions) for name, role in doc.roles.items()]
     owners += [("accounts", name, (account or AccountDocument()).grants)
                for name, account in doc.accounts.items()]
+    owners += [("departments", name, department.grants)
+               for name, department in doc.departments.items() if department is not None]
     for section, name, sets in owners:
         field_name = "permissions" if section == "roles" else "grants"
-        who = f"role {name!r}" if section == "roles" else f"account {name!r} (a direct grant)"
+        who = {"roles": f"role {name!r}", "accounts": f"account {name!r} (a direct grant)",
+               "departments": f"department {name!r} (a grant to a department)"}[section]
         for i, pset in enumerate(sets):
             if pset.requires and any(v is not False for v in pset.requires.values()):
                 continue
@@ -315,6 +318,10 @@ def _lint_impossible_conditions(domain: _Domain) -> None:
         for name, role in doc.roles.items()]
     owners += [("accounts", name, (account or AccountDocument()).grants, [name])
                for name, account in doc.accounts.items()]
+    owners += [("departments", name, department.grants,  # the accounts in its subtree
+                [a for a in index.accounts if any(name in index.ancestry(d)
+                                                  for d in index.departments_of(a))])
+               for name, department in doc.departments.items() if department is not None]
     for section, name, sets, accounts in owners:
         field_name = "permissions" if section == "roles" else "grants"
         for i, pset in enumerate(sets):
@@ -336,8 +343,8 @@ def _lint_impossible_conditions(domain: _Domain) -> None:
                     continue
                 if not any(test.operand.name in dict(index.account(a).attributes)
                            for a in accounts):
-                    who = ("no account assigned this role" if section == "roles"
-                           else f"account {name!r}")
+                    who = {"roles": "no account assigned this role", "accounts": f"account {name!r}",
+                           "departments": f"no account of department {name!r}"}[section]
                     domain.add("SA215", (*where, test.attribute),
                                f"the condition {test} can never hold: {who} has the attribute "
                                f"{test.operand.name!r}",
@@ -587,23 +594,29 @@ def _lint_sub_account(domain: _Domain, name: str, account: AccountDocument) -> N
     parent = account.parent or ""
     problems: dict[PathKey, dict[_Dead, None]] = {}
     held_permissions = [(held.role, held.permission,
-                         frozenset(engine.expand(index, held.permission.type, held.permission.action)))
+                         frozenset(engine.expand(index, held.permission.type, held.permission.action)),
+                         held.department)
                         for held in engine.holdings(index, name)
                         if not engine.expired(held.permission.expires, now)]
     for key, coverage in sorted(domain.raw_map(name).items()):
         limit = ceiling.get(key)
         if not excess(coverage, limit, index):
             continue
-        for role, permission, keys in held_permissions:
+        for role, permission, keys, granting in held_permissions:
             if key not in keys:
                 continue
             beyond = excess(engine.scope_coverage(index, name, permission.scope, key=key), limit, index)
             if not beyond:
                 continue
-            dead = _Dead(permission_text(key, str(permission.scope)),
-                         "a direct grant" if role is None else _role_via(index, account, role),
+            via = (f"the grant to department {granting!r}" if granting is not None
+                   else "a direct grant" if role is None else _role_via(index, account, role))
+            dead = _Dead(permission_text(key, str(permission.scope)), via,
                          None if limit is None else scope_label(index, parent, key, now), beyond.describe())
-            problems.setdefault(_source_path(index, name, account, role, permission), {})[dead] = None
+            # a department's grant: reported where the account joins that department
+            path = (_source_path(index, name, account, role, permission) if granting is None
+                    else ("accounts", name, "department") if account.department is not None
+                    and granting in index.ancestry(account.department) else ("accounts", name, "also_in"))
+            problems.setdefault(path, {})[dead] = None
     for path, found in problems.items():
         # One finding per place (the grant or the role assignment to remove), whatever the
         # number of permissions it gives beyond the ceiling: those are counted and capped.

@@ -36,7 +36,9 @@ FLAGS: dict[str, tuple[int, str]] = {
     "all-scope": (20, "holds a permission over every record of the domain"),
     "manages-accounts": (10, "holds account:manage: may administer other accounts"),
     "direct-grants": (8, "holds direct grants outside any role"),
-    "expiring-soon": (5, "a direct grant or a timed role assignment expires within 30 days"),
+    "department-grants": (4, "holds grants to its departments (sharing rules), outside any role"),
+    "expiring-soon": (5, "a direct grant, a grant to its department or a timed role assignment "
+                         "expires within 30 days"),
     "at-parent-ceiling": (3, "a sub-account whose own rights are cut by its parent's ceiling"),
     "export-without-mfa": (15, "may export records without a second factor (no requires: mfa; "
                               "only in a domain that lists sensitive_actions or requires mfa)"),
@@ -100,7 +102,12 @@ def review_snapshot(index: Snapshot, now: float, *, progress: Callable[[int, int
             flags.append("manages-accounts")
         if live_grants:
             flags.append("direct-grants")
-        if any(g.expires is not None and now < g.expires <= now + EXPIRY_WINDOW for g in live_grants) \
+        granted = [g for department in index.granting(name)
+                   for g in index.department_grants[department] if not engine.expired(g.expires, now)]
+        if granted:
+            flags.append("department-grants")
+        if any(g.expires is not None and now < g.expires <= now + EXPIRY_WINDOW
+               for g in (*live_grants, *granted)) \
                 or any(until <= now + EXPIRY_WINDOW for until in live_timed):
             flags.append("expiring-soon")
         if info.parent is not None and info.status == "active":

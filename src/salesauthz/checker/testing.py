@@ -12,7 +12,8 @@ tests:
   - name: a junior rep reads its own customers
     check: {account: rep_e1a, action: read, record: {type: customer, owner: rep_e1a}}
     expect: allow                 # allow | deny
-    role: junior_rep              # optional: the role that decides (`grant`: a direct grant)
+    role: junior_rep              # optional: the role that decides (`grant`: a direct grant,
+                                  # `department:<name>`: the grant to that department)
     permission: customer:read@own # optional: the permission that decides
   - check: {account: rep_e1a, action: read, record: east2_deal}
     expect: deny
@@ -251,7 +252,8 @@ test_files.__test__ = False  # type: ignore[attr-defined]
 def coverage_universe(rules: tuple[Rule, ...] | list[Rule]) -> set[Rule]:
     """The rules ``--coverage`` counts: permissions, grants, role assignments (timed ones too)
     and inheritance."""
-    return {r for r in rules if r[0] in (R.PERMISSION, R.ROLE_LINK, R.TIMED_ROLE)}
+    return {r for r in rules if r[0] in (R.PERMISSION, R.ROLE_LINK, R.TIMED_ROLE,
+                                         R.DEPARTMENT_GRANT)}
 
 
 def run_tests(path: str | os.PathLike[str], *, progress: Progress | None = None,
@@ -394,7 +396,10 @@ class _CaseNames:
             record = self._record(case.check.record, (*here, key, "record"))
             if record is not None:
                 self._action(case.check.action, record.type, (*here, key, "action"))
-            if case.role is not None and case.role != "grant":
+            if case.role is not None and case.role.startswith("department:"):
+                self.check("department", case.role[len("department:"):], (*here, "role"),
+                           self.departments, "departments")
+            elif case.role is not None and case.role != "grant":
                 self.check("role", case.role, (*here, "role"), set(document.roles), "roles")
         elif case.who_can is not None:
             who = case.who_can
@@ -549,10 +554,14 @@ def _run_check(index: Snapshot | None, file: str, line: int | None,
     got = "allow" if decision.allowed else "deny"
     passed = got == str(case.expect)
     if decision.allowed:
-        decided_by = decision.role if decision.role is not None else "grant"
+        first = decision.rules[0] if decision.rules else ()
+        granted = first[1] if first[:1] == (R.DEPARTMENT_GRANT,) else None
+        decided_by = decision.role if decision.role is not None \
+            else "grant" if granted is None else f"department:{granted}"
         deciding = {permission_text((r[3], r[4]), str(decision.scope)) for r in decision.rules
-                    if r[0] == R.PERMISSION}
-        got += f" by role {decided_by}" if decision.role is not None else " by a direct grant"
+                    if r[0] in (R.PERMISSION, R.DEPARTMENT_GRANT)}
+        got += f" by role {decided_by}" if decision.role is not None \
+            else " by a direct grant" if granted is None else f" by a grant to department {granted}"
         got += " with " + ", ".join(sorted(deciding))
         if case.role is not None and decided_by != case.role:
             passed = False
@@ -567,6 +576,8 @@ def _expectation(case: CaseSpec) -> str:
     text = str(case.expect)
     if case.role == "grant":
         text += " by a direct grant"
+    elif case.role is not None and case.role.startswith("department:"):
+        text += f" by a grant to department {case.role[len('department:'):]}"
     elif case.role is not None:
         text += f" by role {case.role}"
     if case.permission is not None:
@@ -672,6 +683,10 @@ def rule_text(rule: Rule) -> str:
         who = rule[1]
         expires = f" until {rule[6]}" if rule[6] else ""
         return f"{rule[2]}: {who} holds {permission_text((rule[3], rule[4]), rule[5])}{expires}"
+    if rule[0] == R.DEPARTMENT_GRANT:
+        expires = f" until {rule[6]}" if rule[6] else ""
+        return (f"{rule[2]}: department {rule[1]} grants "
+                f"{permission_text((rule[3], rule[4]), rule[5])}{expires}")
     if rule[0] == R.TIMED_ROLE:
         return f"{rule[3]}: {rule[1]} → role {rule[2]} until {rule[4]}"
     return f"{rule[3]}: {rule[1]} → role {rule[2]}"

@@ -18,10 +18,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from django.db.models import Exists, OuterRef, Q
+from django.db.models.expressions import RawSQL
 
 from salesauthz.errors import UsageError
 
 from ._terms import GuardTerms, Terms, shares_required, terms_of
+from .closure import CLOSURE_ALIAS, Closure
 from .conditions import ConditionTerms, condition_tests
 
 if TYPE_CHECKING:
@@ -64,6 +66,7 @@ def scope_q(
     shares: ShareModel | None = None,
     record_id: str = "pk",
     attributes: Mapping[str, str] | None = None,
+    closure: Closure | None = None,
 ) -> Q:
     """A ``Q`` true exactly for the rows ``flt`` lets through.
 
@@ -84,6 +87,11 @@ def scope_q(
             :func:`~salesauthz.filters.sql.sql_where` does (see
             :mod:`salesauthz.filters.conditions`). Without it a filter with such a condition is
             refused.
+        closure: ``ClosureTable(...).using(authz)``: department sets holding whole subtrees of
+            at least ``min_subtree`` departments become ``department__in=<SELECT descendant
+            FROM the closure table WHERE ancestor IN (tops)>`` (:mod:`salesauthz.filters.
+            closure`; sync it after department changes: until then those subtrees show
+            nothing).
 
     Raises:
         UsageError: the filter needs the share model and ``shares`` was not given; or it has a
@@ -107,25 +115,57 @@ def scope_q(
         if terms.shared and shares is None:
             raise UsageError(shares_required(
                 flt, "shares=ShareModel(<share model>, record=<its field naming the record>)"))
-        condition = _condition(terms, owner, department, shares, record_id, attributes or {})
+        departments = _Departments(closure, flt.domain)
+        condition = _condition(terms, owner, department, shares, record_id, attributes or {},
+                               departments)
     if domain is not None:
         return Q(**{domain: flt.domain}) & condition
     return condition
 
 
+class _Departments:
+    """Department sets as ``__in`` lists or, with a closure table, by their subtrees' tops."""
+
+    def __init__(self, closure: Closure | None, domain: str) -> None:
+        self.closure = closure
+        self.domain = domain
+
+    def __call__(self, field: str, values: tuple[str, ...]) -> Q:
+        if self.closure is None:
+            return _in(field, values)
+        spec = self.closure.table
+        tree = self.closure.tree(self.domain)
+        tops, rest = tree.split(values, spec.min_subtree)
+        if not tops:
+            return _in(field, values)
+        # Django's own placeholders are %s (it converts them per database): a % in a quoted
+        # name is doubled.
+        table, tenant, version, ancestor, descendant = (
+            getattr(spec, role).replace("%", "%%")
+            for role in ("name", "tenant", "version", "ancestor", "descendant"))
+        marks = ", ".join(["%s"] * len(tops))
+        lookup = RawSQL(
+            f"SELECT {CLOSURE_ALIAS}.{descendant} FROM {table} {CLOSURE_ALIAS} WHERE "
+            f"{CLOSURE_ALIAS}.{tenant} = %s AND {CLOSURE_ALIAS}.{version} = %s AND "
+            f"{CLOSURE_ALIAS}.{ancestor} IN ({marks})", (self.domain, tree.version, *tops))
+        found = Q(**{f"{field}__in": lookup})
+        return found | _in(field, rest) if rest else found
+
+
 def _condition(terms: Terms, owner: str, department: str, shares: ShareModel | None,
-               record_id: str, attributes: Mapping[str, str]) -> Q:
+               record_id: str, attributes: Mapping[str, str], departments: _Departments) -> Q:
     """``terms`` (neither nothing nor everything) as one ``Q``."""
     if terms.factors:
         condition = Q()
         for factor in terms.factors:
-            condition &= _condition(factor, owner, department, shares, record_id, attributes)
+            condition &= _condition(factor, owner, department, shares, record_id, attributes,
+                                    departments)
         return condition
-    alternatives = _alternatives(terms, owner, department)
+    alternatives = _alternatives(terms, owner, department, departments)
     for term in terms.guarded:
         term_q = Q()
         if not term.base.everything:
-            term_q = _any(_alternatives(term.base, owner, department))
+            term_q = _any(_alternatives(term.base, owner, department, departments))
         for guard in term.guards:
             if isinstance(guard, ConditionTerms):
                 term_q &= _condition_q(guard, owner, attributes)
@@ -136,14 +176,15 @@ def _condition(terms: Terms, owner: str, department: str, shares: ShareModel | N
     return _any(alternatives)
 
 
-def _alternatives(terms: Terms, owner: str, department: str) -> list[Q]:
+def _alternatives(terms: Terms, owner: str, department: str,
+                  departments_in: _Departments) -> list[Q]:
     alternatives: list[Q] = []
     if terms.owners:
         alternatives.append(_in(owner, terms.owners))
     if terms.departments:
-        alternatives.append(_in(department, terms.departments))
+        alternatives.append(departments_in(department, terms.departments))
     for owners, departments in terms.pairs:
-        alternatives.append(_in(owner, owners) & _in(department, departments))
+        alternatives.append(_in(owner, owners) & departments_in(department, departments))
     if terms.null_department_owners:
         alternatives.append(
             (Q(**{f"{department}__isnull": True}) | Q(**{department: ""}))

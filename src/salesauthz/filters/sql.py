@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 from salesauthz.errors import UsageError
 
 from ._terms import GuardTerms, Terms, shares_required, terms_of
+from .closure import CLOSURE_ALIAS, Closure, ClosureTable, DepartmentTree
 from .conditions import ConditionTerms, condition_sql
 
 if TYPE_CHECKING:
@@ -111,6 +112,15 @@ def _share_sql(shares: ShareTable, record_id: str, paramstyle: Paramstyle) -> tu
     return (table, *columns, record)
 
 
+@lru_cache(maxsize=16)
+def _closure_sql(table: ClosureTable, paramstyle: Paramstyle) -> tuple[str, ...]:
+    """``(table, tenant, version, ancestor, descendant)``, the columns qualified with the
+    closure's alias (so they never resolve to the records' columns)."""
+    columns = [f"{CLOSURE_ALIAS}.{_column('closure ' + role, getattr(table, role), paramstyle)}"
+               for role in ("tenant", "version", "ancestor", "descendant")]
+    return (_column("closure table", table.name, paramstyle), *columns)
+
+
 def _outside_quotes(name: str) -> str:
     return re.sub(_QUOTED, "", name)
 
@@ -135,6 +145,8 @@ class _Params:
         self.arrays = arrays
         self.positional: list[Any] = []
         self.named: dict[str, Any] = {}
+        # with a closure table: (its names, checked; the tree; the filter's domain)
+        self.closure: tuple[tuple[str, ...], ClosureTable, DepartmentTree, str] | None = None
 
     def bind(self, value: Any) -> str:
         if self.style == "format":
@@ -155,6 +167,25 @@ class _Params:
             return f"{column} = {self.bind(values[0])}"
         return f"{column} IN ({', '.join(self.bind(v) for v in values)})"
 
+    def departments(self, column: str, values: tuple[str, ...]) -> str:
+        """``column`` in ``values``; with a closure table, large subtrees by their tops."""
+        if self.closure is None:
+            return self.in_list(column, values)
+        (table, tenant, version, ancestor, descendant), spec, tree, domain = self.closure
+        tops, rest = tree.split(values, spec.min_subtree)
+        if not tops:
+            return self.in_list(column, values)
+        lookup = (f"SELECT {descendant} FROM {table} {CLOSURE_ALIAS} WHERE {tenant} = "
+                  f"{self.bind(domain)} AND {version} = {self.bind(tree.version)} AND "
+                  f"{self.in_list(ancestor, tops)}")
+        # On PostgreSQL (arrays) the subtree is one array computed once (an InitPlan), which
+        # the column's index can use even inside an OR; elsewhere an IN subquery.
+        found = (f"{column} = ANY(ARRAY({lookup}))" if self.arrays
+                 else f"{column} IN ({lookup})")
+        if rest:
+            return f"({found} OR {self.in_list(column, rest)})"
+        return found
+
     def result(self) -> list[Any] | dict[str, Any]:
         return self.positional if self.style in ("format", "qmark") else self.named
 
@@ -172,6 +203,7 @@ def sql_where(
     shares: ShareTable | None = None,
     record_id: str | None = None,
     attributes: Mapping[str, str] | None = None,
+    closure: Closure | None = None,
 ) -> tuple[str, list[Any] | dict[str, Any]]:
     """``(fragment, params)``: a parenthesised boolean SQL expression true exactly for the rows
     ``flt`` lets through, and its bound parameters (a list for ``format``/``qmark``, a dict for
@@ -205,6 +237,14 @@ def sql_where(
             render the filter's conditions on record attributes (``where:``) as parameterised
             SQL (see :mod:`salesauthz.filters.conditions`). Without it a filter with such a
             condition is refused (``UsageError``), never rendered without it.
+        closure: ``ClosureTable(...).using(authz)`` (:mod:`salesauthz.filters.closure`): the
+            department sets that hold whole subtrees of at least ``min_subtree`` departments
+            are rendered by their tops, through the closure table (``department = ANY(ARRAY(
+            SELECT descendant FROM <closure> ...))`` with ``arrays=True``, ``department IN
+            (SELECT ...)`` without), with parameters in proportion to the tops, not to the
+            subtrees. The table must be synced (:func:`~salesauthz.filters.closure.sync`)
+            after department changes; until it is, those subtrees show nothing (never more
+            than ``check`` allows).
 
     Raises:
         ValueError: a column name is not a SQL identifier, or the tenant value is not the
@@ -219,6 +259,9 @@ def sql_where(
     owner_col = _column("owner", owner, paramstyle)
     department_col = _column("department", department, paramstyle)
     params = _Params(paramstyle, param_prefix, arrays)
+    if closure is not None:
+        params.closure = (_closure_sql(closure.table, paramstyle), closure.table,
+                          closure.tree(flt.domain), flt.domain)
     tenant = ""
     if domain is not None:
         tenant_col, tenant_value = domain
@@ -278,10 +321,11 @@ def _alternatives(terms: Terms, params: _Params, owner_col: str, department_col:
     if terms.owners:
         alternatives.append(params.in_list(owner_col, terms.owners))
     if terms.departments:
-        alternatives.append(params.in_list(department_col, terms.departments))
+        alternatives.append(params.departments(department_col, terms.departments))
     for owners, departments in terms.pairs:
         alternatives.append(
-            f"({params.in_list(owner_col, owners)} AND {params.in_list(department_col, departments)})"
+            f"({params.in_list(owner_col, owners)} AND "
+            f"{params.departments(department_col, departments)})"
         )
     if terms.null_department_owners:
         alternatives.append(

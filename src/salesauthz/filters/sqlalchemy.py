@@ -5,7 +5,10 @@
 
 Sets become ``IN`` with SQLAlchemy's expanding bound parameters: every value is bound, the
 statement text (and its cache key) does not depend on how many values there are, and an index
-on the column serves the lookup.
+on the column serves the lookup. On PostgreSQL pass ``arrays=True``: a set of more than 10
+values is then one array parameter (``= ANY(%(p)s)``) instead of one parameter per value, as in
+:func:`~salesauthz.filters.sql.sql_where`; and ``closure=`` renders large department subtrees
+by their tops through a closure table (:mod:`salesauthz.filters.closure`).
 
 A filter with the ``shared`` scope also needs the share table's columns (:class:`ShareColumns`)
 and the records' id column; each share condition becomes a correlated ``EXISTS``:
@@ -21,14 +24,18 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeAlias
 
-from sqlalchemy import and_, exists, false, or_, true
+from sqlalchemy import ARRAY, String, and_, any_, bindparam, column, exists, false, func, or_, true
+from sqlalchemy import select as select_
+from sqlalchemy import table as table_
 from sqlalchemy.orm import QueryableAttribute
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.expression import FromClause
 
 from salesauthz.errors import UsageError
 
+from . import sql as _sql
 from ._terms import GuardTerms, Terms, shares_required, terms_of
+from .closure import CLOSURE_ALIAS, Closure, ClosureTable, unquoted_parts
 from .conditions import ConditionTerms, condition_tests
 
 if TYPE_CHECKING:
@@ -86,6 +93,48 @@ def _in(column: Column, values: tuple[str, ...]) -> ColumnElement[bool]:
     return column == values[0] if len(values) == 1 else column.in_(values)
 
 
+class _Sets:
+    """How sets of names are rendered: ``IN`` (expanding), arrays, a closure table."""
+
+    def __init__(self, arrays: bool, closure: Closure | None, domain: str) -> None:
+        self.arrays = arrays
+        self.domain = domain
+        self.closure = closure
+
+    def values(self, column: Column, values: tuple[str, ...]) -> ColumnElement[bool]:
+        if self.arrays and len(values) >= _sql.ARRAY_MIN_VALUES:
+            # one array parameter, like sql_where(arrays=True); see ARRAY_MIN_VALUES there
+            return column == any_(bindparam(None, list(values), type_=ARRAY(String())))
+        return _in(column, values)
+
+    def departments(self, column: Column, values: tuple[str, ...]) -> ColumnElement[bool]:
+        if self.closure is None:
+            return self.values(column, values)
+        tree = self.closure.tree(self.domain)
+        tops, rest = tree.split(values, self.closure.table.min_subtree)
+        if not tops:
+            return self.values(column, values)
+        closure = _closure_table(self.closure.table)
+        lookup = select_(closure.c.descendant).where(
+            closure.c.tenant == self.domain, closure.c.version == tree.version,
+            self.values(closure.c.ancestor, tops))
+        found = (column == any_(func.array(lookup.scalar_subquery())) if self.arrays
+                 else column.in_(lookup))
+        return or_(found, self.values(column, rest)) if rest else found
+
+
+def _closure_table(spec: ClosureTable) -> FromClause:
+    """The closure table as a lightweight Core table, aliased ``salesauthz_closure``; its
+    columns keyed ``tenant``, ``version``, ``ancestor``, ``descendant``."""
+    parts = unquoted_parts(spec.name)
+    columns = [column(unquoted_parts(getattr(spec, role))[0], String()) for role in
+               ("tenant", "version", "ancestor", "descendant")]
+    for key, col in zip(("tenant", "version", "ancestor", "descendant"), columns, strict=True):
+        col.key = key
+    found = table_(parts[-1], *columns, schema=".".join(parts[:-1]) or None)
+    return found.alias(CLOSURE_ALIAS)
+
+
 def scope_clause(
     flt: ScopeFilter,
     *,
@@ -96,6 +145,8 @@ def scope_clause(
     shares: ShareColumns | None = None,
     record_id: Column | None = None,
     attributes: Mapping[str, Column] | None = None,
+    arrays: bool = False,
+    closure: Closure | None = None,
 ) -> ColumnElement[bool]:
     """A ``ColumnElement[bool]`` true exactly for the rows ``flt`` lets through.
 
@@ -116,6 +167,14 @@ def scope_clause(
             comparisons, exactly as :func:`~salesauthz.filters.sql.sql_where` does (see
             :mod:`salesauthz.filters.conditions`). Without it a filter with such a condition is
             refused.
+        arrays: PostgreSQL only (recommended there): bind each set of more than 10 values as
+            one array parameter (``column = ANY(%(p)s)``) instead of an expanding ``IN`` of one
+            parameter per value (see :func:`~salesauthz.filters.sql.sql_where`).
+        closure: ``ClosureTable(...).using(authz)``: department sets holding whole subtrees of
+            at least ``min_subtree`` departments are rendered by their tops through the closure
+            table (``= ANY(array((SELECT descendant ...)))`` with ``arrays``, ``IN (SELECT
+            ...)`` without); see :mod:`salesauthz.filters.closure` (sync it after department
+            changes: until then those subtrees show nothing).
 
     Raises:
         UsageError: the filter needs the share table and ``shares`` or ``record_id`` was not
@@ -137,7 +196,7 @@ def scope_clause(
                     "Customer.id)"))
             table = shares.table()
         condition = _condition(terms, owner, department, shares, table, record_id,
-                               attributes or {})
+                               attributes or {}, _Sets(arrays, closure, flt.domain))
     if domain is not None:
         return and_(domain == flt.domain, condition)
     return condition
@@ -145,16 +204,17 @@ def scope_clause(
 
 def _condition(terms: Terms, owner: Column, department: Column, shares: ShareColumns | None,
                table: FromClause | None, record_id: Column | None,
-               attributes: Mapping[str, Column]) -> ColumnElement[bool]:
+               attributes: Mapping[str, Column], sets: _Sets) -> ColumnElement[bool]:
     """``terms`` (neither nothing nor everything) as one boolean expression."""
     if terms.factors:
-        return and_(*(_condition(factor, owner, department, shares, table, record_id, attributes)
+        return and_(*(_condition(factor, owner, department, shares, table, record_id, attributes,
+                                 sets)
                       for factor in terms.factors))
-    alternatives = _alternatives(terms, owner, department)
+    alternatives = _alternatives(terms, owner, department, sets)
     for term in terms.guarded:
         parts: list[ColumnElement[bool]] = []
         if not term.base.everything:
-            base = _alternatives(term.base, owner, department)
+            base = _alternatives(term.base, owner, department, sets)
             parts.append(or_(*base) if base else false())
         for guard in term.guards:
             if isinstance(guard, ConditionTerms):
@@ -163,36 +223,38 @@ def _condition(terms: Terms, owner: Column, department: Column, shares: ShareCol
             assert shares is not None  # terms.shared
             assert table is not None
             assert record_id is not None
-            parts.append(_exists(guard, shares, table, record_id))
+            parts.append(_exists(guard, shares, table, record_id, sets))
         alternatives.append(and_(*parts))
     return or_(*alternatives) if alternatives else false()
 
 
-def _alternatives(terms: Terms, owner: Column, department: Column) -> list[ColumnElement[bool]]:
+def _alternatives(terms: Terms, owner: Column, department: Column,
+                  sets: _Sets) -> list[ColumnElement[bool]]:
     alternatives: list[ColumnElement[bool]] = []
     if terms.owners:
-        alternatives.append(_in(owner, terms.owners))
+        alternatives.append(sets.values(owner, terms.owners))
     if terms.departments:
-        alternatives.append(_in(department, terms.departments))
+        alternatives.append(sets.departments(department, terms.departments))
     for owners, departments in terms.pairs:
-        alternatives.append(and_(_in(owner, owners), _in(department, departments)))
+        alternatives.append(and_(sets.values(owner, owners),
+                                 sets.departments(department, departments)))
     if terms.null_department_owners:
         alternatives.append(and_(
             or_(department.is_(None), department == ""),
-            _in(owner, terms.null_department_owners),
+            sets.values(owner, terms.null_department_owners),
         ))
     return alternatives
 
 
 def _exists(guard: GuardTerms, shares: ShareColumns, table: FromClause,
-            record_id: Column) -> ColumnElement[bool]:
+            record_id: Column, sets: _Sets) -> ColumnElement[bool]:
     names: list[ColumnElement[bool]] = []
     if guard.accounts:
-        names.append(_in(shares.account, guard.accounts))
+        names.append(sets.values(shares.account, guard.accounts))
     if guard.departments:
-        names.append(_in(shares.department, guard.departments))
+        names.append(sets.values(shares.department, guard.departments))
     return (exists()
-            .where(shares.record_id == record_id, _in(shares.level, guard.levels),
+            .where(shares.record_id == record_id, sets.values(shares.level, guard.levels),
                    or_(*names) if names else false())
             .correlate_except(table))
 

@@ -33,7 +33,8 @@ def scope_of(spec: ScopeSpec) -> Scope:
     return Scope.of(spec)
 
 
-def _permission_rules(subject: str, domain: str, sets: Iterable[PermissionSet]) -> list[Rule]:
+def _permission_rules(subject: str, domain: str, sets: Iterable[PermissionSet],
+                      ptype: str = R.PERMISSION) -> list[Rule]:
     rules: list[Rule] = []
     for permission_set in sets:
         expires = R.format_expiry(permission_set.expires)
@@ -44,7 +45,7 @@ def _permission_rules(subject: str, domain: str, sets: Iterable[PermissionSet]) 
         for scope_text in scope.encode():
             for typ, actions in permission_set.actions.items():
                 for action in actions:
-                    rules.append((R.PERMISSION, subject, domain, typ, action, scope_text, expires))
+                    rules.append((ptype, subject, domain, typ, action, scope_text, expires))
     return rules
 
 
@@ -69,6 +70,8 @@ def compile_document(document: DomainDocument) -> list[Rule]:
     for name, department in document.departments.items():
         parent = department.parent if department is not None else None
         rules.append((R.DEPARTMENT, name, parent or "", d))
+        if department is not None:
+            rules.extend(_permission_rules(name, d, department.grants, R.DEPARTMENT_GRANT))
     for name, role in document.roles.items():
         rules.append((R.ROLE, name, d))
         if role is None:
@@ -190,6 +193,7 @@ def decompile_rules(rules: Iterable[Rule]) -> list[DomainDocument]:
         roles = {r[1] for r in domain_rules if r[0] == R.ROLE}
         resources: dict[str, list[str]] = {}
         departments: dict[str, DepartmentDocument | None] = {}
+        department_grants: dict[str, list[Rule]] = {}
         links: dict[str, list[str]] = {}
         permissions: dict[str, list[Rule]] = {}
         accounts: dict[str, dict[str, object]] = {}
@@ -221,6 +225,8 @@ def decompile_rules(rules: Iterable[Rule]) -> list[DomainDocument]:
                 links.setdefault(rule[1], []).append(rule[2])
             elif ptype == R.PERMISSION:
                 permissions.setdefault(rule[1], []).append(rule)
+            elif ptype == R.DEPARTMENT_GRANT:
+                department_grants.setdefault(rule[1], []).append(rule)
             elif ptype == R.ACCOUNT:
                 accounts.setdefault(rule[1], {})["status"] = rule[3]
             elif ptype == R.MEMBERSHIP:
@@ -244,6 +250,9 @@ def decompile_rules(rules: Iterable[Rule]) -> list[DomainDocument]:
         for subject in set(links) | set(permissions) | set(timed):
             if subject not in roles:
                 accounts.setdefault(subject, {})
+        for name, granted in department_grants.items():
+            parent = (departments.get(name) or DepartmentDocument()).parent
+            departments[name] = DepartmentDocument(parent=parent, grants=_permission_sets(granted))
         for typ, actions in R.BUILTIN_VOCABULARY.items():
             if sorted(resources.get(typ, [])) == sorted(actions):
                 resources.pop(typ, None)

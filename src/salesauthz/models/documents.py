@@ -7,6 +7,10 @@ resources:                      # the vocabulary: type -> actions
 departments:                    # the tree, flat: each department names its parent
   sales: {}
   east: {parent: sales}
+  service:
+    grants:                     # held by every account in service or below it (main or auxiliary)
+      - scope: {custom: [east]}
+        customer: [read]
 roles:
   senior_rep:
     inherits: [junior_rep]
@@ -236,10 +240,16 @@ class AccountDocument(_Strict):
 
 
 class DepartmentDocument(_Strict):
-    """A node of the org tree; ``parent`` is omitted for a top-level department."""
+    """A node of the org tree; ``parent`` is omitted for a top-level department. ``grants`` are
+    held by every account whose main or auxiliary department is this one or below it (a
+    sharing rule: ``{scope: {custom: [east]}, customer: [read]}`` lets them read east's
+    customers), each under the account's usual ceiling."""
 
     parent: Name | None = None
     description: str = ""
+    grants: list[PermissionSet] = Field(
+        default_factory=list, description="Grants to the department: held by every account "
+        "whose main or auxiliary department is in its subtree (scopes relative to that account).")
 
 
 class DomainDocument(_Strict):

@@ -602,6 +602,11 @@ def _validate_domain(src: SourcedDocument, all_domains: dict[str, SourcedDocumen
                           "an account cannot report to itself, directly or through others",
                           "SA143"))
 
+    for name, dept in departments.items():
+        for i, pset in enumerate(dept.grants if dept is not None else ()):
+            issues.extend(_validate_permission_set(src, ("departments", name, "grants", i), pset,
+                                                   vocabulary, departments, grant=True,
+                                                   references=references))
     issues.extend(_account_reference_issues(src, references, accounts))
 
     # Share levels.
