@@ -3,7 +3,7 @@ and for ``COUNT(*)``, on 1M customers in PostgreSQL, every statement warmed past
 generic plans.
 
     python benchmarks/bench_condition_filters.py [--dsn postgresql://postgres@127.0.0.1:5432/test]
-        [--schema bench_condition_filters] [--rows 1000000] [--rounds 30] [--batch 3]
+        [--schema bench_condition_filters] [--rows 1000000] [--rounds 40] [--batch 5]
         [--out benchmarks/results/bench_condition_filters.json] [--drop]
 
 Data (built on first use in ``--schema``, reused while its row count matches; ``--drop`` removes
@@ -323,8 +323,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dsn", default="postgresql://postgres@127.0.0.1:5432/test")
     parser.add_argument("--schema", default="bench_condition_filters")
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--rounds", type=int, default=30)
-    parser.add_argument("--batch", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=40)
+    parser.add_argument("--batch", type=int, default=5)
     parser.add_argument("--out", type=Path,
                         default=HERE / "results" / "bench_condition_filters.json")
     parser.add_argument("--drop", action="store_true", help="drop the schema at the end")
