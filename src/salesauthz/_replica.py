@@ -104,7 +104,7 @@ class Replica:
             if issues:
                 refused[name] = PolicyError(issues)
         healthy = [name for name in names if name not in refused]
-        states = engine.load_domains([r for n in healthy for r in grouped.get(n, ())], healthy,
+        states = engine.load_domains({n: grouped.get(n, []) for n in healthy}, healthy,
                                      source=self._store.url)
         with self._write_lock:
             if wanted is None:  # domains that left the store are emptied too

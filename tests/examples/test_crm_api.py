@@ -213,3 +213,27 @@ def test_administration_routes(base_url: str) -> None:
         assert assigned.status_code == 200, assigned.text
         assert assigned.json()["operation"] == "assign_role"
         assert client.delete("/accounts/rep_w1/roles/senior_rep").json()["operation"] == "unassign_role"
+
+
+def shape(response: httpx.Response) -> object:
+    """What a response says about access: the ids listed or read, or the problem's title."""
+    body = response.json()
+    if isinstance(body, list):
+        return [row["id"] for row in body]
+    return body.get("id", body.get("title"))
+
+
+def test_without_the_route_middleware_the_dependencies_still_authorize() -> None:
+    """The benchmark's comparison app (bench_web's middleware cost): the same answers as the
+    app with it, both fresh."""
+    with running(create_app(secret=SECRET, route_middleware=False)) as url, \
+            running(create_app(secret=SECRET)) as base_url:
+        for account, path in (("rep_e1a", "/customers"), ("mgr_east", "/customers"), ("alice", "/orders"),
+                              ("rep_e1a", "/customers/1"), ("rep_e1a", "/customers/5"), (None, "/customers"),
+                              ("mgr_east", "/orders/3"), ("rep_w1", "/orders/3")):
+            with as_(url, account) as plain, as_(base_url, account) as guarded:
+                got, expected = plain.get(path), guarded.get(path)
+                answers = (got.status_code, shape(got)), (expected.status_code, shape(expected))
+                assert answers[0] == answers[1], (account, path)
+        with as_(url, "rep_e1a") as client:
+            assert client.get("/customers/5").status_code == 404  # denied, hidden

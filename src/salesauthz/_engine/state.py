@@ -486,23 +486,30 @@ def compile_domains(rules: Iterable[Rule]) -> dict[str, Snapshot]:
     return {name: DomainState(name).apply(domain_rules, ()) for name, domain_rules in grouped.items()}
 
 
-def load_domains(rules: Sequence[Rule], names: Collection[str] | None, *,
-                 source: str) -> dict[str, DomainState]:
+def load_domains(rules: Sequence[Rule] | Mapping[str, Sequence[Rule]], names: Collection[str] | None,
+                 *, source: str) -> dict[str, DomainState]:
     """A fresh state for each domain of ``rules`` (or exactly for ``names``, empty ones
-    included), all or nothing. Malformed rules raise :class:`PolicyError` naming each of them
-    and ``source`` (diagnosed only on failure: a healthy load pays nothing for the check)."""
+    included), all or nothing; ``rules`` may come grouped by domain already. Malformed rules
+    raise :class:`PolicyError` naming each of them and ``source`` (diagnosed only on failure: a
+    healthy load pays nothing for the check)."""
     try:
-        grouped: dict[str, list[Rule]] = {}
-        for rule in rules:
-            grouped.setdefault(R.domain_of(rule), []).append(rule)
+        grouped: Mapping[str, Sequence[Rule]]
+        if isinstance(rules, Mapping):
+            grouped = rules
+        else:
+            by_domain: dict[str, list[Rule]] = {}
+            for rule in rules:
+                by_domain.setdefault(R.domain_of(rule), []).append(rule)
+            grouped = by_domain
         states: dict[str, DomainState] = {}
         for name in grouped if names is None else names:
             state = states[name] = DomainState(name)
             state.apply(grouped.get(name, ()), ())
         return states
     except Exception:
+        flat = [r for group in rules.values() for r in group] if isinstance(rules, Mapping) else rules
         issues = [PolicyIssue(f"{problem}: {rule!r}", source, code="SA100")
-                  for rule in rules if (problem := R.check_rule(rule)) is not None]
+                  for rule in flat if (problem := R.check_rule(rule)) is not None]
         if issues:
             raise PolicyError(issues) from None
         raise
