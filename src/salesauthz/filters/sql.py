@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
+from salesauthz._identity import IdentityCache
 from salesauthz.errors import UsageError
 
 from ._terms import GuardTerms, Terms, shares_required, terms_of
@@ -50,6 +51,13 @@ _PARAM_PREFIX = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # exact estimate (k values, like k placeholders); larger sets are underestimated, which keeps
 # the column's index attractive (no cliff), and share one SQL text whatever their size.
 ARRAY_MIN_VALUES = 11
+
+# Rendered SQL per terms object (identity: a filter's terms are cached per coverage) and per
+# rendering arguments, so the list view of a returning account costs a lookup, not a rendering.
+# Not used with a closure (its text depends on the tree's version).
+_RENDERED_PER_TERMS = 8
+_rendered: IdentityCache[dict[tuple[Any, ...], tuple[str, list[Any] | dict[str, Any]]]] = \
+    IdentityCache(4096)
 
 # The share table's alias inside each EXISTS: its columns are always qualified with it, so they
 # never resolve to a column of the records table (and the caller's names never to the shares').
@@ -272,6 +280,35 @@ def sql_where(
             )
         tenant = f"{_column('domain', tenant_col, paramstyle)} = {params.bind(tenant_value)}"
     terms = terms_of(flt, authz, conditions=attributes is not None)
+    if closure is not None:
+        return _render(terms, flt, params, tenant, owner_col, department_col, shares, record_id,
+                       attributes, paramstyle)
+    key = (owner_col, department_col, domain, paramstyle, param_prefix, arrays, shares,
+           record_id, None if attributes is None else tuple(attributes.items()))
+    rendered = _rendered.get(terms)
+    if rendered is None:
+        rendered = _rendered.put({}, terms)
+    found = rendered.get(key)
+    if found is None:
+        found = _render(terms, flt, params, tenant, owner_col, department_col, shares, record_id,
+                        attributes, paramstyle)
+        if len(rendered) >= _RENDERED_PER_TERMS:
+            rendered.clear()
+        rendered[key] = found
+    return found[0], _copy(found[1])
+
+
+def _copy(params: list[Any] | dict[str, Any]) -> list[Any] | dict[str, Any]:
+    """The parameters of a remembered rendering, for a caller to keep or change (arrays too)."""
+    if isinstance(params, dict):
+        return {k: list(v) if isinstance(v, list) else v for k, v in params.items()}
+    return [list(v) if isinstance(v, list) else v for v in params]
+
+
+def _render(terms: Terms, flt: ScopeFilter, params: _Params, tenant: str, owner_col: str,
+            department_col: str, shares: ShareTable | None, record_id: str | None,
+            attributes: Mapping[str, str] | None, paramstyle: Paramstyle,
+            ) -> tuple[str, list[Any] | dict[str, Any]]:
     if terms.everything:
         return f"({tenant or '1 = 1'})", params.result()
     if terms.nothing:
