@@ -340,11 +340,15 @@ def plot(report: dict[str, Any], path: Path) -> None:
     axes[1].set_xticks(list(x), [f"depth {r['depth']}" for r in chains])
     axes[1].set_title("sub-account fill (µs)")
     axes[1].legend(fontsize=8)
-    spread = [r for r in rows if r["op"] == "warm check"]
-    for size in sorted({r["rules"] for r in spread}):
-        mine = [r for r in spread if r["rules"] == size]
-        axes[2].plot([r["accounts"] for r in mine], [r["median_ns"] for r in mine], marker="o",
-                     label=f"{size:,} rules")
+    for op, how in (("warm check", "prepared objects"), ("warm check, request stream", "request stream")):
+        spread = [r for r in rows if r["op"] == op]
+        for size in sorted({r["rules"] for r in spread}):
+            mine = [r for r in spread if r["rules"] == size]
+            axes[2].plot([r["accounts"] for r in mine], [r["median_ns"] for r in mine], marker="o",
+                         label=f"{size:,} rules, {how}")
+            for r in mine:
+                if "met" in r and not r["met"]:
+                    axes[2].annotate("missed", (r["accounts"], r["median_ns"]), fontsize=7)
     axes[2].set_xscale("log")
     axes[2].set_title("warm check vs accounts in the traffic (ns)")
     axes[2].legend(fontsize=8)
