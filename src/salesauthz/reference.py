@@ -86,6 +86,21 @@ def reference_enforcer(rules: Iterable[Rule], *, clock: Callable[[], float] = ti
         section = "g" if ptype.startswith("g") else "p"
         model[section][ptype].policy.extend(list(v) for v in values)
     register_functions(enforcer, clock=clock)  # also builds the role links
+    # The matcher evaluates ``capped`` and ``departmental`` once per ``p`` rule, always with the
+    # request's own values: remember their answers for the duration of one ``enforce`` (a stack,
+    # as ``capped`` enforces for the parent within it).
+    memos: list[dict[tuple[str, ...], bool]] = []
+    decide = enforcer.enforce
+
+    def enforce(*request: Any) -> bool:
+        memos.append({})
+        try:
+            return bool(decide(*request))
+        finally:
+            memos.pop()
+
+    enforcer.enforce = enforce
+    enforcer.salesauthz_memos = memos
     return enforcer
 
 
@@ -284,8 +299,26 @@ def register_functions(enforcer: Any, *, clock: Callable[[], float] = time.time)
             return any(at_or_below(record_dept, home, dom) for home in departments(sub, dom))
         return False  # own (already handled) or unknown
 
+    def remembered(name: str, decide: Callable[..., bool], *request: str) -> bool:
+        """``decide(*request)``, once per ``enforce`` of :func:`reference_enforcer` (the matcher
+        calls ``capped`` and ``departmental`` once per ``p`` rule, always with the request's own
+        values: unremembered, a chain of sub-accounts reached by department grants costs
+        rules ** depth)."""
+        memos: list[dict[tuple[str, ...], bool]] | None = getattr(enforcer, "salesauthz_memos", None)
+        if not memos:
+            return decide(*request)
+        key = (name, *request)
+        found = memos[-1].get(key)
+        if found is None:
+            found = memos[-1][key] = decide(*request)
+        return found
+
     def capped(sub: str, dom: str, typ: str, act: str, owner: str, dept: str, shares: str,
                ctx: str = "") -> bool:
+        return remembered("capped", parent_allows, sub, dom, typ, act, owner, dept, shares, ctx)
+
+    def parent_allows(sub: str, dom: str, typ: str, act: str, owner: str, dept: str, shares: str,
+                      ctx: str) -> bool:
         parent = lookup(R.PARENT, sub, dom)
         if parent is None:
             return True
@@ -296,6 +329,11 @@ def register_functions(enforcer: Any, *, clock: Callable[[], float] = time.time)
         """An unexpired grant (``p12``) to one of ``sub``'s main or auxiliary departments, or to
         a department above one, names the type and action and its scope covers the record
         (relative to ``sub``, as for its own grants)."""
+        return remembered("departmental", granted_to_department, sub, dom, typ, act, owner, dept,
+                          shares, ctx)
+
+    def granted_to_department(sub: str, dom: str, typ: str, act: str, owner: str, dept: str,
+                              shares: str, ctx: str) -> bool:
         grants = [v for v in policy(R.DEPARTMENT_GRANT) if v[1] == dom and v[2] in (typ, "*")
                   and v[3] in (act, "*") and unexpired(v[5])]
         if not grants:
