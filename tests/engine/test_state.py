@@ -162,7 +162,7 @@ def changes(draw: st.DrawFn, rules: list[Rule], domain: str,
     if kind == "role":  # a new (empty) role, or drop a role nothing refers to
         # any rule naming the role (permissions, links, field rules ...) keeps it in use
         used = {r[1] for r in rules if r[0] != "p4" and domain in r} | {
-            r[2] for r in rules if r[0] == "g" and r[3] == domain}
+            r[2] for r in rules if r[0] in ("g", "p8") and r[3] == domain}  # p8: timed assignment
         unused_roles = sorted(roles - used)
         if len(unused_roles) > 0 and draw(st.booleans()):
             return [], [("p4", draw(st.sampled_from(unused_roles)), domain)]
