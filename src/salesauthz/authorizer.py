@@ -170,6 +170,7 @@ class Authorizer(Queries, FieldAccess, ShareAccess, Replica):
                     return coverage.covers(owner, record.department, snapshot.homes)
                 # Coverage.covers' department test inlined (a record with no department is in
                 # its owner's)
+                # An owner of None finds no home (as in covers()): the department stays None.
                 department = record.department or snapshot.homes.get(owner)  # type: ignore[arg-type]
                 return department in coverage.departments
             if coverage.condition_guards is not None:  # where: only, no requires: no clock read
@@ -225,8 +226,9 @@ class Authorizer(Queries, FieldAccess, ShareAccess, Replica):
                         or (shared and owner == account and coverage.owners)):  # shared map: SELF
                     append(True)
                 elif not coverage.guarded:
+                    # owner None: no home, and None is in no department set (as in check())
                     append((record.department or homes.get(owner))  # type: ignore[arg-type]
-                           in coverage.departments  # type: ignore[operator]  # None: not in it
+                           in coverage.departments  # type: ignore[operator]
                            if not coverage.owner_departments
                            else coverage.covers(owner, record.department, homes))
                 else:
