@@ -94,6 +94,25 @@ def test_escalate_covers_what_the_actor_lacks(authz: Authorizer) -> None:
     assert authz.check("svc_e1", "read", Record("ticket", owner="rep_w1"), domain=D)
 
 
+def test_a_wildcard_grant_is_stored_as_the_actions_held(authz: Authorizer) -> None:
+    authz.admin("alice", domain=D).grant("mgr_east", "note", ["read", "create"], scope="all")
+    record = authz.admin("mgr_east", domain=D).grant_department("east-1", "note", ["*"], scope="team")
+    assert not record.escalated
+    assert sorted(record.added) == [("p12", "east-1", D, "note", "create", "team", ""),
+                                    ("p12", "east-1", D, "note", "read", "team", "")]
+    # (the vocabulary is a set: the actions in either order)
+    assert record.detail in ("note:*@team (as note:read, note:create)",
+                             "note:*@team (as note:create, note:read)")
+    authz.apply_changes([("p2", D, "note", "delete")], actor="system:vocabulary")
+    assert not authz.check("rep_e1a", "delete", Record("note", owner="x", department="east-1"),
+                           domain=D)
+    # An escalated grant (sales holds alice herself) keeps the wildcard.
+    escalated = authz.admin("alice", domain=D).grant_department("sales", "note", ["*"], scope="own")
+    assert escalated.escalated
+    assert escalated.added == (("p12", "sales", D, "note", "*", "own", ""),)
+    assert escalated.detail == "note:*@own"
+
+
 def test_unknown_names_and_past_expiries_are_refused(authz: Authorizer) -> None:
     admin = authz.admin("alice", domain=D)
     refused(authz, UnknownNameError, lambda: admin.grant_department(
@@ -116,6 +135,7 @@ def test_an_expiring_grant_to_a_department_ends_by_itself(authz: Authorizer, clo
     record = authz.admin("alice", domain=D).grant_department(
         "west", "order", ["approve"], scope="team", expires=until)
     assert record.added == (("p12", "west", D, "order", "approve", "team", "2030-03-17T18:46:40Z"),)
+    assert record.detail == "order:approve@team until 2030-03-17T18:46:40Z"
     order = Record("order", owner="x", department="west-1")
     assert authz.check("rep_w1", "approve", order, domain=D)  # west-1 is below west
     clock[0] = NOW + 3600
