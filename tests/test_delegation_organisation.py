@@ -4,6 +4,7 @@ authorized by the actor's own rights under the escalation rule, validated, audit
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -49,6 +50,27 @@ def test_a_manager_creates_and_deletes_departments_where_it_manages(authz: Autho
     refused(authz, UnknownNameError, lambda: manager.create_department("x", parent="nowhere"))
     assert manager.delete_department("east-3").removed == (("g2", "east-3", "east", D),)
     assert authz.audit.verify()
+
+
+def test_a_permission_reaches_a_timed_holder_only_until_its_role_ends(authz: Authorizer) -> None:
+    def at(seconds: float) -> datetime:
+        return datetime.fromtimestamp(1_900_000_000.0 + seconds, UTC)
+
+    alice = authz.admin("alice", domain=D)
+    alice.grant("mgr_east", "customer", ["delete"], scope="department_tree", expires=at(3600))
+    alice.grant("rep_e2", "customer", ["delete"], scope="own")
+    alice.create_role("stand_in")
+    alice.assign_role("rep_e2", "stand_in", expires=at(3600))
+    manager = authz.admin("mgr_east", domain=D)
+    # rep_e2 holds the role no longer than mgr_east holds customer:delete: within its right
+    record = manager.add_role_permission("stand_in", "customer", ["delete"], scope="team")
+    assert not record.escalated
+    manager.remove_role_permission("stand_in", "customer", ["delete"])
+    # held past the actor's right, the same permission would outlive it
+    alice.assign_role("rep_e2", "stand_in", expires=at(7200))
+    error = refused(authz, EscalationError, lambda: manager.add_role_permission(
+        "stand_in", "customer", ["delete"], scope="team"))
+    assert "customer:delete@team after 2030-03-17T18:46:40Z" in str(error)
 
 
 def test_a_department_that_still_holds_something_is_not_deleted(authz: Authorizer) -> None:
