@@ -5,35 +5,17 @@ on that department's grants too."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
 
 from salesauthz import Authorizer, EscalationError, Record
 from salesauthz.errors import UnknownNameError
+from tests._delegation import NOW, refused
+from tests._delegation import authz as authz  # a fixture (`as`: imported to be used by name)
+from tests._delegation import clock as clock  # a fixture
 
 D = "acme"
-NOW = 1_900_000_000.0  # 2030-03-17
-
-
-@pytest.fixture
-def clock() -> list[float]:
-    return [NOW]
-
-
-@pytest.fixture
-def authz(clock: list[float]) -> Authorizer:
-    return Authorizer.from_directory("policies", clock=lambda: clock[0])
-
-
-def refused(authz: Authorizer, error: type[Exception], attempt: Callable[[], object]) -> Exception:
-    rules, trail = authz.rules(), authz.audit.records()
-    with pytest.raises(error) as caught:
-        attempt()
-    assert authz.rules() == rules
-    assert authz.audit.records() == trail
-    return caught.value
 
 
 def customer(department: str, owner: str = "x") -> Record:

@@ -3,47 +3,20 @@ audit unchanged, and the legitimate neighbour of each still allowed."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import UTC, datetime
-
 import pytest
 
 from salesauthz import Authorizer, EscalationError, ForbiddenError, Record
 from salesauthz.conditions import Condition
 from salesauthz.scopes import Scope, ScopeKind
-
-NOW = 1_900_000_000.0
-
-
-@pytest.fixture
-def clock() -> list[float]:
-    return [NOW]
-
-
-@pytest.fixture
-def authz(clock: list[float]) -> Authorizer:
-    return Authorizer.from_directory("policies", clock=lambda: clock[0])
-
+from tests._delegation import NOW, at, refused
+from tests._delegation import authz as authz  # a fixture (`as`: imported to be used by name)
+from tests._delegation import clock as clock  # a fixture
 
 MFA = Condition.of(requires={"mfa": True})
 
 
-def at(seconds: float) -> datetime:
-    return datetime.fromtimestamp(NOW + seconds, UTC)
-
-
 def customer(owner: str, department: str | None = None) -> Record:
     return Record("customer", owner=owner, department=department)
-
-
-def refused(authz: Authorizer, error: type[Exception], attempt: Callable[[], object]) -> Exception:
-    """Run ``attempt``: it must raise ``error`` and leave rules and audit trail as they were."""
-    rules, trail = authz.rules(), authz.audit.records()
-    with pytest.raises(error) as caught:
-        attempt()
-    assert authz.rules() == rules
-    assert authz.audit.records() == trail
-    return caught.value
 
 
 # 1. A deactivated account is brought back only by reactivate, which has its own rule.

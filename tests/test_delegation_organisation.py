@@ -4,7 +4,6 @@ authorized by the actor's own rights under the escalation rule, validated, audit
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -14,24 +13,12 @@ from salesauthz.checker.storage_commands import import_directory
 from salesauthz.conditions import Condition
 from salesauthz.errors import UnknownNameError
 from salesauthz.scopes import Scope, ScopeKind
+from tests._delegation import at, refused
+from tests._delegation import authz as authz  # a fixture (`as`: imported to be used by name)
+from tests._delegation import clock as clock  # a fixture
 from tests.conftest import POLICIES
 
 D = "acme"
-
-
-@pytest.fixture
-def authz() -> Authorizer:
-    return Authorizer.from_directory("policies", clock=lambda: 1_900_000_000.0)
-
-
-def refused(authz: Authorizer, error: type[Exception] | tuple[type[Exception], ...],
-            attempt: Callable[[], object]) -> Exception:
-    rules, trail = authz.rules(), authz.audit.records()
-    with pytest.raises(error) as caught:
-        attempt()
-    assert authz.rules() == rules
-    assert authz.audit.records() == trail
-    return caught.value
 
 
 def customer(department: str, owner: str = "x") -> Record:
@@ -53,9 +40,6 @@ def test_a_manager_creates_and_deletes_departments_where_it_manages(authz: Autho
 
 
 def test_a_permission_reaches_a_timed_holder_only_until_its_role_ends(authz: Authorizer) -> None:
-    def at(seconds: float) -> datetime:
-        return datetime.fromtimestamp(1_900_000_000.0 + seconds, UTC)
-
     alice = authz.admin("alice", domain=D)
     alice.grant("mgr_east", "customer", ["delete"], scope="department_tree", expires=at(3600))
     alice.grant("rep_e2", "customer", ["delete"], scope="own")
