@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import TypeVar
 
 import pytest
 
 from salesauthz import Authorizer
 
 NOW = 1_900_000_000.0  # 2030-03-17
+E = TypeVar("E", bound=BaseException)
 
 
 @pytest.fixture
@@ -28,9 +30,10 @@ def at(seconds: float) -> datetime:
     return datetime.fromtimestamp(NOW + seconds, UTC)
 
 
-def refused(authz: Authorizer, error: type[Exception] | tuple[type[Exception], ...],
-            attempt: Callable[[], object]) -> Exception:
-    """Run ``attempt``: it must raise ``error`` and leave rules and audit trail as they were."""
+def refused(authz: Authorizer, error: type[E] | tuple[type[E], ...],
+            attempt: Callable[[], object]) -> E:
+    """Run ``attempt``: it must raise ``error`` and leave rules and audit trail as they were.
+    Returns the exception, typed as raised (an ``EscalationError``'s ``missing`` is checked)."""
     rules, trail = authz.rules(), authz.audit.records()
     with pytest.raises(error) as caught:
         attempt()
