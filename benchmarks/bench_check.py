@@ -327,6 +327,20 @@ def bench_size(target: int, quick: bool, log: Callable[[str], None]) -> list[Row
             q[0], q[3], Record(q[2], owner=q[0]), domain=q[1]), requests)
         compare(f"salesauthz.check_many ({name})", lambda q: authz.check_many(
             [(q[0], q[3], Record(q[2], owner=q[0]))], domain=q[1])[0], requests)
+
+    def spread_sample(count: int) -> list[Request]:
+        """Up to ``count`` allowed and ``count`` denied requests of the spread traffic, at random."""
+        return (rng.sample(spread_allowed, min(count, len(spread_allowed)))
+                + rng.sample(spread_denied, min(count, len(spread_denied))))
+
+    def calibrate(fast: bool, requests: list[Request], rounds: int) -> tuple[str, Any]:
+        """The fastest matcher order of one enforcer class and that enforcer (the calibration
+        rows join the results)."""
+        matcher, chosen, calibration = fastest_matcher(lines, fast, requests, rounds, target)
+        rows.extend(calibration)
+        log(f"    casbin.{'FastEnforcer' if fast else 'Enforcer'} matcher order: {matcher}")
+        return matcher, chosen
+
     # Spread over the domains: the first domain's rules come first in Casbin's policy list, so
     # its allowed requests stop the scan early; taking only those would flatter Casbin.
     per_kind = 6 if target >= 100_000 else 24
@@ -334,25 +348,16 @@ def bench_size(target: int, quick: bool, log: Callable[[str], None]) -> list[Row
     # The verdict's Enforcer sample: an allowed request's cost depends on where its line sits in
     # the policy, so the spread sample is larger wherever a call is cheap enough (≤ 10k rules).
     spread_kind = per_kind if target >= 100_000 else 100
-    enforcer_spread = (rng.sample(spread_allowed, min(spread_kind, len(spread_allowed)))
-                       + rng.sample(spread_denied, min(spread_kind, len(spread_denied))))
+    enforcer_spread = spread_sample(spread_kind)
     # The strongest baselines: each enforcer with the matcher order that is fastest for it here.
-    fast_calibration = (rng.sample(spread_allowed, min(100, len(spread_allowed)))
-                        + rng.sample(spread_denied, min(100, len(spread_denied))))
-    fast_matcher, fast, calibration = fastest_matcher(lines, True, fast_calibration,
-                                                      2 if quick else 3, target)
-    rows.extend(calibration)
-    log(f"    casbin.FastEnforcer matcher order: {fast_matcher}")
+    fast_matcher, fast = calibrate(True, spread_sample(100), 2 if quick else 3)
     enforcer: Any = None
     enforcer_matcher = None
     if use_enforcer:
         half = len(enforcer_spread) // 2
         calibration_requests = (spread(enforcer_spread[:half], max(4, per_kind // 2))
                                 + spread(enforcer_spread[half:], max(4, per_kind // 2)))
-        enforcer_matcher, enforcer, calibration = fastest_matcher(
-            lines, False, calibration_requests, 2, target)
-        rows.extend(calibration)
-        log(f"    casbin.Enforcer matcher order: {enforcer_matcher}")
+        enforcer_matcher, enforcer = calibrate(False, calibration_requests, 2)
     naive = functools.lru_cache(maxsize=None)(fast.enforce)
     compare("casbin.FastEnforcer", lambda q: bool(fast.enforce(q[0], q[1], q[2], q[3])),
             everything + spread_everything)

@@ -5,35 +5,17 @@ on that department's grants too."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
 
 from salesauthz import Authorizer, EscalationError, Record
 from salesauthz.errors import UnknownNameError
+from tests._delegation import NOW, refused
+from tests._delegation import authz as authz  # a fixture (`as`: imported to be used by name)
+from tests._delegation import clock as clock  # a fixture
 
 D = "acme"
-NOW = 1_900_000_000.0  # 2030-03-17
-
-
-@pytest.fixture
-def clock() -> list[float]:
-    return [NOW]
-
-
-@pytest.fixture
-def authz(clock: list[float]) -> Authorizer:
-    return Authorizer.from_directory("policies", clock=lambda: clock[0])
-
-
-def refused(authz: Authorizer, error: type[Exception], attempt: Callable[[], object]) -> Exception:
-    rules, trail = authz.rules(), authz.audit.records()
-    with pytest.raises(error) as caught:
-        attempt()
-    assert authz.rules() == rules
-    assert authz.audit.records() == trail
-    return caught.value
 
 
 def customer(department: str, owner: str = "x") -> Record:
@@ -69,7 +51,7 @@ def test_a_grant_wider_than_the_actors_own_right_is_refused(
     manager = authz.admin("mgr_east", domain=D)
     error = refused(authz, EscalationError, lambda: manager.grant_department(
         department, "customer", ["read"], scope=scope, departments=departments))
-    assert missing in error.missing  # type: ignore[attr-defined]
+    assert missing in error.missing
 
 
 def test_the_actor_must_manage_every_account_the_grant_reaches(authz: Authorizer) -> None:
@@ -94,6 +76,25 @@ def test_escalate_covers_what_the_actor_lacks(authz: Authorizer) -> None:
     assert authz.check("svc_e1", "read", Record("ticket", owner="rep_w1"), domain=D)
 
 
+def test_a_wildcard_grant_is_stored_as_the_actions_held(authz: Authorizer) -> None:
+    authz.admin("alice", domain=D).grant("mgr_east", "note", ["read", "create"], scope="all")
+    record = authz.admin("mgr_east", domain=D).grant_department("east-1", "note", ["*"], scope="team")
+    assert not record.escalated
+    assert sorted(record.added) == [("p12", "east-1", D, "note", "create", "team", ""),
+                                    ("p12", "east-1", D, "note", "read", "team", "")]
+    # (the vocabulary is a set: the actions in either order)
+    assert record.detail in ("note:*@team (as note:read, note:create)",
+                             "note:*@team (as note:create, note:read)")
+    authz.apply_changes([("p2", D, "note", "delete")], actor="system:vocabulary")
+    assert not authz.check("rep_e1a", "delete", Record("note", owner="x", department="east-1"),
+                           domain=D)
+    # An escalated grant (sales holds alice herself) keeps the wildcard.
+    escalated = authz.admin("alice", domain=D).grant_department("sales", "note", ["*"], scope="own")
+    assert escalated.escalated
+    assert escalated.added == (("p12", "sales", D, "note", "*", "own", ""),)
+    assert escalated.detail == "note:*@own"
+
+
 def test_unknown_names_and_past_expiries_are_refused(authz: Authorizer) -> None:
     admin = authz.admin("alice", domain=D)
     refused(authz, UnknownNameError, lambda: admin.grant_department(
@@ -116,6 +117,7 @@ def test_an_expiring_grant_to_a_department_ends_by_itself(authz: Authorizer, clo
     record = authz.admin("alice", domain=D).grant_department(
         "west", "order", ["approve"], scope="team", expires=until)
     assert record.added == (("p12", "west", D, "order", "approve", "team", "2030-03-17T18:46:40Z"),)
+    assert record.detail == "order:approve@team until 2030-03-17T18:46:40Z"
     order = Record("order", owner="x", department="west-1")
     assert authz.check("rep_w1", "approve", order, domain=D)  # west-1 is below west
     clock[0] = NOW + 3600
@@ -130,7 +132,7 @@ def test_putting_an_account_into_a_department_is_judged_on_its_grants(authz: Aut
                     lambda: manager.add_auxiliary_department("rep_e1b", "east-2"),
                     lambda: manager.create_account("newbie", department="east-2")):
         error = refused(authz, EscalationError, attempt)
-        assert "customer:export@all" in error.missing  # type: ignore[attr-defined]
+        assert "customer:export@all" in error.missing
     # without the grant the same move is the manager's to make
     authz.admin("alice", domain=D).revoke_department("east-2", "customer", ["export"])
     assert manager.move("rep_e1b", department="east-2").escalated is False

@@ -3,47 +3,20 @@ audit unchanged, and the legitimate neighbour of each still allowed."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import UTC, datetime
-
 import pytest
 
 from salesauthz import Authorizer, EscalationError, ForbiddenError, Record
 from salesauthz.conditions import Condition
 from salesauthz.scopes import Scope, ScopeKind
-
-NOW = 1_900_000_000.0
-
-
-@pytest.fixture
-def clock() -> list[float]:
-    return [NOW]
-
-
-@pytest.fixture
-def authz(clock: list[float]) -> Authorizer:
-    return Authorizer.from_directory("policies", clock=lambda: clock[0])
-
+from tests._delegation import NOW, at, refused
+from tests._delegation import authz as authz  # a fixture (`as`: imported to be used by name)
+from tests._delegation import clock as clock  # a fixture
 
 MFA = Condition.of(requires={"mfa": True})
 
 
-def at(seconds: float) -> datetime:
-    return datetime.fromtimestamp(NOW + seconds, UTC)
-
-
 def customer(owner: str, department: str | None = None) -> Record:
     return Record("customer", owner=owner, department=department)
-
-
-def refused(authz: Authorizer, error: type[Exception], attempt: Callable[[], object]) -> Exception:
-    """Run ``attempt``: it must raise ``error`` and leave rules and audit trail as they were."""
-    rules, trail = authz.rules(), authz.audit.records()
-    with pytest.raises(error) as caught:
-        attempt()
-    assert authz.rules() == rules
-    assert authz.audit.records() == trail
-    return caught.value
 
 
 # 1. A deactivated account is brought back only by reactivate, which has its own rule.
@@ -90,7 +63,7 @@ def test_a_grant_cannot_outlive_the_actors_right(authz: Authorizer, clock: list[
     manager = authz.admin("mgr_east", domain="acme")
     error = refused(authz, EscalationError,
                     lambda: manager.grant("rep_e2", "customer", ["delete"], scope="team"))
-    assert error.missing == ("customer:delete@team after 2030-03-17T18:46:40Z",)  # type: ignore[attr-defined]
+    assert error.missing == ("customer:delete@team after 2030-03-17T18:46:40Z",)
     error = refused(authz, EscalationError, lambda: manager.grant(
         "rep_e2", "customer", ["delete"], scope="team", expires=at(7200)))
     # Within the actor's right: allowed, and both end together.
@@ -123,7 +96,7 @@ def test_the_target_losing_a_right_later_counts_too(authz: Authorizer) -> None:
     manager = authz.admin("mgr_east", domain="acme")
     error = refused(authz, EscalationError,
                     lambda: manager.grant("rep_e2", "customer", ["assign"], scope="team"))
-    assert error.missing == ("customer:assign@team after 2030-03-17T17:56:40Z",)  # type: ignore[attr-defined]
+    assert error.missing == ("customer:assign@team after 2030-03-17T17:56:40Z",)
     manager.grant("rep_e2", "customer", ["assign"], scope="team", expires=at(600))
 
 
@@ -134,7 +107,7 @@ def test_an_own_grant_reaching_records_filed_outside_the_actors_reach_is_refused
     manager = authz.admin("mgr_east", domain="acme")
     error = refused(authz, EscalationError,
                     lambda: manager.grant("rep_e2", "customer", ["assign"], scope="own"))
-    assert error.missing == ("customer:assign@own",)  # type: ignore[attr-defined]
+    assert error.missing == ("customer:assign@own",)
     assert not authz.check("rep_e2", "assign", customer("rep_e2", "west-1"), domain="acme")
     # What rep_e2 already reaches by itself does not count: a team read gives only east-2.
     manager.grant("rep_e2", "customer", ["read"], scope="team")

@@ -13,24 +13,12 @@ from salesauthz.checker.storage_commands import import_directory
 from salesauthz.conditions import Condition
 from salesauthz.errors import UnknownNameError
 from salesauthz.scopes import Scope, ScopeKind
+from tests._delegation import at, refused
+from tests._delegation import authz as authz  # a fixture (`as`: imported to be used by name)
+from tests._delegation import clock as clock  # a fixture
 from tests.conftest import POLICIES
 
 D = "acme"
-
-
-@pytest.fixture
-def authz() -> Authorizer:
-    return Authorizer.from_directory("policies", clock=lambda: 1_900_000_000.0)
-
-
-def refused(authz: Authorizer, error: type[Exception] | tuple[type[Exception], ...],
-            attempt: Callable[[], object]) -> Exception:
-    rules, trail = authz.rules(), authz.audit.records()
-    with pytest.raises(error) as caught:
-        attempt()
-    assert authz.rules() == rules
-    assert authz.audit.records() == trail
-    return caught.value
 
 
 def customer(department: str, owner: str = "x") -> Record:
@@ -51,9 +39,27 @@ def test_a_manager_creates_and_deletes_departments_where_it_manages(authz: Autho
     assert authz.audit.verify()
 
 
+def test_a_permission_reaches_a_timed_holder_only_until_its_role_ends(authz: Authorizer) -> None:
+    alice = authz.admin("alice", domain=D)
+    alice.grant("mgr_east", "customer", ["delete"], scope="department_tree", expires=at(3600))
+    alice.grant("rep_e2", "customer", ["delete"], scope="own")
+    alice.create_role("stand_in")
+    alice.assign_role("rep_e2", "stand_in", expires=at(3600))
+    manager = authz.admin("mgr_east", domain=D)
+    # rep_e2 holds the role no longer than mgr_east holds customer:delete: within its right
+    record = manager.add_role_permission("stand_in", "customer", ["delete"], scope="team")
+    assert not record.escalated
+    manager.remove_role_permission("stand_in", "customer", ["delete"])
+    # held past the actor's right, the same permission would outlive it
+    alice.assign_role("rep_e2", "stand_in", expires=at(7200))
+    error = refused(authz, EscalationError, lambda: manager.add_role_permission(
+        "stand_in", "customer", ["delete"], scope="team"))
+    assert "customer:delete@team after 2030-03-17T18:46:40Z" in str(error)
+
+
 def test_a_department_that_still_holds_something_is_not_deleted(authz: Authorizer) -> None:
     error = refused(authz, PolicyError, lambda: authz.admin("alice", domain=D).delete_department("east-2"))
-    assert {issue.code for issue in error.issues} == {"SA120"}  # type: ignore[attr-defined]
+    assert {issue.code for issue in error.issues} == {"SA120"}
     assert "rep_e2" in str(error)
 
 
@@ -71,7 +77,7 @@ def test_moving_a_department_is_judged_on_what_anyone_would_gain(authz: Authoriz
     alice.grant("analyst_1", "customer", ["delete"], scope="custom", departments=["east-1"])
     alice.create_department("east-8", parent="east")
     error = refused(authz, EscalationError, lambda: manager.move_department("east-8", parent="east-1"))
-    assert "customer:delete@custom[east-1] for analyst_1" in error.missing  # type: ignore[attr-defined]
+    assert "customer:delete@custom[east-1] for analyst_1" in error.missing
     # Below itself: refused, whoever asks.
     refused(authz, ForbiddenError, lambda: alice.move_department("east", parent="east-1"))
     # alice reaches everything: moving west-1 under east is hers to decide.
@@ -95,7 +101,7 @@ def test_adding_a_permission_to_a_role_is_judged_for_every_holder(authz: Authori
     # Approving orders at team would let an assistant approve its own orders filed anywhere.
     error = refused(authz, EscalationError, lambda: manager.add_role_permission(
         "sales_assistant", "order", ["approve"], scope="team"))
-    assert "order:approve@team" in error.missing  # type: ignore[attr-defined]
+    assert "order:approve@team" in error.missing
     # A role the actor holds itself (senior_rep, inherited): that needs escalate.
     refused(authz, EscalationError, lambda: manager.add_role_permission(
         "senior_rep", "customer", ["read"], scope="team"))
@@ -154,7 +160,7 @@ def test_extending_the_vocabulary_hands_wildcard_holders_something_new(authz: Au
     # The admin role holds *:*: a new action reaches alice, which nobody could do before.
     error = refused(authz, EscalationError,
                     lambda: authz.admin("mgr_east", domain=D).extend_vocabulary("note", ["pin"]))
-    assert "note:pin@all for alice" in error.missing  # type: ignore[attr-defined]
+    assert "note:pin@all for alice" in error.missing
     record = authz.admin("alice", domain=D).extend_vocabulary("note", ["pin", "read"])
     assert (record.added, record.escalated) == ((("p2", D, "note", "pin"),), True)
     assert authz.check("alice", "pin", Record("note", owner="x"), domain=D)

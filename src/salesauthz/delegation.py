@@ -333,6 +333,16 @@ def _members_below(snapshot: Snapshot, department: str) -> list[str]:
             and (info.department in subtree or not subtree.isdisjoint(info.also_in))]
 
 
+def _stored_keys(snapshot: Snapshot, type: str, actions: Sequence[str],
+                 escalated: bool) -> list[Key]:
+    """The ``(type, action)`` pairs a grant of ``type:actions`` is stored as: as named, except
+    that a wildcard the actor vouched for (not escalated) means the actions it holds now: stored
+    as those, so that an action added to the vocabulary later is not handed out too."""
+    if escalated or (type != R.WILDCARD and R.WILDCARD not in actions):
+        return [(type, a) for a in actions]
+    return list(dict.fromkeys(key for a in actions for key in engine.expand(snapshot, type, a)))
+
+
 def _superiors(snapshot: Snapshot, account: str | None) -> list[str]:
     """``account`` and everyone above it in the reporting line (a loop in bad data just stops)."""
     found: list[str] = []
@@ -642,30 +652,12 @@ class Admin:
 
         def plan(snapshot: Snapshot) -> _Change:
             self._require_account(snapshot, account)
-            self._require_vocabulary(snapshot, type, action_list)
-            for name in the_scope.departments:
-                if name not in snapshot.department_parent:
-                    raise UnknownNameError("department", name, self.domain)
-            if expiry and R.parse_expiry(expiry) <= self._authz.now():
-                raise ValueError(f"the grant to {account} would end at {expiry}, which is not in "
-                                 "the future")
+            permissions = self._check_grant(snapshot, type, action_list, the_scope, expiry, account)
             escalated = self._require_manage(snapshot, account, None, "grant")
-            ends = R.parse_expiry(expiry) if expiry else None
-            permissions = [Permission(type, a, the_scope, ends, ()) for a in action_list]
             escalated |= self._require_holds(snapshot, account, snapshot.department_of(account),
                                              permissions, "grant", escalated)
-            keys: list[tuple[str, str]] = [(type, a) for a in action_list]
-            if not escalated and (type == R.WILDCARD or R.WILDCARD in action_list):
-                # A wildcard the actor vouched for means the actions it holds now: stored as
-                # those, so that an action added to the vocabulary later is not handed out too.
-                keys = list(dict.fromkeys(key for a in action_list
-                                          for key in engine.expand(snapshot, type, a)))
-            added: list[Rule] = [(R.PERMISSION, account, self.domain, t, a, text, expiry)
-                                 for t, a in keys for text in the_scope.encode()]
-            label = f"{type}:{','.join(action_list)}@{the_scope}" + (f" until {expiry}" if expiry else "")
-            if keys != [(type, a) for a in action_list]:
-                label += " (as " + ", ".join(f"{t}:{a}" for t, a in keys) + ")"
-            return added, [], [self._draft("grant", account, added, (), escalated, detail=label)]
+            return self._grant_change(snapshot, "grant", R.PERMISSION, account, type, action_list,
+                                      the_scope, expiry, escalated)
 
         return self._run("grant", account, plan)[0]
 
@@ -715,31 +707,15 @@ class Admin:
         def plan(snapshot: Snapshot) -> _Change:
             if department not in snapshot.department_parent:
                 raise UnknownNameError("department", department, self.domain)
-            self._require_vocabulary(snapshot, type, action_list)
-            for name in the_scope.departments:
-                if name not in snapshot.department_parent:
-                    raise UnknownNameError("department", name, self.domain)
-            if expiry and R.parse_expiry(expiry) <= self._authz.now():
-                raise ValueError(f"the grant to department {department} would end at {expiry}, "
-                                 "which is not in the future")
+            permissions = self._check_grant(snapshot, type, action_list, the_scope, expiry,
+                                            f"department {department}")
             escalated = self._require_department(snapshot, department, operation)
-            ends = R.parse_expiry(expiry) if expiry else None
-            permissions = [Permission(type, a, the_scope, ends, ()) for a in action_list]
             for account in _members_below(snapshot, department):
                 escalated |= self._require_manage(snapshot, account, None, operation, escalated)
                 escalated |= self._require_holds(snapshot, account, snapshot.department_of(account),
                                                  permissions, operation, escalated)
-            keys: list[tuple[str, str]] = [(type, a) for a in action_list]
-            if not escalated and (type == R.WILDCARD or R.WILDCARD in action_list):
-                # as for a direct grant: a wildcard the actor vouched for means today's actions
-                keys = list(dict.fromkeys(key for a in action_list
-                                          for key in engine.expand(snapshot, type, a)))
-            added: list[Rule] = [(R.DEPARTMENT_GRANT, department, self.domain, t, a, text, expiry)
-                                 for t, a in keys for text in the_scope.encode()]
-            label = f"{type}:{','.join(action_list)}@{the_scope}" + (f" until {expiry}" if expiry else "")
-            if keys != [(type, a) for a in action_list]:
-                label += " (as " + ", ".join(f"{t}:{a}" for t, a in keys) + ")"
-            return added, [], [self._draft(operation, department, added, (), escalated, detail=label)]
+            return self._grant_change(snapshot, operation, R.DEPARTMENT_GRANT, department, type,
+                                      action_list, the_scope, expiry, escalated)
 
         return self._run(operation, department, plan)[0]
 
@@ -935,21 +911,15 @@ class Admin:
         def plan(snapshot: Snapshot) -> _Change:
             if role not in snapshot.roles:
                 raise UnknownNameError("role", role, self.domain)
-            self._require_vocabulary(snapshot, type, action_list)
-            for name in the_scope.departments:
-                if name not in snapshot.department_parent:
-                    raise UnknownNameError("department", name, self.domain)
+            granted = self._check_grant(snapshot, type, action_list, the_scope, "", role)
             self._require_administrator(snapshot, operation, role)
             escalated = False
             for holder, until in _holders(snapshot, role):
                 escalated |= self._require_manage(snapshot, holder, None, operation)
-                permissions = [Permission(type, a, the_scope, until, ()) for a in action_list]
+                permissions = [p._replace(expires=until) for p in granted]
                 escalated |= self._require_holds(snapshot, holder, snapshot.department_of(holder),
                                                  permissions, operation, escalated)
-            keys: list[tuple[str, str]] = [(type, a) for a in action_list]
-            if not escalated and (type == R.WILDCARD or R.WILDCARD in action_list):
-                keys = list(dict.fromkeys(key for a in action_list
-                                          for key in engine.expand(snapshot, type, a)))
+            keys = _stored_keys(snapshot, type, action_list, escalated)
             added: list[Rule] = [(R.PERMISSION, role, self.domain, t, a, text, "")
                                  for t, a in keys for text in the_scope.encode()]
             label = f"{role} + {type}:{','.join(action_list)}@{the_scope}"
@@ -1316,6 +1286,34 @@ class Admin:
         info = snapshot.accounts.get(account)
         if info is None or info.status is None:
             raise UnknownNameError("account", account, self.domain)
+
+    def _check_grant(self, snapshot: Snapshot, type: str, actions: Sequence[str], scope: Scope,
+                     expiry: str, recipient: str) -> list[Permission]:
+        """What a grant of ``type:actions@scope`` to ``recipient`` ending at ``expiry`` (``""``:
+        never) gives, once checked: the vocabulary knows the type and actions, the domain every
+        department the scope names, and the expiry is in the future (``ValueError`` otherwise)."""
+        self._require_vocabulary(snapshot, type, actions)
+        for name in scope.departments:
+            if name not in snapshot.department_parent:
+                raise UnknownNameError("department", name, self.domain)
+        ends = R.parse_expiry(expiry) if expiry else None
+        if ends is not None and ends <= self._authz.now():
+            raise ValueError(f"the grant to {recipient} would end at {expiry}, which is not in "
+                             "the future")
+        return [Permission(type, a, scope, ends, ()) for a in actions]
+
+    def _grant_change(self, snapshot: Snapshot, operation: str, kind: str, subject: str, type: str,
+                      actions: Sequence[str], scope: Scope, expiry: str, escalated: bool) -> _Change:
+        """The ``kind`` rules a grant to ``subject`` judged (``escalated`` or not) adds, and its
+        audit record, whose detail names the grant as asked and, where a wildcard is stored as
+        today's actions, as stored."""
+        keys = _stored_keys(snapshot, type, actions, escalated)
+        added: list[Rule] = [(kind, subject, self.domain, t, a, text, expiry)
+                             for t, a in keys for text in scope.encode()]
+        label = f"{type}:{','.join(actions)}@{scope}" + (f" until {expiry}" if expiry else "")
+        if keys != [(type, a) for a in actions]:
+            label += " (as " + ", ".join(f"{t}:{a}" for t, a in keys) + ")"
+        return added, [], [self._draft(operation, subject, added, (), escalated, detail=label)]
 
     def _require_vocabulary(self, snapshot: Snapshot, type: str, actions: Sequence[str]) -> None:
         if not actions:

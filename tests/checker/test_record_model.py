@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -31,7 +32,8 @@ def _snapshot(path: Path = FIXTURE) -> Snapshot:
     return engine.compile_domains(load_directory(path).rules)["acme"]
 
 
-def _json(capsys: pytest.CaptureFixture[str]) -> dict[str, object]:
+def _json(capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
+    """The command's JSON output (its values as JSON has them: untyped)."""
     data = json.loads(capsys.readouterr().out)
     assert isinstance(data, dict)
     return data
@@ -88,9 +90,9 @@ def test_who_can_cli_with_shares(capsys: pytest.CaptureFixture[str]) -> None:
                  "lead_e1", "--share", "read_write:account=rep_w1", "--share",
                  "read_only:department=service", "--format", "json"]) == 0
     data = _json(capsys)
-    assert [row["account"] for row in data["accounts"]] == [  # type: ignore[attr-defined]
+    assert [row["account"] for row in data["accounts"]] == [
         "alice", "lead_e1", "rep_e1", "rep_w1"]
-    assert {"account": "rep_w1", "scope": "own+shared", "capped_by": None} in data["accounts"]  # type: ignore[operator]
+    assert {"account": "rep_w1", "scope": "own+shared", "capped_by": None} in data["accounts"]
     assert data["shares"] == [{"level": "read_write", "account": "rep_w1", "department": None},
                               {"level": "read_only", "account": None, "department": "service"}]
     assert data["if_shared"] == []
@@ -188,7 +190,7 @@ def test_review_formats_carry_the_new_columns(capsys: pytest.CaptureFixture[str]
     assert "| west-1 (also in service) |" in markdown
     assert "rep, senior_rep until 2027-03-31T00:00:00Z" in markdown
     assert main(["review", str(FIXTURE), "--domain", "acme", "--format", "json"]) == 0
-    accounts = {a["account"]: a for a in _json(capsys)["accounts"]}  # type: ignore[attr-defined]
+    accounts = {a["account"]: a for a in _json(capsys)["accounts"]}
     assert accounts["lead_e1"]["reports_to"] == "dir_1"
     assert accounts["rep_w1"]["also_in"] == ["service"]
 
