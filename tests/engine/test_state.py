@@ -420,3 +420,15 @@ def test_a_department_grant_restamps_only_the_accounts_of_its_subtree() -> None:
     assert not any(authz.check(n, "delete", record, domain="acme") for n in ("e1", "aux", "u3"))
     assert set(authz._snapshots["acme"].stamps) >= {"e1", "aux", "sub", "u3"}
     assert len(authz._snapshots["acme"].stamps) == 4  # the member index followed u3's move
+
+
+def test_an_account_named_only_by_its_grants_is_known_but_never_registered() -> None:
+    """An account the rules name only in a direct grant is an account (``account()`` shows it,
+    without a status: never registered, so it may do nothing); one never named is not."""
+    rules: list[Rule] = [("p2", "t", "customer", "read"), ("p3", "rep", "t", "active"),
+                         ("p", "ghost", "t", "customer", "read", "own", "")]
+    authz = Authorizer(MemoryAdapter(rules))
+    ghost = authz.account("ghost", domain="t")
+    assert ghost is not None and ghost.status is None
+    assert authz.account("nobody", domain="t") is None
+    assert not authz.check("ghost", "read", Record("customer", owner="ghost"), domain="t")

@@ -19,6 +19,7 @@ import gc
 import itertools
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from operator import attrgetter
 from typing import TypeVar
 
 from salesauthz import _rules as R
@@ -351,10 +352,15 @@ class DomainState:
         accounts: Mapping[str, AccountInfo]
         if previous is None or self._role_set_changed:  # every subject is sorted again
             interned: dict[frozenset[str], frozenset[str]] = {}
-            accounts = {name: self._account_info(name, interned) for name in self._account_names()}
-            accounts = {name: info for name, info in accounts.items() if info is not NO_ACCOUNT}
-            homes = {name: info.department for name, info in accounts.items()
-                     if info.department is not None}
+            every: dict[str, AccountInfo] = {}
+            every_home: dict[str, str | None] = {}
+            for name in self._account_names():
+                info = self._account_info(name, interned)
+                if info is not NO_ACCOUNT:
+                    every[name] = info
+                    if info.department is not None:
+                        every_home[name] = info.department
+            accounts, homes = every, every_home
             children = _children_of(accounts)
         else:
             # Only the touched accounts: the map is persistent (no copy of the tenant's accounts).
@@ -421,26 +427,40 @@ class DomainState:
         if name in self.roles:
             return NO_ACCOUNT
         held = self.permissions.get(name)
-        grants = tuple(sorted(held, key=lambda p: p.rule)) if held else ()
+        grants = tuple(sorted(held, key=_rule_of)) if held else ()
         links = self.links.get(name)
-        roles = frozenset(links) if links else NO_ROLES
-        if interned is not None:  # thousands of accounts share a few role sets: keep one copy
-            roles = interned.setdefault(roles, roles)
+        roles = NO_ROLES
+        if links:
+            roles = frozenset(links)
+            if interned is not None:  # thousands of accounts share a few role sets: keep one copy
+                roles = interned.setdefault(roles, roles)
         also_in = self.also_in.get(name)
-        timed: dict[str, float] = {}
-        for role, expires in self.timed.get(name, ()):
-            if role not in roles:
-                moment = parse_expiry(expires)
-                timed[role] = max(moment, timed.get(role, moment))
-        stored: dict[str, list[str]] = {}
-        for attribute, value in self.attributes.get(name, ()):
-            stored.setdefault(attribute, []).append(value)
-        attributes = tuple(sorted((attribute, freeze(decode_value(values[0])))
-                                  for attribute, values in stored.items() if len(values) == 1))
-        info = AccountInfo(self.status.get(name), self.membership.get(name), self.parent.get(name),
-                           roles, grants, frozenset(also_in) if also_in else frozenset(),
-                           self.reports_to.get(name), tuple(sorted(timed.items())), attributes)
-        return NO_ACCOUNT if info == NO_ACCOUNT else info
+        timed: tuple[tuple[str, float], ...] = ()
+        timed_rules = self.timed.get(name)
+        if timed_rules:
+            latest: dict[str, float] = {}
+            for role, expires in timed_rules:
+                if role not in roles:
+                    moment = parse_expiry(expires)
+                    latest[role] = max(moment, latest.get(role, moment))
+            timed = tuple(sorted(latest.items()))
+        attributes: tuple[tuple[str, object], ...] = ()
+        attribute_rules = self.attributes.get(name)
+        if attribute_rules:
+            stored: dict[str, list[str]] = {}
+            for attribute, value in attribute_rules:
+                stored.setdefault(attribute, []).append(value)
+            attributes = tuple(sorted((attribute, freeze(decode_value(values[0])))
+                                      for attribute, values in stored.items() if len(values) == 1))
+        status, department, parent = (self.status.get(name), self.membership.get(name),
+                                      self.parent.get(name))
+        reports_to = self.reports_to.get(name)
+        if (status is None and department is None and parent is None and not roles and not grants
+                and not also_in and reports_to is None and not timed and not attributes):
+            return NO_ACCOUNT  # (what NO_ACCOUNT holds: nothing)
+        return AccountInfo(status, department, parent, roles, grants,
+                           frozenset(also_in) if also_in else NO_ROLES, reports_to, timed,
+                           attributes)
 
     def _build_roles(self) -> RolePart:
         roles = frozenset(self.roles)
@@ -513,6 +533,9 @@ def load_domains(rules: Sequence[Rule] | Mapping[str, Sequence[Rule]], names: Co
         if issues:
             raise PolicyError(issues) from None
         raise
+
+
+_rule_of = attrgetter("rule")  # a permission's stored rule: the order grants are kept in
 
 
 def _children_of(accounts: Mapping[str, AccountInfo]) -> dict[str, frozenset[str]]:

@@ -10,6 +10,7 @@ import ipaddress
 import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from types import UnionType
 from typing import Annotated, Any, Final, Literal, Union, get_args, get_origin
 
@@ -964,14 +965,23 @@ def stored_rule_issues(rules: Iterable[Rule], source: str | None = None) -> list
     issues: list[PolicyIssue] = []
     first: dict[tuple[str, str, str], Rule] = {}  # each single-valued fact -> its first rule
     doubled: dict[tuple[str, str, str], set[Rule]] = {}
+    rules = rules if isinstance(rules, list) else list(rules)
+    try:  # the text of every rule screened at once: plain ASCII without NUL (the usual case)
+        text = "".join(chain.from_iterable(rules))
+        plain_text = text.isascii() and "\x00" not in text
+    except TypeError:  # a value that is not text (NULL): each rule is screened on its own
+        plain_text = False
     for rule in rules:
         # The common shapes are screened with a few C-level tests (a load reads millions of
         # rules); anything else gets the full check.
         ptype = rule[0] if type(rule) is tuple and rule else None
         if ptype in _PLAIN_WIDTH and len(rule) == _PLAIN_WIDTH[ptype] and None not in rule \
                 and "" not in rule and (ptype != R.ACCOUNT or rule[3] in R.STATUSES):
-            joined = "".join(rule)
-            problem = None if joined.isascii() and "\x00" not in joined else R.check_rule(rule)
+            if plain_text:
+                problem = None
+            else:
+                joined = "".join(rule)
+                problem = None if joined.isascii() and "\x00" not in joined else R.check_rule(rule)
         else:
             problem = R.check_rule(rule)
         if problem is not None:
