@@ -429,6 +429,7 @@ def test_an_account_named_only_by_its_grants_is_known_but_never_registered() -> 
                          ("p", "ghost", "t", "customer", "read", "own", "")]
     authz = Authorizer(MemoryAdapter(rules))
     ghost = authz.account("ghost", domain="t")
-    assert ghost is not None and ghost.status is None
+    assert ghost is not None
+    assert ghost.status is None
     assert authz.account("nobody", domain="t") is None
     assert not authz.check("ghost", "read", Record("customer", owner="ghost"), domain="t")
