@@ -113,3 +113,21 @@ def test_the_share_table_is_part_of_what_is_remembered() -> None:
                                           (ShareTable("share"), "c.record"))] == fresh
     with pytest.raises(UsageError, match="shares=ShareTable"):  # still refused without
         sql_where(flt, owner="o", department="d")
+
+
+def test_a_remembered_rendering_never_serves_another_tenant() -> None:
+    """Two tenants' ``@all`` filters share one coverage object: what was rendered for one must
+    neither be handed to the other nor let a mismatched tenant value through."""
+    rules: list[tuple[str, ...]] = []
+    for tenant in ("a", "b"):
+        rules += [("p2", tenant, "customer", "read"), ("p4", "boss", tenant),
+                  ("p3", "u", tenant, "active"), ("g", "u", "boss", tenant),
+                  ("p", "boss", tenant, "customer", "read", "all", "")]
+    authz = Authorizer.from_rules(rules)
+    for_a = authz.scope_filter("u", "read", "customer", domain="a")
+    for_b = authz.scope_filter("u", "read", "customer", domain="b")
+    assert for_a.coverage is for_b.coverage  # what makes the test able to fail
+    assert sql_where(for_a, owner="o", department="d", domain=("tenant", "a"))[1] == ["a"]
+    with pytest.raises(ValueError, match="the filter is for domain 'b'"):
+        sql_where(for_b, owner="o", department="d", domain=("tenant", "a"))
+    assert sql_where(for_b, owner="o", department="d", domain=("tenant", "b"))[1] == ["b"]

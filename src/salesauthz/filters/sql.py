@@ -52,9 +52,10 @@ _PARAM_PREFIX = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # the column's index attractive (no cliff), and share one SQL text whatever their size.
 ARRAY_MIN_VALUES = 11
 
-# Rendered SQL per terms object (identity: a filter's terms are cached per coverage) and per
-# rendering arguments, so the list view of a returning account costs a lookup, not a rendering.
-# Not used with a closure (its text depends on the tree's version).
+# Rendered SQL per coverage and department index (identities: what a filter's terms are
+# computed from) and per rendering arguments as given, so the list view of a returning account
+# costs one lookup, not a rendering. Not used with a closure (its text depends on the tree's
+# version).
 _RENDERED_PER_TERMS = 8
 _rendered: IdentityCache[dict[tuple[Any, ...], tuple[str, list[Any] | dict[str, Any]]]] = \
     IdentityCache(4096)
@@ -260,6 +261,23 @@ def sql_where(
         UsageError: the filter needs the share table (``flt.needs_shares``) and ``shares`` or
             ``record_id`` was not given.
     """
+    # A filter rendered before with the same arguments (a returning account's list view): one
+    # lookup by the coverage's identity and the arguments as given, before anything is checked
+    # or built (only a rendering that passed every check is remembered).
+    members = authz.department_members(domain=flt.domain) if authz is not None else None
+    remembered, key = None, None
+    if closure is None:
+        try:
+            key = (flt.domain, owner, department, domain, paramstyle, param_prefix, arrays, shares,
+                   record_id, None if attributes is None else tuple(attributes.items()))
+            hash(key)
+        except TypeError:  # an argument that is not hashable: rendered (or refused) below
+            key = None
+        else:
+            remembered = _rendered.get(flt.coverage, members)
+            found = remembered.get(key) if remembered is not None else None
+            if found is not None:
+                return found[0], _copy(found[1])
     if paramstyle not in ("format", "pyformat", "named", "qmark"):
         raise ValueError(f"unknown paramstyle {paramstyle!r}: expected format, pyformat, named or qmark")
     if not _PARAM_PREFIX.fullmatch(param_prefix):
@@ -283,18 +301,14 @@ def sql_where(
     if closure is not None:
         return _render(terms, flt, params, tenant, owner_col, department_col, shares, record_id,
                        attributes, paramstyle)
-    key = (owner_col, department_col, domain, paramstyle, param_prefix, arrays, shares,
-           record_id, None if attributes is None else tuple(attributes.items()))
-    rendered = _rendered.get(terms)
-    if rendered is None:
-        rendered = _rendered.put({}, terms)
-    found = rendered.get(key)
-    if found is None:
-        found = _render(terms, flt, params, tenant, owner_col, department_col, shares, record_id,
-                        attributes, paramstyle)
-        if len(rendered) >= _RENDERED_PER_TERMS:
-            rendered.clear()
-        rendered[key] = found
+    found = _render(terms, flt, params, tenant, owner_col, department_col, shares, record_id,
+                    attributes, paramstyle)
+    if key is not None:
+        if remembered is None:
+            remembered = _rendered.put({}, flt.coverage, members)
+        if len(remembered) >= _RENDERED_PER_TERMS:
+            remembered.clear()
+        remembered[key] = found
     return found[0], _copy(found[1])
 
 
