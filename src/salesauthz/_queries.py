@@ -19,6 +19,7 @@ from .values import AccountView, Decision, Record, ScopeFilter
 __all__ = ["Queries"]
 
 _NO_DEPARTMENTS: Mapping[str, str | None] = {}  # the department tree of an unknown domain
+_NO_MEMBERS: Mapping[str, frozenset[str]] = {}  # the departments' members in an unknown domain
 
 
 class Queries:
@@ -30,7 +31,6 @@ class Queries:
     _cache: engine.EffectiveCache
     _states: dict[str, engine.DomainState]
     _snapshots: dict[str, engine.Snapshot]
-    _members: dict[str, tuple[engine.Snapshot, Mapping[str, frozenset[str]]]]
 
     def _context(self, context: Mapping[str, Any] | None) -> Mapping[str, Any]:
         """The request context with ``now`` filled in from the clock when absent."""
@@ -78,19 +78,11 @@ class Queries:
                            info.also_in, info.reports_to, dict(info.timed_roles))
 
     def department_members(self, *, domain: str) -> Mapping[str, frozenset[str]]:
-        """``department → accounts in it`` under the current rules (one object per version of the
-        domain's rules, so callers may cache by identity)."""
+        """``department → accounts whose main department it is`` under the current rules (the
+        same object until an account moves, so callers may cache by identity; read it, never
+        change it)."""
         snapshot = self._snapshots.get(domain)
-        if snapshot is None:
-            return {}
-        known = self._members.get(domain)
-        if known is None or known[0] is not snapshot:
-            grouped: dict[str, set[str]] = {}
-            for name, home in snapshot.homes.items():
-                if home:
-                    grouped.setdefault(home, set()).add(name)
-            known = self._members[domain] = (snapshot, {d: frozenset(n) for d, n in grouped.items()})
-        return known[1]
+        return snapshot.members if snapshot is not None else _NO_MEMBERS
 
     def department_parents(self, *, domain: str) -> Mapping[str, str | None]:
         """``department → its parent department`` (``None`` at a root): the domain's department

@@ -71,7 +71,6 @@ class Authorizer(Queries, FieldAccess, ShareAccess, Replica):
         self._hot = self._cache.domains  # the same dict, bound once: a hit needs no lock
         self._states: dict[str, engine.DomainState] = {}
         self._snapshots: dict[str, engine.Snapshot] = {}
-        self._members: dict[str, tuple[engine.Snapshot, Mapping[str, frozenset[str]]]] = {}
         self._closers: list[Callable[[], None]] = []
         self._suspended: set[str] = set()  # failing closed until the next reload
         # The store version each domain's state is exactly at (absent: 0), the domains whose state

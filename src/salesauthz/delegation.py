@@ -328,9 +328,8 @@ def _missing_gains(before: Snapshot, after: Snapshot, actor_map: Mapping[Key, Co
 def _members_below(snapshot: Snapshot, department: str) -> list[str]:
     """The accounts a grant to ``department`` reaches: those whose main or auxiliary department
     is it or below it."""
-    subtree = snapshot.subtree.get(department, frozenset((department,)))
-    return [name for name, info in sorted(snapshot.accounts.items()) if info.status is not None
-            and (info.department in subtree or not subtree.isdisjoint(info.also_in))]
+    return sorted(name for name in snapshot.members_below(department)
+                  if snapshot.account(name).status is not None)
 
 
 def _stored_keys(snapshot: Snapshot, type: str, actions: Sequence[str],

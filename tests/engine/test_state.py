@@ -227,6 +227,12 @@ def test_cached_decisions_equal_rebuilt_and_reference(data: st.DataObject, org: 
         rebuilt = Authorizer.from_rules(current, clock=lambda: clock[0])  # also validates
         cached = _decisions(authz, batch)
         assert cached == _decisions(rebuilt, batch)
+        for name in org.domains:  # the member indexes kept through the change = rebuilt ones
+            kept, fresh = authz._snapshots.get(name), rebuilt._snapshots.get(name)
+            assert (kept is None) == (fresh is None)
+            if kept is not None and fresh is not None:
+                assert dict(kept.members) == dict(fresh.members)
+                assert dict(kept.auxiliary_members) == dict(fresh.auxiliary_members)
         assert cached == _decisions(authz, batch)  # the same answers again, from the cache
     enforcer = reference_enforcer(authz.rules(), clock=lambda: clock[0])
     for (account, action, record, domain), got in zip(batch, _decisions(authz, batch), strict=True):

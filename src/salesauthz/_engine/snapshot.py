@@ -212,6 +212,12 @@ class Snapshot:
     version: int = 0  # this snapshot's version (from one process-wide counter)
     # department -> its grants (p12), held by the accounts in its subtree (main or auxiliary)
     department_grants: Mapping[str, tuple[Permission, ...]] = field(default_factory=dict)
+    # department -> the accounts whose main department it is (``homes`` inverted); the same
+    # object across versions until an account moves, and a move copies two sets, not the map
+    # of accounts
+    members: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    # department -> the accounts for which it is an auxiliary department (likewise)
+    auxiliary_members: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
     def fresh(self, account: str, computed: int) -> bool:
         """Whether the account's map computed from the snapshot of version ``computed`` is this
@@ -317,7 +323,11 @@ class Snapshot:
                     stack.append(child)
         return found
 
-    def members(self, departments: Iterable[str]) -> frozenset[str]:
-        """The accounts whose department is one of ``departments``."""
-        wanted = set(departments)
-        return frozenset(name for name, home in self.homes.items() if home in wanted)
+    def members_below(self, department: str) -> set[str]:
+        """The accounts whose main or auxiliary department is ``department`` or below it (those
+        a grant to it reaches), registered or not: in time proportional to them."""
+        found: set[str] = set()
+        for name in self.subtree.get(department, frozenset((department,))):
+            found.update(self.members.get(name, ()))
+            found.update(self.auxiliary_members.get(name, ()))
+        return found

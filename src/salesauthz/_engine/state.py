@@ -350,6 +350,8 @@ class DomainState:
         homes: Mapping[str, str | None]
         children: Mapping[str, frozenset[str]]
         accounts: Mapping[str, AccountInfo]
+        members: Mapping[str, frozenset[str]]
+        auxiliary: Mapping[str, frozenset[str]]
         if previous is None or self._role_set_changed:  # every subject is sorted again
             interned: dict[frozenset[str], frozenset[str]] = {}
             every: dict[str, AccountInfo] = {}
@@ -362,19 +364,32 @@ class DomainState:
                         every_home[name] = info.department
             accounts, homes = every, every_home
             children = _children_of(accounts)
+            members = _regrouped({}, [(name, (), (info.department,)) for name, info in every.items()
+                                      if info.department])
+            auxiliary = _regrouped({}, [(name, (), info.also_in) for name, info in every.items()
+                                        if info.also_in])
         else:
             # Only the touched accounts: the map is persistent (no copy of the tenant's accounts).
             changes: dict[str, AccountInfo | None] = {}
             homes, children = previous.homes, previous.children
+            moved: list[tuple[str, Iterable[str], Iterable[str]]] = []
+            moved_auxiliary: list[tuple[str, Iterable[str], Iterable[str]]] = []
             for name in touched:
                 info = self._account_info(name)
                 before = previous.accounts.get(name, NO_ACCOUNT)
                 changes[name] = None if info is NO_ACCOUNT else info
                 if info.department != before.department:
                     homes = _with(homes, name, info.department)
+                    moved.append((name, (before.department,) if before.department else (),
+                                  (info.department,) if info.department else ()))
+                if info.also_in != before.also_in:
+                    moved_auxiliary.append((name, before.also_in, info.also_in))
                 if info.parent != before.parent:
                     children = _reparented(children, name, before.parent, info.parent)
             accounts = layered(previous.accounts).changed(changes)
+            members = _regrouped(previous.members, moved) if moved else previous.members
+            auxiliary = (_regrouped(previous.auxiliary_members, moved_auxiliary)
+                         if moved_auxiliary else previous.auxiliary_members)
         self._role_set_changed = False
 
         if self._department_grant_part is None:
@@ -412,7 +427,7 @@ class DomainState:
                                  role_permissions, role_paths, department_parent, subtree, accounts,
                                  homes, children, stamps, base, role_fields, field_vocabulary,
                                  self._sharing_part, self._reports_part, settings, conditioned,
-                                 version, self._department_grant_part)
+                                 version, self._department_grant_part, members, auxiliary)
         return self.snapshot
 
     def _account_names(self) -> set[str]:
@@ -552,6 +567,28 @@ def _with(mapping: Mapping[str, str | None], key: str, value: str | None) -> dic
         copy.pop(key, None)
     else:
         copy[key] = value
+    return copy
+
+
+def _regrouped(groups: Mapping[str, frozenset[str]],
+               moves: Sequence[tuple[str, Iterable[str], Iterable[str]]]
+               ) -> dict[str, frozenset[str]]:
+    """``groups`` (key -> names) after each ``(name, keys it leaves, keys it joins)``: one copy of
+    the map, and of the sets that change (a group left empty goes)."""
+    copy = dict(groups)
+    left: dict[str, set[str]] = {}
+    joined: dict[str, set[str]] = {}
+    for name, olds, news in moves:
+        for key in olds:
+            left.setdefault(key, set()).add(name)
+        for key in news:
+            joined.setdefault(key, set()).add(name)
+    for key in left.keys() | joined.keys():
+        names = (copy.get(key, frozenset()) - left.get(key, set())) | joined.get(key, set())
+        if names:
+            copy[key] = frozenset(names)
+        else:
+            copy.pop(key, None)
     return copy
 
 
