@@ -379,7 +379,6 @@ class DomainState:
                 before = previous.accounts.get(name, NO_ACCOUNT)
                 changes[name] = None if info is NO_ACCOUNT else info
                 if info.department != before.department:
-                    homes = _with(homes, name, info.department)
                     moved.append((name, (before.department,) if before.department else (),
                                   (info.department,) if info.department else ()))
                 if info.also_in != before.also_in:
@@ -387,6 +386,14 @@ class DomainState:
                 if info.parent != before.parent:
                     children = _reparented(children, name, before.parent, info.parent)
             accounts = layered(previous.accounts).changed(changes)
+            if moved:  # one copy of the homes for every account moved by this change
+                homes = dict(homes)
+                for name, _, _ in moved:
+                    department = accounts.get(name, NO_ACCOUNT).department
+                    if department is None:
+                        homes.pop(name, None)
+                    else:
+                        homes[name] = department
             members = _regrouped(previous.members, moved) if moved else previous.members
             auxiliary = (_regrouped(previous.auxiliary_members, moved_auxiliary)
                          if moved_auxiliary else previous.auxiliary_members)
@@ -559,15 +566,6 @@ def _children_of(accounts: Mapping[str, AccountInfo]) -> dict[str, frozenset[str
         if info.parent is not None:
             children.setdefault(info.parent, set()).add(name)
     return {parent: frozenset(names) for parent, names in children.items()}
-
-
-def _with(mapping: Mapping[str, str | None], key: str, value: str | None) -> dict[str, str | None]:
-    copy = dict(mapping)
-    if value is None:
-        copy.pop(key, None)
-    else:
-        copy[key] = value
-    return copy
 
 
 def _regrouped(groups: Mapping[str, frozenset[str]],
