@@ -11,6 +11,8 @@ the in-memory store, and:
   after 1,000 warm-up grants (steady state: the first collections of the garbage collector after
   a bulk load move the whole heap once and are not a change's cost); median and p99 per grant.
   Target at 1M rules: ≤ 0.2 ms.
+- **move**: one account moved to another department, 300 times (no target: shown beside the
+  grant; the homes map is copied once per change that moves someone).
 - **sub-account fill**: a chain of sub-accounts (each ``regional_vp``, capped by its parent), the
   leaf's cache entry dropped with its parents cached — depth 1 vs depth 16 (target: depth 16
   ≤ 2× depth 1) — and the whole chain cold (linear in depth by nature: each level's own map is
@@ -99,6 +101,30 @@ def bench_grant(org: orggen.Organisation, authz: Authorizer, count: int) -> Row:
     median, p99 = median_p99(samples)
     return {"op": "grant", "median_ms": round(median, 4), "p99_ms": round(p99, 4),
             "n": count, "target_ms": GRANT_TARGET_MS, "accounts_in_tenant": len(org.accounts[domain])}
+
+
+def bench_move(org: orggen.Organisation, authz: Authorizer, count: int) -> Row:
+    """One account moved to another department (its ``g3`` rule replaced), ``count`` times
+    over different accounts of the first tenant: what a move costs as the tenant grows (no
+    target in the issue; shown beside the grant's)."""
+    domain = org.domains[0]
+    accounts = org.top_level_active[domain][:count]
+    departments = org.departments[domain]
+    homes = {r[1]: r for r in authz.rules(domain) if r[0] == "g3"}
+    samples = []
+    for i, account in enumerate(accounts):
+        old = homes.get(account)
+        if old is None:
+            continue
+        new = (old[0], old[1], departments[i % len(departments)], *old[3:])
+        if new == old:
+            continue
+        started = time.perf_counter_ns()
+        authz.apply_changes(added=[new], removed=[old])
+        samples.append((time.perf_counter_ns() - started) / 1e6)
+    median, p99 = median_p99(samples)
+    return {"op": "move", "median_ms": round(median, 4), "p99_ms": round(p99, 4),
+            "n": len(samples), "accounts_in_tenant": len(org.accounts[domain])}
 
 
 def chain_rules(depth: int, chains: int) -> list[tuple[str, ...]]:
@@ -326,7 +352,8 @@ def bench_size(target: int, log: Callable[[str], None]) -> list[Row]:
     index = rss_bytes() - before  # the compiled index and master copy (the store excluded)
     log(f"{target:>9,} rules, {len(org.domains)} tenants, "
         f"{sum(map(len, org.accounts.values())):,} accounts")
-    rows = [bench_grant(org, authz, 2_000), bench_reload(org, store, authz),
+    rows = [bench_grant(org, authz, 2_000), bench_move(org, authz, 300),
+            bench_reload(org, store, authz),
             bench_cache(org, authz, rng), *bench_spread(org, authz, rng, index)]
     for row in rows:
         row["rules"] = target
