@@ -17,7 +17,7 @@ from casbin import persist
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from salesauthz import Authorizer, PolicyError
+from salesauthz import Authorizer, PolicyError, Record
 from salesauthz.adapters import MemoryAdapter, SQLAdapter
 from salesauthz.casbin import (
     MATCHER_FUNCTIONS,
@@ -257,3 +257,41 @@ def test_check_target_casbin_on_the_command_line(tmp_path: Path, capsys: pytest.
 def test_the_sample_organisation_fits_a_casbin_store() -> None:
     result = check_directory(Path(__file__).parents[1] / "policies", target="casbin")
     assert [f for f in result.findings if f.code == "SA210"] == []
+
+
+def test_a_users_own_enforcer_decides_a_chain_once_per_level() -> None:
+    """``register_functions`` remembers ``capped`` and ``departmental`` within one decision on
+    the user's own enforcer too. Under a top account that holds nothing, every level of a chain
+    of sub-accounts has four covering permissions and a department grant, each capped by the
+    parent: the denied leaf asks each parent once, not once per rule (rules ** depth)."""
+    rules: list[tuple[str, ...]] = [
+        ("p2", "acme", "customer", "read"), ("p4", "rep", "acme"), ("g2", "d", "", "acme"),
+        ("g2", "top", "", "acme"), ("p12", "d", "acme", "customer", "read", "all", ""),
+        ("p3", "a0", "acme", "active"), ("g3", "a0", "top", "acme")]
+    rules += [("p", "rep", "acme", "customer", "read", scope, "")
+              for scope in ("own", "team", "department_tree", "all")]
+    depth = 5
+    for level in range(1, depth + 1):
+        rules += [("p3", f"a{level}", "acme", "active"), ("g", f"a{level}", "rep", "acme"),
+                  ("g3", f"a{level}", "d", "acme"), ("g4", f"a{level}", f"a{level - 1}", "acme")]
+    plain = casbin.Enforcer(model_path())
+    sections = plain.get_model().model
+    for rule in rules:
+        sections["g" if rule[0].startswith("g") else "p"][rule[0]].policy.append(list(rule[1:]))
+    register_functions(plain)
+    wrapped = plain.enforce_ex
+    register_functions(plain)  # again (e.g. after load_filtered_policy): installed once
+    assert plain.enforce_ex is wrapped
+    asked: list[str] = []
+    decide = plain.enforce
+
+    def counted(*request: str) -> bool:
+        asked.append(request[0])
+        return bool(decide(*request))
+
+    plain.enforce = counted  # what ``capped`` calls for a parent
+    leaf = f"a{depth}"
+    assert not plain.enforce(leaf, "acme", "customer", "read", leaf, "d", "", "")
+    assert sorted(asked) == [f"a{level}" for level in range(depth + 1)]  # each once
+    assert not Authorizer.from_rules(rules).check(
+        leaf, "read", Record("customer", owner=leaf, department="d"), domain="acme")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
@@ -86,22 +87,33 @@ def reference_enforcer(rules: Iterable[Rule], *, clock: Callable[[], float] = ti
         section = "g" if ptype.startswith("g") else "p"
         model[section][ptype].policy.extend(list(v) for v in values)
     register_functions(enforcer, clock=clock)  # also builds the role links
-    # The matcher evaluates ``capped`` and ``departmental`` once per ``p`` rule, always with the
-    # request's own values: remember their answers for the duration of one ``enforce`` (a stack,
-    # as ``capped`` enforces for the parent within it).
-    memos: list[dict[tuple[str, ...], bool]] = []
-    decide = enforcer.enforce
-
-    def enforce(*request: Any) -> bool:
-        memos.append({})
-        try:
-            return bool(decide(*request))
-        finally:
-            memos.pop()
-
-    enforcer.enforce = enforce
-    enforcer.salesauthz_memos = memos
     return enforcer
+
+
+def _remember_within_each_enforce(enforcer: Any) -> threading.local:
+    """The matcher evaluates ``capped`` and ``departmental`` once per ``p`` rule, always with
+    the request's own values: their answers are remembered for the duration of one decision
+    (``enforce_ex``, which ``enforce`` goes through; a stack per thread, as ``capped`` decides
+    for the parent within it). Installed once per enforcer."""
+    memory: threading.local | None = getattr(enforcer, "salesauthz_memos", None)
+    if memory is not None:
+        return memory
+    memory = threading.local()
+    decide = enforcer.enforce_ex
+
+    def enforce_ex(*request: Any) -> Any:
+        stack: list[dict[tuple[str, ...], bool]] | None = getattr(memory, "stack", None)
+        if stack is None:
+            stack = memory.stack = []
+        stack.append({})
+        try:
+            return decide(*request)
+        finally:
+            stack.pop()
+
+    enforcer.enforce_ex = enforce_ex
+    enforcer.salesauthz_memos = memory
+    return memory
 
 
 def register_functions(enforcer: Any, *, clock: Callable[[], float] = time.time) -> None:
@@ -127,6 +139,7 @@ def register_functions(enforcer: Any, *, clock: Callable[[], float] = time.time)
         # that makes every lookup scan all roles; without it the answers are the same.
         manager.matching_func = None
     enforcer.build_role_links()
+    memory = _remember_within_each_enforce(enforcer)
 
     def policy(ptype: str) -> list[list[str]]:
         return list(enforcer.get_model().get_policy("g" if ptype.startswith("g") else "p", ptype))
@@ -300,17 +313,17 @@ def register_functions(enforcer: Any, *, clock: Callable[[], float] = time.time)
         return False  # own (already handled) or unknown
 
     def remembered(name: str, decide: Callable[..., bool], *request: str) -> bool:
-        """``decide(*request)``, once per ``enforce`` of :func:`reference_enforcer` (the matcher
-        calls ``capped`` and ``departmental`` once per ``p`` rule, always with the request's own
-        values: unremembered, a chain of sub-accounts reached by department grants costs
-        rules ** depth)."""
-        memos: list[dict[tuple[str, ...], bool]] | None = getattr(enforcer, "salesauthz_memos", None)
-        if not memos:
+        """``decide(*request)``, once per decision (the matcher calls ``capped`` and
+        ``departmental`` once per ``p`` rule, always with the request's own values:
+        unremembered, a chain of sub-accounts reached by department grants costs
+        rules ** depth). Outside a decision (a direct call), not remembered."""
+        stack: list[dict[tuple[str, ...], bool]] | None = getattr(memory, "stack", None)
+        if not stack:
             return decide(*request)
         key = (name, *request)
-        found = memos[-1].get(key)
+        found = stack[-1].get(key)
         if found is None:
-            found = memos[-1][key] = decide(*request)
+            found = stack[-1][key] = decide(*request)
         return found
 
     def capped(sub: str, dom: str, typ: str, act: str, owner: str, dept: str, shares: str,
