@@ -181,3 +181,13 @@ def test_url_of_a_sqlite_store(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert capsys.readouterr().out.startswith("ALLOW")
     assert main(["review", "--domain", "globex", "--url", url, "--format", "csv"]) == 0
     assert "g_admin" in capsys.readouterr().out
+    # The store URL given where the policy directory goes is read as the store (as diff does).
+    assert main(["what-can", "intern_e1", "--domain", "acme", url, "--format", "json"]) == 0
+    assert [row["permission"] for row in _json(capsys)["permissions"]] == [
+        "customer:read@team", "customer:update@own"]
+    assert main(["who-can", "read", "customer", "--domain", "acme", url]) == 0
+    assert "rep_e1a" in capsys.readouterr().out
+    missing = f"sqlite:///{tmp_path / 'none.db'}"
+    assert main(["explain", "a", "read", "customer", "--domain", "acme", missing]) == 2
+    assert "cannot open" in capsys.readouterr().err
+    assert not (tmp_path / "none.db").exists()

@@ -303,7 +303,9 @@ def load_source(source: str, domain: str) -> Loaded:
     """The domain's rules from a policy directory or a store URL (opened read-only)."""
     from salesauthz.errors import PolicyError, StorageError
 
-    if "://" in source or source.startswith(("sqlite:", "postgresql:", "postgres:", "casbin+")):
+    from .readonly import is_store
+
+    if is_store(source):
         from salesauthz.adapters import mask_url
 
         from .readonly import open_read_only

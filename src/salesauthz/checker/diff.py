@@ -38,6 +38,7 @@ from salesauthz.values import Share
 from .analysis import excess, permission_text, scope_label
 from .fields_view import field_types, natural_records, record_owners, shared_levels, where
 from .output import Output
+from .readonly import is_store
 
 __all__ = [
     "AccountChange",
@@ -417,11 +418,6 @@ def _load(path: Path) -> dict[str, Snapshot]:
         return engine.compile_domains(load_directory(path).rules)
     except PolicyError as exc:
         raise UsageError(f"cannot load {path} (run `salesauthz check`): {exc}") from None
-
-
-def is_store(spec: str) -> bool:
-    """Whether a diff side names a store (``sqlite:///…``) rather than a directory or git."""
-    return "://" in spec or spec.startswith(("sqlite:", "memory:"))
 
 
 def _store_snapshots(url: str) -> dict[str, Snapshot]:

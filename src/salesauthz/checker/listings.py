@@ -101,12 +101,16 @@ def _unknown(what: str, name: str, qualifier: str, domain: str, known: Iterable[
 
 def open_source(path: str | None, url: str | None, *, progress: Progress | None = None) -> Source:
     """The rules at ``url`` (a store, opened read-only) or in the directory ``path`` (default
-    ``policies``)."""
+    ``policies``); a ``path`` that names a store (``sqlite:///…``) is read as ``url``."""
     from salesauthz.errors import PolicyError, StorageError
     from salesauthz.models.loader import load_directory
 
+    from .readonly import is_store
+
     if url is not None and path is not None:
         raise UsageError("give a policy directory or --url, not both")
+    if path is not None and is_store(path):
+        path, url = None, path
     if url is not None:
         from salesauthz.adapters import mask_url
 

@@ -11,7 +11,14 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from salesauthz.adapters.base import Adapter
 
-__all__ = ["open_read_only"]
+__all__ = ["is_store", "open_read_only"]
+
+
+def is_store(spec: str) -> bool:
+    """Whether a command's source names a store (``sqlite:///…``, ``postgresql://…``,
+    ``casbin+…``, ``memory://``) rather than a policy directory (or a git revision)."""
+    return "://" in spec or spec.startswith(
+        ("sqlite:", "memory:", "postgresql:", "postgres:", "casbin+"))
 
 
 def open_read_only(url: str) -> Adapter:
