@@ -304,10 +304,18 @@ def test_apply_revokes_exactly_what_was_decided_as_the_reviewer(
     assert "lead_e1 may not manage account rep_e1" in out
     assert "total: 2 revoked, 4 certified, 1 refused, 0 stale, 1 still undecided" in out
     records = audit_of(store)[audit_before:]
-    assert [(r.actor, r.operation, r.target, set(r.removed)) for r in records] == [
+    assert [(r.actor, r.operation, r.target, set(r.removed)) for r in records
+            if r.operation != "certify"] == [
         ("alice", "unassign_role", "rep_w", set(map(tuple, lines[("rep_w", "role rep")]["rules"]))),
         ("mgr_east", "unassign_role", "rep_e2", set(map(tuple, lines[("rep_e2", "role rep")]["rules"]))),
     ]
+    # Each certification is the reviewer's act on the audit trail, naming the campaign and line.
+    certified = [r for r in records if r.operation == "certify"]
+    assert {(r.actor, r.target, r.detail.partition(": kept ")[2]) for r in certified} == {
+        ("mgr_east", "lead_e1", "role rep"), ("alice", "mgr_east", "role manager"),
+        ("alice", "alice", "role admin"), ("lead_e1", "rep_e1", "role rep")}
+    assert all(r.detail.startswith(f"campaign of {manifest['created']}, line L") and not r.added
+               and not r.removed and r.outcome == "applied" for r in certified)
     page = (campaign / "mgr_east.html").read_text(encoding="utf-8")
     assert "&lt;script&gt;x&lt;/script&gt;" in page
     assert "<script>" not in page
@@ -319,7 +327,7 @@ def test_apply_revokes_exactly_what_was_decided_as_the_reviewer(
     assert "nothing changed: 2 revocations of this campaign had already been carried out" in out
     assert "total: 0 revoked, 4 certified, 1 refused, 0 stale, 1 still undecided (2 revoked earlier)" in out
     assert stored(store) == after
-    assert len(audit_of(store)) == audit_before + 2
+    assert len(audit_of(store)) == audit_before + 6  # nothing certified twice
 
     # Once every line is decided and nothing is refused, apply exits 0.
     decide(campaign, "lead_e1", {(("rep_e1", f"role senior_rep until {LATER}")): "certify"})
@@ -331,6 +339,7 @@ def test_apply_revokes_exactly_what_was_decided_as_the_reviewer(
     assert report["ok"]
     assert report["totals"]["certified"] == 6
     assert report["totals"]["already-revoked"] == 2
+    assert len(audit_of(store)) == audit_before + 8  # the two lines certified now
 
 
 def test_stale_lines_are_reported_not_guessed(tmp_path: Path, org: Path,

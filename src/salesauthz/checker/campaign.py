@@ -10,8 +10,10 @@ domain, what the rules were at the start, and the exact rules behind every line.
 ``apply`` carries out the revocations through the admin API *as the reviewer* — so each is
 authorized by the reviewer's own rights and audited with the reviewer as actor — and refuses what
 it should not guess: a review file edited out of shape (``file:line`` errors, nothing applied),
-a line whose access changed since the start (stale). It is idempotent: a revocation already in
-the audit trail (by that reviewer, on that account, since the start) is not tried again.
+a line whose access changed since the start (stale). Each certification goes on the audit trail
+as the reviewer's act (operation ``certify``, no rule changed). It is idempotent: a revocation
+or certification already in the audit trail (by that reviewer, on that account, since the start)
+is not done again.
 
 A *department head* of an account is an active account other than itself holding
 ``account:manage`` over it whose main department is the account's own department or the nearest
@@ -653,6 +655,17 @@ def _rule(values: Sequence[Any]) -> Rule:
     return tuple(str(v) for v in values)
 
 
+def _certified_detail(manifest: dict[str, Any], line_id: str, line: dict[str, Any]) -> str:
+    """What a certification's audit record says: the campaign (by its start), the line, the
+    access kept."""
+    return f"campaign of {manifest['created']}, line {line_id}: kept {line['access']}"
+
+
+def _already_certified(audit: list[Any], reviewer: str, account: str, detail: str) -> bool:
+    return any(record.actor == reviewer and record.target == account and record.operation == "certify"
+               and record.detail == detail for record in audit)
+
+
 def _already_revoked(audit: list[Any], reviewer: str, account: str, rules: set[Rule]) -> bool:
     return any(record.actor == reviewer and record.target == account and record.outcome == "applied"
                and record.operation in ("unassign_role", "revoke")
@@ -665,6 +678,7 @@ def apply_campaign(directory: Path, url: str, *, dry_run: bool = False) -> Apply
     same admin operations, and the store is left alone."""
     from salesauthz import Authorizer
     from salesauthz.adapters import mask_url
+    from salesauthz.audit import AuditDraft
     from salesauthz.errors import ForbiddenError, PolicyError, StorageError, UnknownNameError
 
     from .readonly import open_read_only
@@ -689,6 +703,7 @@ def apply_campaign(directory: Path, url: str, *, dry_run: bool = False) -> Apply
         current = access_lines(rules, domain)
         audit = list(store.audit.query(domain=domain, since=float(manifest["created_at"])))
         by_reviewer = sorted(manifest["lines"].items(), key=lambda kv: (kv[1]["reviewer"], kv[0]))
+        certified: list[AuditDraft] = []
         for line_id, line in by_reviewer:
             decided = decisions[line_id]
             reviewer, account = line["reviewer"], line["account"]
@@ -715,6 +730,11 @@ def apply_campaign(directory: Path, url: str, *, dry_run: bool = False) -> Apply
                                                    + access_text(key, sorted(now), store.now())))
                 continue
             if decided.decision == "certify":
+                # On the audit trail as the reviewer's act (once, however often it is applied).
+                detail = _certified_detail(manifest, line_id, line)
+                if not dry_run and not _already_certified(audit, reviewer, account, detail):
+                    certified.append(AuditDraft(store.now(), reviewer, domain, "certify", account,
+                                                detail=detail))
                 report.outcomes.append(outcome("certified"))
                 continue
             admin = target.admin(reviewer, domain=domain)
@@ -730,6 +750,8 @@ def apply_campaign(directory: Path, url: str, *, dry_run: bool = False) -> Apply
                 report.outcomes.append(outcome("refused", f"the admin API cannot remove it: {exc}"))
             else:
                 report.outcomes.append(outcome("revoked"))
+        if certified:
+            store.apply_changes(audit=certified)  # one write for every certification
         if not dry_run:
             outcomes = {o.id: o for o in report.outcomes}
             for reviewer, names in manifest["reviewers"].items():
