@@ -27,7 +27,7 @@ from typing import Protocol, runtime_checkable
 from salesauthz._audit_chain import AuditDraft, AuditKeyring, AuditRecord, AuditSnapshot
 from salesauthz._rules import Rule
 
-__all__ = ["Adapter", "Change", "ChangeFeed", "Commit", "Loaded", "mask_url"]
+__all__ = ["Adapter", "AppliesByCommit", "Change", "ChangeFeed", "Commit", "Loaded", "mask_url"]
 
 DEFAULT_LOG_RETENTION = 10_000
 """Change-log entries a store keeps per domain (older ones are pruned as new ones are written):
@@ -167,6 +167,22 @@ class Adapter(Protocol):
 
 
 _PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@]*:)(?P<password>[^@/]*)@", re.I)
+
+
+class AppliesByCommit:
+    """:meth:`Adapter.apply` written once, in terms of the store's own :meth:`Adapter.commit`
+    (the bundled stores inherit it; a store of your own may too)."""
+
+    def apply(
+        self: Adapter,
+        added: Sequence[Rule],
+        removed: Sequence[Rule],
+        audit: Sequence[AuditDraft] = (),
+        *,
+        expected: Mapping[str, int] | None = None,
+    ) -> list[AuditRecord]:
+        """:meth:`Adapter.commit`, returning only the sealed records."""
+        return self.commit(added, removed, audit, expected=expected).records
 
 
 def mask_url(url: str) -> str:

@@ -20,14 +20,22 @@ from salesauthz._audit_chain import (
 from salesauthz._rules import Rule, check_rule, domain_of
 from salesauthz.errors import ConflictError, PolicyError, PolicyIssue
 
-from .base import DEFAULT_LOG_RETENTION, LOG_MAX_RULES, Change, ChangeFeed, Commit, Loaded
+from .base import (
+    DEFAULT_LOG_RETENTION,
+    LOG_MAX_RULES,
+    AppliesByCommit,
+    Change,
+    ChangeFeed,
+    Commit,
+    Loaded,
+)
 
 __all__ = ["MemoryAdapter"]
 
 FactKey = tuple[str, str, str]
 
 
-class MemoryAdapter:
+class MemoryAdapter(AppliesByCommit):
     """Rules, audit records and audit anchors held in this process (lost when it exits).
 
     Args:
@@ -94,16 +102,6 @@ class MemoryAdapter:
             rules = self._load(domains)
             versions = {d: v for d, v in self._versions.items() if wanted is None or d in wanted}
             return Loaded(rules, versions)
-
-    def apply(
-        self,
-        added: Sequence[Rule],
-        removed: Sequence[Rule],
-        audit: Sequence[AuditDraft] = (),
-        *,
-        expected: Mapping[str, int] | None = None,
-    ) -> list[AuditRecord]:
-        return self.commit(added, removed, audit, expected=expected).records
 
     def commit(
         self,

@@ -80,7 +80,16 @@ from salesauthz._rules import ARITY, DOMAIN_FIELD, Rule, check_rule, domain_of
 from salesauthz.errors import AuditVerificationError, ConflictError, PolicyError, PolicyIssue, StorageError
 
 from ._deadline import call_before, shutdown_socket, watchdog
-from .base import DEFAULT_LOG_RETENTION, LOG_MAX_RULES, Change, ChangeFeed, Commit, Loaded, mask_url
+from .base import (
+    DEFAULT_LOG_RETENTION,
+    LOG_MAX_RULES,
+    AppliesByCommit,
+    Change,
+    ChangeFeed,
+    Commit,
+    Loaded,
+    mask_url,
+)
 
 __all__ = ["CommitListener", "SQLAdapter", "StoreTimeouts", "domain_key", "engine_url",
            "install_change_triggers", "rule_key"]
@@ -251,7 +260,7 @@ def rows_to_rules(rows: Iterable[Sequence[Any]]) -> list[Rule]:
 _NULLS: Final = tuple((None,) * n for n in range(8))  # NULLs past a rule's arity, by count
 
 
-class SQLAdapter:
+class SQLAdapter(AppliesByCommit):
     """Rules, per-domain versions and the audit trail in one SQL database.
 
     Args:
@@ -589,16 +598,6 @@ class SQLAdapter:
                 versions = self._select_versions(conn, wanted)
                 rules = self._load_rules(conn, wanted)
         return Loaded(rules, versions)
-
-    def apply(
-        self,
-        added: Sequence[Rule],
-        removed: Sequence[Rule],
-        audit: Sequence[AuditDraft] = (),
-        *,
-        expected: Mapping[str, int] | None = None,
-    ) -> list[AuditRecord]:
-        return self.commit(added, removed, audit, expected=expected).records
 
     def commit(
         self,
