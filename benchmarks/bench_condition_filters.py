@@ -39,7 +39,6 @@ kept in the JSON.
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
 import statistics
@@ -51,7 +50,7 @@ from typing import Any
 import bench_filters
 import psycopg
 from bench_filters import HERE, organisation
-from bench_filters_large import TARGET, WARMUP, subtree, timed
+from bench_filters_large import TARGET, WARMUP, measure, subtree
 
 from salesauthz import Authorizer
 from salesauthz.filters.sql import sql_where
@@ -232,17 +231,7 @@ def run(dsn: str, schema: str, rows: int, rounds: int, batch: int, drop: bool) -
                             == conn.execute(ids[1], hand_params).fetchall()), (  # type: ignore[arg-type]
                         f"{persona}: the filter's rows differ from hand-written")
                 names = list(variants)
-                times: dict[str, list[float]] = {name: [] for name in names}
-                gc.disable()
-                try:
-                    for name in names:  # WARMUP executions of each statement first
-                        timed(conn, variants[name], WARMUP)
-                    for i in range(rounds):
-                        shift = i % len(names)
-                        for name in names[shift:] + names[:shift]:
-                            times[name].append(timed(conn, variants[name], batch))
-                finally:
-                    gc.enable()
+                times = measure(conn, variants, rounds, batch)
                 medians = {name: statistics.median(v) for name, v in times.items()}
                 p95s = {name: p95(v) for name, v in times.items()}
                 ratio = {name: round(medians[name] / medians["hand-written"], 3)

@@ -113,6 +113,26 @@ def timed(conn: psycopg.Connection[Any], build: Callable[[], Query], batch: int)
     return (time.perf_counter() - started) / batch
 
 
+def measure(conn: psycopg.Connection[Any], variants: dict[str, Callable[[], Query]], rounds: int,
+            batch: int) -> dict[str, list[float]]:
+    """Seconds per run of each variant: ``WARMUP`` executions of each statement first, then
+    ``rounds`` rounds of ``batch`` runs, the variants' order rotating from round to round (so
+    none always runs first), the garbage collector off."""
+    names = list(variants)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    gc.disable()
+    try:
+        for name in names:
+            timed(conn, variants[name], WARMUP)
+        for i in range(rounds):
+            shift = i % len(names)
+            for name in names[shift:] + names[:shift]:
+                times[name].append(timed(conn, variants[name], batch))
+    finally:
+        gc.enable()
+    return times
+
+
 def walk(node: dict[str, Any]) -> tuple[list[str], set[str]]:
     """The plan's nodes (depth first, with their indexes) and the indexes it uses."""
     nodes = [node["Node Type"] + (f" on {node['Index Name']}" if "Index Name" in node else "")]
@@ -187,18 +207,7 @@ def run(dsn: str, schema: str, rows: int, rounds: int, batch: int, drop: bool) -
                 for form, query in rendered.items():
                     got = conn.execute(*query).fetchall()  # type: ignore[arg-type]
                     assert got == expected, f"{persona} {kind} {form}: differs from hand-written"
-                names = list(variants)
-                times: dict[str, list[float]] = {name: [] for name in names}
-                gc.disable()
-                try:
-                    for name in names:  # WARMUP executions of each statement first
-                        timed(conn, variants[name], WARMUP)
-                    for i in range(rounds):
-                        shift = i % len(names)
-                        for name in names[shift:] + names[:shift]:
-                            times[name].append(timed(conn, variants[name], batch))
-                finally:
-                    gc.enable()
+                times = measure(conn, variants, rounds, batch)
                 medians = {name: statistics.median(values) for name, values in times.items()}
                 hand_ms = medians["hand-written"]
                 result: dict[str, Any] = {
