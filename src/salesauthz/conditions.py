@@ -250,7 +250,7 @@ class Condition:
                 if test.op == "in" and not isinstance(operand, tuple):
                     operand = (operand,)  # one value: membership is equality
             tests.append(Test(test.attribute, test.op, operand))
-        where = ConditionGuard(tuple(tests), self.where) if tests else None
+        where = _interned_guard(tuple(tests), self.where) if tests else None
         requires = RequirementGuard(self.requires, time_zone_name) if self.requires else None
         return where, requires
 
@@ -468,6 +468,25 @@ def compile_test(test: Test) -> Predicate:
 _COMPARE: Final[dict[str, Callable[[Any, Any], bool]]] = {
     "lt": operator.lt, "le": operator.le, "gt": operator.gt, "ge": operator.ge}
 _NO_ATTRIBUTES: Final[Mapping[str, Any]] = {}
+
+
+_GUARDS: dict[str, ConditionGuard] = {}
+_GUARDS_MAX = 65_536
+
+
+def _interned_guard(tests: tuple[Test, ...], source: tuple[Test, ...]) -> ConditionGuard:
+    """One guard object for every account whose condition resolves to the same tests (the
+    accounts of a territory share it): a check then finds the guard, its compiled tests and
+    their constants in the processor's cache, not one copy per account. Keyed by the tests'
+    ``repr``, which tells ``True``, ``1`` and ``1.0`` apart (they are equal, and hash alike, as
+    Python values, but a test treats them differently). Bounded: starts afresh when full."""
+    key = repr((tests, source))
+    guard = _GUARDS.get(key)
+    if guard is None:
+        if len(_GUARDS) >= _GUARDS_MAX:
+            _GUARDS.clear()
+        guard = _GUARDS.setdefault(key, ConditionGuard(tests, source))
+    return guard
 
 
 @dataclass(frozen=True, slots=True)

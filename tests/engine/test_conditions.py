@@ -160,3 +160,54 @@ def test_compiled_tests_answer_as_passes() -> None:
             predicate = compile_test(test)
             for value in values:
                 assert predicate(value) == passes(test, value), (op, operand, value)
+
+
+def test_a_plain_scope_beside_a_conditioned_one_still_counts() -> None:
+    """``@team`` and ``@all where region = East`` on one action: a record of the team passes
+    whatever its region; any other record only where the condition holds (the check's
+    condition-only short cut must not skip the plain part)."""
+    from salesauthz.reference import reference_enforcer, request
+
+    authz = Authorizer.from_rules(compile_document(DomainDocument.model_validate({
+        "domain": "acme",
+        "resources": {"customer": {"actions": ["read"], "attributes": {"region": "str"}}},
+        "departments": {"d1": {}, "d2": {}},
+        "roles": {"rep": {"permissions": [
+            {"scope": "team", "customer": ["read"]},
+            {"scope": "all", "where": {"region": {"in": ["East"]}}, "customer": ["read"]}]}},
+        "accounts": {"u": {"department": "d1", "roles": ["rep"]},
+                     "mate": {"department": "d1"}, "far": {"department": "d2"}},
+    })))
+    cases = {("mate", None, "West"): True, ("far", None, "West"): False,
+             ("far", None, "East"): True, ("far", "d1", "West"): True, ("mate", "d2", "West"): False}
+    enforcer = reference_enforcer(authz.rules())
+    for (owner, department, region), expected in cases.items():
+        record = Record("customer", owner=owner, department=department,
+                        attributes={"region": region})
+        assert authz.check("u", "read", record, domain="acme") is expected, (owner, department)
+        assert authz.check_many([("u", "read", record)], domain="acme") == [expected]
+        assert bool(enforcer.enforce(*request("u", "acme", "read", record))) is expected
+
+
+def test_resolved_conditions_are_shared_but_never_across_kinds_of_value() -> None:
+    """Accounts whose condition resolves to the same tests share one guard object (checks of a
+    whole territory touch one); ``True``, ``1`` and ``1.0`` are equal Python values but not the
+    same test, so each gets its own."""
+    from salesauthz.conditions import Condition
+
+    condition = Condition.of({"tier": {"eq": "account.tier"}, "region": {"in": "account.regions"}})
+    assert condition is not None
+
+    def guard(tier: Any, regions: list[str]) -> Any:
+        resolved = condition.resolve({"tier": tier, "regions": regions}, "UTC")
+        assert resolved is not None
+        return resolved[0]
+
+    assert guard(1, ["East", "North"]) is guard(1, ["East", "North"])
+    assert guard(1, ["East"]) is not guard(1, ["East", "North"])
+    as_bool, as_int, as_float = guard(True, ["East"]), guard(1, ["East"]), guard(1.0, ["East"])
+    assert len({id(as_bool), id(as_int), id(as_float)}) == 3
+    record = {"tier": True, "region": "East"}
+    assert as_bool.holds("x", (), record, None)
+    assert not as_int.holds("x", (), record, None)  # a bool is never a number
+    assert as_int.holds("x", (), {"tier": 1, "region": "East"}, None)
