@@ -247,17 +247,12 @@ def rows_to_rules(rows: Iterable[Sequence[Any]]) -> list[Rule]:
         width = width_of(row[0])
         if width is None:  # a row this model does not know (e.g. another app's Casbin policy)
             continue
-        rest = row[width:]
-        if rest and rest != _NULLS[len(rest)] and any(rest):
-            # a value past the arity ("" there is as good as absent)
+        if any(row[width:]):  # a value past the arity ("" there is as good as absent)
             last = max(i for i, value in enumerate(row) if value not in (None, ""))
             rules[tuple(row[:last + 1])] = None
             continue
-        rules[tuple(row[:width]) if rest else tuple(row)] = None
+        rules[tuple(row[:width])] = None
     return list(rules)
-
-
-_NULLS: Final = tuple((None,) * n for n in range(8))  # NULLs past a rule's arity, by count
 
 
 class SQLAdapter(AppliesByCommit):
