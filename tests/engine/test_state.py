@@ -233,6 +233,7 @@ def test_cached_decisions_equal_rebuilt_and_reference(data: st.DataObject, org: 
             if kept is not None and fresh is not None:
                 assert dict(kept.members) == dict(fresh.members)
                 assert dict(kept.homes) == dict(fresh.homes)
+                assert dict(kept.children) == dict(fresh.children)
                 assert dict(kept.auxiliary_members) == dict(fresh.auxiliary_members)
         assert cached == _decisions(authz, batch)  # the same answers again, from the cache
     enforcer = reference_enforcer(authz.rules(), clock=lambda: clock[0])

@@ -363,33 +363,38 @@ class DomainState:
                     if info.department is not None:
                         every_home[name] = info.department
             accounts, homes = every, every_home
-            children = _children_of(accounts)
+            children = _regrouped({}, [(name, (), (info.parent,)) for name, info in every.items()
+                                       if info.parent is not None])
             members = _regrouped({}, [(name, (), (info.department,)) for name, info in every.items()
                                       if info.department])
             auxiliary = _regrouped({}, [(name, (), info.also_in) for name, info in every.items()
                                         if info.also_in])
         else:
-            # Only the touched accounts: the map is persistent (no copy of the tenant's accounts).
+            # Only the touched accounts: the map is persistent (no copy of the tenant's accounts);
+            # the homes and the groupings below are copied once per change, not per account.
             changes: dict[str, AccountInfo | None] = {}
-            homes, children = previous.homes, previous.children
+            rehomed: dict[str, str | None] = {}
             moved: list[tuple[str, Iterable[str], Iterable[str]]] = []
             moved_auxiliary: list[tuple[str, Iterable[str], Iterable[str]]] = []
+            reparented: list[tuple[str, Iterable[str], Iterable[str]]] = []
             for name in touched:
                 info = self._account_info(name)
                 before = previous.accounts.get(name, NO_ACCOUNT)
                 changes[name] = None if info is NO_ACCOUNT else info
                 if info.department != before.department:
+                    rehomed[name] = info.department
                     moved.append((name, (before.department,) if before.department else (),
                                   (info.department,) if info.department else ()))
                 if info.also_in != before.also_in:
                     moved_auxiliary.append((name, before.also_in, info.also_in))
                 if info.parent != before.parent:
-                    children = _reparented(children, name, before.parent, info.parent)
+                    reparented.append((name, () if before.parent is None else (before.parent,),
+                                       () if info.parent is None else (info.parent,)))
             accounts = layered(previous.accounts).changed(changes)
-            if moved:  # one copy of the homes for every account moved by this change
+            homes = previous.homes
+            if rehomed:
                 homes = dict(homes)
-                for name, _, _ in moved:
-                    department = accounts.get(name, NO_ACCOUNT).department
+                for name, department in rehomed.items():
                     if department is None:
                         homes.pop(name, None)
                     else:
@@ -397,6 +402,8 @@ class DomainState:
             members = _regrouped(previous.members, moved) if moved else previous.members
             auxiliary = (_regrouped(previous.auxiliary_members, moved_auxiliary)
                          if moved_auxiliary else previous.auxiliary_members)
+            children = (_regrouped(previous.children, reparented) if reparented
+                        else previous.children)
         self._role_set_changed = False
 
         if self._department_grant_part is None:
@@ -560,14 +567,6 @@ def load_domains(rules: Sequence[Rule] | Mapping[str, Sequence[Rule]], names: Co
 _rule_of = attrgetter("rule")  # a permission's stored rule: the order grants are kept in
 
 
-def _children_of(accounts: Mapping[str, AccountInfo]) -> dict[str, frozenset[str]]:
-    children: dict[str, set[str]] = {}
-    for name, info in accounts.items():
-        if info.parent is not None:
-            children.setdefault(info.parent, set()).add(name)
-    return {parent: frozenset(names) for parent, names in children.items()}
-
-
 def _regrouped(groups: Mapping[str, frozenset[str]],
                moves: Sequence[tuple[str, Iterable[str], Iterable[str]]]
                ) -> dict[str, frozenset[str]]:
@@ -587,20 +586,6 @@ def _regrouped(groups: Mapping[str, frozenset[str]],
             copy[key] = frozenset(names)
         else:
             copy.pop(key, None)
-    return copy
-
-
-def _reparented(children: Mapping[str, frozenset[str]], name: str, old: str | None,
-                new: str | None) -> dict[str, frozenset[str]]:
-    copy = dict(children)
-    if old is not None:
-        rest = copy.get(old, frozenset()) - {name}
-        if rest:
-            copy[old] = rest
-        else:
-            copy.pop(old, None)
-    if new is not None:
-        copy[new] = copy.get(new, frozenset()) | {name}
     return copy
 
 
