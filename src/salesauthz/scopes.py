@@ -220,8 +220,14 @@ class Coverage:
     # conditions, tested in turn without building the terms' records.
     condition_guards: tuple[ConditionGuard, ...] | None = field(default=None, init=False,
                                                                 repr=False, compare=False)
+    # Whether a test reads the record's department (so a record without one needs its owner's
+    # looked up): not when the set is only owners and terms over every record.
+    reads_department: bool = field(default=False, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "reads_department", bool(
+            self.departments or self.owner_departments
+            or any(not term.base.everything for term in self.guarded)))
         if not self.guarded:
             return
         if all(term.base.everything and len(term.guards) == 1
@@ -248,7 +254,7 @@ class Coverage:
         """
         if self.everything or owner in self.owners:
             return True
-        if not department and homes is not None:
+        if not department and homes is not None and self.reads_department:
             department = homes.get(owner)  # type: ignore[arg-type]  # None: no such account
         if department in self.departments:
             return True

@@ -211,3 +211,26 @@ def test_resolved_conditions_are_shared_but_never_across_kinds_of_value() -> Non
     assert as_bool.holds("x", (), record, None)
     assert not as_int.holds("x", (), record, None)  # a bool is never a number
     assert as_int.holds("x", (), {"tier": 1, "region": "East"}, None)
+
+
+def test_a_conditioned_team_scope_finds_a_record_in_its_owners_department() -> None:
+    """``@team where region = East``: a record without a department is in its owner's (the
+    condition does not spare the department lookup when the scope itself reads it)."""
+    from salesauthz.reference import reference_enforcer, request
+
+    authz = Authorizer.from_rules(compile_document(DomainDocument.model_validate({
+        "domain": "acme",
+        "resources": {"customer": {"actions": ["read"], "attributes": {"region": "str"}}},
+        "departments": {"d1": {}, "d2": {}},
+        "roles": {"rep": {"permissions": [
+            {"scope": "team", "where": {"region": {"in": ["East"]}}, "customer": ["read"]}]}},
+        "accounts": {"u": {"department": "d1", "roles": ["rep"]},
+                     "mate": {"department": "d1"}, "far": {"department": "d2"}},
+    })))
+    cases = {("mate", "East"): True, ("far", "East"): False, ("mate", "West"): False}
+    enforcer = reference_enforcer(authz.rules())
+    for (owner, region), expected in cases.items():
+        record = Record("customer", owner=owner, attributes={"region": region})
+        assert authz.check("u", "read", record, domain="acme") is expected, owner
+        assert authz.check_many([("u", "read", record)], domain="acme") == [expected]
+        assert bool(enforcer.enforce(*request("u", "acme", "read", record))) is expected
