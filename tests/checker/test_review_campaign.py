@@ -464,3 +464,40 @@ def test_a_timed_role_is_revoked_or_refused_with_the_reason(tmp_path: Path, org:
         assert line.outcome == "refused"
         assert line.reason.startswith("the admin API cannot remove it")
         assert stored(store) == before
+
+
+def test_a_certification_revoked_meanwhile_by_another_process_is_stale(
+        store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Certifications are written in the store's transaction, decided on the rules it applies
+    to: when another process revokes a certified line after apply read the store, that line is
+    reported stale and no certification of it is recorded."""
+    from salesauthz.checker import campaign as module
+
+    directory = tmp_path / "campaign"
+    assert main(["review", "start", store, "--domain", "acme", "--out", str(directory),
+                 "--default-reviewer", "alice"]) == 0
+    lines = access_of(directory)
+    decide(directory, "mgr_east", {("lead_e1", "role rep"): "certify"})
+    decide(directory, "alice", {("mgr_east", "role manager"): "certify"})
+    gone = lines[("lead_e1", "role rep")]["rules"]
+    checked = module._already_certified
+    revoked: list[bool] = []
+
+    def meanwhile(*args: Any) -> bool:
+        if not revoked:  # another process, after apply has read the store
+            other = Authorizer.from_url(store)
+            other.apply_changes(removed=[tuple(r) for r in gone])
+            other.close()
+            revoked.append(True)
+        return checked(*args)
+
+    monkeypatch.setattr(module, "_already_certified", meanwhile)
+    audit_before = len(audit_of(store))
+    capsys.readouterr()
+    assert main(["review", "apply", str(directory), "--url", store, "--format", "json"]) == 1
+    outcomes = {(o["account"], o["access"]): o for o in json.loads(capsys.readouterr().out)["lines"]}
+    assert outcomes[("lead_e1", "role rep")]["outcome"] == "stale"
+    assert outcomes[("mgr_east", "role manager")]["outcome"] == "certified"
+    certified = [r for r in audit_of(store)[audit_before:] if r.operation == "certify"]
+    assert [(r.actor, r.target) for r in certified] == [("alice", "mgr_east")]

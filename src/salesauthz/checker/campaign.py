@@ -23,12 +23,13 @@ line of departments (a tenant-wide admin in another branch) are not its departme
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import html
 import json
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -666,6 +667,34 @@ def _already_certified(audit: list[Any], reviewer: str, account: str, detail: st
                and record.detail == detail for record in audit)
 
 
+class _NothingToCertify(Exception):
+    pass
+
+
+def _record_certifications(store: Any, domain: str,
+                           certified: list[tuple[str, LineKey, set[Rule], Any]],
+                           report: ApplyReport) -> None:
+    """Write the certifications in one change, decided on the rules that change applies to (the
+    store's transaction: re-run on newer rules if another process changed the domain since this
+    apply read it). A line revoked or changed meanwhile is not certified: it is reported stale."""
+    kept: set[str] = set()
+
+    def plan(_: object) -> tuple[list[Rule], list[Rule], list[Any]]:
+        held = access_lines(store.rules(domain), domain)
+        kept.clear()
+        kept.update(line_id for line_id, key, recorded, _ in certified
+                    if set(held.get(key, ())) == recorded)
+        if not kept:
+            raise _NothingToCertify
+        return [], [], [draft for line_id, _, _, draft in certified if line_id in kept]
+
+    with contextlib.suppress(_NothingToCertify):
+        store._transact(domain, plan)
+    gone = {line_id for line_id, _, _, _ in certified} - kept
+    report.outcomes = [replace(o, outcome="stale", reason="it changed while the campaign was applied")
+                       if o.id in gone else o for o in report.outcomes]
+
+
 def _already_revoked(audit: list[Any], reviewer: str, account: str, rules: set[Rule]) -> bool:
     return any(record.actor == reviewer and record.target == account and record.outcome == "applied"
                and record.operation in ("unassign_role", "revoke")
@@ -703,7 +732,7 @@ def apply_campaign(directory: Path, url: str, *, dry_run: bool = False) -> Apply
         current = access_lines(rules, domain)
         audit = list(store.audit.query(domain=domain, since=float(manifest["created_at"])))
         by_reviewer = sorted(manifest["lines"].items(), key=lambda kv: (kv[1]["reviewer"], kv[0]))
-        certified: list[AuditDraft] = []
+        certified: list[tuple[str, LineKey, set[Rule], AuditDraft]] = []
         for line_id, line in by_reviewer:
             decided = decisions[line_id]
             reviewer, account = line["reviewer"], line["account"]
@@ -733,8 +762,8 @@ def apply_campaign(directory: Path, url: str, *, dry_run: bool = False) -> Apply
                 # On the audit trail as the reviewer's act (once, however often it is applied).
                 detail = _certified_detail(manifest, line_id, line)
                 if not dry_run and not _already_certified(audit, reviewer, account, detail):
-                    certified.append(AuditDraft(store.now(), reviewer, domain, "certify", account,
-                                                detail=detail))
+                    certified.append((line_id, key, recorded, AuditDraft(
+                        store.now(), reviewer, domain, "certify", account, detail=detail)))
                 report.outcomes.append(outcome("certified"))
                 continue
             admin = target.admin(reviewer, domain=domain)
@@ -751,7 +780,7 @@ def apply_campaign(directory: Path, url: str, *, dry_run: bool = False) -> Apply
             else:
                 report.outcomes.append(outcome("revoked"))
         if certified:
-            store.apply_changes(audit=certified)  # one write for every certification
+            _record_certifications(store, domain, certified, report)
         if not dry_run:
             outcomes = {o.id: o for o in report.outcomes}
             for reviewer, names in manifest["reviewers"].items():
